@@ -130,7 +130,7 @@ func Open(ctx context.Context, path string, opts Options) (*File, error) {
 	if err := checkSuperblock(path, fi.Size()); err != nil {
 		return nil, fmt.Errorf("open emd %q: %w", path, err)
 	}
-	h, err := openH5(path, cmp.Or(opts.MaxElements, DefaultMaxElements))
+	h, err := openH5(path, fi.Size(), cmp.Or(opts.MaxElements, DefaultMaxElements))
 	if err != nil {
 		return nil, fmt.Errorf("open emd %q: %w", path, err)
 	}
@@ -215,7 +215,9 @@ func (f *File) ReadFrame(ctx context.Context, s *Signal, t int) ([]float64, erro
 	if t < 0 || t >= di.Shape[2] {
 		return nil, fmt.Errorf("frame %d of %s (%d frames): %w", t, s.Path, di.Shape[2], ErrNotFound)
 	}
-	if err := f.h.checkSize(s.Path, dsInfo{Shape: di.Shape[:2]}); err != nil {
+	frame := di
+	frame.Shape = di.Shape[:2]
+	if err := f.h.checkSize(s.Path, frame); err != nil {
 		return nil, err
 	}
 	return f.h.readSlice(s.Path, []uint64{0, 0, uint64(t)}, []uint64{uint64(di.Shape[0]), uint64(di.Shape[1]), 1})

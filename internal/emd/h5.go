@@ -18,6 +18,7 @@ type h5file struct {
 	datasets map[string]*hdf5.Dataset
 	groups   map[string]*hdf5.Group
 	order    []string // object paths in walk order (groups end with "/")
+	size     int64    // file size in bytes
 	maxElems int64
 }
 
@@ -26,6 +27,12 @@ type dsInfo struct {
 	Class    string // integer, float, string, compound, vlen, ...
 	ElemSize int
 	Shape    []int
+	Layout   string // contiguous, chunked, compact, ...
+	// Extent is the stored byte size of a contiguous layout, or the element
+	// count of one chunk of a chunked layout.
+	Extent uint64
+	// Address is the file offset of contiguous data.
+	Address uint64
 }
 
 // Elems returns the number of elements of the dataset (1 for a scalar).
@@ -37,7 +44,7 @@ func (d dsInfo) Elems() int64 {
 	return n
 }
 
-func openH5(path string, maxElems int64) (h *h5file, err error) {
+func openH5(path string, size, maxElems int64) (h *h5file, err error) {
 	defer recoverInto(&err, "open hdf5")
 	f, err := hdf5.Open(path)
 	if err != nil {
@@ -48,6 +55,7 @@ func openH5(path string, maxElems int64) (h *h5file, err error) {
 		datasets: map[string]*hdf5.Dataset{},
 		groups:   map[string]*hdf5.Group{},
 		maxElems: maxElems,
+		size:     size,
 	}
 	f.Walk(func(p string, o hdf5.Object) {
 		switch v := o.(type) {
@@ -79,7 +87,7 @@ func recoverInto(err *error, op string) {
 }
 
 var (
-	infoRe  = regexp.MustCompile(`^Dataset: (\S+) \(size=(\d+) bytes\), (.*?), (?:contiguous|chunked|compact|unknown|virtual)`)
+	infoRe  = regexp.MustCompile(`^Dataset: (\S+) \(size=(\d+) bytes\), (.*?), (contiguous|chunked|compact|unknown|virtual)(.*)$`)
 	shapeRe = regexp.MustCompile(`\d+`)
 )
 
@@ -123,6 +131,37 @@ func parseInfo(s string) (dsInfo, error) {
 	default:
 		return dsInfo{}, fmt.Errorf("%w: unsupported dataspace %q", ErrFormat, space)
 	}
+	di.Layout = m[4]
+	nums := shapeRe.FindAllString(m[5], -1)
+	switch di.Layout {
+	case "contiguous":
+		// " (address=0x1A2B, size=4096)": the regexp sees the hex digits too.
+		if i := strings.Index(m[5], "address=0x"); i >= 0 {
+			hex := m[5][i+len("address=0x"):]
+			if j := strings.IndexByte(hex, ','); j > 0 {
+				di.Address, _ = strconv.ParseUint(hex[:j], 16, 64)
+			}
+		}
+		if len(nums) > 0 {
+			di.Extent, _ = strconv.ParseUint(nums[len(nums)-1], 10, 64)
+		}
+	case "chunked":
+		// " (chunks=[c0 c1 ... elemsize])": the last number is the element size.
+		di.Extent = 1
+		for i, n := range nums {
+			if i == len(nums)-1 && len(nums) > 1 {
+				break
+			}
+			v, err := strconv.ParseUint(n, 10, 32)
+			if err != nil || v == 0 {
+				return dsInfo{}, fmt.Errorf("%w: chunk dimension %s", ErrFormat, n)
+			}
+			di.Extent *= v
+			if di.Extent > 1<<32 {
+				return dsInfo{}, fmt.Errorf("%w: chunk of more than 2^32 elements", ErrFormat)
+			}
+		}
+	}
 	return di, nil
 }
 
@@ -136,6 +175,24 @@ func (h *h5file) checkSize(path string, di dsInfo) error {
 	}
 	if n > h.maxElems || n < 0 {
 		return fmt.Errorf("dataset %q has %d elements (shape %v): %w (limit %d)", path, n, di.Shape, ErrTooLarge, h.maxElems)
+	}
+	if di.Class == "integer" || di.Class == "float" {
+		switch di.ElemSize {
+		case 1, 2, 4, 8:
+		default:
+			return fmt.Errorf("dataset %q: %w: %d-byte %s elements", path, ErrFormat, di.ElemSize, di.Class)
+		}
+	}
+	switch di.Layout {
+	case "contiguous":
+		need := uint64(n) * uint64(di.ElemSize)
+		if di.Extent < need || di.Address > uint64(h.size) || need > uint64(h.size)-di.Address {
+			return fmt.Errorf("dataset %q: %w: %d bytes of data at offset %d do not fit in a %d-byte file", path, ErrFormat, need, di.Address, h.size)
+		}
+	case "chunked":
+		if di.Extent*uint64(max(di.ElemSize, 1)) > 1<<30 {
+			return fmt.Errorf("dataset %q: %w: chunks of %d elements", path, ErrFormat, di.Extent)
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/picoflow/picoflow/internal/emd/emdtest"
@@ -21,7 +22,7 @@ func TestRandomMutations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; i < 150; i++ {
+		for i := 0; i < mutations; i++ {
 			d := append([]byte(nil), src...)
 			for k := 0; k < 1+r.Intn(8); k++ {
 				// Bias towards the metadata at the front of the file.
@@ -55,4 +56,14 @@ func TestRandomMutations(t *testing.T) {
 			}
 		}
 	}
+}
+
+// mutations per file; raise it locally for a longer soak.
+var mutations = envInt("PICOFLOW_MUTATIONS", 150)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

@@ -90,6 +90,9 @@ func (f *File) frameMetadata(path string) (map[string]any, error) {
 	if len(di.Shape) != 2 || di.Shape[0] == 0 || di.Shape[1] == 0 || di.Shape[0] > 1<<24 {
 		return nil, fmt.Errorf("metadata %s: %w: shape %v", path, ErrFormat, di.Shape)
 	}
+	if err := f.h.checkSize(path, di); err != nil {
+		return nil, err
+	}
 	v, err := f.h.readSlice(path, []uint64{0, 0}, []uint64{uint64(di.Shape[0]), 1})
 	if err != nil {
 		return nil, err
