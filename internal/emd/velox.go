@@ -351,3 +351,14 @@ func dtypeName(di dsInfo) string {
 	}
 	return di.Class
 }
+
+// Lookup returns the value at a dotted path of a metadata document (Velox
+// JSON or NCEM attributes), or nil.
+func Lookup(m map[string]any, path string) any { return jget(m, path) }
+
+// LookupString returns the string at a dotted path, or "".
+func LookupString(m map[string]any, path string) string { return jstr(m, path) }
+
+// LookupFloat returns the number at a dotted path (numbers are often stored
+// as text), or 0.
+func LookupFloat(m map[string]any, path string) float64 { return jfloat(m, path) }

@@ -1,0 +1,48 @@
+// Command picoflow links an analytical electron microscope to facility
+// storage and compute: it reads EMD files, analyses them and catalogues the
+// results. `picoflow help` lists the subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/picoflow/picoflow/internal/emd"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:           "picoflow",
+		Short:         "Move, analyse and catalogue electron microscope data",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(analyzeCmd(), simulateCmd(), benchCmd())
+	err := root.ExecuteContext(ctx)
+	os.Exit(exitCode(err))
+}
+
+// exitCode maps errors to messages and exit codes in one place.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(os.Stderr, "picoflow: interrupted")
+		return 130
+	case errors.Is(err, emd.ErrFormat), errors.Is(err, emd.ErrUnsupported), errors.Is(err, emd.ErrTooLarge), errors.Is(err, emd.ErrNotFound):
+		fmt.Fprintf(os.Stderr, "picoflow: bad input: %v\n", err)
+		return 1
+	default:
+		fmt.Fprintf(os.Stderr, "picoflow: %v\n", err)
+		return 1
+	}
+}

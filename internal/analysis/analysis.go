@@ -1,0 +1,193 @@
+// Package analysis runs the analysis that fits a file: it opens the EMD
+// file, builds its catalogue record, runs the hyperspectral analysis for
+// spectrum images and spectra, renders previews of images, and writes
+// record.json beside the figures. It is the code behind `picoflow analyze`
+// and behind the analyse step of a flow.
+package analysis
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"io"
+	"mime"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
+	"github.com/picoflow/picoflow/internal/chart"
+	"github.com/picoflow/picoflow/internal/emd"
+	"github.com/picoflow/picoflow/internal/record"
+)
+
+// Options configure Run.
+type Options struct {
+	// Creator is recorded when the file names no creator.
+	Creator string
+	// MaxElements bounds the datasets read into memory (emd.Options).
+	MaxElements   int64
+	Hyperspectral hyperspectral.Options
+}
+
+// Run analyses the file at path and writes record.json and figures to
+// outDir, which is created if needed.
+func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record, error) {
+	start := time.Now()
+	sum, size, err := hashFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("analyze %q: %w", path, err)
+	}
+	f, err := emd.Open(ctx, path, emd.Options{MaxElements: opt.MaxElements})
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	defer f.Close()
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	rec := record.FromEMD(f, record.Source{Name: filepath.Base(path), Size: size, SHA256: sum, Creator: opt.Creator})
+	an := &record.Analysis{Kind: "metadata"}
+	var products []hyperspectral.Product
+
+	if s, err := f.Signal(emd.KindSpectrumImage); err == nil {
+		res, err := hyperspectral.AnalyzeSpectrumImage(ctx, f, s, opt.Hyperspectral)
+		if err != nil {
+			return nil, fmt.Errorf("analyze %q: %w", path, err)
+		}
+		if products, err = hyperspectral.Render(ctx, res, outDir); err != nil {
+			return nil, fmt.Errorf("analyze %q: %w", path, err)
+		}
+		fillHyperspectral(an, res, "hyperspectral")
+		if err := writeJSON(filepath.Join(outDir, "elements.json"), res); err != nil {
+			return nil, err
+		}
+		products = append(products, hyperspectral.Product{Name: "elements.json", Role: "elements"})
+	} else if s, err := f.Signal(emd.KindSpectrum); err == nil {
+		res, err := hyperspectral.AnalyzeSpectrum(ctx, f, s, opt.Hyperspectral)
+		if err != nil {
+			return nil, fmt.Errorf("analyze %q: %w", path, err)
+		}
+		if products, err = hyperspectral.Render(ctx, res, outDir); err != nil {
+			return nil, fmt.Errorf("analyze %q: %w", path, err)
+		}
+		fillHyperspectral(an, res, "spectrum")
+	}
+	// A preview of the first image (HAADF of a spectrum image, frame 0 of a
+	// movie, or the image itself).
+	for i := range f.Signals {
+		s := &f.Signals[i]
+		if s.Kind != emd.KindImage && s.Kind != emd.KindImageStack {
+			continue
+		}
+		if an.Kind == "metadata" {
+			an.Kind = string(s.Kind)
+		}
+		frame, err := f.ReadFrame(ctx, s, 0)
+		if err != nil {
+			return nil, fmt.Errorf("analyze %q: %w", path, err)
+		}
+		y, x := s.Axes[len(s.Axes)-2], s.Axes[len(s.Axes)-1]
+		name := "image.png"
+		if err := writeFile(filepath.Join(outDir, name), func(w io.Writer) error {
+			return chart.Map(w, chart.MapSpec{
+				Title: s.Title, Data: frame, NY: y.Size, NX: x.Size,
+				X:     chart.Calib{Scale: x.Scale, Offset: x.Offset, Units: x.Units},
+				Y:     chart.Calib{Scale: y.Scale, Offset: y.Offset, Units: y.Units},
+				Label: "intensity", Colors: chart.Mono(greyTop), ClipLow: 0.5, ClipHigh: 99.5,
+			})
+		}); err != nil {
+			return nil, fmt.Errorf("analyze %q: %w", path, err)
+		}
+		products = append(products, hyperspectral.Product{Name: name, Role: "image-preview"})
+		if s.Kind == emd.KindImageStack {
+			an.Frames = s.Axes[0].Size
+		}
+		break
+	}
+	for _, p := range products {
+		fi, err := os.Stat(filepath.Join(outDir, p.Name))
+		if err != nil {
+			return nil, fmt.Errorf("analyze: %w", err)
+		}
+		rec.Files = append(rec.Files, record.File{Name: p.Name, Role: p.Role, MediaType: mediaType(p.Name), Size: fi.Size()})
+	}
+	an.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	rec.Analysis = an
+	if err := writeJSON(filepath.Join(outDir, "record.json"), rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+var greyTop = color.NRGBA{255, 255, 255, 255}
+
+func fillHyperspectral(an *record.Analysis, res *hyperspectral.Result, kind string) {
+	an.Kind = kind
+	an.Elements = res.ElementSymbols()
+	an.TotalCounts = res.Total
+	an.Frames = res.Frames
+	an.Metrics = map[string]float64{"peaks": float64(len(res.Peaks))}
+	if res.NY > 0 {
+		an.Metrics["mean_counts_per_pixel"] = float64(res.Total) / float64(res.NY*res.NX)
+	}
+	if res.Dropped > 0 {
+		an.Warnings = append(an.Warnings, fmt.Sprintf("%d events outside the %d channels were ignored", res.Dropped, res.Channels))
+	}
+	if len(res.Elements) == 0 {
+		an.Warnings = append(an.Warnings, "no element identified: counts too low or no significant peak")
+	}
+}
+
+func hashFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+func writeJSON(path string, v any) error {
+	return writeFile(path, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	})
+}
+
+// writeFile writes through a temporary file and renames, so a reader never
+// sees a half-written product.
+func writeFile(path string, fn func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := fn(tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+func mediaType(name string) string {
+	if t := mime.TypeByExtension(filepath.Ext(name)); t != "" {
+		return t
+	}
+	return "application/octet-stream"
+}

@@ -1,0 +1,248 @@
+// Package hyperspectral analyses EDS spectrum images: the summed intensity
+// map, the summed spectrum on a calibrated energy axis, element
+// identification from the X-ray line table, and per-element maps. It works
+// on the event stream directly and never materialises the full cube.
+package hyperspectral
+
+import (
+	"context"
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+
+	"github.com/picoflow/picoflow/internal/chart"
+	"github.com/picoflow/picoflow/internal/emd"
+)
+
+// Options configure an analysis.
+type Options struct {
+	Identify IdentifyOptions
+	Frames   emd.FrameRange
+}
+
+// Result is the outcome of analysing one spectrum image or spectrum.
+type Result struct {
+	Title    string    `json:"title"`
+	NY       int       `json:"ny"`
+	NX       int       `json:"nx"`
+	Channels int       `json:"channels"`
+	Frames   int       `json:"frames"`
+	Energy   emd.Axis  `json:"energy"`
+	Y        emd.Axis  `json:"y"`
+	X        emd.Axis  `json:"x"`
+	Total    uint64    `json:"total_counts"`
+	Dropped  int       `json:"dropped_events"`
+	Elements []Element `json:"elements"`
+	Peaks    []Peak    `json:"peaks"`
+	// Spectrum is the summed spectrum, one value per channel.
+	Spectrum []uint64 `json:"-"`
+	// Intensity is the summed counts per pixel (NY×NX, row-major).
+	Intensity []uint64 `json:"-"`
+	// Maps holds one NY×NX count map per element, in Elements order.
+	Maps [][]uint32 `json:"-"`
+}
+
+// AnalyzeSpectrumImage decodes a Velox spectrum image and analyses it.
+func AnalyzeSpectrumImage(ctx context.Context, f *emd.File, s *emd.Signal, opt Options) (*Result, error) {
+	st, err := f.ReadStream(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("analyze spectrum image: %w", err)
+	}
+	return AnalyzeStream(ctx, st, s.Axes[0], s.Axes[1], opt)
+}
+
+// AnalyzeStream analyses a decoded event stream with its spatial axes.
+func AnalyzeStream(ctx context.Context, st *emd.Stream, y, x emd.Axis, opt Options) (*Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if st.Energy.Units != "keV" {
+		return nil, fmt.Errorf("analyze spectrum image: energy axis is not calibrated (units %q)", st.Energy.Units)
+	}
+	r := &Result{Title: "EDS", NY: st.NY, NX: st.NX, Channels: st.Channels, Frames: st.Frames, Energy: st.Energy, Y: y, X: x}
+	r.Intensity, r.Spectrum = st.Sum(opt.Frames)
+	for _, v := range r.Spectrum {
+		r.Total += v
+	}
+	r.identify(opt.Identify)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	lut := make([]int, st.Channels)
+	best := make([]float64, st.Channels)
+	for i := range lut {
+		lut[i] = -1
+	}
+	cal := Calibration{Offset: st.Energy.Offset, Scale: st.Energy.Scale}
+	for k, el := range r.Elements {
+		for c := max(0, cal.channel(el.Window[0])); c <= min(st.Channels-1, cal.channel(el.Window[1])); c++ {
+			// Overlapping windows: a channel belongs to the nearest line.
+			d := abs(cal.energy(c) - el.Energy)
+			if lut[c] < 0 || d < best[c] {
+				lut[c], best[c] = k, d
+			}
+		}
+	}
+	r.Maps = st.Maps(opt.Frames, lut, len(r.Elements))
+	return r, nil
+}
+
+// AnalyzeSpectrum analyses a single spectrum (no maps).
+func AnalyzeSpectrum(ctx context.Context, f *emd.File, s *emd.Signal, opt Options) (*Result, error) {
+	v, err := f.ReadData(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("analyze spectrum: %w", err)
+	}
+	r := &Result{Title: s.Title, Channels: len(v), Energy: s.Axes[0]}
+	r.Spectrum = make([]uint64, len(v))
+	for i, c := range v {
+		if c > 0 {
+			r.Spectrum[i] = uint64(c)
+			r.Total += uint64(c)
+		}
+	}
+	if r.Energy.Units == "keV" {
+		r.identify(opt.Identify)
+	}
+	return r, nil
+}
+
+func (r *Result) identify(opt IdentifyOptions) {
+	counts := make([]float64, len(r.Spectrum))
+	for i, v := range r.Spectrum {
+		counts[i] = float64(v)
+	}
+	r.Elements, r.Peaks = Identify(counts, Calibration{Offset: r.Energy.Offset, Scale: r.Energy.Scale}, opt)
+}
+
+// ElementSymbols returns the identified elements' symbols.
+func (r *Result) ElementSymbols() []string {
+	out := make([]string, len(r.Elements))
+	for i, e := range r.Elements {
+		out[i] = e.Symbol
+	}
+	return out
+}
+
+// Product is one file written by Render.
+type Product struct {
+	Name string
+	Role string
+}
+
+// elementColors cycles through distinguishable colours for element maps.
+var elementColors = []color.NRGBA{
+	{255, 80, 80, 255}, {80, 220, 80, 255}, {90, 140, 255, 255}, {255, 200, 40, 255},
+	{230, 90, 255, 255}, {40, 220, 230, 255}, {255, 140, 40, 255}, {200, 200, 200, 255},
+}
+
+// Render writes the figures of a result into dir: intensity.png (for
+// spectrum images), spectrum.png, spectrum.csv and map-<El>.png per element.
+func Render(ctx context.Context, r *Result, dir string) ([]Product, error) {
+	var out []Product
+	write := func(name, role string, fn func(f *os.File) error) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("render %s: %w", name, err)
+		}
+		if err := fn(f); err != nil {
+			f.Close()
+			return fmt.Errorf("render %s: %w", name, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("render %s: %w", name, err)
+		}
+		out = append(out, Product{Name: name, Role: role})
+		return nil
+	}
+	energies := make([]float64, len(r.Spectrum))
+	counts := make([]float64, len(r.Spectrum))
+	for i, v := range r.Spectrum {
+		energies[i] = r.Energy.Value(float64(i))
+		counts[i] = float64(v)
+	}
+	var markers []chart.Marker
+	for _, el := range r.Elements {
+		for _, l := range el.Lines {
+			markers = append(markers, chart.Marker{Energy: l.Energy, Label: el.Symbol + " " + l.Line})
+		}
+	}
+	if err := write("spectrum.png", "spectrum", func(f *os.File) error {
+		return chart.Spectrum(f, chart.SpectrumSpec{Title: fmt.Sprintf("Summed spectrum (%d counts)", r.Total), Energy: energies, Counts: counts, Markers: markers, MaxEnergy: spectrumMax(r)})
+	}); err != nil {
+		return out, err
+	}
+	if err := write("spectrum.csv", "spectrum-data", func(f *os.File) error {
+		if _, err := fmt.Fprintln(f, "energy_keV,counts"); err != nil {
+			return err
+		}
+		for i := range counts {
+			if _, err := fmt.Fprintf(f, "%.5f,%d\n", energies[i], r.Spectrum[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return out, err
+	}
+	if r.NY == 0 {
+		return out, nil
+	}
+	xc := chart.Calib{Scale: r.X.Scale, Offset: r.X.Offset, Units: r.X.Units}
+	yc := chart.Calib{Scale: r.Y.Scale, Offset: r.Y.Offset, Units: r.Y.Units}
+	if err := write("intensity.png", "intensity-map", func(f *os.File) error {
+		return chart.Map(f, chart.MapSpec{Title: "X-ray intensity (all channels)", Data: toF(r.Intensity), NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: "X-ray counts", ClipHigh: 99.5})
+	}); err != nil {
+		return out, err
+	}
+	for k, el := range r.Elements {
+		m := make([]float64, len(r.Maps[k]))
+		for i, v := range r.Maps[k] {
+			m[i] = float64(v)
+		}
+		title := fmt.Sprintf("%s %s (%.2f-%.2f keV)", el.Symbol, el.Line, el.Window[0], el.Window[1])
+		if err := write("map-"+el.Symbol+".png", "element-map", func(f *os.File) error {
+			return chart.Map(f, chart.MapSpec{Title: title, Data: m, NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: el.Symbol + " counts", Colors: chart.Mono(elementColors[k%len(elementColors)]), ClipHigh: 99.5})
+		}); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// spectrumMax shows the spectrum up to a little past its last significant
+// signal, so the interesting low-energy region is not squeezed.
+func spectrumMax(r *Result) float64 {
+	last := 0
+	for i, v := range r.Spectrum {
+		if v > 0 {
+			last = i
+		}
+	}
+	e := r.Energy.Value(float64(last)) * 1.05
+	for _, p := range r.Peaks {
+		if p.Energy*1.1 > e {
+			e = p.Energy * 1.1
+		}
+	}
+	return e
+}
+
+func toF(v []uint64) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+func abs(v float64) float64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}

@@ -1,0 +1,247 @@
+package chart
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"io"
+	"math"
+	"sort"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// Calib is the calibration of one image axis: coordinate(i) = Offset + i*Scale.
+type Calib struct {
+	Scale, Offset float64
+	Units         string
+}
+
+// MapSpec describes a 2-D map to draw.
+type MapSpec struct {
+	Title string
+	// Data holds NY*NX values, row-major, row 0 at the top.
+	Data   []float64
+	NY, NX int
+	X, Y   Calib
+	// Label names the quantity of the colour bar ("X-ray counts").
+	Label string
+	// Colors defaults to Viridis.
+	Colors *Ramp
+	// Clip is the percentile range used for the colour scale, e.g. 0.5 and
+	// 99.5; zero values mean min and max.
+	ClipLow, ClipHigh float64
+}
+
+// Map renders a calibrated 2-D map with a colour bar as PNG.
+func Map(w io.Writer, s MapSpec) error {
+	if s.NY <= 0 || s.NX <= 0 || len(s.Data) != s.NY*s.NX {
+		return fmt.Errorf("chart: map %q: %d values for %d×%d", s.Title, len(s.Data), s.NY, s.NX)
+	}
+	cm := s.Colors
+	if cm == nil {
+		cm = Viridis()
+	}
+	lo, hi := percentiles(s.Data, s.ClipLow, s.ClipHigh)
+	if hi <= lo {
+		hi = lo + 1
+	}
+	cm.SetMin(lo)
+	cm.SetMax(hi)
+	img := image.NewNRGBA(image.Rect(0, 0, s.NX, s.NY))
+	for i, v := range s.Data {
+		img.Pix[i*4], img.Pix[i*4+1], img.Pix[i*4+2], img.Pix[i*4+3] = unpack(cm.NRGBA(v))
+	}
+	xs, ys := nonzero(s.X.Scale), nonzero(s.Y.Scale)
+	x0, y0 := s.X.Offset, s.Y.Offset
+	x1, y1 := x0+xs*float64(s.NX), y0+ys*float64(s.NY)
+
+	p := plot.New()
+	p.Title.Text = s.Title
+	p.X.Label.Text = axisLabel("x", s.X.Units)
+	p.Y.Label.Text = axisLabel("y", s.Y.Units)
+	// Image row 0 is the top of the scan: draw y increasing downwards.
+	p.Add(plotter.NewImage(img, x0, -y1, x1, -y0))
+	p.Y.Tick.Marker = negTicks{}
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = x0, x1, -y1, -y0
+
+	bar := plot.New()
+	bar.HideX()
+	bar.Y.Label.Text = s.Label
+	cb := &plotter.ColorBar{ColorMap: cm, Vertical: true}
+	bar.Add(cb)
+
+	const width, height = 7 * vg.Inch, 5.6 * vg.Inch
+	c := vgimg.PngCanvas{Canvas: vgimg.New(width, height)}
+	dc := draw.New(c)
+	aspect := float64(s.NY) / float64(s.NX)
+	left := dc
+	left.Max.X = dc.Min.X + (dc.Max.X-dc.Min.X)*0.82
+	right := dc
+	right.Min.X = left.Max.X
+	right.Min.Y += (dc.Max.Y - dc.Min.Y) * 0.08
+	right.Max.Y -= (dc.Max.Y - dc.Min.Y) * 0.08
+	if aspect > 0 {
+		// Keep pixels square: shrink the plot area to the image aspect.
+		wid := left.Max.X - left.Min.X
+		hgt := left.Max.Y - left.Min.Y
+		if vg.Length(aspect)*wid > hgt {
+			nw := hgt / vg.Length(aspect)
+			left.Min.X += (wid - nw) / 2
+			left.Max.X = left.Min.X + nw + 0.9*vg.Inch
+		}
+	}
+	p.Draw(left)
+	bar.Draw(right)
+	_, err := c.WriteTo(w)
+	return err
+}
+
+func unpack(c color.NRGBA) (uint8, uint8, uint8, uint8) { return c.R, c.G, c.B, c.A }
+
+func nonzero(v float64) float64 {
+	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 1
+	}
+	return v
+}
+
+func axisLabel(name, units string) string {
+	if units == "" {
+		return name
+	}
+	return name + " (" + units + ")"
+}
+
+// negTicks labels a negated axis with positive values (y grows downwards).
+type negTicks struct{}
+
+func (negTicks) Ticks(min, max float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = trimFloat(-ts[i].Value)
+		}
+	}
+	return ts
+}
+
+func trimFloat(v float64) string {
+	if v == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%g", math.Round(v*1e6)/1e6)
+}
+
+// percentiles returns the p-th and q-th percentiles of v (0 and 100 give
+// min and max).
+func percentiles(v []float64, p, q float64) (float64, float64) {
+	if p == 0 && q == 0 {
+		q = 100
+	}
+	s := make([]float64, 0, len(v))
+	for _, x := range v {
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			s = append(s, x)
+		}
+	}
+	if len(s) == 0 {
+		return 0, 1
+	}
+	sort.Float64s(s)
+	at := func(pc float64) float64 {
+		i := int(math.Round(pc / 100 * float64(len(s)-1)))
+		return s[max(0, min(len(s)-1, i))]
+	}
+	return at(p), at(q)
+}
+
+// Marker labels an energy on a spectrum plot.
+type Marker struct {
+	Energy float64
+	Label  string
+}
+
+// SpectrumSpec describes a spectrum plot.
+type SpectrumSpec struct {
+	Title   string
+	Energy  []float64 // keV, one per channel
+	Counts  []float64
+	Markers []Marker
+	// MaxEnergy limits the x axis (keV); zero shows every channel.
+	MaxEnergy float64
+}
+
+// Spectrum renders a spectrum with a logarithmic counts axis as PNG.
+func Spectrum(w io.Writer, s SpectrumSpec) error {
+	if len(s.Energy) != len(s.Counts) || len(s.Counts) < 2 {
+		return fmt.Errorf("chart: spectrum %q: %d energies for %d counts", s.Title, len(s.Energy), len(s.Counts))
+	}
+	pts := make(plotter.XYs, 0, len(s.Counts))
+	peak := 1.0
+	for i, c := range s.Counts {
+		e := s.Energy[i]
+		if e < 0 || (s.MaxEnergy > 0 && e > s.MaxEnergy) {
+			continue
+		}
+		// Log scale: show empty channels at 0.5 counts, below the first decade.
+		pts = append(pts, plotter.XY{X: e, Y: math.Max(c, 0.5)})
+		peak = math.Max(peak, c)
+	}
+	if len(pts) < 2 {
+		return fmt.Errorf("chart: spectrum %q: fewer than 2 channels in range", s.Title)
+	}
+	p := plot.New()
+	p.Title.Text = s.Title
+	p.X.Label.Text = "Energy (keV)"
+	p.Y.Label.Text = "Counts (log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min, p.Y.Max = 0.5, peak*3
+	p.X.Min, p.X.Max = pts[0].X, pts[len(pts)-1].X
+	line, err := plotter.NewLine(pts)
+	if err != nil {
+		return fmt.Errorf("chart: spectrum %q: %w", s.Title, err)
+	}
+	line.Color = color.NRGBA{31, 119, 180, 255}
+	line.Width = vg.Points(0.8)
+	p.Add(plotter.NewGrid(), line)
+	var lbl plotter.XYLabels
+	for _, m := range s.Markers {
+		if m.Energy < p.X.Min || m.Energy > p.X.Max {
+			continue
+		}
+		v, err := plotter.NewLine(plotter.XYs{{X: m.Energy, Y: 0.5}, {X: m.Energy, Y: peak * 1.5}})
+		if err != nil {
+			return err
+		}
+		v.Color = color.NRGBA{214, 39, 40, 200}
+		v.Dashes = []vg.Length{vg.Points(3), vg.Points(2)}
+		p.Add(v)
+		lbl.XYs = append(lbl.XYs, plotter.XY{X: m.Energy, Y: peak * 1.6})
+		lbl.Labels = append(lbl.Labels, m.Label)
+	}
+	if len(lbl.Labels) > 0 {
+		l, err := plotter.NewLabels(lbl)
+		if err != nil {
+			return err
+		}
+		for i := range l.TextStyle {
+			l.TextStyle[i].Rotation = math.Pi / 2
+			l.TextStyle[i].XAlign = draw.XLeft
+			l.TextStyle[i].YAlign = draw.YCenter
+			l.TextStyle[i].Color = color.NRGBA{150, 20, 20, 255}
+		}
+		p.Add(l)
+	}
+	wt, err := p.WriterTo(9*vg.Inch, 4.5*vg.Inch, "png")
+	if err != nil {
+		return err
+	}
+	_, err = wt.WriteTo(w)
+	return err
+}

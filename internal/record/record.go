@@ -1,0 +1,162 @@
+// Package record defines the catalogue record of one instrument file: a
+// DataCite-based description (titles, creators, dates, resource type,
+// subjects) plus an instrument section whose quantities carry units, the
+// analysis summary, and the full raw metadata.
+package record
+
+import (
+	"time"
+)
+
+// Schema identifies the record layout.
+const Schema = "picoflow/record/v1 (DataCite 4.5 based)"
+
+// Record is the catalogue entry of one file.
+type Record struct {
+	Schema string `json:"schema"`
+	// ID is the SHA-256 of the file's content, hex encoded.
+	ID              string        `json:"id"`
+	Identifier      Identifier    `json:"identifier"`
+	Titles          []Title       `json:"titles"`
+	Creators        []Creator     `json:"creators"`
+	Publisher       string        `json:"publisher"`
+	PublicationYear int           `json:"publicationYear"`
+	Dates           []Date        `json:"dates"`
+	ResourceType    ResourceType  `json:"types"`
+	Subjects        []Subject     `json:"subjects"`
+	Formats         []string      `json:"formats"`
+	Sizes           []string      `json:"sizes"`
+	Descriptions    []Description `json:"descriptions,omitempty"`
+	Instrument      Instrument    `json:"instrument"`
+	Signals         []Signal      `json:"signals"`
+	Analysis        *Analysis     `json:"analysis,omitempty"`
+	Files           []File        `json:"files"`
+	// RawMetadata is every metadata document of the file, unchanged.
+	RawMetadata map[string]any `json:"rawMetadata"`
+}
+
+// Identifier is the DataCite identifier block.
+type Identifier struct {
+	Identifier     string `json:"identifier"`
+	IdentifierType string `json:"identifierType"`
+}
+
+// Title is a DataCite title.
+type Title struct {
+	Title     string `json:"title"`
+	TitleType string `json:"titleType,omitempty"`
+}
+
+// Creator is a DataCite creator.
+type Creator struct {
+	Name     string `json:"name"`
+	NameType string `json:"nameType,omitempty"`
+}
+
+// Date is a DataCite date; DateType is "Created" for the acquisition.
+type Date struct {
+	Date     string `json:"date"`
+	DateType string `json:"dateType"`
+}
+
+// ResourceType is DataCite's types block.
+type ResourceType struct {
+	ResourceTypeGeneral string `json:"resourceTypeGeneral"`
+	ResourceType        string `json:"resourceType"`
+}
+
+// Subject is a DataCite subject keyword.
+type Subject struct {
+	Subject       string `json:"subject"`
+	SubjectScheme string `json:"subjectScheme,omitempty"`
+}
+
+// Description is a DataCite description.
+type Description struct {
+	Description     string `json:"description"`
+	DescriptionType string `json:"descriptionType"`
+}
+
+// Quantity is a value with its unit.
+type Quantity struct {
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+}
+
+// Instrument is what the microscope recorded about the acquisition.
+type Instrument struct {
+	Name             string     `json:"name,omitempty"`
+	Manufacturer     string     `json:"manufacturer,omitempty"`
+	Model            string     `json:"model,omitempty"`
+	SerialNumber     string     `json:"serialNumber,omitempty"`
+	Software         string     `json:"software,omitempty"`
+	ControlSoftware  string     `json:"controlSoftware,omitempty"`
+	AcquisitionStart *time.Time `json:"acquisitionStart,omitempty"`
+	// AcceleratingVoltage in kV.
+	AcceleratingVoltage *Quantity  `json:"acceleratingVoltage,omitempty"`
+	Magnification       *Quantity  `json:"magnification,omitempty"`
+	CameraLength        *Quantity  `json:"cameraLength,omitempty"`
+	PixelSizeX          *Quantity  `json:"pixelSizeX,omitempty"`
+	PixelSizeY          *Quantity  `json:"pixelSizeY,omitempty"`
+	DwellTime           *Quantity  `json:"dwellTime,omitempty"`
+	FrameTime           *Quantity  `json:"frameTime,omitempty"`
+	Stage               *Stage     `json:"stage,omitempty"`
+	Detectors           []Detector `json:"detectors,omitempty"`
+}
+
+// Stage is the specimen stage position.
+type Stage struct {
+	X         *Quantity `json:"x,omitempty"`
+	Y         *Quantity `json:"y,omitempty"`
+	Z         *Quantity `json:"z,omitempty"`
+	AlphaTilt *Quantity `json:"alphaTilt,omitempty"`
+	BetaTilt  *Quantity `json:"betaTilt,omitempty"`
+	Holder    string    `json:"holder,omitempty"`
+}
+
+// Detector is one detector that was inserted during the acquisition.
+type Detector struct {
+	Name       string    `json:"name"`
+	Type       string    `json:"type,omitempty"`
+	Dispersion *Quantity `json:"dispersion,omitempty"`
+	Offset     *Quantity `json:"energyOffset,omitempty"`
+	Elevation  *Quantity `json:"elevationAngle,omitempty"`
+	LiveTime   *Quantity `json:"liveTime,omitempty"`
+}
+
+// Signal summarises one dataset of the file.
+type Signal struct {
+	Title string `json:"title"`
+	Kind  string `json:"kind"`
+	Shape []int  `json:"shape"`
+	Axes  []Axis `json:"axes"`
+}
+
+// Axis is a calibrated axis.
+type Axis struct {
+	Name   string  `json:"name"`
+	Size   int     `json:"size"`
+	Scale  float64 `json:"scale"`
+	Offset float64 `json:"offset"`
+	Units  string  `json:"units"`
+}
+
+// Analysis summarises what the analysis found.
+type Analysis struct {
+	Kind        string             `json:"kind"`
+	Elements    []string           `json:"elements,omitempty"`
+	TotalCounts uint64             `json:"totalCounts,omitempty"`
+	Frames      int                `json:"frames,omitempty"`
+	Metrics     map[string]float64 `json:"metrics,omitempty"`
+	Warnings    []string           `json:"warnings,omitempty"`
+	DurationMS  float64            `json:"durationMs"`
+}
+
+// File is one file belonging to the record: the raw data or a product.
+type File struct {
+	Name      string `json:"name"`
+	Role      string `json:"role"` // raw, intensity-map, spectrum, element-map, ...
+	MediaType string `json:"mediaType"`
+	Size      int64  `json:"size"`
+	SHA256    string `json:"sha256,omitempty"`
+}
