@@ -165,6 +165,12 @@ func FindPeaks(counts []float64, cal Calibration, opt IdentifyOptions) []Peak {
 			gross += counts[j]
 			back += bg[j]
 		}
+		// SNIP sits on the lower envelope of the noise; where side bands
+		// (1.2-1.8 FWHM from the centre) are available, estimate the
+		// continuum from them instead, which is unbiased.
+		if sb, _, ok := sideBands(counts, i, w); ok {
+			back = math.Max(back, sb*float64(2*w+1))
+		}
 		netArea := gross - back
 		sig := netArea / math.Sqrt(gross+1)
 		if sig >= opt.MinSignificance && netArea >= 5 {
@@ -315,4 +321,24 @@ func Identify(counts []float64, cal Calibration, opt IdentifyOptions) ([]Element
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Z < out[b].Z })
 	return out, peaks
+}
+
+// sideBands returns the mean counts per channel in two bands beside a peak
+// window of half-width w at channel i.
+func sideBands(counts []float64, i, w int) (mean float64, n int, ok bool) {
+	lo0, lo1 := i-3*w, i-2*w
+	hi0, hi1 := i+2*w, i+3*w
+	if lo0 < 0 || hi1 >= len(counts) {
+		return 0, 0, false
+	}
+	var s float64
+	for j := lo0; j <= lo1; j++ {
+		s += counts[j]
+		n++
+	}
+	for j := hi0; j <= hi1; j++ {
+		s += counts[j]
+		n++
+	}
+	return s / float64(n), n, true
 }

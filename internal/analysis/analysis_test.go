@@ -1,0 +1,160 @@
+package analysis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
+	"github.com/picoflow/picoflow/internal/emd"
+	"github.com/picoflow/picoflow/internal/emd/emdtest"
+	"github.com/picoflow/picoflow/internal/record"
+	"github.com/picoflow/picoflow/internal/simulate"
+)
+
+// TestSyntheticGroundTruth simulates spectrum images with known elements and
+// particles and requires the analysis to find exactly those elements, with
+// element maps brighter inside each particle than on the support.
+func TestSyntheticGroundTruth(t *testing.T) {
+	t.Parallel()
+	for _, seed := range []uint64{1, 2, 3} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "si.emd")
+		truth, err := simulate.WriteSpectrumImage(context.Background(), path, simulate.SpectrumImageSpec{
+			Width: 64, Height: 64, Support: "C", Elements: []string{"Au", "Fe", "Cu"}, CountsPerPixel: 300, Seed: seed,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := emd.Open(context.Background(), path, emd.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := f.Signal(emd.KindSpectrumImage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := hyperspectral.AnalyzeSpectrumImage(context.Background(), f, s, hyperspectral.Options{})
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := res.ElementSymbols()
+		sort.Strings(got)
+		if !slices.Equal(got, truth.Elements) {
+			t.Errorf("seed %d: identified %v, ground truth %v", seed, got, truth.Elements)
+			continue
+		}
+		if res.Total != uint64(truth.Events) {
+			t.Errorf("seed %d: %d counts, simulated %d", seed, res.Total, truth.Events)
+		}
+		for _, p := range truth.Particles {
+			k := slices.Index(res.ElementSymbols(), p.Element)
+			m := res.Maps[k]
+			in := m[int(p.Y)*res.NX+int(p.X)]
+			if float64(in) <= 0 {
+				t.Errorf("seed %d: %s map has no counts at particle centre (%.0f, %.0f)", seed, p.Element, p.X, p.Y)
+			}
+		}
+	}
+}
+
+// TestVelox11AgreesWithVelox compares the elements identified in a real
+// Velox 11 spectrum image with the element maps Velox itself made (stored as
+// images titled by element), allowing for elements too weak to detect.
+func TestVelox11AgreesWithVelox(t *testing.T) {
+	t.Parallel()
+	f, err := emd.Open(context.Background(), emdtest.File(t, "velox/velox11_test_SI_16x16_215kx.emd"), emd.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	veloxMaps := map[string]bool{}
+	for _, s := range f.Signals {
+		if s.Kind == emd.KindImage && s.Title != "HAADF" {
+			veloxMaps[s.Title] = true
+		}
+	}
+	s, _ := f.Signal(emd.KindSpectrumImage)
+	res, err := hyperspectral.AnalyzeSpectrumImage(context.Background(), f, s, hyperspectral.Options{Identify: hyperspectral.IdentifyOptions{MinSignificance: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.ElementSymbols()
+	if len(got) < 3 {
+		t.Errorf("identified %v; Velox mapped %v", got, veloxMaps)
+	}
+	for _, el := range got {
+		if !veloxMaps[el] {
+			t.Errorf("identified %s, which Velox did not map (%v)", el, veloxMaps)
+		}
+	}
+}
+
+func TestRunWritesRecord(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	rec, err := Run(context.Background(), emdtest.File(t, "velox/example_fei_emd_si.emd"), out, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "record.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back record.Record
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	in := back.Instrument
+	if back.ID != rec.ID || len(back.ID) != 64 || back.ResourceType.ResourceType != "EDS spectrum image" {
+		t.Errorf("record id %q type %q", back.ID, back.ResourceType.ResourceType)
+	}
+	// HyperSpy 1.7.3 reads 2017-03-06 09:57:56 UTC, 200 kV, magnification
+	// 40000 from this file.
+	if in.AcquisitionStart == nil || in.AcquisitionStart.Format("2006-01-02 15:04:05") != "2017-03-06 09:57:56" {
+		t.Errorf("acquisition start %v", in.AcquisitionStart)
+	}
+	if in.AcceleratingVoltage == nil || *in.AcceleratingVoltage != (record.Quantity{Value: 200, Unit: "kV"}) {
+		t.Errorf("voltage %+v", in.AcceleratingVoltage)
+	}
+	if in.Magnification == nil || in.Magnification.Value != 40000 {
+		t.Errorf("magnification %+v", in.Magnification)
+	}
+	if in.PixelSizeX == nil || in.PixelSizeX.Unit != "nm" || in.PixelSizeX.Value != 5.30241484 {
+		t.Errorf("pixel size %+v", in.PixelSizeX)
+	}
+	for _, name := range []string{"intensity.png", "spectrum.png", "spectrum.csv", "image.png"} {
+		if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Size() < 100 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if back.RawMetadata["Version"] == nil {
+		t.Error("raw metadata lost")
+	}
+}
+
+func TestRunBadInput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src, err := os.ReadFile(emdtest.File(t, "velox/example_fei_emd_si.emd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "cut.emd")
+	if err := os.WriteFile(p, src[:len(src)/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), p, filepath.Join(dir, "out"), Options{})
+	if !errors.Is(err, emd.ErrFormat) {
+		t.Fatalf("truncated file: %v, want ErrFormat", err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != int64(len(src)/3) {
+		t.Fatal("the input file was changed or removed")
+	}
+}
