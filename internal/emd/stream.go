@@ -8,9 +8,6 @@ import (
 // gatePulse ends the current pixel in a Velox SpectrumStream.
 const gatePulse = 65535
 
-// streamBlock is how many stream entries are read per HDF5 request.
-const streamBlock = 1 << 20
-
 // Stream is the raw X-ray event stream of a Velox spectrum image: for each
 // detector, a sequence of channel numbers, with 65535 marking the end of a
 // pixel. Pixels run row by row and frame after frame.
@@ -42,23 +39,15 @@ func (f *File) ReadStream(ctx context.Context, s *Signal) (*Stream, error) {
 		if err := f.h.checkSize(p, di); err != nil {
 			return nil, err
 		}
-		n := di.Shape[0]
-		out := make([]uint16, 0, n)
-		for start := 0; start < n; start += streamBlock {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			cnt := min(streamBlock, n-start)
-			v, err := f.h.readSlice(p, []uint64{uint64(start), 0}, []uint64{uint64(cnt), 1})
-			if err != nil {
-				return nil, err
-			}
-			if len(v) != cnt {
-				return nil, fmt.Errorf("stream %s: %w: short read at %d", p, ErrFormat, start)
-			}
-			for _, x := range v {
-				out = append(out, uint16(x))
-			}
+		// One whole-dataset read: the library's hyperslab path re-walks the
+		// chunk index per request and is far slower for streams.
+		v, _, err := f.h.readFloat64(p)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]uint16, len(v))
+		for i, x := range v {
+			out[i] = uint16(x)
 		}
 		st.Detectors = append(st.Detectors, out)
 	}
