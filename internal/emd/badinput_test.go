@@ -46,14 +46,7 @@ func TestBadInput(t *testing.T) {
 				// A corrupt file may still open; reading must then fail
 				// cleanly or succeed, never panic.
 				defer f.Close()
-				for i := range f.Signals {
-					s := &f.Signals[i]
-					if s.Kind == KindSpectrumImage {
-						_, err = f.ReadStream(context.Background(), s)
-					} else {
-						_, err = f.ReadData(context.Background(), s)
-					}
-				}
+				_ = readAllSignals(f)
 				if tc.want != nil {
 					t.Fatalf("opened a %s file", tc.name)
 				}
@@ -119,16 +112,25 @@ func FuzzOpen(f *testing.F) {
 			return
 		}
 		defer file.Close()
-		for i := range file.Signals {
-			s := &file.Signals[i]
-			if s.Kind == KindSpectrumImage {
-				_, err = file.ReadStream(context.Background(), s)
-			} else {
-				_, err = file.ReadData(context.Background(), s)
-			}
-			if err != nil && !classified(err) {
-				t.Fatalf("unclassified: %v", err)
-			}
+		if err := readAllSignals(file); err != nil && !classified(err) {
+			t.Fatalf("unclassified: %v", err)
 		}
 	})
+}
+
+// readAllSignals reads every signal of f and returns the first error.
+func readAllSignals(f *File) error {
+	for i := range f.Signals {
+		s := &f.Signals[i]
+		var err error
+		if s.Kind == KindSpectrumImage {
+			_, err = f.ReadStream(context.Background(), s)
+		} else {
+			_, err = f.ReadData(context.Background(), s)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -38,17 +38,7 @@ func TestRandomMutations(t *testing.T) {
 			}
 			f, err := Open(context.Background(), p, Options{MaxElements: 1 << 22})
 			if err == nil {
-				for j := range f.Signals {
-					s := &f.Signals[j]
-					if s.Kind == KindSpectrumImage {
-						_, err = f.ReadStream(context.Background(), s)
-					} else {
-						_, err = f.ReadData(context.Background(), s)
-					}
-					if err != nil {
-						break
-					}
-				}
+				err = readAllSignals(f)
 				f.Close()
 			}
 			if err != nil && !classified(err) {
