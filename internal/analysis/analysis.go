@@ -53,28 +53,31 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 	an := &record.Analysis{Kind: "metadata"}
 	var products []hyperspectral.Product
 
-	if s, err := f.Signal(emd.KindSpectrumImage); err == nil {
-		res, err := hyperspectral.AnalyzeSpectrumImage(ctx, f, s, opt.Hyperspectral)
+	// Spectrum images get the full hyperspectral analysis; a file with only
+	// a spectrum gets identification and the spectrum plot.
+	var analyze func(context.Context, *emd.File, *emd.Signal, hyperspectral.Options) (*hyperspectral.Result, error)
+	kind := ""
+	s, err := f.Signal(emd.KindSpectrumImage)
+	if err == nil {
+		analyze, kind = hyperspectral.AnalyzeSpectrumImage, "hyperspectral"
+	} else if s, err = f.Signal(emd.KindSpectrum); err == nil {
+		analyze, kind = hyperspectral.AnalyzeSpectrum, "spectrum"
+	}
+	if analyze != nil {
+		res, err := analyze(ctx, f, s, opt.Hyperspectral)
 		if err != nil {
 			return nil, fmt.Errorf("analyze %q: %w", path, err)
 		}
 		if products, err = hyperspectral.Render(ctx, res, outDir); err != nil {
 			return nil, fmt.Errorf("analyze %q: %w", path, err)
 		}
-		fillHyperspectral(an, res, "hyperspectral")
-		if err := writeJSON(filepath.Join(outDir, "elements.json"), res); err != nil {
-			return nil, err
+		fillHyperspectral(an, res, kind)
+		if kind == "hyperspectral" {
+			if err := writeJSON(filepath.Join(outDir, "elements.json"), res); err != nil {
+				return nil, err
+			}
+			products = append(products, hyperspectral.Product{Name: "elements.json", Role: "elements"})
 		}
-		products = append(products, hyperspectral.Product{Name: "elements.json", Role: "elements"})
-	} else if s, err := f.Signal(emd.KindSpectrum); err == nil {
-		res, err := hyperspectral.AnalyzeSpectrum(ctx, f, s, opt.Hyperspectral)
-		if err != nil {
-			return nil, fmt.Errorf("analyze %q: %w", path, err)
-		}
-		if products, err = hyperspectral.Render(ctx, res, outDir); err != nil {
-			return nil, fmt.Errorf("analyze %q: %w", path, err)
-		}
-		fillHyperspectral(an, res, "spectrum")
 	}
 	// A preview of the first image (HAADF of a spectrum image, frame 0 of a
 	// movie, or the image itself).

@@ -25,8 +25,8 @@ func isNCEM(h *h5file) bool {
 func (f *File) loadNCEM() error {
 	root, _ := f.h.attrs("/")
 	maj, _ := attrString(root, "version_major")
-	min, _ := attrString(root, "version_minor")
-	f.Version = maj + "." + min
+	minor, _ := attrString(root, "version_minor")
+	f.Version = maj + "." + minor
 	for _, p := range f.h.order {
 		if !strings.HasSuffix(p, "/") || strings.Count(p, "/") != 2 {
 			continue

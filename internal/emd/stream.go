@@ -36,10 +36,7 @@ func (f *File) ReadStream(ctx context.Context, s *Signal) (*Stream, error) {
 		if len(di.Shape) != 2 || di.Shape[1] != 1 {
 			return nil, fmt.Errorf("stream %s: %w: want (N, 1), got shape %v", p, ErrFormat, di.Shape)
 		}
-		if err := f.h.checkSize(p, di); err != nil {
-			return nil, err
-		}
-		// One whole-dataset read: the library's hyperslab path re-walks the
+		// One whole-dataset read (readFloat64 checks the size limit): the library's hyperslab path re-walks the
 		// chunk index per request and is far slower for streams.
 		v, _, err := f.h.readFloat64(p)
 		if err != nil {

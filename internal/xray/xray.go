@@ -54,16 +54,3 @@ func Normalize(symbol string) string {
 	}
 	return strings.ToUpper(s[:1]) + strings.ToLower(s[1:])
 }
-
-// MainLines returns the main (weight 1) lines of an element whose energy
-// lies in [lo, hi] keV, in order of energy.
-func MainLines(symbol string, lo, hi float64) []Line {
-	var out []Line
-	for _, l := range ElementLines(symbol) {
-		if l.Weight >= 1 && l.Energy >= lo && l.Energy <= hi {
-			out = append(out, l)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Energy < out[j].Energy })
-	return out
-}

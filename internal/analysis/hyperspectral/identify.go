@@ -168,7 +168,7 @@ func FindPeaks(counts []float64, cal Calibration, opt IdentifyOptions) []Peak {
 		// SNIP sits on the lower envelope of the noise; where side bands
 		// (1.2-1.8 FWHM from the centre) are available, estimate the
 		// continuum from them instead, which is unbiased.
-		if sb, _, ok := sideBands(counts, i, w); ok {
+		if sb, ok := sideBands(counts, i, w); ok {
 			back = math.Max(back, sb*float64(2*w+1))
 		}
 		netArea := gross - back
@@ -325,13 +325,14 @@ func Identify(counts []float64, cal Calibration, opt IdentifyOptions) ([]Element
 
 // sideBands returns the mean counts per channel in two bands beside a peak
 // window of half-width w at channel i.
-func sideBands(counts []float64, i, w int) (mean float64, n int, ok bool) {
+func sideBands(counts []float64, i, w int) (mean float64, ok bool) {
 	lo0, lo1 := i-3*w, i-2*w
 	hi0, hi1 := i+2*w, i+3*w
 	if lo0 < 0 || hi1 >= len(counts) {
-		return 0, 0, false
+		return 0, false
 	}
 	var s float64
+	n := 0
 	for j := lo0; j <= lo1; j++ {
 		s += counts[j]
 		n++
@@ -340,5 +341,5 @@ func sideBands(counts []float64, i, w int) (mean float64, n int, ok bool) {
 		s += counts[j]
 		n++
 	}
-	return s / float64(n), n, true
+	return s / float64(n), true
 }
