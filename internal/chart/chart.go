@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/png"
 	"io"
 	"math"
 	"sort"
@@ -76,7 +77,7 @@ func Map(w io.Writer, s MapSpec) error {
 	bar.Add(cb)
 
 	const width, height = 7 * vg.Inch, 5.6 * vg.Inch
-	c := vgimg.PngCanvas{Canvas: vgimg.New(width, height)}
+	c := vgimg.New(width, height)
 	dc := draw.New(c)
 	aspect := float64(s.NY) / float64(s.NX)
 	left := dc
@@ -97,8 +98,18 @@ func Map(w io.Writer, s MapSpec) error {
 	}
 	p.Draw(left)
 	bar.Draw(right)
-	_, err := c.WriteTo(w)
-	return err
+	return encodePNG(w, c)
+}
+
+// encodePNG writes a canvas as PNG with fast compression: plots are mostly
+// flat colour, so the best-compression setting costs several times the CPU
+// for a few per cent of size.
+func encodePNG(w io.Writer, c *vgimg.Canvas) error {
+	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	if err := enc.Encode(w, c.Image()); err != nil {
+		return fmt.Errorf("chart: encode png: %w", err)
+	}
+	return nil
 }
 
 func unpack(c color.NRGBA) (uint8, uint8, uint8, uint8) { return c.R, c.G, c.B, c.A }
@@ -238,10 +249,7 @@ func Spectrum(w io.Writer, s SpectrumSpec) error {
 		}
 		p.Add(l)
 	}
-	wt, err := p.WriterTo(9*vg.Inch, 4.5*vg.Inch, "png")
-	if err != nil {
-		return err
-	}
-	_, err = wt.WriteTo(w)
-	return err
+	c := vgimg.New(9*vg.Inch, 4.5*vg.Inch)
+	p.Draw(draw.New(c))
+	return encodePNG(w, c)
 }

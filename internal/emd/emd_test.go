@@ -90,7 +90,7 @@ func TestSpectrumImageMatchesRosettaSciIO(t *testing.T) {
 		if mismatch != 0 || total != tc.total {
 			t.Errorf("%s: %d voxels differ, total %d (want %d)", tc.csv, mismatch, total, tc.total)
 		}
-		img, spec := st.Sum(tc.r)
+		img, spec, _ := st.Sum(tc.r)
 		var si, ss uint64
 		for _, v := range img {
 			si += v
@@ -130,7 +130,7 @@ func TestVelox11DetectorStreams(t *testing.T) {
 			want += x
 		}
 	}
-	_, spec := st.Sum(FrameRange{})
+	_, spec, _ := st.Sum(FrameRange{})
 	var got float64
 	for _, v := range spec {
 		got += float64(v)

@@ -1,8 +1,10 @@
 package emd
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,7 +20,8 @@ type h5file struct {
 	datasets map[string]*hdf5.Dataset
 	groups   map[string]*hdf5.Group
 	order    []string // object paths in walk order (groups end with "/")
-	size     int64    // file size in bytes
+	path     string
+	size     int64 // file size in bytes
 	maxElems int64
 }
 
@@ -56,6 +59,7 @@ func openH5(path string, size, maxElems int64) (h *h5file, err error) {
 		groups:   map[string]*hdf5.Group{},
 		maxElems: maxElems,
 		size:     size,
+		path:     path,
 	}
 	f.Walk(func(p string, o hdf5.Object) {
 		switch v := o.(type) {
@@ -218,6 +222,44 @@ func (h *h5file) readFloat64(path string) (v []float64, di dsInfo, err error) {
 		return nil, di, fmt.Errorf("read %q: %w: got %d values for shape %v", path, ErrFormat, len(v), di.Shape)
 	}
 	return v, di, nil
+}
+
+// readUint16 reads a whole uint16 dataset, through its raw chunks where the
+// layout allows (see readUint16Chunks) and through the library otherwise.
+func (h *h5file) readUint16(path string) ([]uint16, error) {
+	di, err := h.info(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.checkSize(path, di); err != nil {
+		return nil, err
+	}
+	if di.Class == "integer" && di.ElemSize == 2 && di.Layout == "chunked" {
+		fh, err := os.Open(h.path)
+		if err != nil {
+			return nil, fmt.Errorf("read %q: %w", path, err)
+		}
+		defer fh.Close()
+		v, err := readUint16Chunks(fh, h.size, h.datasets[path].Address(), di)
+		if err == nil {
+			return v, nil
+		}
+		if !errors.Is(err, errNoFastPath) {
+			return nil, fmt.Errorf("read %q: %w", path, err)
+		}
+	}
+	f, _, err := h.readFloat64(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]uint16, len(f))
+	for i, x := range f {
+		if x < 0 || x > math.MaxUint16 {
+			return nil, fmt.Errorf("read %q: %w: value %g is not a uint16", path, ErrFormat, x)
+		}
+		out[i] = uint16(x)
+	}
+	return out, nil
 }
 
 // readSlice reads a hyperslab of a numeric dataset as float64.

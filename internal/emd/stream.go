@@ -3,6 +3,9 @@ package emd
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
 // gatePulse ends the current pixel in a Velox SpectrumStream.
@@ -36,17 +39,13 @@ func (f *File) ReadStream(ctx context.Context, s *Signal) (*Stream, error) {
 		if len(di.Shape) != 2 || di.Shape[1] != 1 {
 			return nil, fmt.Errorf("stream %s: %w: want (N, 1), got shape %v", p, ErrFormat, di.Shape)
 		}
-		// One whole-dataset read (readFloat64 checks the size limit): the library's hyperslab path re-walks the
+		// One whole-dataset read (readUint16 checks the size limit): the library's hyperslab path re-walks the
 		// chunk index per request and is far slower for streams.
-		v, _, err := f.h.readFloat64(p)
+		v, err := f.h.readUint16(p)
 		if err != nil {
 			return nil, err
 		}
-		out := make([]uint16, len(v))
-		for i, x := range v {
-			out[i] = uint16(x)
-		}
-		st.Detectors = append(st.Detectors, out)
+		st.Detectors = append(st.Detectors, v)
 	}
 	return st, nil
 }
@@ -61,22 +60,13 @@ func (st *Stream) Pixels() int { return st.NY * st.NX }
 // summing all detectors. Events with a channel outside [0, Channels) are
 // skipped and counted in the return value.
 func (st *Stream) Walk(r FrameRange, fn func(pixel int, channel int)) (dropped int) {
-	npix := st.Pixels()
-	for _, ev := range st.Detectors {
-		nav, frame := 0, 0
-		for _, v := range ev {
-			if nav == npix {
-				nav = 0
-				frame++
-				if r.Last > 0 && frame >= r.Last {
-					break
-				}
-			}
+	for _, p := range st.parts(r, 1) {
+		nav := p.nav0
+		for _, v := range p.ev {
 			if v == gatePulse {
-				nav++
-				continue
-			}
-			if frame < r.First {
+				if nav++; nav == p.npix {
+					nav = 0
+				}
 				continue
 			}
 			if int(v) >= st.Channels {
@@ -89,30 +79,185 @@ func (st *Stream) Walk(r FrameRange, fn func(pixel int, channel int)) (dropped i
 	return dropped
 }
 
+// minPart is the smallest stretch worth a goroutine (a variable for tests).
+var minPart = 1 << 16
+
+// part is a stretch of one detector's events whose first event belongs to
+// pixel nav0.
+type part struct {
+	ev         []uint16
+	nav0, npix int
+}
+
+// parts returns the events of the selected frames of every detector, cut
+// into about n stretches at pixel boundaries so they can be decoded in
+// parallel.
+func (st *Stream) parts(r FrameRange, n int) []part {
+	npix := st.Pixels()
+	var out []part
+	for _, ev := range st.Detectors {
+		// Frame f starts after f*npix gate pulses.
+		lo, hi := 0, len(ev)
+		if r.First > 0 || r.Last > 0 {
+			lo, hi = gateIndex(ev, r.First*npix), len(ev)
+			if r.Last > 0 {
+				hi = gateIndex(ev, r.Last*npix)
+			}
+		}
+		ev = ev[lo:hi]
+		step := max(len(ev)/max(n, 1), minPart)
+		nav := 0
+		for len(ev) > 0 {
+			cut := min(step, len(ev))
+			// Extend to just after the next gate so a stretch ends a pixel.
+			for cut < len(ev) && ev[cut-1] != gatePulse {
+				cut++
+			}
+			out = append(out, part{ev: ev[:cut], nav0: nav, npix: npix})
+			nav = (nav + countGates(ev[:cut])) % max(npix, 1)
+			ev = ev[cut:]
+		}
+	}
+	return out
+}
+
+// gateIndex returns the index just after the k-th gate pulse (len(ev) if
+// there are fewer).
+func gateIndex(ev []uint16, k int) int {
+	if k <= 0 {
+		return 0
+	}
+	for i, v := range ev {
+		if v == gatePulse {
+			if k--; k == 0 {
+				return i + 1
+			}
+		}
+	}
+	return len(ev)
+}
+
+func countGates(ev []uint16) int {
+	n := 0
+	for _, v := range ev {
+		if v == gatePulse {
+			n++
+		}
+	}
+	return n
+}
+
+// inParallel runs fn on each part on all cores; fn's worker index w is below
+// the returned worker count and is never used by two goroutines at once.
+func inParallel(parts []part, fn func(w int, p part)) int {
+	workers := min(runtime.GOMAXPROCS(0), len(parts))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(parts) {
+					return
+				}
+				fn(w, parts[i])
+			}
+		})
+	}
+	wg.Wait()
+	return workers
+}
+
 // Sum returns the total counts per pixel (the intensity map, NY×NX) and per
-// channel (the summed spectrum) without building the cube.
-func (st *Stream) Sum(r FrameRange) (image []uint64, spectrum []uint64) {
+// channel (the summed spectrum) without building the cube, and the number of
+// events whose channel was outside [0, Channels).
+func (st *Stream) Sum(r FrameRange) (image []uint64, spectrum []uint64, dropped int) {
+	parts := st.parts(r, 4*runtime.GOMAXPROCS(0))
+	nw := min(runtime.GOMAXPROCS(0), len(parts))
+	imgs := make([][]uint64, nw)
+	specs := make([][]uint64, nw)
+	drops := make([]int, nw)
+	for w := range nw {
+		imgs[w] = make([]uint64, st.Pixels())
+		specs[w] = make([]uint64, st.Channels)
+	}
+	inParallel(parts, func(w int, p part) {
+		img, spec, ch := imgs[w], specs[w], st.Channels
+		nav, d := p.nav0, 0
+		for _, v := range p.ev {
+			if v == gatePulse {
+				if nav++; nav == p.npix {
+					nav = 0
+				}
+				continue
+			}
+			if int(v) >= ch {
+				d++
+				continue
+			}
+			img[nav]++
+			spec[v]++
+		}
+		drops[w] += d
+	})
 	image = make([]uint64, st.Pixels())
 	spectrum = make([]uint64, st.Channels)
-	st.Walk(r, func(p, c int) {
-		image[p]++
-		spectrum[c]++
-	})
-	return image, spectrum
+	for w := range nw {
+		for i, v := range imgs[w] {
+			image[i] += v
+		}
+		for i, v := range specs[w] {
+			spectrum[i] += v
+		}
+		dropped += drops[w]
+	}
+	return image, spectrum, dropped
 }
 
 // Maps accumulates one NY×NX map per label: lut[channel] is the label of a
 // channel (-1 for none), and labels run from 0 to n-1.
 func (st *Stream) Maps(r FrameRange, lut []int, n int) [][]uint32 {
-	maps := make([][]uint32, n)
-	for i := range maps {
-		maps[i] = make([]uint32, st.Pixels())
+	npix := st.Pixels()
+	parts := st.parts(r, 4*runtime.GOMAXPROCS(0))
+	nw := min(runtime.GOMAXPROCS(0), len(parts))
+	// Per worker, maps interleaved by pixel: acc[w][pixel*n+label].
+	acc := make([][]uint32, nw)
+	for w := range nw {
+		acc[w] = make([]uint32, npix*n)
 	}
-	st.Walk(r, func(p, c int) {
-		if c < len(lut) && lut[c] >= 0 {
-			maps[lut[c]][p]++
+	lab := make([]int32, 65536)
+	for i := range lab {
+		lab[i] = -1
+		if i < len(lut) && lut[i] >= 0 && lut[i] < n {
+			lab[i] = int32(lut[i])
+		}
+	}
+	inParallel(parts, func(w int, p part) {
+		a := acc[w]
+		nav := p.nav0
+		for _, v := range p.ev {
+			if v == gatePulse {
+				if nav++; nav == p.npix {
+					nav = 0
+				}
+				continue
+			}
+			if l := lab[v]; l >= 0 {
+				a[nav*n+int(l)]++
+			}
 		}
 	})
+	maps := make([][]uint32, n)
+	for i := range maps {
+		maps[i] = make([]uint32, npix)
+	}
+	for w := range nw {
+		for px := range npix {
+			for l := range n {
+				maps[l][px] += acc[w][px*n+l]
+			}
+		}
+	}
 	return maps
 }
 

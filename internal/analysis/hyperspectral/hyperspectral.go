@@ -5,11 +5,14 @@
 package hyperspectral
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"image/color"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 
 	"github.com/picoflow/picoflow/internal/chart"
 	"github.com/picoflow/picoflow/internal/emd"
@@ -61,7 +64,7 @@ func AnalyzeStream(ctx context.Context, st *emd.Stream, y, x emd.Axis, opt Optio
 		return nil, fmt.Errorf("analyze spectrum image: energy axis is not calibrated (units %q)", st.Energy.Units)
 	}
 	r := &Result{Title: "EDS", NY: st.NY, NX: st.NX, Channels: st.Channels, Frames: st.Frames, Energy: st.Energy, Y: y, X: x}
-	r.Intensity, r.Spectrum = st.Sum(opt.Frames)
+	r.Intensity, r.Spectrum, r.Dropped = st.Sum(opt.Frames)
 	for _, v := range r.Spectrum {
 		r.Total += v
 	}
@@ -140,25 +143,13 @@ var elementColors = []color.NRGBA{
 // Render writes the figures of a result into dir: intensity.png (for
 // spectrum images), spectrum.png, spectrum.csv and map-<El>.png per element.
 func Render(ctx context.Context, r *Result, dir string) ([]Product, error) {
-	var out []Product
-	write := func(name, role string, fn func(f *os.File) error) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			return fmt.Errorf("render %s: %w", name, err)
-		}
-		if err := fn(f); err != nil {
-			f.Close()
-			return fmt.Errorf("render %s: %w", name, err)
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("render %s: %w", name, err)
-		}
-		out = append(out, Product{Name: name, Role: role})
-		return nil
+	type job struct {
+		name, role string
+		fn         func(f *os.File) error
 	}
+	var jobs []job
+	add := func(name, role string, fn func(f *os.File) error) { jobs = append(jobs, job{name, role, fn}) }
+
 	energies := make([]float64, len(r.Spectrum))
 	counts := make([]float64, len(r.Spectrum))
 	for i, v := range r.Spectrum {
@@ -171,47 +162,71 @@ func Render(ctx context.Context, r *Result, dir string) ([]Product, error) {
 			markers = append(markers, chart.Marker{Energy: l.Energy, Label: el.Symbol + " " + l.Line})
 		}
 	}
-	if err := write("spectrum.png", "spectrum", func(f *os.File) error {
+	add("spectrum.png", "spectrum", func(f *os.File) error {
 		return chart.Spectrum(f, chart.SpectrumSpec{Title: fmt.Sprintf("Summed spectrum (%d counts)", r.Total), Energy: energies, Counts: counts, Markers: markers, MaxEnergy: spectrumMax(r)})
-	}); err != nil {
-		return out, err
-	}
-	if err := write("spectrum.csv", "spectrum-data", func(f *os.File) error {
-		if _, err := fmt.Fprintln(f, "energy_keV,counts"); err != nil {
-			return err
-		}
+	})
+	add("spectrum.csv", "spectrum-data", func(f *os.File) error {
+		w := bufio.NewWriter(f)
+		fmt.Fprintln(w, "energy_keV,counts")
 		for i := range counts {
-			if _, err := fmt.Fprintf(f, "%.5f,%d\n", energies[i], r.Spectrum[i]); err != nil {
-				return err
+			fmt.Fprintf(w, "%.5f,%d\n", energies[i], r.Spectrum[i])
+		}
+		return w.Flush()
+	})
+	if r.NY > 0 {
+		xc := chart.Calib{Scale: r.X.Scale, Offset: r.X.Offset, Units: r.X.Units}
+		yc := chart.Calib{Scale: r.Y.Scale, Offset: r.Y.Offset, Units: r.Y.Units}
+		add("intensity.png", "intensity-map", func(f *os.File) error {
+			return chart.Map(f, chart.MapSpec{Title: "X-ray intensity (all channels)", Data: toF(r.Intensity), NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: "X-ray counts", ClipHigh: 99.5})
+		})
+		for k, el := range r.Elements {
+			title := fmt.Sprintf("%s %s (%.2f-%.2f keV)", el.Symbol, el.Line, el.Window[0], el.Window[1])
+			add("map-"+el.Symbol+".png", "element-map", func(f *os.File) error {
+				m := make([]float64, len(r.Maps[k]))
+				for i, v := range r.Maps[k] {
+					m[i] = float64(v)
+				}
+				return chart.Map(f, chart.MapSpec{Title: title, Data: m, NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: el.Symbol + " counts", Colors: chart.Mono(elementColors[k%len(elementColors)]), ClipHigh: 99.5})
+			})
+		}
+	}
+
+	// The figures are independent: draw them on all cores.
+	errs := make([]error, len(jobs))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := ctx.Err(); err != nil {
+				errs[i] = err
+				return
 			}
-		}
-		return nil
-	}); err != nil {
-		return out, err
+			errs[i] = writeProduct(filepath.Join(dir, j.name), j.fn)
+		})
 	}
-	if r.NY == 0 {
-		return out, nil
-	}
-	xc := chart.Calib{Scale: r.X.Scale, Offset: r.X.Offset, Units: r.X.Units}
-	yc := chart.Calib{Scale: r.Y.Scale, Offset: r.Y.Offset, Units: r.Y.Units}
-	if err := write("intensity.png", "intensity-map", func(f *os.File) error {
-		return chart.Map(f, chart.MapSpec{Title: "X-ray intensity (all channels)", Data: toF(r.Intensity), NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: "X-ray counts", ClipHigh: 99.5})
-	}); err != nil {
-		return out, err
-	}
-	for k, el := range r.Elements {
-		m := make([]float64, len(r.Maps[k]))
-		for i, v := range r.Maps[k] {
-			m[i] = float64(v)
+	wg.Wait()
+	var out []Product
+	for i, j := range jobs {
+		if errs[i] != nil {
+			return out, fmt.Errorf("render %s: %w", j.name, errs[i])
 		}
-		title := fmt.Sprintf("%s %s (%.2f-%.2f keV)", el.Symbol, el.Line, el.Window[0], el.Window[1])
-		if err := write("map-"+el.Symbol+".png", "element-map", func(f *os.File) error {
-			return chart.Map(f, chart.MapSpec{Title: title, Data: m, NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: el.Symbol + " counts", Colors: chart.Mono(elementColors[k%len(elementColors)]), ClipHigh: 99.5})
-		}); err != nil {
-			return out, err
-		}
+		out = append(out, Product{Name: j.name, Role: j.role})
 	}
 	return out, nil
+}
+
+func writeProduct(path string, fn func(f *os.File) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := fn(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // spectrumMax shows the spectrum up to a little past its last significant
