@@ -7,11 +7,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/picoflow/picoflow/internal/analysis"
+	"github.com/picoflow/picoflow/internal/record"
+	"github.com/picoflow/picoflow/internal/sandbox"
 )
 
 func analyzeCmd() *cobra.Command {
 	var out, creator string
 	var opt analysis.Options
+	var inProcess bool
+	var memMB uint64
 	cmd := &cobra.Command{
 		Use:   "analyze FILE",
 		Short: "Analyse one EMD file: record.json, maps, spectrum and element maps",
@@ -22,11 +26,19 @@ func analyzeCmd() *cobra.Command {
   map-<El>.png     one map per identified element
   elements.json    identified elements, their lines and peaks
   image.png        preview of the first image (HAADF, movie frame 0)
-Bad or truncated files give a clear error and exit status 1.`,
+Bad or truncated files give a clear error and exit status 1. The analysis runs
+in a worker process under a memory limit, so a damaged file that makes the HDF5
+layer allocate without bound fails cleanly instead of exhausting the machine.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opt.Creator = creator
-			rec, err := analysis.Run(cmd.Context(), args[0], out, opt)
+			var rec *record.Record
+			var err error
+			if inProcess {
+				rec, err = analysis.Run(cmd.Context(), args[0], out, opt)
+			} else {
+				rec, err = analysis.RunIsolated(cmd.Context(), args[0], out, opt, sandbox.Limits{Memory: memMB << 20})
+			}
 			if err != nil {
 				return err
 			}
@@ -42,6 +54,8 @@ Bad or truncated files give a clear error and exit status 1.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&inProcess, "in-process", false, "run in this process (no worker process, no memory limit)")
+	cmd.Flags().Uint64Var(&memMB, "memory-limit-mb", sandbox.DefaultMemory>>20, "memory limit of the worker process in MiB")
 	cmd.Flags().StringVarP(&out, "out", "o", "out", "output directory")
 	cmd.Flags().StringVar(&creator, "creator", "", "creator recorded when the file names none")
 	cmd.Flags().Float64Var(&opt.Hyperspectral.Identify.MinSignificance, "min-sigma", 5, "peak detection threshold in standard deviations")

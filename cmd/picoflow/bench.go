@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/picoflow/picoflow/internal/analysis"
+	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/simulate"
 )
 
@@ -54,7 +55,7 @@ func benchCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "spectrum image %d×%d, %.1f MB\n", size, size, float64(fi.Size())/1e6)
 			t0 := time.Now()
-			if _, err := analysis.Run(cmd.Context(), path, filepath.Join(dir, "go"), analysis.Options{}); err != nil {
+			if _, err := analysis.RunIsolated(cmd.Context(), path, filepath.Join(dir, "go"), analysis.Options{}, sandbox.Limits{}); err != nil {
 				return err
 			}
 			goT := time.Since(t0)

@@ -14,9 +14,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/picoflow/picoflow/internal/emd"
+	"github.com/picoflow/picoflow/internal/sandbox"
 )
 
 func main() {
+	// A worker process started by the sandbox runs its function and exits here.
+	sandbox.Main()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := &cobra.Command{
@@ -40,6 +43,9 @@ func exitCode(err error) int {
 		return 130
 	case errors.Is(err, emd.ErrFormat), errors.Is(err, emd.ErrUnsupported), errors.Is(err, emd.ErrTooLarge), errors.Is(err, emd.ErrNotFound):
 		fmt.Fprintf(os.Stderr, "picoflow: bad input: %v\n", err)
+		return 1
+	case errors.Is(err, sandbox.ErrOutOfMemory), errors.Is(err, sandbox.ErrCrashed):
+		fmt.Fprintf(os.Stderr, "picoflow: analysis failed (the file is probably damaged; the file itself is untouched): %v\n", err)
 		return 1
 	default:
 		fmt.Fprintf(os.Stderr, "picoflow: %v\n", err)

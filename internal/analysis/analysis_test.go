@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
 	"github.com/picoflow/picoflow/internal/emd"
 	"github.com/picoflow/picoflow/internal/emd/emdtest"
 	"github.com/picoflow/picoflow/internal/record"
+	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/simulate"
 )
 
@@ -156,5 +158,45 @@ func TestRunBadInput(t *testing.T) {
 	}
 	if fi, err := os.Stat(p); err != nil || fi.Size() != int64(len(src)/3) {
 		t.Fatal("the input file was changed or removed")
+	}
+}
+
+func TestMain(m *testing.M) {
+	sandbox.Main()
+	os.Exit(m.Run())
+}
+
+// TestRunIsolatedMatchesRun runs the same analysis in-process and in a
+// child process and compares the records; bad input keeps its class.
+func TestRunIsolatedMatchesRun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src := emdtest.File(t, "velox/example_fei_emd_si.emd")
+	want, err := Run(context.Background(), src, filepath.Join(dir, "a"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := RunIsolated(context.Background(), src, filepath.Join(dir, "b"), Options{}, sandbox.Limits{Memory: 2 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Analysis.Elements, want.Analysis.Elements) || len(got.Files) != len(want.Files) ||
+		got.Instrument.AcceleratingVoltage == nil || *got.Instrument.AcceleratingVoltage != *want.Instrument.AcceleratingVoltage {
+		t.Fatalf("isolated record differs: elements %v vs %v, %d vs %d files", got.Analysis.Elements, want.Analysis.Elements, len(got.Files), len(want.Files))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b", "spectrum.png")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.emd")
+	if err := os.WriteFile(cut, b[:len(b)/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = RunIsolated(context.Background(), cut, filepath.Join(dir, "c"), Options{}, sandbox.Limits{})
+	if !errors.Is(err, emd.ErrFormat) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated file in a child: %v, want ErrFormat naming the truncation", err)
 	}
 }
