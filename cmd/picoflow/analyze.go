@@ -11,7 +11,7 @@ import (
 	"github.com/picoflow/picoflow/internal/sandbox"
 )
 
-func analyzeCmd() *cobra.Command {
+func analyzeCmd(workers *sandbox.Registry) *cobra.Command {
 	var out, creator string
 	var opt analysis.Options
 	var inProcess bool
@@ -37,7 +37,7 @@ layer allocate without bound fails cleanly instead of exhausting the machine.`,
 			if inProcess {
 				rec, err = analysis.Run(cmd.Context(), args[0], out, opt)
 			} else {
-				rec, err = analysis.RunIsolated(cmd.Context(), args[0], out, opt, sandbox.Limits{Memory: memMB << 20})
+				rec, err = analysis.RunIsolated(cmd.Context(), workers, args[0], out, opt, sandbox.Limits{Memory: memMB << 20})
 			}
 			if err != nil {
 				return err

@@ -29,7 +29,7 @@ fig = plt.figure(); plt.imshow(img); plt.colorbar(); fig.savefig(sys.argv[2] + "
 fig = plt.figure(); plt.semilogy(e, np.maximum(spec.data, 0.5)); fig.savefig(sys.argv[2] + "/spectrum.png"); plt.close(fig)
 `
 
-func benchCmd() *cobra.Command {
+func benchCmd(workers *sandbox.Registry) *cobra.Command {
 	var size int
 	var sizeMB float64
 	var python string
@@ -55,7 +55,7 @@ func benchCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "spectrum image %d×%d, %.1f MB\n", size, size, float64(fi.Size())/1e6)
 			t0 := time.Now()
-			if _, err := analysis.RunIsolated(cmd.Context(), path, filepath.Join(dir, "go"), analysis.Options{}, sandbox.Limits{}); err != nil {
+			if _, err := analysis.RunIsolated(cmd.Context(), workers, path, filepath.Join(dir, "go"), analysis.Options{}, sandbox.Limits{}); err != nil {
 				return err
 			}
 			goT := time.Since(t0)

@@ -13,13 +13,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/picoflow/picoflow/internal/analysis"
 	"github.com/picoflow/picoflow/internal/emd"
 	"github.com/picoflow/picoflow/internal/sandbox"
 )
 
 func main() {
-	// A worker process started by the sandbox runs its function and exits here.
-	sandbox.Main()
+	// Functions that run in memory-limited worker processes; a worker
+	// process started by the sandbox runs its function and exits here.
+	workers := sandbox.NewRegistry()
+	analysis.RegisterWorkers(workers)
+	workers.Main()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := &cobra.Command{
@@ -28,7 +32,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(analyzeCmd(), simulateCmd(), benchCmd())
+	root.AddCommand(analyzeCmd(workers), simulateCmd(), benchCmd(workers))
 	err := root.ExecuteContext(ctx)
 	os.Exit(exitCode(err))
 }

@@ -161,8 +161,11 @@ func TestRunBadInput(t *testing.T) {
 	}
 }
 
+var workers = sandbox.NewRegistry()
+
 func TestMain(m *testing.M) {
-	sandbox.Main()
+	RegisterWorkers(workers)
+	workers.Main()
 	os.Exit(m.Run())
 }
 
@@ -176,7 +179,7 @@ func TestRunIsolatedMatchesRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := RunIsolated(context.Background(), src, filepath.Join(dir, "b"), Options{}, sandbox.Limits{Memory: 2 << 30})
+	got, err := RunIsolated(context.Background(), workers, src, filepath.Join(dir, "b"), Options{}, sandbox.Limits{Memory: 2 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +198,7 @@ func TestRunIsolatedMatchesRun(t *testing.T) {
 	if err := os.WriteFile(cut, b[:len(b)/3], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = RunIsolated(context.Background(), cut, filepath.Join(dir, "c"), Options{}, sandbox.Limits{})
+	_, err = RunIsolated(context.Background(), workers, cut, filepath.Join(dir, "c"), Options{}, sandbox.Limits{})
 	if !errors.Is(err, emd.ErrFormat) || !strings.Contains(err.Error(), "truncated") {
 		t.Fatalf("truncated file in a child: %v, want ErrFormat naming the truncation", err)
 	}

@@ -19,28 +19,30 @@ type isolatedRequest struct {
 	Options Options `json:"options"`
 }
 
-func init() {
-	sandbox.Register(sandboxName, func(ctx context.Context, raw json.RawMessage) (any, error) {
+// RegisterWorkers adds the analysis to a program's worker registry, with the
+// emd sentinel errors so they survive the process boundary.
+func RegisterWorkers(reg *sandbox.Registry) {
+	reg.Register(sandboxName, func(ctx context.Context, raw json.RawMessage) (any, error) {
 		var req isolatedRequest
 		if err := json.Unmarshal(raw, &req); err != nil {
 			return nil, fmt.Errorf("analysis request: %w", err)
 		}
 		return Run(ctx, req.Path, req.OutDir, req.Options)
 	})
-	sandbox.RegisterError("emd.format", emd.ErrFormat)
-	sandbox.RegisterError("emd.not_found", emd.ErrNotFound)
-	sandbox.RegisterError("emd.too_large", emd.ErrTooLarge)
-	sandbox.RegisterError("emd.unsupported", emd.ErrUnsupported)
+	reg.RegisterError("emd.format", emd.ErrFormat)
+	reg.RegisterError("emd.not_found", emd.ErrNotFound)
+	reg.RegisterError("emd.too_large", emd.ErrTooLarge)
+	reg.RegisterError("emd.unsupported", emd.ErrUnsupported)
 }
 
-// RunIsolated is Run in a child process under lim (the program must call
-// sandbox.Main at start). A file that makes the HDF5 layer allocate without
+// RunIsolated is Run in a child process under lim (reg must hold
+// RegisterWorkers' functions and the program must call reg.Main at start). A file that makes the HDF5 layer allocate without
 // bound or crash fails this one analysis with sandbox.ErrOutOfMemory or
 // sandbox.ErrCrashed; the caller keeps running. Errors keep the emd
 // sentinels (errors.Is(err, emd.ErrFormat) works across the boundary).
-func RunIsolated(ctx context.Context, path, outDir string, opt Options, lim sandbox.Limits) (*record.Record, error) {
+func RunIsolated(ctx context.Context, reg *sandbox.Registry, path, outDir string, opt Options, lim sandbox.Limits) (*record.Record, error) {
 	var rec record.Record
-	if err := sandbox.Run(ctx, sandboxName, isolatedRequest{Path: path, OutDir: outDir, Options: opt}, &rec, lim); err != nil {
+	if err := reg.Run(ctx, sandboxName, isolatedRequest{Path: path, OutDir: outDir, Options: opt}, &rec, lim); err != nil {
 		return nil, fmt.Errorf("analyze %q: %w", path, err)
 	}
 	return &rec, nil

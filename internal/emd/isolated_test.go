@@ -15,8 +15,10 @@ import (
 	"github.com/picoflow/picoflow/internal/sandbox"
 )
 
-func init() {
-	sandbox.Register("emd.readall", func(ctx context.Context, raw json.RawMessage) (any, error) {
+var workers = sandbox.NewRegistry()
+
+func registerWorkers() {
+	workers.Register("emd.readall", func(ctx context.Context, raw json.RawMessage) (any, error) {
 		var path string
 		if err := json.Unmarshal(raw, &path); err != nil {
 			return nil, err
@@ -28,14 +30,15 @@ func init() {
 		defer f.Close()
 		return len(f.Signals), readAllSignals(f)
 	})
-	sandbox.RegisterError("format", ErrFormat)
-	sandbox.RegisterError("not_found", ErrNotFound)
-	sandbox.RegisterError("too_large", ErrTooLarge)
-	sandbox.RegisterError("unsupported", ErrUnsupported)
+	workers.RegisterError("format", ErrFormat)
+	workers.RegisterError("not_found", ErrNotFound)
+	workers.RegisterError("too_large", ErrTooLarge)
+	workers.RegisterError("unsupported", ErrUnsupported)
 }
 
 func TestMain(m *testing.M) {
-	sandbox.Main()
+	registerWorkers()
+	workers.Main()
 	os.Exit(m.Run())
 }
 
@@ -90,7 +93,7 @@ func readMutated(t *testing.T, dir string, src []byte, seed int64) error {
 		t.Fatal(err)
 	}
 	defer os.Remove(p)
-	return sandbox.Run(context.Background(), "emd.readall", p, nil, sandbox.Limits{Memory: 1 << 30, Timeout: 30 * time.Second})
+	return workers.Run(context.Background(), "emd.readall", p, nil, sandbox.Limits{Memory: 1 << 30, Timeout: 30 * time.Second})
 }
 
 // TestKnownAllocationBombsAreContained pins two mutations found by the soak

@@ -3,8 +3,9 @@
 // input that makes a library allocate without bound or crash takes down the
 // child only. The parent gets a classified error and keeps running.
 //
-// A program registers functions (usually in init), calls Main first thing in
-// main (and in TestMain), and calls Run to execute one in a child.
+// A program builds one Registry in main (and in TestMain), registers its
+// worker functions, calls Registry.Main first thing, and calls Registry.Run to
+// execute one in a child.
 package sandbox
 
 import (
@@ -41,29 +42,37 @@ const (
 	envMemory = "PICOFLOW_SANDBOX_MEMORY"
 )
 
-var (
+// Registry holds the functions a program can run in children and the
+// sentinel errors that cross the process boundary. Build it before use;
+// it is safe for concurrent Run calls afterwards.
+type Registry struct {
 	mu       sync.RWMutex
-	funcs    = map[string]Func{}
-	sentinel = map[string]error{}
-)
+	funcs    map[string]Func
+	sentinel map[string]error
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{funcs: map[string]Func{}, sentinel: map[string]error{}}
+}
 
 // Register makes fn runnable under name. It panics on a duplicate name.
-func Register(name string, fn Func) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := funcs[name]; dup {
+func (g *Registry) Register(name string, fn Func) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, dup := g.funcs[name]; dup {
 		panic("sandbox: duplicate function " + name)
 	}
-	funcs[name] = fn
+	g.funcs[name] = fn
 }
 
 // RegisterError lets an error cross the process boundary: a child error
 // that wraps err is returned to the parent wrapping err too, so errors.Is
 // keeps working.
-func RegisterError(name string, err error) {
-	mu.Lock()
-	defer mu.Unlock()
-	sentinel[name] = err
+func (g *Registry) RegisterError(name string, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.sentinel[name] = err
 }
 
 // Limits bound a child.
@@ -86,10 +95,10 @@ type response struct {
 
 // Run executes the registered function name in a child process with req as
 // its input and decodes its result into resp (which may be nil).
-func Run(ctx context.Context, name string, req, resp any, lim Limits) error {
-	mu.RLock()
-	_, ok := funcs[name]
-	mu.RUnlock()
+func (g *Registry) Run(ctx context.Context, name string, req, resp any, lim Limits) error {
+	g.mu.RLock()
+	_, ok := g.funcs[name]
+	g.mu.RUnlock()
 	if !ok {
 		return fmt.Errorf("sandbox: %w %q", ErrUnknown, name)
 	}
@@ -131,7 +140,7 @@ func Run(ctx context.Context, name string, req, resp any, lim Limits) error {
 		return fmt.Errorf("sandbox %s: %w: %v: %s", name, ErrCrashed, runErr, lastLines(tail, 6))
 	}
 	if r.Error != "" {
-		return childError{msg: r.Error, kinds: r.Kinds}
+		return childError{msg: r.Error, errs: g.sentinels(r.Kinds)}
 	}
 	if resp != nil {
 		if err := json.Unmarshal(r.Result, resp); err != nil {
@@ -141,26 +150,27 @@ func Run(ctx context.Context, name string, req, resp any, lim Limits) error {
 	return nil
 }
 
-// childError carries a child's error message and the registered sentinels
-// it wrapped.
-type childError struct {
-	msg   string
-	kinds []string
-}
-
-func (e childError) Error() string { return e.msg }
-
-func (e childError) Unwrap() []error {
-	mu.RLock()
-	defer mu.RUnlock()
+func (g *Registry) sentinels(kinds []string) []error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	var out []error
-	for _, k := range e.kinds {
-		if s, ok := sentinel[k]; ok {
+	for _, k := range kinds {
+		if s, ok := g.sentinel[k]; ok {
 			out = append(out, s)
 		}
 	}
 	return out
 }
+
+// childError carries a child's error message and the registered sentinels
+// it wrapped.
+type childError struct {
+	msg  string
+	errs []error
+}
+
+func (e childError) Error() string   { return e.msg }
+func (e childError) Unwrap() []error { return e.errs }
 
 func isOOM(stderr string) bool {
 	return strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory")
@@ -177,18 +187,18 @@ func lastLines(s string, n int) string {
 // Main runs the registered function when the process was started by Run,
 // then exits; otherwise it returns at once. Call it first in main and in
 // TestMain.
-func Main() {
+func (g *Registry) Main() {
 	name := os.Getenv(envFunc)
 	if name == "" {
 		return
 	}
-	os.Exit(serve(name))
+	os.Exit(g.serve(name))
 }
 
-func serve(name string) int {
-	mu.RLock()
-	fn, ok := funcs[name]
-	mu.RUnlock()
+func (g *Registry) serve(name string) int {
+	g.mu.RLock()
+	fn, ok := g.funcs[name]
+	g.mu.RUnlock()
 	if !ok {
 		fmt.Fprintf(os.Stderr, "sandbox: %v %q\n", ErrUnknown, name)
 		return 2
@@ -211,13 +221,13 @@ func serve(name string) int {
 	res, err := fn(context.Background(), in)
 	if err != nil {
 		r.Error = err.Error()
-		mu.RLock()
-		for k, s := range sentinel {
+		g.mu.RLock()
+		for k, s := range g.sentinel {
 			if errors.Is(err, s) {
 				r.Kinds = append(r.Kinds, k)
 			}
 		}
-		mu.RUnlock()
+		g.mu.RUnlock()
 	} else if r.Result, err = json.Marshal(res); err != nil {
 		r.Error = fmt.Sprintf("sandbox: encode result: %v", err)
 	}
