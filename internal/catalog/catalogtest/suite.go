@@ -1,0 +1,245 @@
+// Package catalogtest holds the behaviour every catalog.Index backend must
+// show, as one suite run against each backend.
+package catalogtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/record"
+)
+
+// NewEntry builds a catalog entry for tests.
+func NewEntry(id, title string, created time.Time, instrument, kind string, elements []string, visibleTo ...string) *catalog.Entry {
+	t := created.UTC()
+	return &catalog.Entry{
+		ID: id,
+		Record: &record.Record{
+			ID:           id,
+			Titles:       []record.Title{{Title: title}},
+			Descriptions: []record.Description{{Description: "description of " + title, DescriptionType: "Abstract"}},
+			Subjects:     []record.Subject{{Subject: "electron microscopy"}},
+			Instrument:   record.Instrument{Name: instrument, AcquisitionStart: &t},
+			Analysis:     &record.Analysis{Kind: kind, Elements: elements},
+		},
+		VisibleTo: visibleTo,
+		Published: created.Add(time.Minute),
+	}
+}
+
+// RunSuite runs the suite; newIndex returns an empty index per subtest.
+func RunSuite(t *testing.T, newIndex func(t *testing.T) catalog.Index) {
+	ctx := context.Background()
+	day := func(d int) time.Time { return time.Date(2026, 10, d, 12, 0, 0, 0, time.UTC) }
+	seed := func(t *testing.T) catalog.Index {
+		x := newIndex(t)
+		for _, e := range []*catalog.Entry{
+			NewEntry("a", "Gold nanoparticles on carbon", day(1), "PicoProbe", "hyperspectral", []string{"Au", "C"}, "group:picoprobe"),
+			NewEntry("b", "Iron oxide spectrum image", day(5), "PicoProbe", "hyperspectral", []string{"Fe", "O", "C"}, catalog.Public),
+			NewEntry("c", "Copper grid movie", day(9), "PicoProbe", "image_stack", nil, "user:alice"),
+			NewEntry("d", "Gold and copper alloy", day(20), "Titan", "hyperspectral", []string{"Au", "Cu", "C"}, "group:picoprobe", "user:bob"),
+			NewEntry("e", "Nanoparticle growth (in situ)", time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC), "Titan", "image_stack", nil, catalog.Public),
+		} {
+			if err := x.Put(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return x
+	}
+	ids := func(r *catalog.Result) []string {
+		var out []string
+		for _, h := range r.Hits {
+			out = append(out, h.ID)
+		}
+		return out
+	}
+	search := func(t *testing.T, x catalog.Index, q catalog.Query) *catalog.Result {
+		t.Helper()
+		r, err := x.Search(ctx, q)
+		if err != nil {
+			t.Fatalf("search %+v: %v", q, err)
+		}
+		return r
+	}
+	admin := []string{catalog.Admin}
+
+	t.Run("GetRespectsACL", func(t *testing.T) {
+		t.Parallel()
+		x := seed(t)
+		e, err := x.Get(ctx, "a", []string{"group:picoprobe"})
+		if err != nil || e.Title() != "Gold nanoparticles on carbon" || !slices.Equal(e.Elements(), []string{"Au", "C"}) {
+			t.Fatalf("get a as group member: %v %+v", err, e)
+		}
+		if !e.Created().Equal(day(1)) {
+			t.Fatalf("created %v, want %v", e.Created(), day(1))
+		}
+		if _, err := x.Get(ctx, "a", []string{"user:mallory"}); !errors.Is(err, catalog.ErrNotFound) {
+			t.Fatalf("get a as outsider: %v, want ErrNotFound", err)
+		}
+		if _, err := x.Get(ctx, "b", nil); err != nil {
+			t.Fatalf("get public b anonymously: %v", err)
+		}
+		if _, err := x.Get(ctx, "c", admin); err != nil {
+			t.Fatalf("admin get c: %v", err)
+		}
+		if _, err := x.Get(ctx, "zzz", admin); !errors.Is(err, catalog.ErrNotFound) {
+			t.Fatalf("get missing: %v", err)
+		}
+	})
+
+	t.Run("SearchRespectsACL", func(t *testing.T) {
+		t.Parallel()
+		x := seed(t)
+		cases := []struct {
+			who  []string
+			want []string
+		}{
+			{nil, []string{"e", "b"}},
+			{[]string{"user:alice"}, []string{"e", "c", "b"}},
+			{[]string{"user:bob"}, []string{"e", "d", "b"}},
+			{[]string{"group:picoprobe"}, []string{"e", "d", "b", "a"}},
+			{admin, []string{"e", "d", "c", "b", "a"}},
+		}
+		for _, tc := range cases {
+			r := search(t, x, catalog.Query{Principals: tc.who})
+			if got := ids(r); !slices.Equal(got, tc.want) || r.Total != len(tc.want) {
+				t.Errorf("%v sees %v (total %d), want %v", tc.who, got, r.Total, tc.want)
+			}
+		}
+	})
+
+	t.Run("FreeText", func(t *testing.T) {
+		t.Parallel()
+		x := seed(t)
+		cases := []struct {
+			text string
+			want []string
+		}{
+			{"gold", []string{"d", "a"}},
+			{"GOLD copper", []string{"d"}},
+			{`"copper alloy"`, []string{"d"}},
+			{`"alloy copper"`, nil},
+			{"nano*", []string{"e", "a"}},
+			{"Fe", []string{"b"}},
+			{"in-situ", []string{"e"}},
+			{`gold" OR "x`, nil},
+			{`NEAR(gold copper) AND ) '; DROP TABLE record; --`, nil},
+			{"*", []string{}},
+		}
+		for _, tc := range cases {
+			r := search(t, x, catalog.Query{Text: tc.text, Principals: admin})
+			if got := ids(r); !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+				t.Errorf("%q: %v, want %v", tc.text, got, tc.want)
+			}
+		}
+		r := search(t, x, catalog.Query{Text: "gold", Principals: admin, Sort: catalog.SortRelevance})
+		if r.Total != 2 {
+			t.Errorf("relevance search: %d hits", r.Total)
+		}
+	})
+
+	t.Run("FiltersAndFacets", func(t *testing.T) {
+		t.Parallel()
+		x := seed(t)
+		r := search(t, x, catalog.Query{Principals: admin, From: day(2), To: day(21)})
+		if got := ids(r); !slices.Equal(got, []string{"d", "c", "b"}) {
+			t.Errorf("date range: %v", got)
+		}
+		// The month facet ignores the date filter so the histogram stays whole.
+		if m := r.Facets[catalog.FacetMonth]; !slices.Equal(m, []catalog.FacetValue{{Value: "2026-10", Count: 4}, {Value: "2026-11", Count: 1}}) {
+			t.Errorf("month facet: %v", m)
+		}
+		r = search(t, x, catalog.Query{Principals: admin, Instruments: []string{"Titan"}})
+		if got := ids(r); !slices.Equal(got, []string{"e", "d"}) {
+			t.Errorf("instrument filter: %v", got)
+		}
+		if f := r.Facets[catalog.FacetInstrument]; !slices.Equal(f, []catalog.FacetValue{{Value: "PicoProbe", Count: 3}, {Value: "Titan", Count: 2}}) {
+			t.Errorf("instrument facet (disjunctive): %v", f)
+		}
+		if f := r.Facets[catalog.FacetKind]; !slices.Equal(f, []catalog.FacetValue{{Value: "hyperspectral", Count: 1}, {Value: "image_stack", Count: 1}}) {
+			t.Errorf("kind facet within Titan: %v", f)
+		}
+		r = search(t, x, catalog.Query{Principals: admin, Elements: []string{"Au", "C"}})
+		if got := ids(r); !slices.Equal(got, []string{"d", "a"}) {
+			t.Errorf("elements Au AND C: %v", got)
+		}
+		if f := r.Facets[catalog.FacetElement]; !slices.Equal(f, []catalog.FacetValue{{Value: "Au", Count: 2}, {Value: "C", Count: 2}, {Value: "Cu", Count: 1}}) {
+			t.Errorf("element facet: %v", f)
+		}
+		r = search(t, x, catalog.Query{Principals: nil, Kinds: []string{"hyperspectral"}})
+		if got := ids(r); !slices.Equal(got, []string{"b"}) || r.Facets[catalog.FacetElement][0] != (catalog.FacetValue{Value: "C", Count: 1}) {
+			t.Errorf("anonymous hyperspectral: %v %v", got, r.Facets)
+		}
+	})
+
+	t.Run("SortAndPage", func(t *testing.T) {
+		t.Parallel()
+		x := seed(t)
+		r := search(t, x, catalog.Query{Principals: admin, Sort: catalog.SortOldest, Limit: 2, Offset: 1})
+		if got := ids(r); !slices.Equal(got, []string{"b", "c"}) || r.Total != 5 {
+			t.Errorf("oldest, page 2 of 2: %v (total %d)", got, r.Total)
+		}
+	})
+
+	t.Run("PutReplacesAndDeleteRemoves", func(t *testing.T) {
+		t.Parallel()
+		x := seed(t)
+		e := NewEntry("a", "Platinum catalyst", day(1), "PicoProbe", "hyperspectral", []string{"Pt"}, catalog.Public)
+		if err := x.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if r := search(t, x, catalog.Query{Text: "gold", Principals: admin}); !slices.Equal(ids(r), []string{"d"}) {
+			t.Errorf("old text still found: %v", ids(r))
+		}
+		if r := search(t, x, catalog.Query{Text: "platinum"}); !slices.Equal(ids(r), []string{"a"}) {
+			t.Errorf("new text, now public: %v", ids(r))
+		}
+		if r := search(t, x, catalog.Query{Principals: admin, Elements: []string{"Au"}}); !slices.Equal(ids(r), []string{"d"}) {
+			t.Errorf("old elements still indexed: %v", ids(r))
+		}
+		if err := x.Delete(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.Delete(ctx, "a"); err != nil {
+			t.Fatalf("second delete: %v", err)
+		}
+		if r := search(t, x, catalog.Query{Text: "platinum", Principals: admin}); r.Total != 0 {
+			t.Errorf("deleted entry found")
+		}
+		if _, err := x.Get(ctx, "a", admin); !errors.Is(err, catalog.ErrNotFound) {
+			t.Errorf("get deleted: %v", err)
+		}
+	})
+
+	t.Run("Invalid", func(t *testing.T) {
+		t.Parallel()
+		x := newIndex(t)
+		for i, e := range []*catalog.Entry{
+			{ID: "", Record: &record.Record{}, VisibleTo: []string{catalog.Public}},
+			{ID: "x", VisibleTo: []string{catalog.Public}},
+			{ID: "x", Record: &record.Record{}},
+		} {
+			if err := x.Put(ctx, e); !errors.Is(err, catalog.ErrInvalid) {
+				t.Errorf("entry %d: %v, want ErrInvalid", i, err)
+			}
+		}
+	})
+
+	t.Run("HostileMetadataStoredVerbatim", func(t *testing.T) {
+		t.Parallel()
+		x := newIndex(t)
+		title := `<script>alert("x")</script> '; DROP TABLE record; -- ` + "\u202e\x00"
+		if err := x.Put(ctx, NewEntry("h", title, day(3), "PicoProbe", "hyperspectral", nil, catalog.Public)); err != nil {
+			t.Fatal(err)
+		}
+		e, err := x.Get(ctx, "h", nil)
+		if err != nil || e.Title() != title {
+			t.Fatalf("hostile title round trip: %v %q", err, fmt.Sprint(e.Title()))
+		}
+	})
+}

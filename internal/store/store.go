@@ -1,0 +1,132 @@
+// Package store opens the server's SQLite database: one writer connection
+// shared by River and the application tables (SQLite allows one writer at a
+// time, and River's SQLite driver needs a single connection to avoid
+// SQLITE_BUSY), plus a pool of read-only connections for searches and the
+// portal, which WAL mode lets run beside the writer. It owns the schema
+// migrations of River and of picoflow's own tables.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// DB is an open server database.
+type DB struct {
+	// Write is the single read-write connection (River, flows, catalog writes).
+	Write *sql.DB
+	// Read is a pool of read-only connections.
+	Read *sql.DB
+	// Path is the database file.
+	Path string
+}
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*DB, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	pragmas := "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	w, err := sql.Open("sqlite", "file:"+escapePath(abs)+"?"+pragmas)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", abs, err)
+	}
+	w.SetMaxOpenConns(1)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", abs, err)
+	}
+	db := &DB{Write: w, Path: abs}
+	if err := db.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", "file:"+escapePath(abs)+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s read-only: %w", abs, err)
+	}
+	r.SetMaxOpenConns(4)
+	db.Read = r
+	return db, nil
+}
+
+func escapePath(p string) string {
+	return (&url.URL{Path: filepath.ToSlash(p)}).EscapedPath()
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	var err error
+	if db.Read != nil {
+		err = db.Read.Close()
+	}
+	if e := db.Write.Close(); e != nil {
+		err = e
+	}
+	return err
+}
+
+// migrate applies River's migrations and then picoflow's, each once.
+func (db *DB) migrate(ctx context.Context) error {
+	m, err := rivermigrate.New(riversqlite.New(db.Write), nil)
+	if err != nil {
+		return fmt.Errorf("migrate river: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("migrate river: %w", err)
+	}
+	if _, err := db.Write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS picoflow_migration (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		name := strings.TrimSuffix(filepath.Base(n), ".sql")
+		var done int
+		if err := db.Write.QueryRowContext(ctx, `SELECT count(*) FROM picoflow_migration WHERE name = ?`, name).Scan(&done); err != nil {
+			return fmt.Errorf("migrate %s: %w", name, err)
+		}
+		if done > 0 {
+			continue
+		}
+		body, err := migrations.ReadFile(n)
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", name, err)
+		}
+		tx, err := db.Write.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO picoflow_migration (name) VALUES (?)`, name); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate %s: %w", name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate %s: %w", name, err)
+		}
+	}
+	return nil
+}
