@@ -1,0 +1,507 @@
+package flow
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+
+	"github.com/picoflow/picoflow/internal/store"
+)
+
+// StepFunc does the work of one step type. It must be idempotent: a crash
+// after the work but before the step is recorded runs it again. Wrap
+// ErrPermanent for failures that retrying cannot fix. The returned output is
+// stored as JSON and passed to later steps; a "record_id" field in it is
+// recorded on the run.
+type StepFunc func(ctx context.Context, s *StepRun) (output any, err error)
+
+// StepType is an implementation of a step type.
+type StepType struct {
+	Func StepFunc
+	// Queue runs the step on a named River queue with its own concurrency
+	// (analysis is CPU-bound; transfers and publishing are not). Empty means
+	// the default queue.
+	Queue string
+}
+
+// StepRun is what a step function gets.
+type StepRun struct {
+	Run     *Run
+	Def     StepDef
+	Attempt int
+	// Outputs holds the outputs of the run's finished steps, by step name.
+	Outputs map[string]json.RawMessage
+	Log     *slog.Logger
+}
+
+// Queue names.
+const (
+	QueueDefault = river.QueueDefault
+	QueueAnalyze = "analyze"
+)
+
+// EngineConfig configures an Engine.
+type EngineConfig struct {
+	DB    *store.DB
+	Flows Config
+	// Types are the step implementations by type name.
+	Types map[string]StepType
+	// Workers is the concurrency per queue (default: 8 for the default
+	// queue, 2 for analyze).
+	Workers map[string]int
+	Logger  *slog.Logger
+	// PollInterval is how often idle workers look for jobs that were
+	// enqueued in a transaction by another step (default 20ms). Jobs
+	// enqueued outside transactions wake workers at once.
+	PollInterval time.Duration
+	// RetryBase is the first retry delay, doubling per attempt up to a
+	// minute (default 1s).
+	RetryBase time.Duration
+	// RescueAfter is how long a step may look stuck (its worker died)
+	// before it is run again (default: its timeout plus a minute).
+	RescueAfter time.Duration
+}
+
+// Engine runs flows.
+type Engine struct {
+	db     *store.DB
+	flows  Config
+	types  map[string]StepType
+	client *river.Client[*sql.Tx]
+	events *Broker
+	log    *slog.Logger
+	retry  time.Duration
+}
+
+// stepArgs is the River job of one step of one run.
+type stepArgs struct {
+	RunID string `json:"run_id"`
+	Flow  string `json:"flow"`
+	Index int    `json:"index"`
+}
+
+func (stepArgs) Kind() string { return "picoflow_step" }
+
+// New builds an engine; Start starts its workers.
+func New(cfg EngineConfig) (*Engine, error) {
+	known := map[string]bool{}
+	for k := range cfg.Types {
+		known[k] = true
+	}
+	flows := cfg.Flows
+	if err := flows.Validate(known); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		db:     cfg.DB,
+		flows:  flows,
+		types:  cfg.Types,
+		events: NewBroker(),
+		log:    cmp.Or(cfg.Logger, slog.Default()),
+		retry:  cmp.Or(cfg.RetryBase, time.Second),
+	}
+	maxTimeout := time.Minute
+	for _, f := range flows.Flows {
+		for _, s := range f.Steps {
+			maxTimeout = max(maxTimeout, time.Duration(s.Timeout))
+		}
+	}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &stepWorker{e: e}); err != nil {
+		return nil, fmt.Errorf("flow engine: %w", err)
+	}
+	queues := map[string]river.QueueConfig{
+		QueueDefault: {MaxWorkers: cmp.Or(cfg.Workers[QueueDefault], 8)},
+		QueueAnalyze: {MaxWorkers: cmp.Or(cfg.Workers[QueueAnalyze], 2)},
+	}
+	for q, n := range cfg.Workers {
+		if _, ok := queues[q]; !ok && n > 0 {
+			queues[q] = river.QueueConfig{MaxWorkers: n}
+		}
+	}
+	client, err := river.NewClient(riversqlite.New(cfg.DB.Write), &river.Config{
+		Queues:               queues,
+		Workers:              workers,
+		Logger:               e.log.With("component", "river"),
+		FetchCooldown:        2 * time.Millisecond,
+		FetchPollInterval:    cmp.Or(cfg.PollInterval, 20*time.Millisecond),
+		JobTimeout:           -1, // per step, from the flow definition
+		RescueStuckJobsAfter: cmp.Or(cfg.RescueAfter, maxTimeout+time.Minute),
+		MaxAttempts:          3,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flow engine: %w", err)
+	}
+	e.client = client
+	return e, nil
+}
+
+// Start starts the workers; runs left unfinished by a previous process are
+// picked up (River rescues steps whose worker died).
+func (e *Engine) Start(ctx context.Context) error {
+	if err := e.client.Start(ctx); err != nil {
+		return fmt.Errorf("flow engine start: %w", err)
+	}
+	return nil
+}
+
+// Stop lets running steps finish for up to ctx's deadline, then cancels
+// them (they are retried on the next start).
+func (e *Engine) Stop(ctx context.Context) error {
+	if err := e.client.Stop(ctx); err != nil {
+		if err := e.client.StopAndCancel(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("flow engine stop: %w", err)
+		}
+	}
+	return nil
+}
+
+// Events returns the broker of run and step events.
+func (e *Engine) Events() *Broker { return e.events }
+
+// Flows returns the configured flows.
+func (e *Engine) Flows() Config { return e.flows }
+
+// RunSpec describes a new run.
+type RunSpec struct {
+	Flow       string
+	SHA256     string
+	FileName   string
+	Size       int64
+	Agent      string
+	Instrument string
+	UploadID   string
+	// Received is when the file started to arrive (the upload's creation);
+	// the run and its first step start then. Zero means now.
+	Received time.Time
+	Meta     map[string]any
+}
+
+func now() time.Time { return time.Now().UTC() }
+
+func newID(t time.Time) string {
+	b := make([]byte, 5)
+	rand.Read(b)
+	return fmt.Sprintf("r%011x%s", t.UnixMilli(), hex.EncodeToString(b))
+}
+
+// StartRun creates a run and enqueues its first step, in one transaction.
+// A run of the same flow for the same content that already exists is
+// returned with created false and nothing is enqueued.
+func (e *Engine) StartRun(ctx context.Context, spec RunSpec) (*Run, bool, error) {
+	def, ok := e.flows.Flow(spec.Flow)
+	if !ok {
+		return nil, false, fmt.Errorf("start run: flow %q: %w", spec.Flow, ErrNotFound)
+	}
+	if len(spec.SHA256) != 64 {
+		return nil, false, fmt.Errorf("start run: %w: sha256 must be 64 hex digits", ErrPermanent)
+	}
+	t := now()
+	recv := spec.Received
+	if recv.IsZero() || recv.After(t) {
+		recv = t
+	}
+	if spec.Meta == nil {
+		spec.Meta = map[string]any{}
+	}
+	meta, err := json.Marshal(spec.Meta)
+	if err != nil {
+		return nil, false, fmt.Errorf("start run: %w", err)
+	}
+	id := newID(t)
+	tx, err := e.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("start run: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO run (id, flow, sha256, file_name, size, agent, instrument, upload_id, state, created_at, updated_at, meta)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow, sha256) DO NOTHING`,
+		id, spec.Flow, spec.SHA256, spec.FileName, spec.Size, spec.Agent, spec.Instrument, spec.UploadID, StateQueued, recv.UnixMicro(), t.UnixMicro(), string(meta))
+	if err != nil {
+		return nil, false, fmt.Errorf("start run: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		tx.Rollback()
+		r, err := e.RunByContent(ctx, spec.Flow, spec.SHA256)
+		return r, false, err
+	}
+	for i, s := range def.Steps {
+		state, ready, started := StatePending, any(nil), any(nil)
+		if i == 0 {
+			state, ready, started = StateQueued, t.UnixMicro(), recv.UnixMicro()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO step (run_id, idx, name, kind, state, ready_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			id, i, s.Name, s.Type, state, ready, started); err != nil {
+			return nil, false, fmt.Errorf("start run: %w", err)
+		}
+	}
+	if _, err := e.client.InsertTx(ctx, tx, stepArgs{RunID: id, Flow: spec.Flow, Index: 0}, e.insertOpts(def.Steps[0])); err != nil {
+		return nil, false, fmt.Errorf("start run: enqueue: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, false, fmt.Errorf("start run: %w", err)
+	}
+	e.events.Publish(Event{RunID: id, Flow: spec.Flow, FileName: spec.FileName, State: StateQueued, Time: t})
+	r, err := e.Run(ctx, id)
+	return r, true, err
+}
+
+func (e *Engine) insertOpts(s StepDef) *river.InsertOpts {
+	return &river.InsertOpts{MaxAttempts: s.Attempts, Queue: cmp.Or(e.types[s.Type].Queue, QueueDefault)}
+}
+
+// Retry restarts a failed run from its failed step.
+func (e *Engine) Retry(ctx context.Context, id string) (*Run, error) {
+	r, err := e.Run(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.State != StateFailed {
+		return r, nil
+	}
+	def, ok := e.flows.Flow(r.Flow)
+	if !ok {
+		return nil, fmt.Errorf("retry run %s: flow %q: %w", id, r.Flow, ErrNotFound)
+	}
+	idx := 0
+	for _, s := range r.Steps {
+		if s.State == StateFailed {
+			idx = s.Index
+			break
+		}
+	}
+	t := now()
+	tx, err := e.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("retry run %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE run SET state = ?, error = '', finished_at = NULL, updated_at = ? WHERE id = ?`, StateQueued, t.UnixMicro(), id); err != nil {
+		return nil, fmt.Errorf("retry run %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, error = '', ready_at = ?, attempts = 0 WHERE run_id = ? AND idx = ?`, StateQueued, t.UnixMicro(), id, idx); err != nil {
+		return nil, fmt.Errorf("retry run %s: %w", id, err)
+	}
+	if _, err := e.client.InsertTx(ctx, tx, stepArgs{RunID: id, Flow: r.Flow, Index: idx}, e.insertOpts(def.Steps[idx])); err != nil {
+		return nil, fmt.Errorf("retry run %s: enqueue: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("retry run %s: %w", id, err)
+	}
+	e.events.Publish(Event{RunID: id, Flow: r.Flow, FileName: r.FileName, State: StateQueued, Time: t})
+	return e.Run(ctx, id)
+}
+
+// Wait blocks until the run is finished or ctx is done, and returns its
+// latest state either way.
+func (e *Engine) Wait(ctx context.Context, id string) (*Run, error) {
+	ch, cancel := e.events.Subscribe(64)
+	defer cancel()
+	for {
+		r, err := e.Run(ctx, id)
+		if err != nil || r.Terminal() {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, nil
+		case ev := <-ch:
+			for ev.RunID != id || ev.Step != "" {
+				select {
+				case ev = <-ch:
+					continue
+				case <-ctx.Done():
+					return e.Run(context.WithoutCancel(ctx), id)
+				}
+			}
+		}
+	}
+}
+
+// stepWorker runs every step job.
+type stepWorker struct {
+	river.WorkerDefaults[stepArgs]
+	e *Engine
+}
+
+func (w *stepWorker) Timeout(job *river.Job[stepArgs]) time.Duration {
+	if def, ok := w.e.flows.Flow(job.Args.Flow); ok && job.Args.Index < len(def.Steps) {
+		return time.Duration(def.Steps[job.Args.Index].Timeout)
+	}
+	return 10 * time.Minute
+}
+
+func (w *stepWorker) NextRetry(job *river.Job[stepArgs]) time.Time {
+	d := time.Duration(float64(w.e.retry) * math.Pow(2, float64(max(job.Attempt-1, 0))))
+	return time.Now().Add(min(d, time.Minute))
+}
+
+func (w *stepWorker) Work(ctx context.Context, job *river.Job[stepArgs]) error {
+	return w.e.work(ctx, job)
+}
+
+func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
+	a := job.Args
+	run, err := e.Run(ctx, a.RunID)
+	if errors.Is(err, ErrNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	def, ok := e.flows.Flow(run.Flow)
+	if !ok || a.Index >= len(def.Steps) || a.Index >= len(run.Steps) {
+		return river.JobCancel(fmt.Errorf("run %s step %d: flow %q: %w", run.ID, a.Index, run.Flow, ErrNotFound))
+	}
+	st := run.Steps[a.Index]
+	if run.Terminal() || st.State == StateSucceeded {
+		return nil // already recorded; a duplicate delivery
+	}
+	sd := def.Steps[a.Index]
+	log := e.log.With("run_id", run.ID, "flow", run.Flow, "step", sd.Name, "attempt", job.Attempt)
+	start := now()
+	attemptStart := start
+	if st.Started != nil && st.Attempts == 0 && st.Started.Before(start) {
+		attemptStart = *st.Started // the transfer began before the job (the upload)
+	}
+	if _, err := e.db.Write.ExecContext(ctx, `UPDATE step SET state = ?, attempts = ?, started_at = COALESCE(started_at, ?) WHERE run_id = ? AND idx = ?`,
+		StateRunning, job.Attempt, start.UnixMicro(), run.ID, a.Index); err != nil {
+		return fmt.Errorf("run %s: mark step running: %w", run.ID, err)
+	}
+	if _, err := e.db.Write.ExecContext(ctx, `UPDATE run SET state = ?, updated_at = ? WHERE id = ?`, StateRunning, start.UnixMicro(), run.ID); err != nil {
+		return fmt.Errorf("run %s: mark running: %w", run.ID, err)
+	}
+	e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, Step: sd.Name, State: StateRunning, Time: start})
+
+	outputs := map[string]json.RawMessage{}
+	for _, s := range run.Steps {
+		if s.State == StateSucceeded {
+			outputs[s.Name] = s.Output
+		}
+	}
+	out, stepErr := e.call(ctx, &StepRun{Run: run, Def: sd, Attempt: job.Attempt, Outputs: outputs, Log: log})
+	end := now()
+	active := end.Sub(attemptStart)
+	if stepErr != nil {
+		return e.fail(ctx, job, run, sd, active, end, stepErr, log)
+	}
+	outJSON, err := json.Marshal(out)
+	if err != nil {
+		return e.fail(ctx, job, run, sd, active, end, fmt.Errorf("encode output: %w: %w", ErrPermanent, err), log)
+	}
+	var rec struct {
+		RecordID string `json:"record_id"`
+	}
+	json.Unmarshal(outJSON, &rec)
+
+	tx, err := e.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", run.ID, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, finished_at = ?, active_us = active_us + ?, error = '', output = ? WHERE run_id = ? AND idx = ?`,
+		StateSucceeded, end.UnixMicro(), active.Microseconds(), string(outJSON), run.ID, a.Index); err != nil {
+		return fmt.Errorf("run %s: record step: %w", run.ID, err)
+	}
+	next := a.Index + 1
+	runState := StateRunning
+	if next < len(def.Steps) {
+		if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, ready_at = ? WHERE run_id = ? AND idx = ?`, StateQueued, end.UnixMicro(), run.ID, next); err != nil {
+			return fmt.Errorf("run %s: queue next step: %w", run.ID, err)
+		}
+		if _, err := e.client.InsertTx(ctx, tx, stepArgs{RunID: run.ID, Flow: run.Flow, Index: next}, e.insertOpts(def.Steps[next])); err != nil {
+			return fmt.Errorf("run %s: enqueue next step: %w", run.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE run SET updated_at = ?, record_id = CASE WHEN ? != '' THEN ? ELSE record_id END WHERE id = ?`,
+			end.UnixMicro(), rec.RecordID, rec.RecordID, run.ID); err != nil {
+			return fmt.Errorf("run %s: %w", run.ID, err)
+		}
+	} else {
+		runState = StateSucceeded
+		if _, err := tx.ExecContext(ctx, `UPDATE run SET state = ?, updated_at = ?, finished_at = ?, error = '', record_id = CASE WHEN ? != '' THEN ? ELSE record_id END WHERE id = ?`,
+			StateSucceeded, end.UnixMicro(), end.UnixMicro(), rec.RecordID, rec.RecordID, run.ID); err != nil {
+			return fmt.Errorf("run %s: finish: %w", run.ID, err)
+		}
+	}
+	if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job); err != nil {
+		return fmt.Errorf("run %s: complete job: %w", run.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("run %s: %w", run.ID, err)
+	}
+	log.Debug("step done", "active_ms", active.Milliseconds())
+	e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, Step: sd.Name, State: StateSucceeded, Time: end, Active: active})
+	if runState == StateSucceeded {
+		e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, State: StateSucceeded, Time: end})
+	}
+	return nil
+}
+
+// call runs a step function, turning a panic into a permanent error.
+func (e *Engine) call(ctx context.Context, s *StepRun) (out any, err error) {
+	typ, ok := e.types[s.Def.Type]
+	if !ok || typ.Func == nil {
+		return nil, fmt.Errorf("step type %q: %w: %w", s.Def.Type, ErrNotFound, ErrPermanent)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: %w: panic: %v", s.Def.Name, ErrPermanent, r)
+		}
+	}()
+	return typ.Func(ctx, s)
+}
+
+// fail records a failed attempt; the run fails on a permanent error or the
+// last attempt, otherwise River retries with backoff.
+func (e *Engine) fail(ctx context.Context, job *river.Job[stepArgs], run *Run, sd StepDef, active time.Duration, end time.Time, stepErr error, log *slog.Logger) error {
+	if ctx.Err() != nil && !errors.Is(stepErr, ErrPermanent) {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			stepErr = fmt.Errorf("timed out after %s: %w", time.Duration(sd.Timeout), stepErr)
+		}
+		ctx = context.WithoutCancel(ctx)
+	}
+	msg := fmt.Sprintf("%s: %v", sd.Name, stepErr)
+	final := errors.Is(stepErr, ErrPermanent) || job.Attempt >= job.MaxAttempts
+	state := StateRetrying
+	if final {
+		state = StateFailed
+	}
+	tx, err := e.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("run %s: %w (step error: %w)", run.ID, err, stepErr)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, error = ?, active_us = active_us + ?, finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE run_id = ? AND idx = ?`,
+		state, msg, active.Microseconds(), final, end.UnixMicro(), run.ID, job.Args.Index); err != nil {
+		return fmt.Errorf("run %s: record failure: %w (step error: %w)", run.ID, err, stepErr)
+	}
+	runState := StateRunning
+	if final {
+		runState = StateFailed
+		if _, err := tx.ExecContext(ctx, `UPDATE run SET state = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?`, StateFailed, msg, end.UnixMicro(), end.UnixMicro(), run.ID); err != nil {
+			return fmt.Errorf("run %s: record failure: %w (step error: %w)", run.ID, err, stepErr)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("run %s: record failure: %w (step error: %w)", run.ID, err, stepErr)
+	}
+	e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, Step: sd.Name, State: state, Error: msg, Time: end, Active: active})
+	if final {
+		log.Warn("run failed", "error", msg)
+		e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, State: runState, Error: msg, Time: end})
+		return river.JobCancel(stepErr)
+	}
+	log.Info("step failed, will retry", "error", msg)
+	return stepErr
+}

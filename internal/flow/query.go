@@ -1,0 +1,132 @@
+package flow
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+const runCols = `id, flow, sha256, file_name, size, agent, instrument, upload_id, stored_path, state, created_at, updated_at, finished_at, error, record_id, meta`
+
+type scanner interface{ Scan(...any) error }
+
+func scanRun(s scanner) (*Run, error) {
+	var r Run
+	var created, updated int64
+	var finished sql.NullInt64
+	var meta string
+	if err := s.Scan(&r.ID, &r.Flow, &r.SHA256, &r.FileName, &r.Size, &r.Agent, &r.Instrument, &r.UploadID, &r.StoredPath,
+		&r.State, &created, &updated, &finished, &r.Error, &r.RecordID, &meta); err != nil {
+		return nil, err
+	}
+	r.Created, r.Updated = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
+	r.Finished = tptr(finished)
+	json.Unmarshal([]byte(meta), &r.Meta)
+	return &r, nil
+}
+
+func tptr(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := time.UnixMicro(v.Int64).UTC()
+	return &t
+}
+
+// Run returns a run with its steps.
+func (e *Engine) Run(ctx context.Context, id string) (*Run, error) {
+	return getRun(ctx, e.db.Read, `SELECT `+runCols+` FROM run WHERE id = ?`, id)
+}
+
+// RunByContent returns the run of a flow for a file's SHA-256.
+func (e *Engine) RunByContent(ctx context.Context, flowName, sha string) (*Run, error) {
+	return getRun(ctx, e.db.Read, `SELECT `+runCols+` FROM run WHERE flow = ? AND sha256 = ?`, flowName, sha)
+}
+
+func getRun(ctx context.Context, db *sql.DB, q string, args ...any) (*Run, error) {
+	r, err := scanRun(db.QueryRowContext(ctx, q, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("run %v: %w", args, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get run: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT idx, name, kind, state, attempts, ready_at, started_at, finished_at, active_us, error, output FROM step WHERE run_id = ? ORDER BY idx`, r.ID)
+	if err != nil {
+		return nil, fmt.Errorf("get run %s steps: %w", r.ID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s Step
+		var ready, started, finished sql.NullInt64
+		var activeUS int64
+		var out string
+		if err := rows.Scan(&s.Index, &s.Name, &s.Type, &s.State, &s.Attempts, &ready, &started, &finished, &activeUS, &s.Error, &out); err != nil {
+			return nil, fmt.Errorf("get run %s steps: %w", r.ID, err)
+		}
+		s.Ready, s.Started, s.Finished = tptr(ready), tptr(started), tptr(finished)
+		s.Active = time.Duration(activeUS) * time.Microsecond
+		s.Output = []byte(out)
+		r.Steps = append(r.Steps, s)
+	}
+	return r, rows.Err()
+}
+
+// ListQuery filters runs. Zero fields do not filter.
+type ListQuery struct {
+	Flow, State, SHA256 string
+	Since               time.Time
+	Limit               int // default 100
+}
+
+// Runs lists runs, newest first, without their steps.
+func (e *Engine) Runs(ctx context.Context, q ListQuery) ([]*Run, error) {
+	var where []string
+	var args []any
+	if q.Flow != "" {
+		where, args = append(where, "flow = ?"), append(args, q.Flow)
+	}
+	if q.State != "" {
+		where, args = append(where, "state = ?"), append(args, q.State)
+	}
+	if q.SHA256 != "" {
+		where, args = append(where, "sha256 = ?"), append(args, q.SHA256)
+	}
+	if !q.Since.IsZero() {
+		where, args = append(where, "created_at >= ?"), append(args, q.Since.UnixMicro())
+	}
+	w := ""
+	if len(where) > 0 {
+		w = " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := e.db.Read.QueryContext(ctx, `SELECT `+runCols+` FROM run`+w+` ORDER BY created_at DESC LIMIT ?`, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []*Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// SetStoredPath records where a run's file is kept (the transfer step).
+func (e *Engine) SetStoredPath(ctx context.Context, runID, path string) error {
+	if _, err := e.db.Write.ExecContext(ctx, `UPDATE run SET stored_path = ? WHERE id = ?`, path, runID); err != nil {
+		return fmt.Errorf("run %s: set stored path: %w", runID, err)
+	}
+	return nil
+}
