@@ -1,0 +1,241 @@
+// Package upload is the agent's side of the resumable upload protocol (tus
+// 1.0: create, then PATCH from the server's offset, resuming after any
+// interruption). It uses only the standard library so the agent binary stays
+// small; the server side is upload/tusserver.
+package upload
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Errors.
+var (
+	// ErrGone means the server no longer has the upload (finished and moved,
+	// expired, or never existed); start a new one.
+	ErrGone = errors.New("upload gone")
+	// ErrRejected means the server refused the upload for good (bad
+	// metadata, too large, unauthorised).
+	ErrRejected = errors.New("upload rejected")
+)
+
+// Metadata keys the server understands.
+const (
+	MetaFilename   = "filename"
+	MetaSHA256     = "sha256"
+	MetaFlow       = "flow"
+	MetaAgent      = "agent"
+	MetaInstrument = "instrument"
+	MetaSourcePath = "source_path"
+	MetaReceivedAt = "received_at" // set by the server
+)
+
+const tusVersion = "1.0.0"
+
+// Client talks tus 1.0 to one server endpoint.
+type Client struct {
+	// Endpoint is the creation URL, e.g. https://host/files/.
+	Endpoint string
+	// Token is sent as a bearer token.
+	Token string
+	// HTTP defaults to a client without an overall timeout (uploads are
+	// long); stalls are caught by the transport's timeouts.
+	HTTP *http.Client
+}
+
+// defaultHTTP writes request bodies through a large buffer: with the
+// standard 4 KiB one, a loopback upload spends most of its time in syscalls.
+var defaultHTTP = &http.Client{Transport: NewTransport()}
+
+// NewTransport returns an HTTP transport tuned for large uploads.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.WriteBufferSize = 1 << 20
+	t.ReadBufferSize = 64 << 10
+	t.ResponseHeaderTimeout = 5 * time.Minute
+	return t
+}
+
+func (c *Client) http() *http.Client { return cmp.Or(c.HTTP, defaultHTTP) }
+
+func (c *Client) do(req *http.Request) (*http.Response, error) {
+	req.Header.Set("Tus-Resumable", tusVersion)
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return c.http().Do(req)
+}
+
+// Create starts an upload of size bytes and returns its URL.
+func (c *Client) Create(ctx context.Context, size int64, meta map[string]string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoint, nil)
+	if err != nil {
+		return "", fmt.Errorf("create upload: %w", err)
+	}
+	req.Header.Set("Upload-Length", strconv.FormatInt(size, 10))
+	req.Header.Set("Upload-Metadata", EncodeMetadata(meta))
+	resp, err := c.do(req)
+	if err != nil {
+		return "", fmt.Errorf("create upload: %w", err)
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("create upload: %w", statusError(resp))
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return "", fmt.Errorf("create upload: no location: %w", err)
+	}
+	return loc.String(), nil
+}
+
+// Offset asks the server how many bytes of the upload it has.
+func (c *Client) Offset(ctx context.Context, uploadURL string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, uploadURL, nil)
+	if err != nil {
+		return 0, fmt.Errorf("upload offset: %w", err)
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return 0, fmt.Errorf("upload offset: %w", err)
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+		return 0, fmt.Errorf("upload offset: %w", statusError(resp))
+	}
+	off, err := strconv.ParseInt(resp.Header.Get("Upload-Offset"), 10, 64)
+	if err != nil || off < 0 {
+		return 0, fmt.Errorf("upload offset: bad Upload-Offset %q", resp.Header.Get("Upload-Offset"))
+	}
+	return off, nil
+}
+
+// Send streams the file from offset to the end in one PATCH and returns the
+// new offset. On error the caller asks Offset and calls Send again.
+func (c *Client) Send(ctx context.Context, uploadURL string, f *os.File, offset, size int64) (int64, error) {
+	body := io.NewSectionReader(f, offset, size-offset)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, uploadURL, body)
+	if err != nil {
+		return offset, fmt.Errorf("send upload: %w", err)
+	}
+	req.ContentLength = size - offset
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	req.Header.Set("Upload-Offset", strconv.FormatInt(offset, 10))
+	resp, err := c.do(req)
+	if err != nil {
+		return offset, fmt.Errorf("send upload: %w", err)
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		return offset, fmt.Errorf("send upload: %w", statusError(resp))
+	}
+	off, err := strconv.ParseInt(resp.Header.Get("Upload-Offset"), 10, 64)
+	if err != nil {
+		return offset, fmt.Errorf("send upload: bad Upload-Offset %q", resp.Header.Get("Upload-Offset"))
+	}
+	return off, nil
+}
+
+// Upload sends a whole file, resuming at uploadURL when it is not empty. It
+// calls saveURL with a new upload's URL before sending data, so a restarted
+// agent can resume it. It retries transient errors with backoff until ctx
+// ends, and returns the URL of the finished upload.
+func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[string]string, saveURL func(string) error) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return uploadURL, fmt.Errorf("upload %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return uploadURL, fmt.Errorf("upload %s: %w", path, err)
+	}
+	size := fi.Size()
+	backoff := 200 * time.Millisecond
+	for {
+		err := func() error {
+			if uploadURL == "" {
+				u, err := c.Create(ctx, size, meta)
+				if err != nil {
+					return err
+				}
+				if err := saveURL(u); err != nil {
+					return fmt.Errorf("%w: save upload url: %w", ErrRejected, err)
+				}
+				uploadURL = u
+			}
+			off, err := c.Offset(ctx, uploadURL)
+			if errors.Is(err, ErrGone) {
+				uploadURL = ""
+				return err
+			}
+			if err != nil {
+				return err
+			}
+			for off < size {
+				if off, err = c.Send(ctx, uploadURL, f, off, size); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+		if err == nil {
+			return uploadURL, nil
+		}
+		if errors.Is(err, ErrRejected) || ctx.Err() != nil {
+			return uploadURL, fmt.Errorf("upload %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return uploadURL, fmt.Errorf("upload %s: %w", path, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func statusError(resp *http.Response) error {
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	text := strings.TrimSpace(string(msg))
+	switch resp.StatusCode {
+	case http.StatusNotFound, http.StatusGone:
+		return fmt.Errorf("%w: %s %s", ErrGone, resp.Status, text)
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestEntityTooLarge,
+		http.StatusConflict, http.StatusUnprocessableEntity:
+		// 409 is an offset mismatch: resumable by asking for the offset again.
+		if resp.StatusCode == http.StatusConflict {
+			return fmt.Errorf("%s %s", resp.Status, text)
+		}
+		return fmt.Errorf("%w: %s %s", ErrRejected, resp.Status, text)
+	}
+	return fmt.Errorf("%s %s", resp.Status, text)
+}
+
+func drain(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+}
+
+// EncodeMetadata writes tus Upload-Metadata (keys sorted for stable output).
+func EncodeMetadata(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+" "+base64.StdEncoding.EncodeToString([]byte(m[k])))
+	}
+	return strings.Join(parts, ",")
+}
