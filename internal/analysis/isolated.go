@@ -3,6 +3,7 @@ package analysis
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/picoflow/picoflow/internal/emd"
@@ -43,7 +44,10 @@ func RegisterWorkers(reg *sandbox.Registry) {
 func RunIsolated(ctx context.Context, reg *sandbox.Registry, path, outDir string, opt Options, lim sandbox.Limits) (*record.Record, error) {
 	var rec record.Record
 	if err := reg.Run(ctx, sandboxName, isolatedRequest{Path: path, OutDir: outDir, Options: opt}, &rec, lim); err != nil {
-		return nil, fmt.Errorf("analyze %q: %w", path, err)
+		if errors.Is(err, sandbox.ErrCrashed) || errors.Is(err, sandbox.ErrOutOfMemory) {
+			return nil, fmt.Errorf("analyze %q: %w", path, err)
+		}
+		return nil, err // the child's error already names the file
 	}
 	return &rec, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/picoflow/picoflow/internal/emd/emdtest"
+	"github.com/picoflow/picoflow/internal/emd/superblock"
 )
 
 // TestBadInput feeds damaged copies of a real file and files that are not
@@ -30,7 +31,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"empty", nil, ErrFormat},
 		{"text", []byte("hello, this is not HDF5\n"), ErrFormat},
-		{"signature only", []byte(hdf5Signature), ErrFormat},
+		{"signature only", []byte(superblock.Signature), ErrFormat},
 		{"truncated half", src[:len(src)/2], ErrFormat},
 		{"truncated header", src[:600], ErrFormat},
 		{"corrupt", corrupt, nil}, // any classified error

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/picoflow/picoflow/internal/emd/superblock"
 )
 
 // Sentinel errors. Every error returned by this package wraps one of them.
@@ -127,7 +129,10 @@ func Open(ctx context.Context, path string, opts Options) (*File, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("open emd %q: %w: not a regular file", path, ErrFormat)
 	}
-	if err := checkSuperblock(path, fi.Size()); err != nil {
+	if _, err := superblock.Check(path, fi.Size()); err != nil {
+		if errors.Is(err, superblock.ErrFormat) || errors.Is(err, superblock.ErrIncomplete) {
+			err = fmt.Errorf("%w: %w", ErrFormat, err)
+		}
 		return nil, fmt.Errorf("open emd %q: %w", path, err)
 	}
 	h, err := openH5(path, fi.Size(), cmp.Or(opts.MaxElements, DefaultMaxElements))

@@ -1,4 +1,8 @@
-package emd
+// Package superblock reads the HDF5 superblock with the standard library
+// only, to decide whether a file is HDF5 and complete (its recorded
+// end-of-file address within its size). The agent uses it on the instrument
+// PC without linking the full HDF5 reader.
+package superblock
 
 import (
 	"encoding/binary"
@@ -8,12 +12,20 @@ import (
 	"os"
 )
 
-// hdf5Signature starts every HDF5 superblock.
-const hdf5Signature = "\x89HDF\r\n\x1a\n"
+// Signature starts every HDF5 superblock.
+const Signature = "\x89HDF\r\n\x1a\n"
+
+// Errors.
+var (
+	// ErrFormat means the file is not HDF5 or its superblock is damaged.
+	ErrFormat = errors.New("not a valid HDF5 file")
+	// ErrIncomplete means the file is shorter than its superblock says: a
+	// truncated copy, or a file still being written.
+	ErrIncomplete = errors.New("incomplete HDF5 file")
+)
 
 // Superblock is the part of an HDF5 superblock needed to decide whether a
-// file is complete. It is read with the standard library only, so the agent
-// can call it on the instrument PC.
+// file is complete.
 type Superblock struct {
 	Version uint8
 	// Base is the absolute file offset of the superblock.
@@ -33,7 +45,7 @@ func ReadSuperblock(r io.ReaderAt, size int64) (Superblock, error) {
 		if n < 8 {
 			return Superblock{}, fmt.Errorf("read superblock: %w", cmpErr(err))
 		}
-		if string(buf[:8]) != hdf5Signature {
+		if string(buf[:8]) != Signature {
 			continue
 		}
 		b := buf[:n]
@@ -101,20 +113,24 @@ func cmpErr(err error) error {
 	return err
 }
 
-// checkSuperblock rejects files that are not HDF5 or are shorter than their
-// superblock says (truncated copies, files still being written).
-func checkSuperblock(path string, size int64) error {
+// Check rejects files that are not HDF5 (ErrFormat) or are shorter than
+// their superblock says (ErrIncomplete: truncated copies, files still being
+// written), or flagged as open for writing (version 2-3 superblocks).
+func Check(path string, size int64) (Superblock, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return Superblock{}, err
 	}
 	defer f.Close()
 	sb, err := ReadSuperblock(f, size)
 	if err != nil {
-		return err
+		return sb, err
 	}
 	if sb.EOF > size {
-		return fmt.Errorf("%w: truncated: HDF5 end-of-file address is %d but the file has %d bytes", ErrFormat, sb.EOF, size)
+		return sb, fmt.Errorf("%w: truncated: HDF5 end-of-file address is %d but the file has %d bytes", ErrIncomplete, sb.EOF, size)
 	}
-	return nil
+	if sb.WriteOpen && sb.Version >= 2 {
+		return sb, fmt.Errorf("%w: the writer has not closed the file", ErrIncomplete)
+	}
+	return sb, nil
 }
