@@ -1,0 +1,379 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/flow"
+	"github.com/picoflow/picoflow/internal/upload"
+	"github.com/picoflow/picoflow/internal/upload/tusserver"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	agents := []string{auth.RoleAgent, auth.RoleAdmin}
+	mux.Handle("/files/", auth.Require(http.StripPrefix("/files/", s.uploads.Handler()), agents...))
+	mux.Handle("GET /api/v1/files/{sha}", auth.Require(http.HandlerFunc(s.getFile), agents...))
+	mux.Handle("POST /api/v1/runs", auth.Require(http.HandlerFunc(s.createRun), agents...))
+	mux.Handle("GET /api/v1/runs", auth.Require(http.HandlerFunc(s.listRuns), agents...))
+	mux.Handle("GET /api/v1/runs/{id}", auth.Require(http.HandlerFunc(s.getRun), agents...))
+	mux.Handle("POST /api/v1/runs/{id}/retry", auth.Require(http.HandlerFunc(s.retryRun), auth.RoleAdmin))
+	mux.Handle("GET /api/v1/events", auth.Require(http.HandlerFunc(s.events), agents...))
+	mux.Handle("GET /api/v1/stats", auth.Require(http.HandlerFunc(s.stats), agents...))
+	mux.HandleFunc("GET /api/v1/records", s.searchRecords)
+	mux.HandleFunc("GET /api/v1/records/{id}", s.getRecord)
+	mux.HandleFunc("GET /api/v1/records/{id}/files/{name}", s.getRecordFile)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	return s.Tokens.Middleware(mux)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+// StepView is a step as the API shows it.
+type StepView struct {
+	Name     string     `json:"name"`
+	Type     string     `json:"type"`
+	State    string     `json:"state"`
+	Attempts int        `json:"attempts"`
+	Started  *time.Time `json:"started,omitempty"`
+	Finished *time.Time `json:"finished,omitempty"`
+	ActiveMS float64    `json:"active_ms"`
+	Error    string     `json:"error,omitempty"`
+}
+
+// RunView is a run as the API shows it.
+type RunView struct {
+	ID         string     `json:"id"`
+	Flow       string     `json:"flow"`
+	SHA256     string     `json:"sha256"`
+	FileName   string     `json:"file_name"`
+	Size       int64      `json:"size"`
+	Agent      string     `json:"agent,omitempty"`
+	Instrument string     `json:"instrument,omitempty"`
+	State      string     `json:"state"`
+	Created    time.Time  `json:"created"`
+	Finished   *time.Time `json:"finished,omitempty"`
+	RuntimeMS  float64    `json:"runtime_ms,omitempty"`
+	Error      string     `json:"error,omitempty"`
+	RecordID   string     `json:"record_id,omitempty"`
+	Steps      []StepView `json:"steps,omitempty"`
+	Alerts     []Alert    `json:"alerts,omitempty"`
+}
+
+func viewRun(r *flow.Run) RunView {
+	v := RunView{ID: r.ID, Flow: r.Flow, SHA256: r.SHA256, FileName: r.FileName, Size: r.Size, Agent: r.Agent, Instrument: r.Instrument,
+		State: r.State, Created: r.Created, Finished: r.Finished, Error: r.Error, RecordID: r.RecordID}
+	if r.Finished != nil {
+		v.RuntimeMS = float64(r.Finished.Sub(r.Created).Microseconds()) / 1e3
+	}
+	for _, st := range r.Steps {
+		v.Steps = append(v.Steps, StepView{Name: st.Name, Type: st.Type, State: st.State, Attempts: st.Attempts, Started: st.Started,
+			Finished: st.Finished, ActiveMS: float64(st.Active.Microseconds()) / 1e3, Error: st.Error})
+		if st.Type == "notify" && st.State == flow.StateSucceeded {
+			var n NotifyOutput
+			if json.Unmarshal(st.Output, &n) == nil {
+				v.Alerts = append(v.Alerts, n.Alerts...)
+			}
+		}
+	}
+	return v
+}
+
+// getFile answers "do you have this content?" for an agent that lost track
+// of an upload: the runs for that SHA-256.
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
+	runs, err := s.Engine.Runs(r.Context(), flow.ListQuery{SHA256: r.PathValue("sha")})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	out := []RunView{}
+	for _, run := range runs {
+		out = append(out, viewRun(run))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sha256": r.PathValue("sha"), "runs": out})
+}
+
+// CreateRunRequest asks the server to start a flow on a finished upload.
+type CreateRunRequest struct {
+	// Upload is the upload's URL or ID.
+	Upload string `json:"upload"`
+}
+
+func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
+	var req CreateRunRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("create run: %w", err))
+		return
+	}
+	id := req.Upload[strings.LastIndex(req.Upload, "/")+1:]
+	up, err := s.uploads.Get(r.Context(), id)
+	if errors.Is(err, tusserver.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("create run: %w", err))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if !up.Complete() {
+		writeError(w, http.StatusConflict, fmt.Errorf("create run: upload %s has %d of %d bytes", id, up.Offset, up.Size))
+		return
+	}
+	agent := up.Meta[upload.MetaAgent]
+	if agent == "" {
+		agent = auth.FromContext(r.Context()).Subject
+	}
+	run, created, err := s.Engine.StartRun(r.Context(), flow.RunSpec{
+		Flow: up.Meta[upload.MetaFlow], SHA256: up.Meta[upload.MetaSHA256], FileName: up.Meta[upload.MetaFilename],
+		Size: up.Size, Agent: agent, Instrument: up.Meta[upload.MetaInstrument], UploadID: id, Received: up.Received,
+		Meta: map[string]any{"source_path": up.Meta[upload.MetaSourcePath]},
+	})
+	switch {
+	case errors.Is(err, flow.ErrNotFound), errors.Is(err, flow.ErrPermanent):
+		writeError(w, http.StatusBadRequest, err)
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+		if run.UploadID != id {
+			// The same content arrived again: the run already has it.
+			s.uploads.Remove(id)
+		}
+	}
+	writeJSON(w, status, viewRun(run))
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	runs, err := s.Engine.Runs(r.Context(), flow.ListQuery{Flow: q.Get("flow"), State: q.Get("state"), Limit: limit})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	out := []RunView{}
+	for _, run := range runs {
+		out = append(out, viewRun(run))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getRun returns a run; ?wait=30s holds the request until the run finishes
+// (at most 5 minutes), so agents learn the outcome without polling.
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	ctx := r.Context()
+	var run *flow.Run
+	var err error
+	if d, perr := time.ParseDuration(r.URL.Query().Get("wait")); perr == nil && d > 0 {
+		wctx, cancel := context.WithTimeout(ctx, min(d, 5*time.Minute))
+		run, err = s.Engine.Wait(wctx, id)
+		cancel()
+	} else {
+		run, err = s.Engine.Run(ctx, id)
+	}
+	if errors.Is(err, flow.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewRun(run))
+}
+
+func (s *Server) retryRun(w http.ResponseWriter, r *http.Request) {
+	run, err := s.Engine.Retry(r.Context(), r.PathValue("id"))
+	if errors.Is(err, flow.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewRun(run))
+}
+
+// events streams run and step events as server-sent events.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, errors.New("streaming unsupported"))
+		return
+	}
+	ch, cancel := s.Engine.Events().Subscribe(256)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": picoflow events\n\n")
+	fl.Flush()
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-ping.C:
+			fmt.Fprint(w, ": ping\n\n")
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			b, _ := json.Marshal(ev)
+			fmt.Fprintf(w, "event: run\ndata: %s\n\n", b)
+		}
+		fl.Flush()
+	}
+}
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	var since time.Time
+	if d, err := time.ParseDuration(r.URL.Query().Get("since")); err == nil {
+		since = time.Now().Add(-d)
+	}
+	st, err := s.Engine.Stats(r.Context(), since)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func principals(r *http.Request) []string {
+	return auth.FromContext(r.Context()).Principals()
+}
+
+// ParseQuery reads a catalog query from URL parameters: q, from, to
+// (YYYY-MM-DD or RFC 3339), instrument, kind, element (repeatable), sort,
+// limit, offset.
+func ParseQuery(v map[string][]string) (catalog.Query, error) {
+	get := func(k string) string {
+		if len(v[k]) > 0 {
+			return v[k][0]
+		}
+		return ""
+	}
+	q := catalog.Query{Text: get("q"), Instruments: v["instrument"], Kinds: v["kind"], Elements: v["element"], Sort: get("sort")}
+	for _, p := range []struct {
+		k string
+		t *time.Time
+	}{{"from", &q.From}, {"to", &q.To}} {
+		s := get(p.k)
+		if s == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t, err = time.Parse("2006-01-02", s)
+		}
+		if err != nil {
+			return q, fmt.Errorf("%s: want YYYY-MM-DD or RFC 3339, got %q", p.k, s)
+		}
+		*p.t = t
+	}
+	q.Limit, _ = strconv.Atoi(get("limit"))
+	q.Offset, _ = strconv.Atoi(get("offset"))
+	return q, nil
+}
+
+func (s *Server) searchRecords(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	q.Principals = principals(r)
+	res, err := s.Catalog.Search(r.Context(), q)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
+	e, err := s.Catalog.Get(r.Context(), r.PathValue("id"), principals(r))
+	if errors.Is(err, catalog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+// getRecordFile serves an analysis product (or the raw file) of a record
+// the caller may see.
+func (s *Server) getRecordFile(w http.ResponseWriter, r *http.Request) {
+	e, err := s.Catalog.Get(r.Context(), r.PathValue("id"), principals(r))
+	if errors.Is(err, catalog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	name := r.PathValue("name")
+	for _, f := range e.Record.Files {
+		if f.Name != name {
+			continue
+		}
+		path := filepath.Join(s.runProducts(e.RunID), filepath.Base(name))
+		if f.Role == "raw" {
+			run, err := s.Engine.Run(r.Context(), e.RunID)
+			if err != nil {
+				writeError(w, http.StatusNotFound, err)
+				return
+			}
+			path = run.StoredPath
+		}
+		fh, err := os.Open(path)
+		if err != nil {
+			writeError(w, http.StatusNotFound, fmt.Errorf("file %s: %w", name, err))
+			return
+		}
+		defer fh.Close()
+		fi, _ := fh.Stat()
+		if f.MediaType != "" {
+			w.Header().Set("Content-Type", f.MediaType)
+		}
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if f.Role == "raw" {
+			w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", safeName(name)))
+		}
+		http.ServeContent(w, r, safeName(name), fi.ModTime(), fh)
+		return
+	}
+	writeError(w, http.StatusNotFound, fmt.Errorf("record %s has no file %q", e.ID, name))
+}

@@ -1,0 +1,181 @@
+// Package server is the facility side of picoflow in one service: resumable
+// ingest (tus), durable flows (River over SQLite), the analysis, the catalog
+// and the REST API, with Start/Stop.
+package server
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/catalog"
+	catsqlite "github.com/picoflow/picoflow/internal/catalog/sqlite"
+	"github.com/picoflow/picoflow/internal/flow"
+	"github.com/picoflow/picoflow/internal/sandbox"
+	"github.com/picoflow/picoflow/internal/store"
+	"github.com/picoflow/picoflow/internal/upload/tusserver"
+)
+
+// Config configures a Server.
+type Config struct {
+	// DataDir holds the database, uploads, raw files and analysis products.
+	DataDir string
+	// Addr is the listen address (default "127.0.0.1:8470"; port 0 picks one).
+	Addr string
+	// Flows are the flow definitions (default flow.DefaultConfig()).
+	Flows *flow.Config
+	// VisibleTo is the access list of published records unless a publish
+	// step names one (default: role:admin only).
+	VisibleTo []string
+	// AnalysisMemory bounds one analysis worker process in bytes (default
+	// sandbox.DefaultMemory).
+	AnalysisMemory uint64
+	// AnalysisWorkers is how many analyses run at once (default 2).
+	AnalysisWorkers int
+	// Workers runs analyses in child processes; the program must call its
+	// Main at start.
+	Workers *sandbox.Registry
+	Logger  *slog.Logger
+	// PollInterval and RetryBase tune the flow engine (see flow.EngineConfig).
+	PollInterval, RetryBase time.Duration
+}
+
+// Server is a running facility service.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *store.DB
+	Engine  *flow.Engine
+	Catalog catalog.Index
+	Tokens  *auth.Tokens
+	uploads *tusserver.Server
+	http    *http.Server
+	ln      net.Listener
+	wg      sync.WaitGroup
+	stopped bool
+	mu      sync.Mutex
+}
+
+// Layout of DataDir.
+func (s *Server) dbPath() string      { return filepath.Join(s.cfg.DataDir, "picoflow.db") }
+func (s *Server) uploadDir() string   { return filepath.Join(s.cfg.DataDir, "uploads") }
+func (s *Server) rawDir() string      { return filepath.Join(s.cfg.DataDir, "raw") }
+func (s *Server) productsDir() string { return filepath.Join(s.cfg.DataDir, "products") }
+
+// New opens the database and builds the service; Start serves it.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: no data directory")
+	}
+	if cfg.Workers == nil {
+		return nil, errors.New("server: no worker registry")
+	}
+	cfg.Addr = cmp.Or(cfg.Addr, "127.0.0.1:8470")
+	if cfg.Flows == nil {
+		d := flow.DefaultConfig()
+		cfg.Flows = &d
+	}
+	if len(cfg.VisibleTo) == 0 {
+		cfg.VisibleTo = []string{auth.RoleAdmin}
+	}
+	s := &Server{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default())}
+	for _, d := range []string{cfg.DataDir, s.rawDir(), s.productsDir()} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	db, err := store.Open(ctx, s.dbPath())
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.db = db
+	s.Tokens = auth.NewTokens(db.Write, db.Read)
+	s.Catalog = catsqlite.New(db.Write, db.Read)
+	flows := map[string]bool{}
+	for _, f := range cfg.Flows.Flows {
+		flows[f.Name] = true
+	}
+	s.uploads, err = tusserver.New(tusserver.Config{Dir: s.uploadDir(), BasePath: "/files/", Flows: flows})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.Engine, err = flow.New(flow.EngineConfig{
+		DB: db, Flows: *cfg.Flows, Types: s.stepTypes(), Logger: s.log,
+		Workers:      map[string]int{flow.QueueAnalyze: cmp.Or(cfg.AnalysisWorkers, 2)},
+		PollInterval: cfg.PollInterval, RetryBase: cfg.RetryBase,
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	return s, nil
+}
+
+// Start starts the flow workers and the HTTP server.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.ln = ln
+	if err := s.Engine.Start(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("server: %w", err)
+	}
+	s.wg.Go(func() {
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server", "error", err)
+		}
+	})
+	s.log.Info("server started", "addr", s.URL(), "data", s.cfg.DataDir)
+	return nil
+}
+
+// URL is the base URL the server listens on.
+func (s *Server) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// Stop shuts the HTTP server down, lets running steps finish until ctx's
+// deadline (they are retried on the next start otherwise), and closes the
+// database. It is safe to call more than once.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	var errs []error
+	if s.ln != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			s.http.Close()
+		}
+		s.wg.Wait()
+		if err := s.Engine.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// DB exposes the database (for stats and tests).
+func (s *Server) DB() *store.DB { return s.db }

@@ -1,0 +1,258 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/analysis"
+	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/emd"
+	"github.com/picoflow/picoflow/internal/flow"
+	"github.com/picoflow/picoflow/internal/record"
+	"github.com/picoflow/picoflow/internal/sandbox"
+	"github.com/picoflow/picoflow/internal/upload/tusserver"
+)
+
+// stepTypes is the server's registry of step implementations.
+func (s *Server) stepTypes() map[string]flow.StepType {
+	return map[string]flow.StepType{
+		"transfer": {Func: s.transferStep},
+		"analyze":  {Func: s.analyzeStep, Queue: flow.QueueAnalyze},
+		"publish":  {Func: s.publishStep},
+		"notify":   {Func: s.notifyStep},
+	}
+}
+
+// TransferOutput is the output of the transfer step.
+type TransferOutput struct {
+	Path     string  `json:"path"`
+	Bytes    int64   `json:"bytes"`
+	SHA256   string  `json:"sha256"`
+	MBPerSec float64 `json:"verify_mb_per_s"`
+}
+
+// storedPath is where a run's file is kept: by day received, prefixed by
+// its content hash so two files of the same name never collide.
+func (s *Server) storedPath(r *flow.Run) string {
+	return filepath.Join(s.rawDir(), r.Created.Format("2006/01/02"), r.SHA256[:12]+"_"+safeName(r.FileName))
+}
+
+func safeName(n string) string {
+	n = filepath.Base(strings.ReplaceAll(n, "\\", "/"))
+	out := []rune{}
+	for _, c := range n {
+		if c < 32 || strings.ContainsRune(`/\:*?"<>|`, c) {
+			c = '_'
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 || n == "." || n == ".." {
+		return "file"
+	}
+	return string(out)
+}
+
+// transferStep verifies the uploaded bytes against the SHA-256 the agent
+// computed at the source and moves them into the raw store. It is
+// idempotent: after a crash past the move it re-verifies the stored file.
+func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error) {
+	r := sr.Run
+	dest := s.storedPath(r)
+	src := dest
+	up, err := s.uploads.Get(ctx, r.UploadID)
+	switch {
+	case err == nil:
+		if !up.Complete() {
+			return nil, fmt.Errorf("upload %s has %d of %d bytes: %w", r.UploadID, up.Offset, up.Size, flow.ErrPermanent)
+		}
+		src = up.Path
+	case errors.Is(err, tusserver.ErrNotFound):
+		if _, statErr := os.Stat(dest); statErr != nil {
+			return nil, fmt.Errorf("upload %s is gone and %s does not exist: %w", r.UploadID, dest, flow.ErrPermanent)
+		}
+	default:
+		return nil, err
+	}
+	start := time.Now()
+	sum, n, err := hashFile(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", src, err)
+	}
+	rate := float64(n) / 1e6 / max(time.Since(start).Seconds(), 1e-9)
+	if sum != r.SHA256 {
+		// Keep the bytes for inspection; never delete data.
+		q := filepath.Join(s.cfg.DataDir, "quarantine", r.ID+"_"+safeName(r.FileName))
+		os.MkdirAll(filepath.Dir(q), 0o750)
+		if err := os.Rename(src, q); err != nil {
+			s.log.Error("quarantine", "run_id", r.ID, "error", err)
+		}
+		return nil, fmt.Errorf("checksum mismatch: the agent sent sha256 %s, the server received %s (%d bytes, kept in %s): %w", r.SHA256, sum, n, q, flow.ErrPermanent)
+	}
+	if n != r.Size && r.Size > 0 {
+		return nil, fmt.Errorf("size mismatch: %d bytes declared, %d received: %w", r.Size, n, flow.ErrPermanent)
+	}
+	if src != dest {
+		if err := os.MkdirAll(filepath.Dir(dest), 0o750); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(src, dest); err != nil {
+			return nil, fmt.Errorf("store %s: %w", dest, err)
+		}
+		if err := s.uploads.Remove(r.UploadID); err != nil {
+			s.log.Warn("remove upload bookkeeping", "upload", r.UploadID, "error", err)
+		}
+	}
+	if err := s.Engine.SetStoredPath(ctx, r.ID, dest); err != nil {
+		return nil, err
+	}
+	return TransferOutput{Path: dest, Bytes: n, SHA256: sum, MBPerSec: rate}, nil
+}
+
+func hashFile(ctx context.Context, path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", n, err
+		}
+		k, err := f.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", n, err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// AnalyzeOutput is the output of the analyze step.
+type AnalyzeOutput struct {
+	Record *record.Record `json:"record"`
+	Dir    string         `json:"dir"`
+}
+
+func (s *Server) runProducts(runID string) string { return filepath.Join(s.productsDir(), runID) }
+
+// analyzeStep runs the analysis of the stored file in a memory-limited
+// worker process. Bad input fails the run at once with the reader's message.
+func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error) {
+	var tr TransferOutput
+	for _, o := range sr.Outputs {
+		var t TransferOutput
+		if json.Unmarshal(o, &t) == nil && t.Path != "" {
+			tr = t
+		}
+	}
+	if tr.Path == "" {
+		tr.Path = sr.Run.StoredPath
+	}
+	if tr.Path == "" {
+		return nil, fmt.Errorf("no stored file for run %s: %w", sr.Run.ID, flow.ErrPermanent)
+	}
+	dir := s.runProducts(sr.Run.ID)
+	opt := analysis.Options{Creator: sr.Run.Agent}
+	rec, err := analysis.RunIsolated(ctx, s.cfg.Workers, tr.Path, dir, opt, sandbox.Limits{Memory: s.cfg.AnalysisMemory})
+	if err != nil {
+		if errors.Is(err, emd.ErrFormat) || errors.Is(err, emd.ErrUnsupported) || errors.Is(err, emd.ErrTooLarge) ||
+			errors.Is(err, emd.ErrNotFound) || errors.Is(err, sandbox.ErrOutOfMemory) || errors.Is(err, sandbox.ErrCrashed) {
+			return nil, fmt.Errorf("%w: %w", err, flow.ErrPermanent)
+		}
+		return nil, err
+	}
+	// The record names the file as the instrument wrote it, not our copy.
+	for i := range rec.Files {
+		if rec.Files[i].Role == "raw" {
+			rec.Files[i].Name = sr.Run.FileName
+		}
+	}
+	return AnalyzeOutput{Record: rec, Dir: dir}, nil
+}
+
+// PublishOutput is the output of the publish step.
+type PublishOutput struct {
+	RecordID  string   `json:"record_id"`
+	VisibleTo []string `json:"visible_to"`
+}
+
+// publishStep puts the analysed record into the catalog. Params:
+// visible_to (list of principals).
+func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error) {
+	var an AnalyzeOutput
+	for _, o := range sr.Outputs {
+		var a AnalyzeOutput
+		if json.Unmarshal(o, &a) == nil && a.Record != nil {
+			an = a
+		}
+	}
+	if an.Record == nil {
+		return nil, fmt.Errorf("no analysed record for run %s: %w", sr.Run.ID, flow.ErrPermanent)
+	}
+	visible := s.cfg.VisibleTo
+	if v, ok := sr.Def.Params["visible_to"].([]any); ok {
+		visible = nil
+		for _, p := range v {
+			if ps, ok := p.(string); ok && (ps == catalog.Public || auth.ValidPrincipal(ps)) {
+				visible = append(visible, ps)
+			}
+		}
+	}
+	e := &catalog.Entry{ID: sr.Run.ID, Record: an.Record, VisibleTo: visible, RunID: sr.Run.ID, SHA256: sr.Run.SHA256}
+	if sr.Run.Instrument != "" && e.Record.Instrument.Name == "" {
+		e.Record.Instrument.Name = sr.Run.Instrument
+	}
+	if err := s.Catalog.Put(ctx, e); err != nil {
+		if errors.Is(err, catalog.ErrInvalid) {
+			return nil, fmt.Errorf("%w: %w", err, flow.ErrPermanent)
+		}
+		return nil, err
+	}
+	return PublishOutput{RecordID: e.ID, VisibleTo: visible}, nil
+}
+
+// Alert is a message for the operator at the instrument.
+type Alert struct {
+	Level   string `json:"level"` // info, warning
+	Message string `json:"message"`
+}
+
+// NotifyOutput is the output of the notify step.
+type NotifyOutput struct {
+	Alerts []Alert `json:"alerts"`
+}
+
+// notifyStep turns the analysis warnings into operator alerts; agents show
+// them when they learn the run finished.
+func (s *Server) notifyStep(ctx context.Context, sr *flow.StepRun) (any, error) {
+	out := NotifyOutput{Alerts: []Alert{}}
+	for _, o := range sr.Outputs {
+		var a AnalyzeOutput
+		if json.Unmarshal(o, &a) == nil && a.Record != nil && a.Record.Analysis != nil {
+			for _, w := range a.Record.Analysis.Warnings {
+				out.Alerts = append(out.Alerts, Alert{Level: "warning", Message: w})
+			}
+			if len(a.Record.Analysis.Elements) > 0 {
+				out.Alerts = append(out.Alerts, Alert{Level: "info", Message: "elements: " + strings.Join(a.Record.Analysis.Elements, ", ")})
+			}
+		}
+	}
+	return out, nil
+}
