@@ -6,6 +6,7 @@
 package analysis
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,6 +29,9 @@ import (
 type Options struct {
 	// Creator is recorded when the file names no creator.
 	Creator string
+	// Name is the file's name as the instrument wrote it (default: the base
+	// name of the path analysed).
+	Name string
 	// MaxElements bounds the datasets read into memory (emd.Options).
 	MaxElements   int64
 	Hyperspectral hyperspectral.Options
@@ -49,7 +53,7 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("analyze: %w", err)
 	}
-	rec := record.FromEMD(f, record.Source{Name: filepath.Base(path), Size: size, SHA256: sum, Creator: opt.Creator})
+	rec := record.FromEMD(f, record.Source{Name: cmp.Or(opt.Name, filepath.Base(path)), Size: size, SHA256: sum, Creator: opt.Creator})
 	an := &record.Analysis{Kind: "metadata"}
 	var products []hyperspectral.Product
 

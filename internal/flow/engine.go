@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -471,7 +472,10 @@ func (e *Engine) fail(ctx context.Context, job *river.Job[stepArgs], run *Run, s
 		}
 		ctx = context.WithoutCancel(ctx)
 	}
-	msg := fmt.Sprintf("%s: %v", sd.Name, stepErr)
+	msg := stepErr.Error()
+	if !strings.HasPrefix(msg, sd.Name+": ") {
+		msg = sd.Name + ": " + msg
+	}
 	final := errors.Is(stepErr, ErrPermanent) || job.Attempt >= job.MaxAttempts
 	state := StateRetrying
 	if final {

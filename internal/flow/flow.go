@@ -30,6 +30,20 @@ var (
 	ErrConfig = errors.New("invalid flow configuration")
 )
 
+// Permanent marks err as permanent (errors.Is(err, ErrPermanent)) without
+// changing its message.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string   { return e.err.Error() }
+func (e permanentError) Unwrap() []error { return []error{e.err, ErrPermanent} }
+
 // Run and step states.
 const (
 	StateQueued    = "queued"

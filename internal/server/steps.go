@@ -169,23 +169,28 @@ func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		return nil, fmt.Errorf("no stored file for run %s: %w", sr.Run.ID, flow.ErrPermanent)
 	}
 	dir := s.runProducts(sr.Run.ID)
-	opt := analysis.Options{Creator: sr.Run.Agent}
+	opt := analysis.Options{Creator: sr.Run.Agent, Name: sr.Run.FileName}
 	rec, err := analysis.RunIsolated(ctx, s.cfg.Workers, tr.Path, dir, opt, sandbox.Limits{Memory: s.cfg.AnalysisMemory})
 	if err != nil {
+		// Name the file as the operator knows it, not the server's copy.
+		err = renamed{err, strings.ReplaceAll(err.Error(), tr.Path, sr.Run.FileName)}
 		if errors.Is(err, emd.ErrFormat) || errors.Is(err, emd.ErrUnsupported) || errors.Is(err, emd.ErrTooLarge) ||
 			errors.Is(err, emd.ErrNotFound) || errors.Is(err, sandbox.ErrOutOfMemory) || errors.Is(err, sandbox.ErrCrashed) {
-			return nil, fmt.Errorf("%w: %w", err, flow.ErrPermanent)
+			return nil, flow.Permanent(err)
 		}
 		return nil, err
 	}
-	// The record names the file as the instrument wrote it, not our copy.
-	for i := range rec.Files {
-		if rec.Files[i].Role == "raw" {
-			rec.Files[i].Name = sr.Run.FileName
-		}
-	}
 	return AnalyzeOutput{Record: rec, Dir: dir}, nil
 }
+
+// renamed is an error with a rewritten message.
+type renamed struct {
+	err error
+	msg string
+}
+
+func (r renamed) Error() string { return r.msg }
+func (r renamed) Unwrap() error { return r.err }
 
 // PublishOutput is the output of the publish step.
 type PublishOutput struct {
@@ -221,7 +226,7 @@ func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error)
 	}
 	if err := s.Catalog.Put(ctx, e); err != nil {
 		if errors.Is(err, catalog.ErrInvalid) {
-			return nil, fmt.Errorf("%w: %w", err, flow.ErrPermanent)
+			return nil, flow.Permanent(err)
 		}
 		return nil, err
 	}

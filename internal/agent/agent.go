@@ -1,0 +1,298 @@
+// Package agent runs on the instrument PC: it watches the acquisition
+// folders, decides when a file is complete (HDF5 end-of-file address equals
+// the size, nobody has it open for writing, size stable), hashes it once
+// with SHA-256, records every step of its life in a local SQLite ledger,
+// uploads it resumably, starts its flow on the server and waits for the
+// outcome. Offline it keeps going and catches up later; killed at any point,
+// it resumes from the ledger without losing a file or starting a flow twice.
+package agent
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/emd/superblock"
+	"github.com/picoflow/picoflow/internal/upload"
+	"github.com/picoflow/picoflow/internal/watch"
+)
+
+// Folder is one watched folder and the flow its files go to.
+type Folder struct {
+	Path string `yaml:"path" json:"path"`
+	// Flow is the server flow for files of this folder (default "emd").
+	Flow string `yaml:"flow" json:"flow"`
+	// Patterns select files by base name (default ["*.emd"]).
+	Patterns []string `yaml:"patterns" json:"patterns"`
+}
+
+// Config configures an Agent.
+type Config struct {
+	// Server is the facility server's base URL.
+	Server string `yaml:"server"`
+	// Token is the agent's API token (keep it out of the YAML file: the
+	// PICOFLOW_TOKEN environment variable overrides it).
+	Token string `yaml:"token"`
+	// Name identifies this agent (default: the host name).
+	Name string `yaml:"name"`
+	// Instrument names the microscope for the records.
+	Instrument string   `yaml:"instrument"`
+	Folders    []Folder `yaml:"folders"`
+	// Ledger is the SQLite file of the agent's state (default
+	// picoflow-agent.db in the working directory).
+	Ledger string `yaml:"ledger"`
+	// Settle is how long a file must stay unchanged (default 2s).
+	Settle time.Duration `yaml:"settle"`
+	// Rescan is the period of the full folder rescan (default 30s).
+	Rescan time.Duration `yaml:"rescan"`
+	// IncompleteAfter: a file whose HDF5 header still claims more bytes
+	// than it has after this long is sent anyway, so the server records
+	// why it cannot be read (default 10m).
+	IncompleteAfter time.Duration `yaml:"incomplete_after"`
+	// Uploads is how many files are sent at once (default 2).
+	Uploads int `yaml:"uploads"`
+
+	Logger *slog.Logger `yaml:"-"`
+	// OnChange, if set, is called after every state change of a file.
+	OnChange func(Entry) `yaml:"-"`
+}
+
+// Agent is a running agent.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	ledger *ledger
+	watch  *watch.Watcher
+	api    *apiClient
+	tus    *upload.Client
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	inFlight map[int64]bool
+}
+
+// New opens the ledger; Start starts watching and sending.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if cfg.Server == "" {
+		return nil, errors.New("agent: no server URL")
+	}
+	if len(cfg.Folders) == 0 {
+		return nil, errors.New("agent: no folders to watch")
+	}
+	host, _ := os.Hostname()
+	cfg.Name = cmp.Or(cfg.Name, host, "agent")
+	cfg.Ledger = cmp.Or(cfg.Ledger, "picoflow-agent.db")
+	cfg.IncompleteAfter = cmp.Or(cfg.IncompleteAfter, 10*time.Minute)
+	cfg.Uploads = cmp.Or(cfg.Uploads, 2)
+	for i := range cfg.Folders {
+		f := &cfg.Folders[i]
+		f.Flow = cmp.Or(f.Flow, "emd")
+		if len(f.Patterns) == 0 {
+			f.Patterns = []string{"*.emd"}
+		}
+		abs, err := filepath.Abs(f.Path)
+		if err != nil {
+			return nil, fmt.Errorf("agent: folder %q: %w", f.Path, err)
+		}
+		f.Path = abs
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Ledger), 0o755); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	l, err := openLedger(ctx, cfg.Ledger)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a := &Agent{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), ledger: l, kick: make(chan struct{}, 1), cancel: func() {}, inFlight: map[int64]bool{}}
+	a.api = &apiClient{base: cfg.Server, token: cfg.Token}
+	a.tus = &upload.Client{Endpoint: cfg.Server + "/files/", Token: cfg.Token}
+	var dirs []string
+	for _, f := range cfg.Folders {
+		dirs = append(dirs, f.Path)
+	}
+	a.watch = watch.New(watch.Config{Dirs: dirs, Settle: cfg.Settle, Rescan: cfg.Rescan, Logger: a.log, Match: func(p string) bool {
+		_, ok := a.folder(p)
+		return ok
+	}})
+	return a, nil
+}
+
+// folder returns the folder a path belongs to, if it matches its patterns.
+func (a *Agent) folder(path string) (*Folder, bool) {
+	for i := range a.cfg.Folders {
+		f := &a.cfg.Folders[i]
+		rel, err := filepath.Rel(f.Path, path)
+		if err != nil || rel == ".." || len(rel) > 2 && rel[:3] == ".."+string(filepath.Separator) {
+			continue
+		}
+		for _, p := range f.Patterns {
+			if ok, _ := filepath.Match(p, filepath.Base(path)); ok {
+				return f, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// Start begins watching and sending; files left mid-way by a previous run
+// continue from their recorded state.
+func (a *Agent) Start(ctx context.Context) error {
+	ctx, a.cancel = context.WithCancel(ctx)
+	if err := a.watch.Start(ctx); err != nil {
+		a.cancel()
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.wg.Go(func() { a.intake(ctx) })
+	a.wg.Go(func() { a.dispatch(ctx) })
+	a.log.Info("agent started", "name", a.cfg.Name, "server", a.cfg.Server, "folders", len(a.cfg.Folders))
+	return nil
+}
+
+// Stop stops and waits; the ledger keeps the state for the next start.
+func (a *Agent) Stop() {
+	a.cancel()
+	a.watch.Stop()
+	a.wg.Wait()
+	a.ledger.close()
+}
+
+// Entries returns the newest files of the ledger.
+func (a *Agent) Entries(ctx context.Context, limit int) ([]*Entry, error) {
+	return a.ledger.list(ctx, limit)
+}
+
+func (a *Agent) changed(ctx context.Context, id int64) {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	if a.cfg.OnChange == nil {
+		return
+	}
+	if e, err := a.ledger.get(ctx, id); err == nil {
+		a.cfg.OnChange(*e)
+	}
+}
+
+// intake turns settled files into hashed ledger rows.
+func (a *Agent) intake(ctx context.Context) {
+	type waiting struct {
+		f     watch.File
+		since time.Time
+	}
+	incomplete := map[string]waiting{}
+	recheck := time.NewTicker(cmp.Or(a.cfg.Settle, 2*time.Second))
+	defer recheck.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-a.watch.Files():
+			w, seen := incomplete[f.Path]
+			if a.admit(ctx, f, w.since) {
+				delete(incomplete, f.Path)
+			} else if !seen {
+				incomplete[f.Path] = waiting{f, time.Now()}
+			}
+		case <-recheck.C:
+			for p, w := range incomplete {
+				fi, err := os.Stat(p)
+				if err != nil {
+					delete(incomplete, p)
+					continue
+				}
+				f := watch.File{Path: p, Size: fi.Size(), ModTime: fi.ModTime()}
+				if a.admit(ctx, f, w.since) {
+					delete(incomplete, p)
+				}
+			}
+		}
+	}
+}
+
+// admit checks that a settled file is complete, hashes it and records it.
+// It returns false when the file should be checked again later.
+func (a *Agent) admit(ctx context.Context, f watch.File, incompleteSince time.Time) bool {
+	folder, ok := a.folder(f.Path)
+	if !ok {
+		return true
+	}
+	if known, err := a.ledger.known(ctx, f.Path, f.Size, f.ModTime); err != nil || known {
+		return true
+	}
+	note := ""
+	_, err := superblock.Check(f.Path, f.Size)
+	switch {
+	case errors.Is(err, superblock.ErrIncomplete):
+		if incompleteSince.IsZero() || time.Since(incompleteSince) < a.cfg.IncompleteAfter {
+			a.log.Debug("file not complete yet", "file", f.Path, "reason", err)
+			return false
+		}
+		note = fmt.Sprintf("sent incomplete after %s: %v", a.cfg.IncompleteAfter, err)
+	case err != nil && !errors.Is(err, superblock.ErrFormat):
+		a.log.Warn("check file", "file", f.Path, "error", err)
+		return false
+	case errors.Is(err, superblock.ErrFormat):
+		// Not HDF5: send it anyway; the server's analysis says why it cannot
+		// be read, where the operator and the portal can see it.
+		note = err.Error()
+	}
+	if openForWrite(f.Path) {
+		a.log.Debug("file still open for writing", "file", f.Path)
+		return false
+	}
+	sum, n, err := hashFile(ctx, f.Path)
+	if err != nil {
+		a.log.Warn("hash file", "file", f.Path, "error", err)
+		return false
+	}
+	if n != f.Size {
+		return false // changed while hashing; the watcher reports it again
+	}
+	e, err := a.ledger.add(ctx, &Entry{Path: f.Path, Size: f.Size, ModTime: f.ModTime, SHA256: sum, Flow: folder.Flow, State: StateReady, Error: note})
+	if err != nil {
+		a.log.Error("record file", "file", f.Path, "error", err)
+		return false
+	}
+	if e != nil {
+		a.log.Info("file ready", "file", f.Path, "bytes", f.Size, "sha256", sum[:12], "state", e.State)
+		a.changed(ctx, e.ID)
+	}
+	return true
+}
+
+func hashFile(ctx context.Context, path string) (string, int64, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer fh.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", n, err
+		}
+		k, err := fh.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), n, nil
+		}
+		if err != nil {
+			return "", n, err
+		}
+	}
+}

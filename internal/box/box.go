@@ -1,0 +1,113 @@
+// Package box runs the whole system in one process: a server with its own
+// data directory, an agent token, and an agent watching instrument folders.
+// It is what `picoflow demo` and the end-to-end tests start.
+package box
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/agent"
+	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/sandbox"
+	"github.com/picoflow/picoflow/internal/server"
+)
+
+// Config configures a Box.
+type Config struct {
+	// Dir holds server/ (the facility side) and instrument/ (the watched
+	// folders and the agent's ledger).
+	Dir string
+	// Addr is the server's listen address (default 127.0.0.1:0).
+	Addr string
+	// Settle is the agent's settle time (default 1s).
+	Settle time.Duration
+	// Public publishes records to everyone (the demo); otherwise records
+	// are visible to role:admin.
+	Public   bool
+	Workers  *sandbox.Registry
+	Logger   *slog.Logger
+	OnChange func(agent.Entry)
+	// PollInterval tunes the flow engine (tests).
+	PollInterval time.Duration
+}
+
+// Box is a running system.
+type Box struct {
+	Server *server.Server
+	Agent  *agent.Agent
+	// AdminToken and AgentToken are API tokens created for this box.
+	AdminToken, AgentToken string
+	// Folders are the instrument folders by flow name.
+	Folders map[string]string
+}
+
+// Start starts the server, creates tokens and starts an agent watching
+// instrument/hyperspectral, instrument/movies and instrument/other.
+func Start(ctx context.Context, cfg Config) (*Box, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("box: no directory")
+	}
+	log := cmp.Or(cfg.Logger, slog.Default())
+	vis := []string{auth.RoleAdmin}
+	if cfg.Public {
+		vis = []string{catalog.Public}
+	}
+	srv, err := server.New(ctx, server.Config{
+		DataDir: filepath.Join(cfg.Dir, "server"), Addr: cmp.Or(cfg.Addr, "127.0.0.1:0"), VisibleTo: vis,
+		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(ctx); err != nil {
+		srv.Stop(ctx)
+		return nil, err
+	}
+	b := &Box{Server: srv, Folders: map[string]string{
+		"hyperspectral":  filepath.Join(cfg.Dir, "instrument", "hyperspectral"),
+		"spatiotemporal": filepath.Join(cfg.Dir, "instrument", "movies"),
+		"emd":            filepath.Join(cfg.Dir, "instrument", "other"),
+	}}
+	if b.AdminToken, err = srv.Tokens.Create(ctx, "box admin", "user:admin", auth.RoleAdmin); err != nil {
+		b.Stop(ctx)
+		return nil, fmt.Errorf("box: %w", err)
+	}
+	if b.AgentToken, err = srv.Tokens.Create(ctx, "box agent", "agent:picoprobe-pc", auth.RoleAgent); err != nil {
+		b.Stop(ctx)
+		return nil, fmt.Errorf("box: %w", err)
+	}
+	var folders []agent.Folder
+	for flowName, dir := range b.Folders {
+		folders = append(folders, agent.Folder{Path: dir, Flow: flowName})
+	}
+	b.Agent, err = agent.New(ctx, agent.Config{
+		Server: srv.URL(), Token: b.AgentToken, Name: "picoprobe-pc", Instrument: "PicoProbe",
+		Folders: folders, Ledger: filepath.Join(cfg.Dir, "instrument", "agent.db"),
+		Settle: cmp.Or(cfg.Settle, time.Second), Logger: log.With("side", "agent"), OnChange: cfg.OnChange,
+	})
+	if err != nil {
+		b.Stop(ctx)
+		return nil, err
+	}
+	if err := b.Agent.Start(ctx); err != nil {
+		b.Agent = nil
+		b.Stop(ctx)
+		return nil, err
+	}
+	return b, nil
+}
+
+// Stop stops the agent, then the server.
+func (b *Box) Stop(ctx context.Context) error {
+	if b.Agent != nil {
+		b.Agent.Stop()
+	}
+	return b.Server.Stop(ctx)
+}
