@@ -79,7 +79,7 @@ func TestEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	o := &outcomes{ch: make(chan agent.Entry, 16)}
-	b, err := box.Start(ctx, box.Config{Dir: dir, Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange, PollInterval: 10 * time.Millisecond})
+	b, err := box.Start(ctx, box.Config{Dir: dir, Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange})
 	if err != nil {
 		t.Fatal(err)
 	}

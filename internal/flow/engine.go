@@ -62,9 +62,9 @@ type EngineConfig struct {
 	// queue, 2 for analyze).
 	Workers map[string]int
 	Logger  *slog.Logger
-	// PollInterval is how often idle workers look for jobs that were
-	// enqueued in a transaction by another step (default 20ms). Jobs
-	// enqueued outside transactions wake workers at once.
+	// PollInterval is how often idle workers look for jobs they were not
+	// woken for (default 1s): a fallback, since every enqueue wakes its
+	// queue at once.
 	PollInterval time.Duration
 	// RetryBase is the first retry delay, doubling per attempt up to a
 	// minute (default 1s).
@@ -94,6 +94,35 @@ type stepArgs struct {
 
 func (stepArgs) Kind() string { return "picoflow_step" }
 
+// pollOnly runs River's SQLite driver without its listener. The listener
+// is a table polled every 50 ms, so every hand-off between steps would wait
+// for it; without it, River wakes a queue's fetcher in-process whenever a job
+// is inserted outside a transaction (see wake), and polls at PollInterval as
+// a fallback. Only one process works a SQLite database, so nothing is lost.
+type pollOnly struct{ *riversqlite.Driver }
+
+func (pollOnly) SupportsListener() bool { return false }
+
+// wakeArgs is an empty job inserted outside any transaction right after a
+// step is enqueued inside one. River does not notice jobs inserted in a
+// transaction until its next poll; a plain insert wakes the queue's fetcher
+// at once, so the hand-off between steps takes milliseconds, not a poll
+// interval. If the wake insert is lost, the poll still finds the step.
+type wakeArgs struct{}
+
+func (wakeArgs) Kind() string { return "picoflow_wake" }
+
+type wakeWorker struct{ river.WorkerDefaults[wakeArgs] }
+
+func (wakeWorker) Work(context.Context, *river.Job[wakeArgs]) error { return nil }
+
+// wake pokes a queue after a transaction that enqueued a step committed.
+func (e *Engine) wake(ctx context.Context, queue string) {
+	if _, err := e.client.Insert(ctx, wakeArgs{}, &river.InsertOpts{Queue: queue, MaxAttempts: 1}); err != nil && ctx.Err() == nil {
+		e.log.Debug("wake queue", "queue", queue, "error", err)
+	}
+}
+
 // New builds an engine; Start starts its workers.
 func New(cfg EngineConfig) (*Engine, error) {
 	known := map[string]bool{}
@@ -122,6 +151,9 @@ func New(cfg EngineConfig) (*Engine, error) {
 	if err := river.AddWorkerSafely(workers, &stepWorker{e: e}); err != nil {
 		return nil, fmt.Errorf("flow engine: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &wakeWorker{}); err != nil {
+		return nil, fmt.Errorf("flow engine: %w", err)
+	}
 	queues := map[string]river.QueueConfig{
 		QueueDefault: {MaxWorkers: cmp.Or(cfg.Workers[QueueDefault], 8)},
 		QueueAnalyze: {MaxWorkers: cmp.Or(cfg.Workers[QueueAnalyze], 2)},
@@ -131,12 +163,12 @@ func New(cfg EngineConfig) (*Engine, error) {
 			queues[q] = river.QueueConfig{MaxWorkers: n}
 		}
 	}
-	client, err := river.NewClient(riversqlite.New(cfg.DB.Write), &river.Config{
+	client, err := river.NewClient[*sql.Tx](pollOnly{riversqlite.New(cfg.DB.Write)}, &river.Config{
 		Queues:               queues,
 		Workers:              workers,
 		Logger:               e.log.With("component", "river"),
 		FetchCooldown:        2 * time.Millisecond,
-		FetchPollInterval:    cmp.Or(cfg.PollInterval, 20*time.Millisecond),
+		FetchPollInterval:    cmp.Or(cfg.PollInterval, time.Second),
 		JobTimeout:           -1, // per step, from the flow definition
 		RescueStuckJobsAfter: cmp.Or(cfg.RescueAfter, maxTimeout+time.Minute),
 		MaxAttempts:          3,
@@ -253,6 +285,7 @@ func (e *Engine) StartRun(ctx context.Context, spec RunSpec) (*Run, bool, error)
 	if err := tx.Commit(); err != nil {
 		return nil, false, fmt.Errorf("start run: %w", err)
 	}
+	e.wake(ctx, e.insertOpts(def.Steps[0]).Queue)
 	e.events.Publish(Event{RunID: id, Flow: spec.Flow, FileName: spec.FileName, State: StateQueued, Time: t})
 	r, err := e.Run(ctx, id)
 	return r, true, err
@@ -300,6 +333,7 @@ func (e *Engine) Retry(ctx context.Context, id string) (*Run, error) {
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("retry run %s: %w", id, err)
 	}
+	e.wake(ctx, e.insertOpts(def.Steps[idx]).Queue)
 	e.events.Publish(Event{RunID: id, Flow: r.Flow, FileName: r.FileName, State: StateQueued, Time: t})
 	return e.Run(ctx, id)
 }
@@ -435,11 +469,14 @@ func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
 			return fmt.Errorf("run %s: finish: %w", run.ID, err)
 		}
 	}
-	if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job); err != nil {
+	if _, err := river.JobCompleteTx[pollOnly](ctx, tx, job); err != nil {
 		return fmt.Errorf("run %s: complete job: %w", run.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("run %s: %w", run.ID, err)
+	}
+	if next < len(def.Steps) {
+		e.wake(ctx, e.insertOpts(def.Steps[next]).Queue)
 	}
 	log.Debug("step done", "active_ms", active.Milliseconds())
 	e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, Step: sd.Name, State: StateSucceeded, Time: end, Active: active})

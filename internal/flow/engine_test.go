@@ -101,7 +101,7 @@ func setup(t *testing.T, path string) *bundle {
 			}
 		}},
 	}
-	eng, err := New(EngineConfig{DB: db, Flows: cfg, Types: types, RetryBase: 10 * time.Millisecond, PollInterval: 10 * time.Millisecond})
+	eng, err := New(EngineConfig{DB: db, Flows: cfg, Types: types, RetryBase: 10 * time.Millisecond, })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestSameContentRunsOnce(t *testing.T) {
 	}
 	b.wait(t, r1.ID)
 	var jobs int
-	if err := b.db.Read.QueryRow(`SELECT count(*) FROM river_job`).Scan(&jobs); err != nil {
+	if err := b.db.Read.QueryRow(`SELECT count(*) FROM river_job WHERE kind = 'picoflow_step'`).Scan(&jobs); err != nil {
 		t.Fatal(err)
 	}
 	if jobs != 3 {
