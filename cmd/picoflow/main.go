@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/picoflow/picoflow/internal/agentcli"
 	"github.com/picoflow/picoflow/internal/analysis"
 	"github.com/picoflow/picoflow/internal/emd"
 	"github.com/picoflow/picoflow/internal/sandbox"
@@ -32,7 +33,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(analyzeCmd(workers), simulateCmd(), benchCmd(workers))
+	root.AddCommand(analyzeCmd(workers), simulateCmd(), benchCmd(workers), serverCmd(workers), demoCmd(workers), statsCmd(), tokenCmd(), agentcli.Command("agent"))
 	err := root.ExecuteContext(ctx)
 	os.Exit(exitCode(err))
 }

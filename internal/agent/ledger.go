@@ -210,3 +210,14 @@ func marks(n int) string {
 	}
 	return string(s)
 }
+
+// ReadLedger lists the newest entries of a ledger file (for status tools;
+// safe while the agent runs).
+func ReadLedger(ctx context.Context, path string, limit int) ([]*Entry, error) {
+	l, err := openLedger(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+	return l.list(ctx, limit)
+}

@@ -18,9 +18,10 @@ func openForWrite(path string) bool {
 	if err != nil {
 		return false
 	}
-	self := strconv.Itoa(os.Getpid())
+	// This process is included: its own handles are read-only, and a writer
+	// in the same process (the demo's simulator) must count.
 	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil || p.Name() == self {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
 			continue
 		}
 		fdDir := filepath.Join("/proc", p.Name(), "fd")

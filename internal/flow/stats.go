@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"time"
@@ -35,10 +36,15 @@ type FlowStats struct {
 	Steps         []StepStats `json:"steps"`
 }
 
-// Stats computes per-flow statistics over succeeded runs created since
+// Stats computes per-flow statistics over finished runs created since
 // since (zero: all).
 func (e *Engine) Stats(ctx context.Context, since time.Time) ([]FlowStats, error) {
-	rows, err := e.db.Read.QueryContext(ctx, `SELECT r.id, r.flow, r.state, r.created_at, COALESCE(r.finished_at, 0), s.name, s.idx, s.active_us
+	return Stats(ctx, e.db.Read, since)
+}
+
+// Stats computes per-flow statistics from a picoflow database.
+func Stats(ctx context.Context, db *sql.DB, since time.Time) ([]FlowStats, error) {
+	rows, err := db.QueryContext(ctx, `SELECT r.id, r.flow, r.state, r.created_at, COALESCE(r.finished_at, 0), s.name, s.idx, s.active_us
 		FROM run r JOIN step s ON s.run_id = r.id
 		WHERE r.created_at >= ? AND r.state IN (?, ?) ORDER BY r.flow, r.created_at, r.id, s.idx`, since.UnixMicro(), StateSucceeded, StateFailed)
 	if err != nil {

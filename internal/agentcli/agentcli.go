@@ -1,0 +1,141 @@
+// Package agentcli is the command line of the agent, shared by the small
+// instrument-PC binary (picoflow-agent) and `picoflow agent`.
+package agentcli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/spf13/cobra"
+
+	"github.com/picoflow/picoflow/internal/agent"
+)
+
+// Command returns the agent command with run and status subcommands.
+func Command(use string) *cobra.Command {
+	root := &cobra.Command{Use: use, Short: "Watch instrument folders and send every finished file to the picoflow server"}
+	root.AddCommand(runCmd(), statusCmd())
+	return root
+}
+
+// LoadConfig reads an agent YAML file; unknown keys are errors.
+func LoadConfig(path string) (agent.Config, error) {
+	var c agent.Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("agent config: %w", err)
+	}
+	if err := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField()).Decode(&c); err != nil {
+		return c, fmt.Errorf("agent config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func runCmd() *cobra.Command {
+	var cfgPath, server, ledger, name, instrument string
+	var folders []string
+	var settle time.Duration
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent until interrupted",
+		Long: `Run the agent. Settings come from --config (YAML) and flags; the API token
+from the PICOFLOW_TOKEN environment variable (or the config's token).
+  --folder DIR=FLOW   watch DIR (recursively) and send its *.emd files to FLOW
+Example:
+  PICOFLOW_TOKEN=pf_... picoflow-agent run --server https://picoflow.example \
+      --folder D:\Velox\SI=hyperspectral --folder D:\Velox\Movies=spatiotemporal`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg agent.Config
+			if cfgPath != "" {
+				var err error
+				if cfg, err = LoadConfig(cfgPath); err != nil {
+					return err
+				}
+			}
+			if server != "" {
+				cfg.Server = strings.TrimRight(server, "/")
+			}
+			if ledger != "" {
+				cfg.Ledger = ledger
+			}
+			if name != "" {
+				cfg.Name = name
+			}
+			if instrument != "" {
+				cfg.Instrument = instrument
+			}
+			if settle > 0 {
+				cfg.Settle = settle
+			}
+			for _, f := range folders {
+				dir, flowName, _ := strings.Cut(f, "=")
+				cfg.Folders = append(cfg.Folders, agent.Folder{Path: dir, Flow: flowName})
+			}
+			if t := os.Getenv("PICOFLOW_TOKEN"); t != "" {
+				cfg.Token = t
+			}
+			if cfg.Token == "" {
+				return fmt.Errorf("agent: no API token (set PICOFLOW_TOKEN)")
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			a, err := agent.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if err := a.Start(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			a.Stop()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfgPath, "config", "", "agent YAML configuration")
+	f.StringVar(&server, "server", "", "server base URL")
+	f.StringArrayVar(&folders, "folder", nil, "DIR=FLOW to watch (repeatable)")
+	f.StringVar(&ledger, "ledger", "", "ledger database (default picoflow-agent.db)")
+	f.StringVar(&name, "name", "", "agent name (default: host name)")
+	f.StringVar(&instrument, "instrument", "", "instrument name for the records")
+	f.DurationVar(&settle, "settle", 0, "how long a file must stay unchanged (default 2s)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	return cmd
+}
+
+func statusCmd() *cobra.Command {
+	var ledger string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the newest files in the agent's ledger and their state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			entries, err := agent.ReadLedger(context.WithoutCancel(cmd.Context()), ledger, limit)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "STATE\tFILE\tSIZE\tRUN\tUPDATED\tERROR")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%s\t%s\t%.1f MB\t%s\t%s\t%s\n", e.State, e.Path, float64(e.Size)/1e6, e.RunID, e.Updated.Format(time.DateTime), e.Error)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&ledger, "ledger", "picoflow-agent.db", "ledger database")
+	cmd.Flags().IntVar(&limit, "limit", 30, "number of files")
+	return cmd
+}
