@@ -26,7 +26,13 @@ func main() {
 	analysis.RegisterWorkers(workers)
 	workers.Main()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	code := run(ctx, workers, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line args and returns the exit status.
+func run(ctx context.Context, workers *sandbox.Registry, args []string) int {
 	root := &cobra.Command{
 		Use:           "picoflow",
 		Short:         "Move, analyse and catalogue electron microscope data",
@@ -34,8 +40,8 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(analyzeCmd(workers), simulateCmd(), benchCmd(workers), serverCmd(workers), demoCmd(workers), statsCmd(), tokenCmd(), agentcli.Command("agent"))
-	err := root.ExecuteContext(ctx)
-	os.Exit(exitCode(err))
+	root.SetArgs(args)
+	return exitCode(root.ExecuteContext(ctx))
 }
 
 // exitCode maps errors to messages and exit codes in one place.

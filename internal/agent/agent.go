@@ -60,6 +60,8 @@ type Config struct {
 	IncompleteAfter time.Duration `yaml:"incomplete_after"`
 	// Uploads is how many files are sent at once (default 2).
 	Uploads int `yaml:"uploads"`
+	// MaxBytesPerSecond caps the upload rate per file (0: no cap).
+	MaxBytesPerSecond int64 `yaml:"max_bytes_per_second"`
 
 	Logger *slog.Logger `yaml:"-"`
 	// OnChange, if set, is called after every state change of a file.
@@ -116,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), ledger: l, kick: make(chan struct{}, 1), cancel: func() {}, inFlight: map[int64]bool{}}
 	a.api = &apiClient{base: cfg.Server, token: cfg.Token}
-	a.tus = &upload.Client{Endpoint: cfg.Server + "/files/", Token: cfg.Token}
+	a.tus = &upload.Client{Endpoint: cfg.Server + "/files/", Token: cfg.Token, MaxBytesPerSecond: cfg.MaxBytesPerSecond}
 	var dirs []string
 	for _, f := range cfg.Folders {
 		dirs = append(dirs, f.Path)

@@ -42,6 +42,7 @@ func runCmd() *cobra.Command {
 	var cfgPath, server, ledger, name, instrument string
 	var folders []string
 	var settle time.Duration
+	var rateMB float64
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -75,6 +76,9 @@ Example:
 			}
 			if settle > 0 {
 				cfg.Settle = settle
+			}
+			if rateMB > 0 {
+				cfg.MaxBytesPerSecond = int64(rateMB * 1e6)
 			}
 			for _, f := range folders {
 				dir, flowName, _ := strings.Cut(f, "=")
@@ -111,6 +115,7 @@ Example:
 	f.StringVar(&name, "name", "", "agent name (default: host name)")
 	f.StringVar(&instrument, "instrument", "", "instrument name for the records")
 	f.DurationVar(&settle, "settle", 0, "how long a file must stay unchanged (default 2s)")
+	f.Float64Var(&rateMB, "max-mb-per-s", 0, "upload rate cap in MB/s (default: none)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }

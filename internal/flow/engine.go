@@ -183,6 +183,18 @@ func New(cfg EngineConfig) (*Engine, error) {
 // Start starts the workers; runs left unfinished by a previous process are
 // picked up (River rescues steps whose worker died).
 func (e *Engine) Start(ctx context.Context) error {
+	// One process works a SQLite database, so a step left running belongs
+	// to a process that died (kill -9, power cut): run it again now rather
+	// than after River's stuck-job timeout, which must exceed the longest
+	// step timeout.
+	res, err := e.db.Write.ExecContext(ctx, `UPDATE river_job SET state = 'available', scheduled_at = datetime('now', 'subsec')
+		WHERE state = 'running' AND kind = ?`, stepArgs{}.Kind())
+	if err != nil {
+		return fmt.Errorf("flow engine start: recover steps: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		e.log.Warn("re-running steps interrupted by a crash", "steps", n)
+	}
 	if err := e.client.Start(ctx); err != nil {
 		return fmt.Errorf("flow engine start: %w", err)
 	}

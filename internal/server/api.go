@@ -70,6 +70,7 @@ type RunView struct {
 	Size       int64      `json:"size"`
 	Agent      string     `json:"agent,omitempty"`
 	Instrument string     `json:"instrument,omitempty"`
+	UploadID   string     `json:"upload_id,omitempty"`
 	State      string     `json:"state"`
 	Created    time.Time  `json:"created"`
 	Finished   *time.Time `json:"finished,omitempty"`
@@ -81,7 +82,7 @@ type RunView struct {
 }
 
 func viewRun(r *flow.Run) RunView {
-	v := RunView{ID: r.ID, Flow: r.Flow, SHA256: r.SHA256, FileName: r.FileName, Size: r.Size, Agent: r.Agent, Instrument: r.Instrument,
+	v := RunView{ID: r.ID, Flow: r.Flow, SHA256: r.SHA256, FileName: r.FileName, Size: r.Size, Agent: r.Agent, Instrument: r.Instrument, UploadID: r.UploadID,
 		State: r.State, Created: r.Created, Finished: r.Finished, Error: r.Error, RecordID: r.RecordID}
 	if r.Finished != nil {
 		v.RuntimeMS = float64(r.Finished.Sub(r.Created).Microseconds()) / 1e3

@@ -51,6 +51,35 @@ type Client struct {
 	// HTTP defaults to a client without an overall timeout (uploads are
 	// long); stalls are caught by the transport's timeouts.
 	HTTP *http.Client
+	// MaxBytesPerSecond caps the upload rate (0: no cap), so acquisition
+	// never competes with a full network link.
+	MaxBytesPerSecond int64
+}
+
+// throttled paces reads to a byte rate.
+type throttled struct {
+	r     io.Reader
+	rate  int64
+	start time.Time
+	n     int64
+	ctx   context.Context
+}
+
+func (t *throttled) Read(p []byte) (int, error) {
+	if len(p) > int(t.rate/10+1) {
+		p = p[:t.rate/10+1]
+	}
+	n, err := t.r.Read(p)
+	t.n += int64(n)
+	want := time.Duration(float64(t.n) / float64(t.rate) * float64(time.Second))
+	if d := want - time.Since(t.start); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-t.ctx.Done():
+			return n, t.ctx.Err()
+		}
+	}
+	return n, err
 }
 
 // defaultHTTP writes request bodies through a large buffer: with the
@@ -123,7 +152,10 @@ func (c *Client) Offset(ctx context.Context, uploadURL string) (int64, error) {
 // Send streams the file from offset to the end in one PATCH and returns the
 // new offset. On error the caller asks Offset and calls Send again.
 func (c *Client) Send(ctx context.Context, uploadURL string, f *os.File, offset, size int64) (int64, error) {
-	body := io.NewSectionReader(f, offset, size-offset)
+	var body io.Reader = io.NewSectionReader(f, offset, size-offset)
+	if c.MaxBytesPerSecond > 0 {
+		body = &throttled{r: body, rate: c.MaxBytesPerSecond, start: time.Now(), ctx: ctx}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, uploadURL, body)
 	if err != nil {
 		return offset, fmt.Errorf("send upload: %w", err)

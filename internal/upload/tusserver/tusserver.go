@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tus/tusd/v2/pkg/filelocker"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
 	"github.com/tus/tusd/v2/pkg/filestore"
 	"github.com/tus/tusd/v2/pkg/handler"
 	expslog "golang.org/x/exp/slog"
@@ -67,7 +67,9 @@ func New(cfg Config) (*Server, error) {
 	store := filestore.New(cfg.Dir)
 	composer := handler.NewStoreComposer()
 	store.UseIn(composer)
-	filelocker.New(cfg.Dir).UseIn(composer)
+	// One server process serves the uploads, so an in-memory lock is
+	// enough, and leaves no stale lock files after a crash.
+	memorylocker.New().UseIn(composer)
 	maxSize := cfg.MaxSize
 	if maxSize <= 0 {
 		maxSize = 1 << 40

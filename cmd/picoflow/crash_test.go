@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/agent"
+	"github.com/picoflow/picoflow/internal/analysis"
+	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/sandbox"
+	"github.com/picoflow/picoflow/internal/simulate"
+	"github.com/picoflow/picoflow/internal/store"
+)
+
+const argsEnv = "PICOFLOW_TEST_ARGS"
+
+// TestMain lets the test binary act as the picoflow binary: the crash
+// tests start it as real server and agent processes and kill them.
+func TestMain(m *testing.M) {
+	workers := sandbox.NewRegistry()
+	analysis.RegisterWorkers(workers)
+	workers.Main()
+	if a := os.Getenv(argsEnv); a != "" {
+		var args []string
+		json.Unmarshal([]byte(a), &args)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, workers, args)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func start(t *testing.T, dir, name string, env []string, args ...string) *proc {
+	t.Helper()
+	b, _ := json.Marshal(args)
+	log := filepath.Join(dir, name+".log")
+	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), argsEnv+"="+string(b)), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p := &proc{cmd: cmd, log: log}
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(log)
+			t.Logf("%s log:\n%s", name, b)
+		}
+	})
+	return p
+}
+
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.cmd.Wait()
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type rig struct {
+	dir, data, base, addr, token, folder, ledger string
+}
+
+func newRig(t *testing.T) *rig {
+	dir := t.TempDir()
+	r := &rig{dir: dir, data: filepath.Join(dir, "server"), addr: freeAddr(t), folder: filepath.Join(dir, "instrument"), ledger: filepath.Join(dir, "agent.db")}
+	r.base = "http://" + r.addr
+	db, err := store.Open(context.Background(), filepath.Join(r.data, "picoflow.db"))
+	if err != nil {
+		os.MkdirAll(r.data, 0o755)
+		if db, err = store.Open(context.Background(), filepath.Join(r.data, "picoflow.db")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.token, err = auth.NewTokens(db.Write, db.Read).Create(context.Background(), "test", "agent:pc", auth.RoleAgent, auth.RoleAdmin)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(r.folder, 0o755)
+	return r
+}
+
+func (r *rig) server(t *testing.T) *proc {
+	p := start(t, r.dir, "server", nil, "server", "--data", r.data, "--addr", r.addr)
+	eventually(t, 30*time.Second, "server health", func() bool {
+		resp, err := http.Get(r.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	return p
+}
+
+func (r *rig) agent(t *testing.T, extra ...string) *proc {
+	args := append([]string{"agent", "run", "--server", r.base, "--folder", r.folder + "=hyperspectral", "--ledger", r.ledger, "--settle", "200ms"}, extra...)
+	return start(t, r.dir, "agent", []string{"PICOFLOW_TOKEN=" + r.token}, args...)
+}
+
+func (r *rig) entry(t *testing.T) *agent.Entry {
+	es, err := agent.ReadLedger(context.Background(), r.ledger, 10)
+	if err != nil || len(es) == 0 {
+		return nil
+	}
+	return es[0]
+}
+
+type runJSON struct {
+	ID       string `json:"id"`
+	State    string `json:"state"`
+	UploadID string `json:"upload_id"`
+	Error    string `json:"error"`
+	Steps    []struct {
+		Name     string `json:"name"`
+		State    string `json:"state"`
+		Attempts int    `json:"attempts"`
+	} `json:"steps"`
+}
+
+func (r *rig) get(t *testing.T, path string, out any) error {
+	req, _ := http.NewRequest(http.MethodGet, r.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (r *rig) runsFor(t *testing.T, sha string) []runJSON {
+	var out struct{ Runs []runJSON }
+	if err := r.get(t, "/api/v1/files/"+sha, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Runs
+}
+
+func writeSI(t *testing.T, path string, mb int) {
+	if _, err := simulate.WriteSpectrumImage(context.Background(), path, simulate.SpectrumImageSpec{
+		Width: 256, Height: 256, Support: "C", Elements: []string{"Fe", "Cu"}, Seed: 9,
+		CountsPerPixel: simulate.CountsForSize(int64(mb)<<20, 256, 256)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAgentKill9MidUpload kills the agent while it uploads; the restarted
+// agent resumes the same upload, and exactly one flow runs.
+func TestAgentKill9MidUpload(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	writeSI(t, filepath.Join(r.folder, "si.emd"), 40)
+	r.server(t)
+	a := r.agent(t, "--max-mb-per-s", "10")
+	var before *agent.Entry
+	eventually(t, 60*time.Second, "the upload to be under way", func() bool {
+		e := r.entry(t)
+		if e == nil || e.State != agent.StateUploading || e.UploadURL == "" {
+			return false
+		}
+		// The server's copy grows as bytes arrive (asking over HTTP would
+		// interrupt the upload: tus hands the lock to the asker).
+		fi, err := os.Stat(filepath.Join(r.data, "uploads", e.UploadURL[strings.LastIndex(e.UploadURL, "/")+1:]))
+		if err != nil {
+			return false
+		}
+		off := fi.Size()
+		if err == nil && off > 2<<20 && off < e.Size/2 {
+			before = e
+			return true
+		}
+		return false
+	})
+	a.kill()
+	if e := r.entry(t); e.State != agent.StateUploading {
+		t.Fatalf("after kill: %s", e.State)
+	}
+	r.agent(t, "--max-mb-per-s", "10")
+	eventually(t, 90*time.Second, "the file to be done", func() bool {
+		e := r.entry(t)
+		return e != nil && (e.State == agent.StateDone || e.State == agent.StateFailed)
+	})
+	e := r.entry(t)
+	if e.State != agent.StateDone {
+		t.Fatalf("file %s: %s", e.State, e.Error)
+	}
+	runs := r.runsFor(t, e.SHA256)
+	if len(runs) != 1 || runs[0].State != "succeeded" {
+		t.Fatalf("runs %+v", runs)
+	}
+	if !strings.HasSuffix(before.UploadURL, "/"+runs[0].UploadID) {
+		t.Fatalf("the run used upload %s, not the interrupted %s: the upload restarted", runs[0].UploadID, before.UploadURL)
+	}
+}
+
+// TestServerKill9MidFlow kills the server while the analysis runs; the
+// restarted server re-runs that step, and the file ends catalogued once.
+func TestServerKill9MidFlow(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	writeSI(t, filepath.Join(r.folder, "si.emd"), 60)
+	srv := r.server(t)
+	r.agent(t)
+	var run runJSON
+	eventually(t, 60*time.Second, "the analysis to run", func() bool {
+		e := r.entry(t)
+		if e == nil || e.RunID == "" {
+			return false
+		}
+		if err := r.get(t, "/api/v1/runs/"+e.RunID, &run); err != nil {
+			return false
+		}
+		return len(run.Steps) > 1 && run.Steps[1].State == "running"
+	})
+	srv.kill()
+	r.server(t)
+	if err := r.get(t, "/api/v1/runs/"+run.ID+"?wait=60s", &run); err != nil {
+		t.Fatal(err)
+	}
+	if run.State != "succeeded" {
+		t.Fatalf("run after restart: %s %s", run.State, run.Error)
+	}
+	if run.Steps[1].Attempts != 2 {
+		t.Errorf("analyze ran %d times, want 2 (interrupted, then re-run)", run.Steps[1].Attempts)
+	}
+	eventually(t, 60*time.Second, "the agent to learn the outcome", func() bool {
+		e := r.entry(t)
+		return e != nil && e.State == agent.StateDone
+	})
+	if runs := r.runsFor(t, run.ID[:0]+r.entry(t).SHA256); len(runs) != 1 {
+		t.Fatalf("%d runs for the file", len(runs))
+	}
+	var res struct{ Total int }
+	if err := r.get(t, "/api/v1/records", &res); err != nil || res.Total != 1 {
+		t.Fatalf("catalog: %d records (%v)", res.Total, err)
+	}
+}
