@@ -30,11 +30,39 @@ fig = plt.figure(); plt.semilogy(e, np.maximum(spec.data, 0.5)); fig.savefig(sys
 `
 
 func benchCmd(workers *sandbox.Registry) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmarks against baselines measured in the same run: analysis, transfer, flows",
+		Long: `Benchmarks, each against a baseline measured in the same run:
+  analysis  picoflow analyze vs HyperSpy + matplotlib on a 91 MB spectrum image
+  transfer  resumable upload over loopback (and SHA-256 verification) vs cp
+  flows     files through agent, server and analysis: orchestration overhead
+'picoflow bench' runs all three.`,
+		Args: cobra.NoArgs,
+	}
+	a, t, f := benchAnalysisCmd(workers), benchTransferCmd(), benchFlowsCmd(workers)
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		for _, c := range []*cobra.Command{a, t, f} {
+			fmt.Fprintf(cmd.OutOrStdout(), "== %s\n", c.Name())
+			c.SetContext(cmd.Context())
+			c.SetOut(cmd.OutOrStdout())
+			if err := c.RunE(c, nil); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+		}
+		return nil
+	}
+	root.AddCommand(a, t, f)
+	return root
+}
+
+func benchAnalysisCmd(workers *sandbox.Registry) *cobra.Command {
 	var size int
 	var sizeMB float64
 	var python string
 	cmd := &cobra.Command{
-		Use:   "bench",
+		Use:   "analysis",
 		Short: "Time picoflow analyze against HyperSpy + matplotlib on the same spectrum image",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -227,3 +227,7 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 	fmt.Fprintf(out, "\ndata kept in %s (picoflow stats --data %s)\n", dir, filepath.Join(dir, "server"))
 	return nil
 }
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

@@ -417,7 +417,11 @@ func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
 	}
 	sd := def.Steps[a.Index]
 	log := e.log.With("run_id", run.ID, "flow", run.Flow, "step", sd.Name, "attempt", job.Attempt)
+	// The step starts when River hands the job to this worker.
 	start := now()
+	if job.AttemptedAt != nil && job.AttemptedAt.Before(start) && start.Sub(*job.AttemptedAt) < time.Minute {
+		start = job.AttemptedAt.UTC()
+	}
 	attemptStart := start
 	if st.Started != nil && st.Attempts == 0 && st.Started.Before(start) {
 		attemptStart = *st.Started // the transfer began before the job (the upload)

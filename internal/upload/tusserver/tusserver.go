@@ -44,6 +44,7 @@ func (u *Upload) Complete() bool { return u.Offset == u.Size }
 type Server struct {
 	handler *handler.Handler
 	store   filestore.FileStore
+	locker  *memorylocker.MemoryLocker
 	dir     string
 }
 
@@ -69,7 +70,8 @@ func New(cfg Config) (*Server, error) {
 	store.UseIn(composer)
 	// One server process serves the uploads, so an in-memory lock is
 	// enough, and leaves no stale lock files after a crash.
-	memorylocker.New().UseIn(composer)
+	locker := memorylocker.New()
+	locker.UseIn(composer)
 	maxSize := cfg.MaxSize
 	if maxSize <= 0 {
 		maxSize = 1 << 40
@@ -99,7 +101,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upload server: %w", err)
 	}
-	return &Server{handler: h, store: store, dir: cfg.Dir}, nil
+	return &Server{handler: h, store: store, locker: locker, dir: cfg.Dir}, nil
 }
 
 // validate checks an upload's metadata before any byte is stored.
@@ -121,8 +123,20 @@ func validate(meta handler.MetaData, deferred bool, flows map[string]bool) error
 	return nil
 }
 
-// Handler serves the tus protocol; mount it at the configured BasePath.
-func (s *Server) Handler() http.Handler { return s.handler }
+// Handler serves the tus protocol; mount it at the configured BasePath
+// (stripped). PATCH requests over HTTP/1.1 take a zero-copy path (see
+// patch); everything else is tusd's.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPatch && r.ProtoMajor == 1 {
+			if _, ok := w.(http.Hijacker); ok {
+				s.patch(w, r)
+				return
+			}
+		}
+		s.handler.ServeHTTP(w, r)
+	})
+}
 
 // Get returns an upload's state.
 func (s *Server) Get(ctx context.Context, id string) (*Upload, error) {
