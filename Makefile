@@ -1,11 +1,12 @@
 # picoflow make targets; CI runs `make test`.
-.PHONY: help build test test/race lint generate bench demo
+.PHONY: help build test test/race lint generate bench demo agents
 
 help: ## list targets
 	@grep -E '^[a-z/]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-build: ## build bin/picoflow
+build: ## build bin/picoflow and bin/picoflow-agent
 	go build -o bin/picoflow ./cmd/picoflow
+	CGO_ENABLED=0 go build -o bin/picoflow-agent ./cmd/picoflow-agent
 
 test: ## run all tests (needs Debian python3-hyperspy and ../shared/data)
 	go vet ./...
@@ -21,9 +22,14 @@ lint: ## gofmt and vet
 generate: ## regenerate the X-ray line table from HyperSpy
 	go generate ./...
 
-bench: build ## picoflow analyze vs HyperSpy + matplotlib on a 91 MB spectrum image
+bench: build ## analysis vs HyperSpy, transfer vs cp, flow overhead
 	./bin/picoflow bench
+	go test -run '^$$' -bench . -benchtime 3x ./internal/analysis ./internal/upload/tusserver
 
-demo: build ## simulate a spectrum image and analyse it
-	./bin/picoflow simulate --kind si --size 256 --size-mb 10 -o out/demo/si.emd
-	./bin/picoflow analyze out/demo/si.emd -o out/demo/si
+demo: build ## the whole system for two minutes with a simulated microscope
+	rm -rf out/demo
+	./bin/picoflow demo --dir out/demo --addr 127.0.0.1:0
+
+agents: ## cross-build the agent for Windows, macOS and Linux
+	for t in windows/amd64 darwin/arm64 darwin/amd64 linux/amd64 linux/arm64; do \
+	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} go build -o bin/picoflow-agent-$${t%/*}-$${t#*/} ./cmd/picoflow-agent || exit 1; done

@@ -1,7 +1,21 @@
 // Package picoflow is the code map of the picoflow module. It holds no code.
 //
-//	cmd/picoflow                  the binary: analyze, simulate, bench
+//	cmd/picoflow                  the binary: server, agent, demo, analyze, stats, token, simulate, bench
+//	cmd/picoflow-agent            the small instrument-PC binary (CGO off): run, status
+//	internal/agent                watch -> check complete -> hash -> ledger (SQLite outbox) -> upload -> flow
+//	internal/agentcli             the agent's command line, shared by both binaries
+//	internal/watch                fsnotify + periodic rescan + settle detection
+//	internal/upload               tus 1.0 client (stdlib only, for the agent)
+//	internal/upload/tusserver     tusd mount with metadata checks and a zero-copy PATCH
+//	internal/server               the facility service: ingest, flow steps, REST API, Start/Stop
+//	internal/flow                 YAML flows, runs and steps on River jobs, events, statistics
+//	internal/store                SQLite: one writer, a read pool, River and picoflow migrations
+//	internal/catalog              records, ACLs, search and facets (Index seam); sqlite/ is FTS5; catalogtest/
+//	internal/auth                 API tokens (hashed) and principals
+//	internal/box                  the whole system in one process (demo, end-to-end tests)
+//	internal/sandbox              run a function in a memory-limited child process
 //	internal/emd                  EMD (HDF5) read access: Velox and NCEM, SpectrumStream decoding
+//	internal/emd/superblock       stdlib HDF5 superblock check (is the file complete?)
 //	internal/emd/emdtest          real test files (../shared/data) and the HyperSpy reference
 //	internal/record               the DataCite-based catalogue record of a file
 //	internal/analysis             picks and runs the analysis for a file, writes record.json

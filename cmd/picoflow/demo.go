@@ -146,6 +146,9 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 		fmt.Fprintf(out, "  acquiring for %s, then waiting for the last flows; Ctrl-C stops early\n\n", o.duration)
 	}
 
+	// Seeds differ per demo so a second demo on the same server makes new
+	// files (the same content would rightly not be processed again).
+	seed := uint64(time.Now().UnixNano())
 	elements := [][]string{{"Au", "Fe", "Cu"}, {"Pt", "Ni"}, {"Ag", "Ti", "O"}, {"Pd", "Co", "Zn"}}
 	written := []string{}
 	siN, mvN := 0, 0
@@ -168,7 +171,7 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 			els := elements[(siN-1)%len(elements)]
 			t0 := time.Now()
 			_, err := simulate.WriteSpectrumImage(acquire, path, simulate.SpectrumImageSpec{Width: o.siSize, Height: o.siSize, Support: "C", Elements: els,
-				CountsPerPixel: simulate.CountsForSize(int64(o.siMB*1e6), o.siSize, o.siSize), Seed: uint64(siN)})
+				CountsPerPixel: simulate.CountsForSize(int64(o.siMB*1e6), o.siSize, o.siSize), Seed: seed + uint64(siN)})
 			if err != nil {
 				if acquire.Err() != nil {
 					break
@@ -183,7 +186,7 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 			name := fmt.Sprintf("movie_%04d.emd", mvN)
 			path := filepath.Join(b.Folders["spatiotemporal"], name)
 			t0 := time.Now()
-			if _, err := simulate.WriteMovie(acquire, path, simulate.MovieSpec{Frames: o.mvFrames, Width: o.mvSize, Height: o.mvSize, Particles: 12, Seed: uint64(mvN)}); err != nil {
+			if _, err := simulate.WriteMovie(acquire, path, simulate.MovieSpec{Frames: o.mvFrames, Width: o.mvSize, Height: o.mvSize, Particles: 12, Seed: seed + 1000 + uint64(mvN)}); err != nil {
 				if acquire.Err() != nil {
 					break
 				}
