@@ -282,3 +282,21 @@ func TestServerKill9MidFlow(t *testing.T) {
 		t.Fatalf("catalog: %d records (%v)", res.Total, err)
 	}
 }
+
+// TestAgentOffline starts the agent before the server exists: the file
+// waits in the ledger and goes through once the server comes up.
+func TestAgentOffline(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	writeSI(t, filepath.Join(r.folder, "early.emd"), 5)
+	r.agent(t)
+	eventually(t, 30*time.Second, "the agent to try and fail to reach the server", func() bool {
+		e := r.entry(t)
+		return e != nil && e.State == agent.StateReady && e.Attempts > 0 && strings.Contains(e.Error, "unreachable")
+	})
+	r.server(t)
+	eventually(t, 90*time.Second, "the file to be done", func() bool {
+		e := r.entry(t)
+		return e != nil && e.State == agent.StateDone
+	})
+}
