@@ -141,7 +141,8 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 	}()
 	fmt.Fprintf(out, "picoflow demo\n  server     %s   (records are public: %s/api/v1/records)\n  data       %s\n", b.Server.URL(), b.Server.URL(), dir)
 	fmt.Fprintf(out, "  instrument %s (spectrum images every %s)\n             %s (movies every %s)\n", b.Folders["hyperspectral"], o.siEvery, b.Folders["spatiotemporal"], o.mvEvery)
-	fmt.Fprintf(out, "  admin token %s\n", b.AdminToken)
+	fmt.Fprintf(out, "  portal     %s/search   (sign in as admin / %s)\n", b.Server.URL(), b.AdminPassword)
+	fmt.Fprintf(out, "  API token  %s\n", b.AdminToken)
 	if o.duration > 0 {
 		fmt.Fprintf(out, "  acquiring for %s, then waiting for the last flows; Ctrl-C stops early\n\n", o.duration)
 	}

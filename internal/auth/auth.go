@@ -31,6 +31,8 @@ var (
 type Identity struct {
 	// Subject is the caller's own principal ("agent:pc-1", "user:alice").
 	Subject string
+	// Name is a display name ("Alice Smith", "alice@lab.example").
+	Name string
 	// Groups are further principals ("group:picoprobe", "role:admin").
 	Groups []string
 }

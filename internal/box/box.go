@@ -15,6 +15,7 @@ import (
 	"github.com/picoflow/picoflow/internal/agent"
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/portal"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/server"
 )
@@ -36,6 +37,8 @@ type Config struct {
 	OnChange func(agent.Entry)
 	// PollInterval tunes the flow engine (tests).
 	PollInterval time.Duration
+	// OIDC optionally configures portal sign-in through a provider.
+	OIDC *portal.OIDCConfig
 }
 
 // Box is a running system.
@@ -44,6 +47,8 @@ type Box struct {
 	Agent  *agent.Agent
 	// AdminToken and AgentToken are API tokens created for this box.
 	AdminToken, AgentToken string
+	// AdminPassword signs in to the portal as "admin".
+	AdminPassword string
 	// Folders are the instrument folders by flow name.
 	Folders map[string]string
 }
@@ -61,7 +66,7 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 	}
 	srv, err := server.New(ctx, server.Config{
 		DataDir: filepath.Join(cfg.Dir, "server"), Addr: cmp.Or(cfg.Addr, "127.0.0.1:0"), VisibleTo: vis,
-		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval,
+		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval, OIDC: cfg.OIDC,
 	})
 	if err != nil {
 		return nil, err
@@ -76,6 +81,11 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 		"emd":            filepath.Join(cfg.Dir, "instrument", "other"),
 	}}
 	if b.AdminToken, err = srv.Tokens.Create(ctx, "box admin", "user:admin", auth.RoleAdmin); err != nil {
+		b.Stop(ctx)
+		return nil, fmt.Errorf("box: %w", err)
+	}
+	b.AdminPassword = b.AdminToken[3:19]
+	if err := srv.Accounts.Set(ctx, "admin", b.AdminPassword, auth.RoleAdmin, "group:picoprobe"); err != nil {
 		b.Stop(ctx)
 		return nil, fmt.Errorf("box: %w", err)
 	}

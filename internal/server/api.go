@@ -34,7 +34,22 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/records/{id}", s.getRecord)
 	mux.HandleFunc("GET /api/v1/records/{id}/files/{name}", s.getRecordFile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	return s.Tokens.Middleware(mux)
+	s.portal.Routes(mux)
+	return s.Tokens.Middleware(s.sessionIdentity(mux))
+}
+
+// sessionIdentity lets a signed-in portal user read the API (the portal's
+// images and files come from it). Only safe methods: state changes through
+// a cookie would be cross-site request forgery waiting to happen.
+func (s *Server) sessionIdentity(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if auth.FromContext(r.Context()) == nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, "/api/") {
+			if sess := s.sessions.Get(r); sess != nil {
+				r = r.WithContext(auth.WithIdentity(r.Context(), sess.Identity))
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

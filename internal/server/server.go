@@ -20,6 +20,7 @@ import (
 	"github.com/picoflow/picoflow/internal/catalog"
 	catsqlite "github.com/picoflow/picoflow/internal/catalog/sqlite"
 	"github.com/picoflow/picoflow/internal/flow"
+	"github.com/picoflow/picoflow/internal/portal"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/store"
 	"github.com/picoflow/picoflow/internal/upload/tusserver"
@@ -47,22 +48,30 @@ type Config struct {
 	Logger  *slog.Logger
 	// PollInterval and RetryBase tune the flow engine (see flow.EngineConfig).
 	PollInterval, RetryBase time.Duration
+	// OIDC, when set, lets people sign in to the portal through an OpenID
+	// Connect provider.
+	OIDC *portal.OIDCConfig
+	// SecureCookies marks cookies Secure (when served over HTTPS).
+	SecureCookies bool
 }
 
 // Server is a running facility service.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	db      *store.DB
-	Engine  *flow.Engine
-	Catalog catalog.Index
-	Tokens  *auth.Tokens
-	uploads *tusserver.Server
-	http    *http.Server
-	ln      net.Listener
-	wg      sync.WaitGroup
-	stopped bool
-	mu      sync.Mutex
+	cfg      Config
+	log      *slog.Logger
+	db       *store.DB
+	Engine   *flow.Engine
+	Catalog  catalog.Index
+	Tokens   *auth.Tokens
+	Accounts *auth.Accounts
+	sessions *auth.Sessions
+	portal   *portal.Portal
+	uploads  *tusserver.Server
+	http     *http.Server
+	ln       net.Listener
+	wg       sync.WaitGroup
+	stopped  bool
+	mu       sync.Mutex
 }
 
 // Layout of DataDir.
@@ -99,6 +108,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.db = db
 	s.Tokens = auth.NewTokens(db.Write, db.Read)
+	s.Accounts = auth.NewAccounts(db.Write, db.Read)
+	s.sessions = auth.NewSessions(db.Write, db.Read)
+	s.sessions.Secure = cfg.SecureCookies
 	s.Catalog = catsqlite.New(db.Write, db.Read)
 	flows := map[string]bool{}
 	for _, f := range cfg.Flows.Flows {
@@ -115,6 +127,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		PollInterval: cfg.PollInterval, RetryBase: cfg.RetryBase,
 	})
 	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	pcfg := portal.Config{Catalog: s.Catalog, Runs: s.Engine, Sessions: s.sessions, Accounts: s.Accounts, Logger: s.log}
+	if cfg.OIDC != nil {
+		if pcfg.OIDC, err = portal.NewOIDC(ctx, *cfg.OIDC, cfg.SecureCookies); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	if s.portal, err = portal.New(pcfg); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}

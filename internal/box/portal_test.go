@@ -1,0 +1,211 @@
+package box_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/picoflow/picoflow/internal/agent"
+	"github.com/picoflow/picoflow/internal/box"
+	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/catalog/catalogtest"
+	"github.com/picoflow/picoflow/internal/portal"
+	"github.com/picoflow/picoflow/internal/simulate"
+)
+
+type browser struct {
+	t    *testing.T
+	c    *http.Client
+	base string
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, c: &http.Client{Jar: jar, Timeout: 30 * time.Second}, base: base}
+}
+
+func (b *browser) get(path string) (int, string) {
+	b.t.Helper()
+	resp, err := b.c.Get(b.base + path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func (b *browser) post(path string, form url.Values) (int, string) {
+	b.t.Helper()
+	resp, err := b.c.PostForm(b.base+path, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+var csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrfOf(t *testing.T, html string) string {
+	m := csrfRe.FindStringSubmatch(html)
+	if m == nil {
+		t.Fatalf("no csrf field in page")
+	}
+	return m[1]
+}
+
+// startWithRecord runs a box and sends one simulated spectrum image through.
+func startWithRecord(t *testing.T, cfg box.Config) (*box.Box, agent.Entry) {
+	ctx := context.Background()
+	o := &outcomes{ch: make(chan agent.Entry, 4)}
+	cfg.Dir, cfg.Workers, cfg.Settle, cfg.OnChange = t.TempDir(), workers, 200*time.Millisecond, o.onChange
+	b, err := box.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Stop(context.Background()) })
+	if _, err := simulate.WriteSpectrumImage(ctx, filepath.Join(b.Folders["hyperspectral"], "gold.emd"), simulate.SpectrumImageSpec{
+		Width: 32, Height: 32, Support: "C", Elements: []string{"Au"}, CountsPerPixel: 300, Seed: 4}); err != nil {
+		t.Fatal(err)
+	}
+	e := o.next(t)
+	if e.State != agent.StateDone {
+		t.Fatalf("file: %+v", e)
+	}
+	return b, e
+}
+
+func TestPortalLocalAccounts(t *testing.T) {
+	t.Parallel()
+	b, e := startWithRecord(t, box.Config{})
+	ctx := context.Background()
+	hostile := `<script>alert("pwned")</script><img src=x onerror=alert(1)>`
+	if err := b.Server.Catalog.Put(ctx, catalogtest.NewEntry("hostile", hostile, time.Now(), "PicoProbe", "hyperspectral", []string{"Fe"}, catalog.Public)); err != nil {
+		t.Fatal(err)
+	}
+	anon := newBrowser(t, b.Server.URL())
+	if code, body := anon.get("/search"); code != 200 || strings.Contains(body, "gold.emd") || !strings.Contains(body, "1 record") {
+		t.Fatalf("anonymous search: %d, sees the private record or not the public one", code)
+	}
+	_, body := anon.get("/search?q=script")
+	if strings.Contains(body, hostile) || !strings.Contains(body, "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;") {
+		t.Fatalf("hostile title not escaped:\n%s", body)
+	}
+	if code, _ := anon.get("/runs"); code != 200 { // redirected to the login page
+		t.Fatalf("runs anonymously: %d", code)
+	}
+	if code, _ := anon.get("/records/" + e.RunID); code != http.StatusNotFound {
+		t.Fatalf("private record anonymously: %d", code)
+	}
+
+	u := newBrowser(t, b.Server.URL())
+	_, login := u.get("/login?next=/runs")
+	if code, _ := u.post("/login", url.Values{"user": {"admin"}, "password": {b.AdminPassword}, "next": {"/runs"}}); code != http.StatusForbidden {
+		t.Fatalf("login without the form token: %d", code)
+	}
+	_, login = u.get("/login?next=/runs")
+	if code, body := u.post("/login", url.Values{"csrf": {csrfOf(t, login)}, "user": {"admin"}, "password": {"wrong password"}}); code != http.StatusUnauthorized || !strings.Contains(body, "Wrong user name or password") {
+		t.Fatalf("wrong password: %d", code)
+	}
+	_, login = u.get("/login")
+	code, body := u.post("/login", url.Values{"csrf": {csrfOf(t, login)}, "user": {"admin"}, "password": {b.AdminPassword}, "next": {"/runs"}})
+	if code != 200 || !strings.Contains(body, "gold.emd") || !strings.Contains(body, `state-succeeded`) {
+		t.Fatalf("runs after login: %d\n%s", code, body)
+	}
+	if _, frag := u.get("/runs?fragment=1"); strings.Contains(frag, "<html") || !strings.Contains(frag, "data-run=") {
+		t.Fatalf("runs fragment: %s", frag)
+	}
+	_, body = u.get("/search?element=Au")
+	if !strings.Contains(body, "gold.emd") || !strings.Contains(body, `data-facet="element"`) || !strings.Contains(body, `class="hist"`) {
+		t.Fatalf("search as admin:\n%s", body)
+	}
+	_, body = u.get("/records/" + e.RunID)
+	for _, want := range []string{"gold.emd", "Accelerating voltage", "300 kV", "intensity.png", "spectrum-canvas", "Element map Au"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("record page lacks %q", want)
+		}
+	}
+	resp, err := u.c.Get(b.Server.URL() + "/records/" + e.RunID + "/thumb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	png, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(png), "\x89PNG") {
+		t.Fatalf("thumbnail: %d", resp.StatusCode)
+	}
+	// State changes need the session's token.
+	if code, _ := u.post("/logout", url.Values{"csrf": {"forged"}}); code != http.StatusForbidden {
+		t.Fatalf("logout with a forged token: %d", code)
+	}
+	if code, _ := u.post("/runs/"+e.RunID+"/retry", url.Values{}); code != http.StatusForbidden {
+		t.Fatalf("retry without a token: %d", code)
+	}
+	_, page := u.get("/search")
+	if code, _ := u.post("/logout", url.Values{"csrf": {csrfOf(t, page)}}); code != 200 {
+		t.Fatalf("logout: %d", code)
+	}
+	if _, body := u.get("/search"); strings.Contains(body, "gold.emd") {
+		t.Fatal("still signed in after logout")
+	}
+}
+
+func TestPortalOIDC(t *testing.T) {
+	t.Parallel()
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown()
+	cfg := m.Config()
+	// The redirect URL needs the server's address, unknown until it
+	// listens: use a fixed free port.
+	addr := freePort(t)
+	b, e := startWithRecord(t, box.Config{Addr: addr, OIDC: &portal.OIDCConfig{Name: "Lab SSO", Issuer: cfg.Issuer, ClientID: cfg.ClientID,
+		ClientSecret: cfg.ClientSecret, RedirectURL: "http://" + addr + "/auth/callback", AdminGroups: []string{"facility-staff"}}})
+	// Share the record with a group the provider will assert.
+	ent, err := b.Server.Catalog.Get(context.Background(), e.RunID, []string{catalog.Admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent.VisibleTo = []string{"group:picoprobe-users"}
+	if err := b.Server.Catalog.Put(context.Background(), ent); err != nil {
+		t.Fatal(err)
+	}
+	m.QueueUser(&mockoidc.MockUser{Subject: "u-42", Email: "alice@lab.example", Groups: []string{"picoprobe-users"}})
+	u := newBrowser(t, b.Server.URL())
+	_, login := u.get("/login")
+	if !strings.Contains(login, "Sign in with Lab SSO") {
+		t.Fatal("no OIDC button on the login page")
+	}
+	code, body := u.get("/auth/login?next=" + url.QueryEscape("/records/"+e.RunID))
+	if code != 200 || !strings.Contains(body, "gold.emd") || !strings.Contains(body, "alice@lab.example") {
+		t.Fatalf("after OIDC sign-in: %d\n%s", code, body)
+	}
+	if code, _ := u.get("/runs"); code != 200 {
+		t.Fatalf("runs: %d", code)
+	}
+	// A user without the group does not see it.
+	m.QueueUser(&mockoidc.MockUser{Subject: "u-7", Email: "bob@lab.example", Groups: []string{"other"}})
+	v := newBrowser(t, b.Server.URL())
+	v.get("/auth/login")
+	if code, _ := v.get("/records/" + e.RunID); code != http.StatusNotFound {
+		t.Fatalf("bob sees alice's group's record: %d", code)
+	}
+	// A forged callback is refused.
+	w := newBrowser(t, b.Server.URL())
+	if code, _ := w.get("/auth/callback?code=x&state=y"); code != http.StatusUnauthorized {
+		t.Fatalf("forged callback: %d", code)
+	}
+}

@@ -1,0 +1,459 @@
+package portal
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/flow"
+	"github.com/picoflow/picoflow/internal/record"
+)
+
+const pageSize = 20
+
+type monthBar struct {
+	Label, URL string
+	Count      int
+	Height     int
+	On         bool
+}
+
+type facetValue struct {
+	Value, URL string
+	Count      int
+	On         bool
+}
+
+type facetView struct {
+	Name, Title string
+	Values      []facetValue
+}
+
+// ParseQuery reads a catalog query from URL parameters.
+func ParseQuery(v url.Values) catalog.Query {
+	q := catalog.Query{Text: strings.TrimSpace(v.Get("q")), Instruments: v["instrument"], Kinds: v["kind"], Elements: v["element"], Sort: v.Get("sort")}
+	if t, err := time.Parse("2006-01-02", v.Get("from")); err == nil {
+		q.From = t
+	}
+	if t, err := time.Parse("2006-01-02", v.Get("to")); err == nil {
+		q.To = t.AddDate(0, 0, 1) // inclusive day
+	}
+	page, _ := strconv.Atoi(v.Get("page"))
+	q.Limit, q.Offset = pageSize, max(page-1, 0)*pageSize
+	return q
+}
+
+// with returns the search URL of v changed by fn, back on page 1.
+func with(v url.Values, fn func(url.Values)) string {
+	c := url.Values{}
+	for k, vs := range v {
+		if k != "page" && k != "fragment" {
+			c[k] = slices.Clone(vs)
+		}
+	}
+	fn(c)
+	for k, vs := range c {
+		if len(vs) == 0 || (len(vs) == 1 && vs[0] == "") {
+			delete(c, k)
+		}
+	}
+	return "/search?" + c.Encode()
+}
+
+func toggle(v url.Values, key, value string) string {
+	return with(v, func(c url.Values) {
+		if i := slices.Index(c[key], value); i >= 0 {
+			c[key] = slices.Delete(c[key], i, i+1)
+		} else {
+			c[key] = append(c[key], value)
+		}
+	})
+}
+
+func (p *Portal) search(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	q := ParseQuery(v)
+	q.Principals = p.principals(r)
+	res, err := p.cfg.Catalog.Search(r.Context(), q)
+	if err != nil {
+		p.log.Error("search", "error", err)
+		p.fail(w, r, http.StatusInternalServerError, "Search failed", err.Error())
+		return
+	}
+	q = q.Normalize()
+	data := struct {
+		page
+		Q                      catalog.Query
+		Result                 *catalog.Result
+		Months                 []monthBar
+		Facets                 []facetView
+		ClearDates, Prev, Next string
+		From, To               int
+	}{page: p.base(r, "Search", "search"), Q: q, Result: res}
+	if !q.To.IsZero() {
+		data.Q.To = q.To.AddDate(0, 0, -1) // show the inclusive day
+	}
+	maxN := 1
+	for _, m := range res.Facets[catalog.FacetMonth] {
+		maxN = max(maxN, m.Count)
+	}
+	for _, m := range res.Facets[catalog.FacetMonth] {
+		start, err := time.Parse("2006-01", m.Value)
+		if err != nil {
+			continue
+		}
+		end := start.AddDate(0, 1, -1)
+		on := !q.From.IsZero() && !q.From.Before(start) && !q.To.IsZero() && !q.To.After(end.AddDate(0, 0, 1))
+		data.Months = append(data.Months, monthBar{Label: m.Value, Count: m.Count, Height: max(4, 100*m.Count/maxN), On: on,
+			URL: with(v, func(c url.Values) { c.Set("from", start.Format("2006-01-02")); c.Set("to", end.Format("2006-01-02")) })})
+	}
+	data.ClearDates = with(v, func(c url.Values) { c.Del("from"); c.Del("to") })
+	for _, f := range []struct{ name, title, key string }{
+		{catalog.FacetKind, "Experiment type", "kind"},
+		{catalog.FacetElement, "Elements", "element"},
+		{catalog.FacetInstrument, "Instrument", "instrument"},
+	} {
+		fv := facetView{Name: f.name, Title: f.title}
+		for _, val := range res.Facets[f.name] {
+			fv.Values = append(fv.Values, facetValue{Value: val.Value, Count: val.Count, On: slices.Contains(v[f.key], val.Value), URL: toggle(v, f.key, val.Value)})
+		}
+		data.Facets = append(data.Facets, fv)
+	}
+	pageNo := q.Offset/pageSize + 1
+	data.From, data.To = q.Offset+1, q.Offset+len(res.Hits)
+	if pageNo > 1 {
+		data.Prev = with(v, func(c url.Values) { c.Set("page", strconv.Itoa(pageNo-1)) })
+	}
+	if q.Offset+len(res.Hits) < res.Total {
+		data.Next = with(v, func(c url.Values) { c.Set("page", strconv.Itoa(pageNo+1)) })
+	}
+	p.render(w, http.StatusOK, "search", data)
+}
+
+type figure struct{ URL, Caption, Kind string }
+
+type metaRow struct{ Name, Value string }
+
+func q(v *record.Quantity) string {
+	if v == nil {
+		return ""
+	}
+	s := strconv.FormatFloat(v.Value, 'g', 6, 64)
+	if v.Unit != "" {
+		s += " " + v.Unit
+	}
+	return s
+}
+
+func metadataRows(r *record.Record) []metaRow {
+	in := r.Instrument
+	var rows []metaRow
+	add := func(name, val string) {
+		if strings.TrimSpace(val) != "" {
+			rows = append(rows, metaRow{name, val})
+		}
+	}
+	add("Instrument", strings.TrimSpace(strings.Join([]string{in.Manufacturer, in.Model, in.Name}, " ")))
+	if in.AcquisitionStart != nil {
+		add("Acquisition start", in.AcquisitionStart.UTC().Format("2006-01-02 15:04:05 MST"))
+	}
+	add("Accelerating voltage", q(in.AcceleratingVoltage))
+	add("Magnification", q(in.Magnification))
+	add("Camera length", q(in.CameraLength))
+	add("Pixel size x", q(in.PixelSizeX))
+	add("Pixel size y", q(in.PixelSizeY))
+	add("Dwell time", q(in.DwellTime))
+	add("Frame time", q(in.FrameTime))
+	if st := in.Stage; st != nil {
+		add("Stage x", q(st.X))
+		add("Stage y", q(st.Y))
+		add("Stage z", q(st.Z))
+		add("Alpha tilt", q(st.AlphaTilt))
+		add("Beta tilt", q(st.BetaTilt))
+		add("Holder", st.Holder)
+	}
+	for _, d := range in.Detectors {
+		v := d.Type
+		if d.Dispersion != nil {
+			v += ", dispersion " + q(d.Dispersion)
+		}
+		add("Detector "+d.Name, strings.Trim(v, ", "))
+	}
+	add("Software", strings.TrimSpace(in.Software+" "+in.ControlSoftware))
+	for _, s := range r.Signals {
+		dims := make([]string, len(s.Shape))
+		for i, n := range s.Shape {
+			dims[i] = strconv.Itoa(n)
+		}
+		add("Signal "+s.Title, s.Kind+" "+strings.Join(dims, "×"))
+	}
+	var creators []string
+	for _, c := range r.Creators {
+		creators = append(creators, c.Name)
+	}
+	add("Creators", strings.Join(creators, "; "))
+	if a := r.Analysis; a != nil {
+		if a.TotalCounts > 0 {
+			add("X-ray counts", strconv.FormatUint(a.TotalCounts, 10))
+		}
+		if a.Frames > 0 {
+			add("Frames", strconv.Itoa(a.Frames))
+		}
+		add("Analysis time", fmt.Sprintf("%.0f ms", a.DurationMS))
+	}
+	return rows
+}
+
+var figureOrder = map[string]int{"intensity-map": 0, "spectrum": 1, "image-preview": 2, "video": 3, "annotated-video": 4, "counts-plot": 5, "element-map": 6}
+
+func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
+	e, err := p.cfg.Catalog.Get(r.Context(), r.PathValue("id"), p.principals(r))
+	if errors.Is(err, catalog.ErrNotFound) {
+		p.fail(w, r, http.StatusNotFound, "Not found", "There is no such record, or it is not shared with you.")
+		return
+	}
+	if err != nil {
+		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
+		return
+	}
+	data := struct {
+		page
+		Entry       *catalog.Entry
+		Figures     []figure
+		Metadata    []metaRow
+		SpectrumCSV string
+	}{page: p.base(r, e.Title(), "search"), Entry: e, Metadata: metadataRows(e.Record)}
+	for _, f := range e.Record.Files {
+		u := fileURL(e.ID, f.Name)
+		if f.Name == "spectrum.csv" {
+			data.SpectrumCSV = u
+		}
+		if _, ok := figureOrder[f.Role]; !ok {
+			continue
+		}
+		kind := "image"
+		if strings.HasPrefix(f.MediaType, "video/") {
+			kind = "video"
+		}
+		caption := map[string]string{"intensity-map": "X-ray intensity (all channels)", "spectrum": "Summed spectrum", "image-preview": "Image",
+			"video": "Movie", "annotated-video": "Detected particles", "counts-plot": "Particles per frame"}[f.Role]
+		if f.Role == "element-map" {
+			caption = "Element map " + strings.TrimSuffix(strings.TrimPrefix(f.Name, "map-"), ".png")
+		}
+		data.Figures = append(data.Figures, figure{URL: u, Caption: caption, Kind: kind})
+	}
+	slices.SortStableFunc(data.Figures, func(a, b figure) int { return figRank(e, a) - figRank(e, b) })
+	p.render(w, http.StatusOK, "record", data)
+}
+
+func figRank(e *catalog.Entry, f figure) int {
+	for _, rf := range e.Record.Files {
+		if fileURL(e.ID, rf.Name) == f.URL {
+			return figureOrder[rf.Role]
+		}
+	}
+	return 99
+}
+
+func (p *Portal) thumb(w http.ResponseWriter, r *http.Request) {
+	e, err := p.cfg.Catalog.Get(r.Context(), r.PathValue("id"), p.principals(r))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	for _, role := range []string{"intensity-map", "image-preview"} {
+		for _, f := range e.Record.Files {
+			if f.Role == role {
+				http.Redirect(w, r, fileURL(e.ID, f.Name), http.StatusFound)
+				return
+			}
+		}
+	}
+	http.NotFound(w, r)
+}
+
+type barView struct {
+	Class, Title string
+	Width        float64
+}
+
+type runRow struct {
+	*flow.Run
+	Runtime, Title string
+	Bars           []barView
+}
+
+func runRows(runs []*flow.Run, legend []string) []runRow {
+	var out []runRow
+	now := time.Now()
+	for _, r := range runs {
+		end := now
+		if r.Finished != nil {
+			end = *r.Finished
+		}
+		total := max(end.Sub(r.Created), time.Microsecond)
+		row := runRow{Run: r, Runtime: fmtDur(total)}
+		var active time.Duration
+		for _, s := range r.Steps {
+			cls := "s" + strconv.Itoa(min(max(slices.Index(legend, s.Name), 0), 4))
+			row.Bars = append(row.Bars, barView{Class: cls, Width: 100 * float64(s.Active) / float64(total), Title: s.Name + " " + fmtDur(s.Active)})
+			active += s.Active
+		}
+		gap := max(total-active, 0)
+		row.Bars = append(row.Bars, barView{Class: "gap", Width: 100 * float64(gap) / float64(total), Title: "overhead " + fmtDur(gap)})
+		row.Title = fmt.Sprintf("runtime %s, overhead %s", fmtDur(total), fmtDur(gap))
+		out = append(out, row)
+	}
+	return out
+}
+
+func (p *Portal) runs(w http.ResponseWriter, r *http.Request) {
+	list, err := p.cfg.Runs.Runs(r.Context(), flow.ListQuery{State: r.URL.Query().Get("state"), Flow: r.URL.Query().Get("flow"), Limit: 100})
+	if err != nil {
+		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
+		return
+	}
+	// The list has no steps; load them for the bars.
+	full := make([]*flow.Run, 0, len(list))
+	for _, run := range list {
+		if fr, err := p.cfg.Runs.Run(r.Context(), run.ID); err == nil {
+			full = append(full, fr)
+		}
+	}
+	legend := []string{"transfer", "analyze", "publish", "notify"}
+	data := struct {
+		page
+		Runs   []runRow
+		Legend []string
+	}{p.base(r, "Runs", "runs"), runRows(full, legend), legend}
+	if r.URL.Query().Get("fragment") != "" {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if err := p.pages["runs"].ExecuteTemplate(w, "rows", data); err != nil {
+			p.log.Error("render runs", "error", err)
+		}
+		return
+	}
+	p.render(w, http.StatusOK, "runs", data)
+}
+
+func (p *Portal) run(w http.ResponseWriter, r *http.Request) {
+	run, err := p.cfg.Runs.Run(r.Context(), r.PathValue("id"))
+	if errors.Is(err, flow.ErrNotFound) {
+		p.fail(w, r, http.StatusNotFound, "Not found", "There is no such run.")
+		return
+	}
+	if err != nil {
+		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
+		return
+	}
+	p.render(w, http.StatusOK, "run", struct {
+		page
+		Run *flow.Run
+	}{p.base(r, run.FileName, "runs"), run})
+}
+
+func (p *Portal) retry(w http.ResponseWriter, r *http.Request) {
+	s := p.cfg.Sessions.Get(r)
+	if !s.CSRFValid(r.PostFormValue("csrf")) {
+		p.fail(w, r, http.StatusForbidden, "Forbidden", errCSRF.Error())
+		return
+	}
+	if !s.Identity.Has(auth.RoleAdmin) {
+		p.fail(w, r, http.StatusForbidden, "Forbidden", "Only administrators can retry runs.")
+		return
+	}
+	if _, err := p.cfg.Runs.Retry(r.Context(), r.PathValue("id")); err != nil {
+		p.fail(w, r, http.StatusInternalServerError, "Retry failed", err.Error())
+		return
+	}
+	http.Redirect(w, r, "/runs/"+url.PathEscape(r.PathValue("id")), http.StatusSeeOther)
+}
+
+func (p *Portal) runEvents(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	ch, cancel := p.cfg.Runs.Events().Subscribe(256)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	fmt.Fprint(w, ": picoflow runs\n\n")
+	fl.Flush()
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-ping.C:
+			fmt.Fprint(w, ": ping\n\n")
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			b, _ := json.Marshal(ev)
+			fmt.Fprintf(w, "event: run\ndata: %s\n\n", b)
+		}
+		fl.Flush()
+	}
+}
+
+const loginCSRFCookie = "pf_login"
+
+func (p *Portal) loginPage(w http.ResponseWriter, r *http.Request) {
+	p.showLogin(w, r, http.StatusOK, "")
+}
+
+func (p *Portal) showLogin(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	token := randomString()
+	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: token, Path: "/login", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: p.cfg.Sessions.Secure, MaxAge: 3600})
+	pg := p.base(r, "Sign in", "")
+	pg.CSRF = token
+	next := safeNext(r.FormValue("next"))
+	oidcName := ""
+	if p.cfg.OIDC != nil {
+		oidcName = p.cfg.OIDC.Name
+	}
+	p.render(w, status, "login", struct {
+		page
+		Error, Next, OIDC string
+	}{pg, msg, next, oidcName})
+}
+
+func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
+	c, err := r.Cookie(loginCSRFCookie)
+	if err != nil || c.Value == "" || c.Value != r.PostFormValue("csrf") {
+		p.showLogin(w, r, http.StatusForbidden, errCSRF.Error())
+		return
+	}
+	id, err := p.cfg.Accounts.Check(r.Context(), r.PostFormValue("user"), r.PostFormValue("password"))
+	if err != nil {
+		p.showLogin(w, r, http.StatusUnauthorized, "Wrong user name or password.")
+		return
+	}
+	if _, err := p.cfg.Sessions.Create(r.Context(), w, id); err != nil {
+		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
+		return
+	}
+	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
+}
+
+func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
+	s := p.cfg.Sessions.Get(r)
+	if s != nil && !s.CSRFValid(r.PostFormValue("csrf")) {
+		p.fail(w, r, http.StatusForbidden, "Forbidden", errCSRF.Error())
+		return
+	}
+	p.cfg.Sessions.Delete(w, r)
+	http.Redirect(w, r, "/search", http.StatusSeeOther)
+}
