@@ -277,8 +277,13 @@ func (p *Portal) thumb(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	http.NotFound(w, r)
+	// No picture (a spectrum, an unreadable file): a neutral placeholder.
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Cache-Control", "max-age=300")
+	w.Write([]byte(placeholderSVG))
 }
+
+const placeholderSVG = `<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" viewBox="0 0 96 96"><rect width="96" height="96" fill="#eef1f6"/><path d="M14 70 L34 44 L50 58 L64 36 L82 70 Z" fill="#c9ced8"/></svg>`
 
 type barView struct {
 	Class, Title string

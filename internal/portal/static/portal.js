@@ -56,6 +56,7 @@
         }
       }
       draw();
+      canvas.dataset.ready = "1";
       canvas.addEventListener("mousemove", function (ev) {
         var r = canvas.getBoundingClientRect();
         var i = Math.round((ev.clientX - r.left) / r.width * (n - 1));

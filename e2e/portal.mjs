@@ -1,0 +1,100 @@
+// Browser test of the picoflow portal in headless Debian Chromium, driven by
+// go test (internal/box/browser_test.go), which starts the system, passes
+// its address and credentials, and checks the screenshots this writes.
+// Protocol on stdout: lines "STEP name", "READY-RUNS" (then the Go side adds
+// a file), "DONE". Any failure exits non-zero with the reason.
+import { chromium } from "playwright-core";
+import { execSync } from "node:child_process";
+
+const [base, user, password, outDir, recordID, hostileID] = process.argv.slice(2);
+const exe = process.env.CHROMIUM || execSync("command -v chromium").toString().trim();
+const say = (s) => console.log(s);
+function check(cond, msg) { if (!cond) { throw new Error(msg); } }
+
+const browser = await chromium.launch({
+  executablePath: exe,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const errors = [];
+const dialogs = [];
+let page;
+try {
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("dialog", async (d) => { dialogs.push(d.message()); await d.dismiss(); });
+
+  say("STEP login");
+  await page.goto(base + "/login?next=/search");
+  await page.fill('input[name="user"]', user);
+  await page.fill('input[name="password"]', password);
+  await Promise.all([page.waitForURL("**/search"), page.click('button[type="submit"]')]);
+  check((await page.textContent("#user")).trim() === user, "not signed in");
+
+  say("STEP search");
+  await page.fill('input[name="q"]', "gold");
+  await page.click('form.search button[type="submit"]');
+  await page.waitForFunction(() => document.querySelector("#count") && /1 record/.test(document.querySelector("#count").textContent));
+  check(page.url().includes("q=gold"), "htmx did not push the search URL: " + page.url());
+  await page.waitForFunction(() => [...document.querySelectorAll(".hit img")].every((i) => i.complete && i.naturalWidth > 0));
+  await page.screenshot({ path: outDir + "/search.png", fullPage: true });
+
+  say("STEP facet");
+  await page.goto(base + "/search");
+  const facet = page.locator('[data-facet="element"] a', { hasText: "Au" }).first();
+  await facet.click();
+  await page.waitForURL(/element=Au/);
+  check((await page.locator(".hit").count()) === 1, "element facet Au should leave one record");
+
+  say("STEP record");
+  await page.goto(base + "/records/" + recordID);
+  await page.waitForFunction(() => [...document.querySelectorAll(".figs img")].length >= 3 &&
+    [...document.querySelectorAll(".figs img")].every((i) => i.complete && i.naturalWidth > 0));
+  const meta = await page.textContent("#metadata");
+  check(meta.includes("Accelerating voltage") && meta.includes("kV"), "metadata table without units");
+  // The interactive spectrum answers the pointer.
+  await page.waitForFunction(() => document.querySelector("#spectrum-canvas").dataset.ready === "1");
+  const canvas = page.locator("#spectrum-canvas");
+  await canvas.scrollIntoViewIfNeeded();
+  const box = await canvas.boundingBox();
+  await canvas.hover({ position: { x: box.width * 0.3, y: box.height / 2 } });
+  await page.waitForFunction(() => /keV: \d+ counts/.test(document.querySelector("#spectrum-readout").textContent));
+  await page.screenshot({ path: outDir + "/record.png", fullPage: true });
+
+  say("STEP hostile");
+  await page.goto(base + "/records/" + hostileID);
+  const title = await page.textContent("#title");
+  check(title.includes("<script>"), "hostile title not shown as text: " + title);
+  check((await page.locator("main script").count()) === 0, "hostile markup became a script element");
+
+  say("STEP runs");
+  await page.goto(base + "/runs");
+  await page.waitForFunction(() => document.querySelector("#live") && document.querySelector("#live").textContent === "live");
+  const before = await page.locator("#runs-body tr[data-run]").count();
+  say("READY-RUNS");
+  await page.waitForFunction((n) => document.querySelectorAll("#runs-body tr[data-run]").length > n &&
+    document.querySelector("#runs-body tr[data-run] .state-succeeded") !== null, before, { timeout: 60000 });
+  await page.screenshot({ path: outDir + "/runs.png", fullPage: true });
+
+  check(dialogs.length === 0, "a dialog opened (script injection?): " + dialogs.join("; "));
+  check(errors.length === 0, "browser errors: " + errors.join("; "));
+  say("DONE");
+} catch (e) {
+  console.error("FAIL " + (e && e.stack || e));
+  if (page) {
+    console.error("at " + page.url() + "; images: " + JSON.stringify(await page.evaluate(() =>
+      [...document.images].map((i) => [i.getAttribute("src"), i.complete, i.naturalWidth]))));
+    console.error("browser errors: " + errors.join("; "));
+    console.error("canvas: " + JSON.stringify(await page.evaluate(async () => {
+      const c = document.querySelector("#spectrum-canvas");
+      if (!c) return null;
+      const r = await fetch(c.dataset.src);
+      return [c.dataset.src, c.dataset.ready, r.status, (await r.text()).slice(0, 80), document.querySelector("#spectrum-readout").textContent];
+    })));
+    await page.screenshot({ path: outDir + "/failure.png", fullPage: true }).catch(() => {});
+  }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
