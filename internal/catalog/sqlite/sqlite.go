@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/record"
@@ -50,7 +49,8 @@ func (x *Index) Put(ctx context.Context, e *catalog.Entry) error {
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO record (id, doc, title, description, created_at, published_at, instrument, kind, run_id, sha256)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.ID, string(doc), e.Title(), e.Description(), e.Created().UnixMicro(), e.Published.UnixMicro(), e.Instrument(), e.Kind(), e.RunID, e.SHA256)
+		e.ID, string(catalog.CleanJSON(doc)), catalog.CleanText(e.Title()), catalog.CleanText(e.Description()), e.Created().UnixMicro(), e.Published.UnixMicro(),
+		catalog.CleanText(e.Instrument()), catalog.CleanText(e.Kind()), e.RunID, e.SHA256)
 	if err != nil {
 		return fmt.Errorf("catalog put %s: %w", e.ID, err)
 	}
@@ -69,7 +69,7 @@ func (x *Index) Put(ctx context.Context, e *catalog.Entry) error {
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO record_fts (rowid, title, description, keywords, elements) VALUES (?, ?, ?, ?, ?)`,
-		rowid, e.Title(), e.Description(), e.Keywords(), strings.Join(e.Elements(), " ")); err != nil {
+		rowid, catalog.CleanText(e.Title()), catalog.CleanText(e.Description()), catalog.CleanText(e.Keywords()), catalog.CleanText(strings.Join(e.Elements(), " "))); err != nil {
 		return fmt.Errorf("catalog put %s: index text: %w", e.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -201,55 +201,21 @@ func filter(q catalog.Query, except string) (string, []any) {
 
 func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
 
-// ftsQuery turns user text into a safe FTS5 query: every word or "phrase"
-// becomes a quoted string (so FTS5 operators and punctuation cannot cause
-// syntax errors), ANDed; a trailing * keeps prefix search.
+// ftsQuery renders parsed terms as an FTS5 query: each term a quoted
+// string (phrases keep their words in order), ANDed.
 func ftsQuery(text string) string {
-	var terms []string
-	add := func(s string, prefix bool) {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			return
+	var out []string
+	for _, t := range catalog.ParseText(text) {
+		q := `"` + strings.Join(t.Words, " ") + `"`
+		if t.Prefix {
+			q += "*"
 		}
-		t := `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-		if prefix {
-			t += "*"
-		}
-		terms = append(terms, t)
+		out = append(out, q)
 	}
-	rest := text
-	for rest != "" {
-		rest = strings.TrimLeftFunc(rest, unicode.IsSpace)
-		if rest == "" {
-			break
-		}
-		if rest[0] == '"' {
-			end := strings.IndexByte(rest[1:], '"')
-			if end < 0 {
-				add(rest[1:], false)
-				break
-			}
-			add(rest[1:1+end], false)
-			rest = rest[2+end:]
-			continue
-		}
-		end := strings.IndexFunc(rest, unicode.IsSpace)
-		if end < 0 {
-			end = len(rest)
-		}
-		w := rest[:end]
-		rest = rest[end:]
-		prefix := strings.HasSuffix(w, "*")
-		w = strings.Trim(w, "*")
-		// Keep letters and digits; everything else separates words.
-		for _, part := range strings.FieldsFunc(w, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
-			add(part, prefix)
-		}
-	}
-	if len(terms) == 0 {
+	if len(out) == 0 {
 		return `""`
 	}
-	return strings.Join(terms, " ")
+	return strings.Join(out, " ")
 }
 
 // Search runs a query.
