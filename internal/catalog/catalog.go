@@ -220,3 +220,9 @@ func CanSee(principals, visibleTo []string) bool {
 	}
 	return false
 }
+
+// BatchPutter is an optional capability of an Index: many entries in one
+// transaction, for bulk loads.
+type BatchPutter interface {
+	PutMany(ctx context.Context, es []*Entry) error
+}

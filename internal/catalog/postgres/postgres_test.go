@@ -19,3 +19,16 @@ func TestSuite(t *testing.T) {
 		return x
 	})
 }
+
+// BenchmarkSearch100k: go test -run '^$' -bench Search100k ./internal/catalog/...
+func BenchmarkSearch100k(b *testing.B) {
+	pool := pgtest.Pool(b)
+	x, err := postgres.New(context.Background(), pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	catalogtest.Populate(b, x, 100_000)
+	pool.Exec(context.Background(), "ANALYZE picoflow_record")
+	b.ResetTimer()
+	catalogtest.BenchSearch(b, x)
+}

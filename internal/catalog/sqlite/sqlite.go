@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/picoflow/picoflow/internal/catalog"
@@ -29,6 +30,30 @@ func New(write, read *sql.DB) *Index { return &Index{write: write, read: read} }
 
 // Put inserts or replaces an entry.
 func (x *Index) Put(ctx context.Context, e *catalog.Entry) error {
+	return x.PutMany(ctx, []*catalog.Entry{e})
+}
+
+var _ catalog.BatchPutter = (*Index)(nil)
+
+// PutMany inserts or replaces entries in one transaction.
+func (x *Index) PutMany(ctx context.Context, es []*catalog.Entry) error {
+	tx, err := x.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("catalog put: %w", err)
+	}
+	defer tx.Rollback()
+	for _, e := range es {
+		if err := putTx(ctx, tx, e); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("catalog put: %w", err)
+	}
+	return nil
+}
+
+func putTx(ctx context.Context, tx *sql.Tx, e *catalog.Entry) error {
 	if err := e.Validate(); err != nil {
 		return fmt.Errorf("catalog put: %w", err)
 	}
@@ -39,18 +64,13 @@ func (x *Index) Put(ctx context.Context, e *catalog.Entry) error {
 	if e.Published.IsZero() {
 		e.Published = time.Now()
 	}
-	tx, err := x.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("catalog put %s: %w", e.ID, err)
-	}
-	defer tx.Rollback()
 	if err := deleteTx(ctx, tx, e.ID); err != nil {
 		return fmt.Errorf("catalog put %s: %w", e.ID, err)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO record (id, doc, title, description, created_at, published_at, instrument, kind, run_id, sha256)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	res, err := tx.ExecContext(ctx, `INSERT INTO record (id, doc, title, description, created_at, published_at, instrument, kind, run_id, sha256, month)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.ID, string(catalog.CleanJSON(doc)), catalog.CleanText(e.Title()), catalog.CleanText(e.Description()), e.Created().UnixMicro(), e.Published.UnixMicro(),
-		catalog.CleanText(e.Instrument()), catalog.CleanText(e.Kind()), e.RunID, e.SHA256)
+		catalog.CleanText(e.Instrument()), catalog.CleanText(e.Kind()), e.RunID, e.SHA256, e.Created().Format("2006-01"))
 	if err != nil {
 		return fmt.Errorf("catalog put %s: %w", e.ID, err)
 	}
@@ -68,12 +88,13 @@ func (x *Index) Put(ctx context.Context, e *catalog.Entry) error {
 			return fmt.Errorf("catalog put %s: %w", e.ID, err)
 		}
 	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO record_filter (rowid, acl, elements) VALUES (?, ?, ?)`,
+		rowid, strings.Join(e.VisibleTo, " "), strings.Join(e.Elements(), " ")); err != nil {
+		return fmt.Errorf("catalog put %s: index access list: %w", e.ID, err)
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO record_fts (rowid, title, description, keywords, elements) VALUES (?, ?, ?, ?, ?)`,
 		rowid, catalog.CleanText(e.Title()), catalog.CleanText(e.Description()), catalog.CleanText(e.Keywords()), catalog.CleanText(strings.Join(e.Elements(), " "))); err != nil {
 		return fmt.Errorf("catalog put %s: index text: %w", e.ID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("catalog put %s: %w", e.ID, err)
 	}
 	return nil
 }
@@ -88,6 +109,9 @@ func deleteTx(ctx context.Context, tx *sql.Tx, id string) error {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM record_fts WHERE rowid = ?`, rowid); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM record_filter WHERE rowid = ?`, rowid); err != nil {
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `DELETE FROM record WHERE id = ?`, id)
@@ -154,18 +178,89 @@ func (x *Index) acl(ctx context.Context, id string) ([]string, error) {
 
 // filter builds the WHERE clause of a query, leaving out one facet's own
 // filter (for disjunctive facet counts).
-func filter(q catalog.Query, except string) (string, []any) {
+// matchSet evaluates the free-text, access and element filters once, as an
+// intersection of FTS5 posting lists computed here, and returns the
+// matching rowids (sorted), or all=true when none of them applies.
+func (x *Index) matchSet(ctx context.Context, q catalog.Query) (ids []int64, all bool, err error) {
+	var sets [][]int64
+	if q.Text != "" {
+		s, err := x.rowids(ctx, `SELECT rowid FROM record_fts WHERE record_fts MATCH ? ORDER BY rowid`, ftsQuery(q.Text))
+		if err != nil {
+			return nil, false, err
+		}
+		sets = append(sets, s)
+	}
+	var match []string
+	if !slices.Contains(q.Principals, catalog.Admin) {
+		var ps []string
+		for _, p := range q.Principals {
+			ps = append(ps, quoteFTS(p))
+		}
+		match = append(match, "acl : ("+strings.Join(ps, " OR ")+")")
+	}
+	for _, el := range q.Elements {
+		match = append(match, "elements : "+quoteFTS(el))
+	}
+	if len(match) > 0 {
+		s, err := x.rowids(ctx, `SELECT rowid FROM record_filter WHERE record_filter MATCH ? ORDER BY rowid`, strings.Join(match, " AND "))
+		if err != nil {
+			return nil, false, err
+		}
+		sets = append(sets, s)
+	}
+	if len(sets) == 0 {
+		return nil, true, nil
+	}
+	ids = sets[0]
+	for _, s := range sets[1:] {
+		ids = intersect(ids, s)
+	}
+	return ids, false, nil
+}
+
+func (x *Index) rowids(ctx context.Context, query string, args ...any) ([]int64, error) {
+	rows, err := x.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+func intersect(a, b []int64) []int64 {
+	var out []int64
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+// filter builds the WHERE clause of a query over the matching rowids
+// (idsJSON, a JSON array, or "" for all records), leaving out one facet's
+// own filter (for disjunctive facet counts).
+func filter(q catalog.Query, except, idsJSON string) (string, []any) {
 	var where []string
 	var args []any
-	if q.Text != "" {
-		where = append(where, `r.rowid IN (SELECT rowid FROM record_fts WHERE record_fts MATCH ?)`)
-		args = append(args, ftsQuery(q.Text))
-	}
-	if !slices.Contains(q.Principals, catalog.Admin) {
-		where = append(where, `EXISTS (SELECT 1 FROM record_acl a WHERE a.record_id = r.id AND a.principal IN (`+marks(len(q.Principals))+`))`)
-		for _, p := range q.Principals {
-			args = append(args, p)
-		}
+	if idsJSON != "" {
+		where = append(where, `r.rowid IN (SELECT value FROM json_each(?))`)
+		args = append(args, idsJSON)
 	}
 	if except != catalog.FacetMonth {
 		if !q.From.IsZero() {
@@ -189,15 +284,13 @@ func filter(q catalog.Query, except string) (string, []any) {
 			args = append(args, v)
 		}
 	}
-	for _, el := range q.Elements {
-		where = append(where, `EXISTS (SELECT 1 FROM record_element e WHERE e.record_id = r.id AND e.element = ?)`)
-		args = append(args, el)
-	}
 	if len(where) == 0 {
 		return "1", nil
 	}
 	return strings.Join(where, " AND "), args
 }
+
+func quoteFTS(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
 
@@ -221,8 +314,20 @@ func ftsQuery(text string) string {
 // Search runs a query.
 func (x *Index) Search(ctx context.Context, q catalog.Query) (*catalog.Result, error) {
 	q = q.Normalize()
-	where, args := filter(q, "")
 	res := &catalog.Result{Facets: map[string][]catalog.FacetValue{}}
+	ids, all, err := x.matchSet(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("catalog search: %w", err)
+	}
+	if !all && len(ids) == 0 {
+		return res, nil
+	}
+	idsJSON := ""
+	if !all {
+		b, _ := json.Marshal(ids)
+		idsJSON = string(b)
+	}
+	where, args := filter(q, "", idsJSON)
 	if err := x.read.QueryRowContext(ctx, `SELECT count(*) FROM record r WHERE `+where, args...).Scan(&res.Total); err != nil {
 		return nil, fmt.Errorf("catalog search: %w", err)
 	}
@@ -260,33 +365,51 @@ func (x *Index) Search(ctx context.Context, q catalog.Query) (*catalog.Result, e
 		return nil, fmt.Errorf("catalog search: %w", err)
 	}
 	facets := []struct{ name, expr, join string }{
-		{catalog.FacetMonth, `strftime('%Y-%m', r.created_at / 1000000, 'unixepoch')`, ``},
+		{catalog.FacetMonth, `r.month`, ``},
 		{catalog.FacetInstrument, `r.instrument`, ``},
 		{catalog.FacetKind, `r.kind`, ``},
 		{catalog.FacetElement, `fe.element`, ` JOIN record_element fe ON fe.record_id = r.id`},
 	}
-	for _, f := range facets {
-		w, a := filter(q, f.name)
-		order := `n DESC, v`
-		if f.name == catalog.FacetMonth {
-			order = `v`
-		}
-		rows, err := x.read.QueryContext(ctx, `SELECT `+f.expr+` AS v, count(*) AS n FROM record r`+f.join+` WHERE `+w+` AND v != '' GROUP BY v ORDER BY `+order+` LIMIT 100`, a...)
-		if err != nil {
-			return nil, fmt.Errorf("catalog search facet %s: %w", f.name, err)
-		}
-		for rows.Next() {
-			var fv catalog.FacetValue
-			if err := rows.Scan(&fv.Value, &fv.Count); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("catalog search facet %s: %w", f.name, err)
+	// The facets are independent queries: run them on the read pool's
+	// connections at once (each is a scan of the matching records).
+	var wg sync.WaitGroup
+	errs := make([]error, len(facets))
+	values := make([][]catalog.FacetValue, len(facets))
+	for i, f := range facets {
+		wg.Go(func() {
+			w, a := filter(q, f.name, idsJSON)
+			order := `n DESC, v`
+			if f.name == catalog.FacetMonth {
+				order = `v`
 			}
-			res.Facets[f.name] = append(res.Facets[f.name], fv)
+			query := `SELECT ` + f.expr + ` AS v, count(*) AS n FROM record r` + f.join + ` WHERE ` + w + ` AND v != '' GROUP BY v ORDER BY ` + order + ` LIMIT 100`
+			if f.name == catalog.FacetElement && w == "1" {
+				// No filter: count straight from the element index.
+				query = `SELECT element AS v, count(*) AS n FROM record_element GROUP BY v ORDER BY n DESC, v LIMIT 100`
+			}
+			rows, err := x.read.QueryContext(ctx, query, a...)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var fv catalog.FacetValue
+				if err := rows.Scan(&fv.Value, &fv.Count); err != nil {
+					errs[i] = err
+					return
+				}
+				values[i] = append(values[i], fv)
+			}
+			errs[i] = rows.Err()
+		})
+	}
+	wg.Wait()
+	for i, f := range facets {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("catalog search facet %s: %w", f.name, errs[i])
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("catalog search facet %s: %w", f.name, err)
-		}
+		res.Facets[f.name] = values[i]
 	}
 	return res, nil
 }

@@ -21,3 +21,16 @@ func TestSuite(t *testing.T) {
 		return sqlite.New(db.Write, db.Read)
 	})
 }
+
+// BenchmarkSearch100k: go test -run '^$' -bench Search100k ./internal/catalog/...
+func BenchmarkSearch100k(b *testing.B) {
+	db, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "p.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	x := sqlite.New(db.Write, db.Read)
+	catalogtest.Populate(b, x, 100_000)
+	b.ResetTimer()
+	catalogtest.BenchSearch(b, x)
+}
