@@ -215,6 +215,13 @@ func RunSuite(t *testing.T, newIndex func(t *testing.T) catalog.Index) {
 		if _, err := x.Get(ctx, "a", admin); !errors.Is(err, catalog.ErrNotFound) {
 			t.Errorf("get deleted: %v", err)
 		}
+		// The unfiltered view's counts follow replacements and deletions.
+		r := search(t, x, catalog.Query{Principals: admin})
+		if r.Total != 4 || !slices.Equal(r.Facets[catalog.FacetKind], []catalog.FacetValue{{Value: "hyperspectral", Count: 2}, {Value: "image_stack", Count: 2}}) ||
+			!slices.Equal(r.Facets[catalog.FacetElement], []catalog.FacetValue{{Value: "C", Count: 2}, {Value: "Au", Count: 1}, {Value: "Cu", Count: 1}, {Value: "Fe", Count: 1}, {Value: "O", Count: 1}}) ||
+			!slices.Equal(r.Facets[catalog.FacetMonth], []catalog.FacetValue{{Value: "2026-10", Count: 3}, {Value: "2026-11", Count: 1}}) {
+			t.Errorf("unfiltered view after replace and delete: total %d, facets %v", r.Total, r.Facets)
+		}
 	})
 
 	t.Run("Invalid", func(t *testing.T) {

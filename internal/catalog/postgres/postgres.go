@@ -40,12 +40,23 @@ CREATE TABLE IF NOT EXISTS picoflow_record (
   elements     text[] NOT NULL DEFAULT '{}',
   acl          text[] NOT NULL DEFAULT '{}',
   elements_text text NOT NULL DEFAULT '',
+  month        text NOT NULL DEFAULT '',
   tsv tsvector GENERATED ALWAYS AS (
     setweight(to_tsvector('simple', title), 'A') ||
     setweight(to_tsvector('simple', description), 'B') ||
     setweight(to_tsvector('simple', keywords), 'C') ||
     setweight(to_tsvector('simple', elements_text), 'C')) STORED
 );
+-- Facet counts over all records, kept in step with every write: the
+-- unfiltered view (an administrator's landing page) reads them instead of
+-- scanning. facet: 0 month, 1 instrument, 2 kind, 3 element, 4 total.
+CREATE TABLE IF NOT EXISTS picoflow_facet_count (
+  facet smallint NOT NULL,
+  value text NOT NULL,
+  n     bigint NOT NULL,
+  PRIMARY KEY (facet, value)
+);
+CREATE INDEX IF NOT EXISTS picoflow_record_month ON picoflow_record (month);
 CREATE INDEX IF NOT EXISTS picoflow_record_tsv ON picoflow_record USING gin (tsv);
 CREATE INDEX IF NOT EXISTS picoflow_record_acl ON picoflow_record USING gin (acl);
 CREATE INDEX IF NOT EXISTS picoflow_record_elements ON picoflow_record USING gin (elements);
@@ -70,35 +81,42 @@ func params(e *catalog.Entry) ([]any, error) {
 	if e.Published.IsZero() {
 		e.Published = time.Now()
 	}
-	els := e.Elements()
+	els := slices.Sorted(slices.Values(e.Elements()))
 	if els == nil {
 		els = []string{}
 	}
 	c := catalog.CleanText
 	return []any{e.ID, catalog.CleanJSON(doc), c(e.Title()), c(e.Description()), c(e.Keywords()), e.Created(), e.Published, c(e.Instrument()), c(e.Kind()),
-		e.RunID, e.SHA256, els, e.VisibleTo, c(strings.Join(els, " "))}, nil
+		e.RunID, e.SHA256, els, e.VisibleTo, c(strings.Join(els, " ")), e.Created().UTC().Format("2006-01")}, nil
 }
 
-const upsert = `INSERT INTO picoflow_record (id, doc, title, description, keywords, created_at, published_at, instrument, kind, run_id, sha256, elements, acl, elements_text)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+const upsert = `INSERT INTO picoflow_record (id, doc, title, description, keywords, created_at, published_at, instrument, kind, run_id, sha256, elements, acl, elements_text, month)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 	ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, title = excluded.title, description = excluded.description, keywords = excluded.keywords,
 	  created_at = excluded.created_at, published_at = excluded.published_at, instrument = excluded.instrument, kind = excluded.kind,
-	  run_id = excluded.run_id, sha256 = excluded.sha256, elements = excluded.elements, acl = excluded.acl, elements_text = excluded.elements_text`
+	  run_id = excluded.run_id, sha256 = excluded.sha256, elements = excluded.elements, acl = excluded.acl, elements_text = excluded.elements_text, month = excluded.month`
 
 // Put inserts or replaces an entry.
 func (x *Index) Put(ctx context.Context, e *catalog.Entry) error {
-	if err := e.Validate(); err != nil {
-		return fmt.Errorf("catalog put: %w", err)
-	}
-	p, err := params(e)
-	if err != nil {
-		return fmt.Errorf("catalog put %s: %w", e.ID, err)
-	}
-	if _, err := x.pool.Exec(ctx, upsert, p...); err != nil {
-		return fmt.Errorf("catalog put %s: %w", e.ID, err)
-	}
-	return nil
+	return x.PutMany(ctx, []*catalog.Entry{e})
 }
+
+// uncount subtracts a stored record from the facet counts (before it is
+// replaced or deleted); count adds the new one. Rows are touched in
+// (facet, value) order, so concurrent writers cannot deadlock.
+const (
+	uncount = `UPDATE picoflow_facet_count c SET n = c.n - 1
+	FROM (SELECT 0 AS f, month AS v FROM picoflow_record WHERE id = $1
+	      UNION ALL SELECT 1, instrument FROM picoflow_record WHERE id = $1
+	      UNION ALL SELECT 2, kind FROM picoflow_record WHERE id = $1
+	      UNION ALL SELECT DISTINCT 3, unnest(elements) FROM picoflow_record WHERE id = $1
+	      UNION ALL SELECT 4, '' FROM picoflow_record WHERE id = $1) d
+	WHERE c.facet = d.f AND c.value = d.v`
+	count = `INSERT INTO picoflow_facet_count (facet, value, n)
+	SELECT f, v, 1 FROM (SELECT 0 AS f, $1::text AS v UNION ALL SELECT 1, $2 UNION ALL SELECT 2, $3
+	      UNION ALL SELECT DISTINCT 3, unnest($4::text[]) UNION ALL SELECT 4, '') d ORDER BY f, v
+	ON CONFLICT (facet, value) DO UPDATE SET n = picoflow_facet_count.n + 1`
+)
 
 // PutMany inserts or replaces entries in one transaction (bulk loads).
 func (x *Index) PutMany(ctx context.Context, es []*catalog.Entry) error {
@@ -111,7 +129,9 @@ func (x *Index) PutMany(ctx context.Context, es []*catalog.Entry) error {
 		if err != nil {
 			return fmt.Errorf("catalog put %s: %w", e.ID, err)
 		}
+		b.Queue(uncount, e.ID)
 		b.Queue(upsert, p...)
+		b.Queue(count, p[14], p[7], p[8], p[11])
 	}
 	tx, err := x.pool.Begin(ctx)
 	if err != nil {
@@ -126,10 +146,18 @@ func (x *Index) PutMany(ctx context.Context, es []*catalog.Entry) error {
 
 // Delete removes an entry; a missing one is not an error.
 func (x *Index) Delete(ctx context.Context, id string) error {
-	if _, err := x.pool.Exec(ctx, `DELETE FROM picoflow_record WHERE id = $1`, id); err != nil {
+	tx, err := x.pool.Begin(ctx)
+	if err != nil {
 		return fmt.Errorf("catalog delete %s: %w", id, err)
 	}
-	return nil
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, uncount, id); err != nil {
+		return fmt.Errorf("catalog delete %s: %w", id, err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM picoflow_record WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("catalog delete %s: %w", id, err)
+	}
+	return tx.Commit(ctx)
 }
 
 // Get returns an entry visible to principals.
@@ -177,128 +205,191 @@ type where struct {
 	args  []any
 }
 
-func (w *where) add(cond string, args ...any) {
+// add appends a condition; each ? becomes the next $n.
+func (w *where) add(cond string, args ...any) string {
 	for _, a := range args {
 		w.args = append(w.args, a)
 		cond = strings.Replace(cond, "?", fmt.Sprintf("$%d", len(w.args)), 1)
 	}
 	w.conds = append(w.conds, cond)
+	return cond
 }
 
-func (w *where) sql() string {
-	if len(w.conds) == 0 {
+func and(conds []string) string {
+	if len(conds) == 0 {
 		return "true"
 	}
-	return strings.Join(w.conds, " AND ")
+	return "(" + strings.Join(conds, " AND ") + ")"
 }
 
-func filter(q catalog.Query, except string) *where {
+// Search runs a query in two statements: the page of hits, and the total
+// with every facet from one scan of the records that pass the
+// non-facet filters (text, access, elements). The facet filters (dates,
+// instrument, kind) become flags of each row, so each facet counts the rows
+// that pass all filters but its own.
+func (x *Index) Search(ctx context.Context, q catalog.Query) (*catalog.Result, error) {
+	q = q.Normalize()
+	res := &catalog.Result{Facets: map[string][]catalog.FacetValue{}}
 	w := &where{}
 	if q.Text != "" {
 		if ts := tsQuery(q.Text); ts != "" {
 			w.add("tsv @@ to_tsquery('simple', ?)", ts)
 		} else {
-			w.add("false")
+			return res, nil
 		}
 	}
 	if !slices.Contains(q.Principals, catalog.Admin) {
 		w.add("acl && ?", q.Principals)
 	}
-	if except != catalog.FacetMonth {
-		if !q.From.IsZero() {
-			w.add("created_at >= ?", q.From)
-		}
-		if !q.To.IsZero() {
-			w.add("created_at < ?", q.To)
-		}
-	}
-	if len(q.Instruments) > 0 && except != catalog.FacetInstrument {
-		w.add("instrument = ANY(?)", q.Instruments)
-	}
-	if len(q.Kinds) > 0 && except != catalog.FacetKind {
-		w.add("kind = ANY(?)", q.Kinds)
-	}
 	if len(q.Elements) > 0 {
 		w.add("elements @> ?", q.Elements)
 	}
-	return w
-}
+	baseConds := w.conds
+	base := and(baseConds)
+	w.conds = nil
+	var dc, ic, kc []string
+	if !q.From.IsZero() {
+		dc = append(dc, w.add("created_at >= ?", q.From))
+	}
+	if !q.To.IsZero() {
+		dc = append(dc, w.add("created_at < ?", q.To))
+	}
+	if len(q.Instruments) > 0 {
+		ic = append(ic, w.add("instrument = ANY(?)", q.Instruments))
+	}
+	if len(q.Kinds) > 0 {
+		kc = append(kc, w.add("kind = ANY(?)", q.Kinds))
+	}
+	if base == "true" && len(w.conds) == 0 && q.Sort != catalog.SortRelevance {
+		return x.browse(ctx, q, res)
+	}
+	d, i, k := and(dc), and(ic), and(kc)
+	facetSQL := `WITH b AS MATERIALIZED (SELECT month, instrument, kind, elements, ` + d + ` AS d, ` + i + ` AS i, ` + k + ` AS k
+		FROM picoflow_record WHERE ` + base + `)
+	SELECT 0, month, count(*) FILTER (WHERE i AND k) FROM b GROUP BY month
+	UNION ALL SELECT 1, instrument, count(*) FILTER (WHERE d AND k) FROM b GROUP BY instrument
+	UNION ALL SELECT 2, kind, count(*) FILTER (WHERE d AND i) FROM b GROUP BY kind
+	UNION ALL SELECT 3, el, count(*) FROM b, unnest(b.elements) AS el WHERE d AND i AND k GROUP BY el
+	UNION ALL SELECT 4, '', count(*) FILTER (WHERE d AND i AND k) FROM b`
+	facetArgs := slices.Clone(w.args)
 
-// Search runs a query: hits, total and facets in one round trip each.
-func (x *Index) Search(ctx context.Context, q catalog.Query) (*catalog.Result, error) {
-	q = q.Normalize()
-	res := &catalog.Result{Facets: map[string][]catalog.FacetValue{}}
-	w := filter(q, "")
+	all := and(slices.Concat(baseConds, dc, ic, kc))
 	order := "created_at DESC, id"
-	sel := "id, title, description, created_at, instrument, kind, elements"
-	args := slices.Clone(w.args)
+	pageArgs := slices.Clone(w.args)
 	switch {
 	case q.Sort == catalog.SortOldest:
 		order = "created_at ASC, id"
 	case q.Sort == catalog.SortRelevance && q.Text != "":
-		args = append(args, tsQuery(q.Text))
-		order = fmt.Sprintf("ts_rank(tsv, to_tsquery('simple', $%d)) DESC, created_at DESC", len(args))
+		pageArgs = append(pageArgs, tsQuery(q.Text))
+		order = fmt.Sprintf("ts_rank(tsv, to_tsquery('simple', $%d)) DESC, created_at DESC", len(pageArgs))
 	}
-	args = append(args, q.Limit, q.Offset)
+	pageArgs = append(pageArgs, q.Limit, q.Offset)
+	pageSQL := fmt.Sprintf(`SELECT id, title, description, created_at, instrument, kind, elements FROM picoflow_record WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d`,
+		all, order, len(pageArgs)-1, len(pageArgs))
+
 	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM picoflow_record WHERE `+w.sql(), w.args...)
-	b.Queue(fmt.Sprintf(`SELECT %s FROM picoflow_record WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d`, sel, w.sql(), order, len(args)-1, len(args)), args...)
-	facets := []struct{ name, expr, from string }{
-		{catalog.FacetMonth, `to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM')`, `picoflow_record`},
-		{catalog.FacetInstrument, `instrument`, `picoflow_record`},
-		{catalog.FacetKind, `kind`, `picoflow_record`},
-		{catalog.FacetElement, `el`, `picoflow_record, unnest(elements) AS el`},
-	}
-	for _, f := range facets {
-		fw := filter(q, f.name)
-		ord := "n DESC, v"
-		if f.name == catalog.FacetMonth {
-			ord = "v"
-		}
-		b.Queue(fmt.Sprintf(`SELECT %s AS v, count(*) AS n FROM %s WHERE %s GROUP BY v HAVING %s <> '' ORDER BY %s LIMIT 100`, f.expr, f.from, fw.sql(), f.expr, ord), fw.args...)
-	}
+	b.Queue(facetSQL, facetArgs...)
+	b.Queue(pageSQL, pageArgs...)
+	return x.collect(ctx, b, res)
+}
+
+// collect reads a batch of (facet rows, page rows) into res.
+func (x *Index) collect(ctx context.Context, b *pgx.Batch, res *catalog.Result) (*catalog.Result, error) {
 	br := x.pool.SendBatch(ctx, b)
 	defer br.Close()
-	if err := br.QueryRow().Scan(&res.Total); err != nil {
-		return nil, fmt.Errorf("catalog search: %w", err)
-	}
 	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("catalog search: %w", err)
 	}
+	fr, err := scanFacets(rows)
+	if err != nil {
+		return nil, fmt.Errorf("catalog search: %w", err)
+	}
+	addFacets(res, fr)
+	if rows, err = br.Query(); err != nil {
+		return nil, fmt.Errorf("catalog search: %w", err)
+	}
+	if res.Hits, err = scanHits(rows); err != nil {
+		return nil, fmt.Errorf("catalog search: %w", err)
+	}
+	return res, nil
+}
+
+// facetRow is (facet number, value, count); facet 4 is the total.
+type facetRow struct {
+	f int
+	v string
+	n int64
+}
+
+func scanFacets(rows pgx.Rows) ([]facetRow, error) {
+	defer rows.Close()
+	var out []facetRow
+	for rows.Next() {
+		var r facetRow
+		if err := rows.Scan(&r.f, &r.v, &r.n); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func scanHits(rows pgx.Rows) ([]catalog.Hit, error) {
+	defer rows.Close()
+	var out []catalog.Hit
 	for rows.Next() {
 		var h catalog.Hit
 		if err := rows.Scan(&h.ID, &h.Title, &h.Description, &h.Created, &h.Instrument, &h.Kind, &h.Elements); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("catalog search: %w", err)
+			return nil, err
 		}
 		h.Created = h.Created.UTC()
 		slices.Sort(h.Elements)
-		res.Hits = append(res.Hits, h)
+		out = append(out, h)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog search: %w", err)
-	}
-	for _, f := range facets {
-		rows, err := br.Query()
-		if err != nil {
-			return nil, fmt.Errorf("catalog search facet %s: %w", f.name, err)
-		}
-		for rows.Next() {
-			var fv catalog.FacetValue
-			var n int64
-			if err := rows.Scan(&fv.Value, &n); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("catalog search facet %s: %w", f.name, err)
-			}
-			fv.Count = int(n)
-			res.Facets[f.name] = append(res.Facets[f.name], fv)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("catalog search facet %s: %w", f.name, err)
+	return out, rows.Err()
+}
+
+var facetNames = []string{catalog.FacetMonth, catalog.FacetInstrument, catalog.FacetKind, catalog.FacetElement}
+
+// addFacets files rows under their facets: months in order, the others by
+// count, at most 100 values each.
+func addFacets(res *catalog.Result, rows []facetRow) {
+	for _, r := range rows {
+		if r.f == 4 {
+			res.Total = int(r.n)
+		} else if r.n > 0 && r.v != "" {
+			res.Facets[facetNames[r.f]] = append(res.Facets[facetNames[r.f]], catalog.FacetValue{Value: r.v, Count: int(r.n)})
 		}
 	}
-	return res, nil
+	for _, name := range facetNames {
+		fv := res.Facets[name]
+		if fv == nil {
+			continue
+		}
+		if name == catalog.FacetMonth {
+			slices.SortFunc(fv, func(a, b catalog.FacetValue) int { return strings.Compare(a.Value, b.Value) })
+		} else {
+			slices.SortFunc(fv, func(a, b catalog.FacetValue) int {
+				if a.Count != b.Count {
+					return b.Count - a.Count
+				}
+				return strings.Compare(a.Value, b.Value)
+			})
+		}
+		res.Facets[name] = fv[:min(len(fv), 100)]
+	}
+}
+
+// browse answers the unfiltered query (an administrator browsing
+// everything) from the maintained facet counts.
+func (x *Index) browse(ctx context.Context, q catalog.Query, res *catalog.Result) (*catalog.Result, error) {
+	order := "created_at DESC, id"
+	if q.Sort == catalog.SortOldest {
+		order = "created_at ASC, id"
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT facet::int, value, n FROM picoflow_facet_count WHERE n > 0`)
+	b.Queue(`SELECT id, title, description, created_at, instrument, kind, elements FROM picoflow_record ORDER BY `+order+` LIMIT $1 OFFSET $2`, q.Limit, q.Offset)
+	return x.collect(ctx, b, res)
 }
