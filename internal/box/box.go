@@ -39,6 +39,8 @@ type Config struct {
 	PollInterval time.Duration
 	// OIDC optionally configures portal sign-in through a provider.
 	OIDC *portal.OIDCConfig
+	// CatalogURL optionally keeps the catalog in PostgreSQL.
+	CatalogURL string
 }
 
 // Box is a running system.
@@ -66,7 +68,7 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 	}
 	srv, err := server.New(ctx, server.Config{
 		DataDir: filepath.Join(cfg.Dir, "server"), Addr: cmp.Or(cfg.Addr, "127.0.0.1:0"), VisibleTo: vis,
-		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval, OIDC: cfg.OIDC,
+		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval, OIDC: cfg.OIDC, CatalogURL: cfg.CatalogURL,
 	})
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/picoflow/picoflow/internal/box"
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/emd/emdtest"
+	"github.com/picoflow/picoflow/internal/pgtest"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/simulate"
 )
@@ -208,4 +209,16 @@ func freePort(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestEndToEndPostgresCatalog runs a file through the system with the
+// catalog in PostgreSQL.
+func TestEndToEndPostgresCatalog(t *testing.T) {
+	t.Parallel()
+	b, e := startWithRecord(t, box.Config{CatalogURL: pgtest.URL(t)})
+	var res catalog.Result
+	getJSON(t, b.Server.URL()+"/api/v1/records?element=Au", b.AdminToken, &res)
+	if res.Total != 1 || res.Hits[0].ID != e.RunID {
+		t.Fatalf("search in the postgres catalog: %+v", res)
+	}
 }

@@ -133,3 +133,11 @@ func server() (string, error) {
 	stop.Start()
 	return url, nil
 }
+
+// URL returns a connection URL whose search_path is a new, empty schema.
+func URL(tb testing.TB) string {
+	tb.Helper()
+	pool := Pool(tb)
+	cfg := pool.Config().ConnConfig
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable&search_path=%s", cfg.User, cfg.Host, cfg.Port, cfg.Database, cfg.RuntimeParams["search_path"])
+}

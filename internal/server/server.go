@@ -16,8 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	catpg "github.com/picoflow/picoflow/internal/catalog/postgres"
 	catsqlite "github.com/picoflow/picoflow/internal/catalog/sqlite"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/portal"
@@ -53,6 +56,9 @@ type Config struct {
 	OIDC *portal.OIDCConfig
 	// SecureCookies marks cookies Secure (when served over HTTPS).
 	SecureCookies bool
+	// CatalogURL, when set, keeps the catalog in PostgreSQL
+	// (postgres://...) instead of the embedded SQLite database.
+	CatalogURL string
 }
 
 // Server is a running facility service.
@@ -68,6 +74,7 @@ type Server struct {
 	portal   *portal.Portal
 	uploads  *tusserver.Server
 	http     *http.Server
+	closers  []func()
 	ln       net.Listener
 	wg       sync.WaitGroup
 	stopped  bool
@@ -112,6 +119,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.sessions = auth.NewSessions(db.Write, db.Read)
 	s.sessions.Secure = cfg.SecureCookies
 	s.Catalog = catsqlite.New(db.Write, db.Read)
+	if cfg.CatalogURL != "" {
+		pool, err := pgxpool.New(ctx, cfg.CatalogURL)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("server: catalog: %w", err)
+		}
+		if s.Catalog, err = catpg.New(ctx, pool); err != nil {
+			pool.Close()
+			db.Close()
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		s.closers = append(s.closers, pool.Close)
+	}
 	flows := map[string]bool{}
 	for _, f := range cfg.Flows.Flows {
 		flows[f.Name] = true
@@ -193,6 +213,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		if err := s.Engine.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	for _, c := range s.closers {
+		c()
 	}
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, err)
