@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -110,10 +111,10 @@ func server() (string, error) {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		return "", fmt.Errorf("pg_ctl start: %w: %s %s", err, out, log)
 	}
-	url := fmt.Sprintf("postgres://picoflow@127.0.0.1:%d/postgres?sslmode=disable", port)
+	dsn := fmt.Sprintf("postgres://picoflow@127.0.0.1:%d/postgres?sslmode=disable", port)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		p, err := pgxpool.New(context.Background(), url)
+		p, err := pgxpool.New(context.Background(), dsn)
 		if err == nil {
 			err = p.Ping(context.Background())
 			p.Close()
@@ -131,13 +132,19 @@ func server() (string, error) {
 	stop := exec.Command("sh", "-c", fmt.Sprintf("while kill -0 %d 2>/dev/null; do sleep 1; done; %s", os.Getpid(),
 		strings.Join(run("pg_ctl", "-D", data, "-m", "immediate", "stop").Args, " ")+"; rm -rf "+dir))
 	stop.Start()
-	return url, nil
+	return dsn, nil
 }
 
 // URL returns a connection URL whose search_path is a new, empty schema.
 func URL(tb testing.TB) string {
 	tb.Helper()
 	pool := Pool(tb)
-	cfg := pool.Config().ConnConfig
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable&search_path=%s", cfg.User, cfg.Host, cfg.Port, cfg.Database, cfg.RuntimeParams["search_path"])
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", pool.Config().ConnConfig.RuntimeParams["search_path"])
+	u.RawQuery = q.Encode()
+	return u.String()
 }
