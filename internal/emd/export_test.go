@@ -31,3 +31,6 @@ func ReadBothWays(f *File, path string) (fast, lib []uint16, err error) {
 	}
 	return fast, lib, nil
 }
+
+// FastFrames reports whether a frame reader uses the chunk fast path.
+func FastFrames(r *FrameReader) bool { return r.chunks != nil }

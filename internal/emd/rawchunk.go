@@ -45,6 +45,11 @@ type rawLayout struct {
 	filtered  bool
 	dtypeOK   bool // little-endian 2-byte unsigned integer
 	haveDtype bool
+	// The datatype: class 0 fixed-point, 1 floating-point.
+	class     int
+	signed    bool
+	bigEndian bool
+	typeSize  int
 }
 
 // readUint16Chunks reads a whole (N, 1)-style uint16 dataset through its raw
@@ -179,6 +184,7 @@ func readRawLayout(r io.ReaderAt, fileSize int64, addr uint64) (*rawLayout, erro
 			signed := data[1]&8 != 0
 			size := binary.LittleEndian.Uint32(data[4:])
 			lay.dtypeOK = class == 0 && !bigEndian && !signed && size == 2
+			lay.class, lay.signed, lay.bigEndian, lay.typeSize = int(class), signed, bigEndian, int(size)
 		case msgLayout:
 			if len(data) < 2 {
 				return fmt.Errorf("%w: short layout message", ErrFormat)
