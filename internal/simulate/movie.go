@@ -18,7 +18,10 @@ type MovieSpec struct {
 	Sigma float64
 	// Noise is the Gaussian noise sigma relative to the particle amplitude.
 	// Defaults to 0.1.
-	Noise       float64
+	Noise float64
+	// Drift is the stage drift in pixels per frame (both axes). Defaults to
+	// 0.05; negative means none.
+	Drift       float64
 	FrameTime   float64 // s; defaults to 0.1
 	Seed        uint64
 	Acquisition Acquisition
@@ -64,28 +67,64 @@ func WriteMovie(ctx context.Context, path string, spec MovieSpec) (*MovieTruth, 
 	if spec.Particles == 0 {
 		spec.Particles = 20
 	}
+	if spec.Drift == 0 {
+		spec.Drift = 0.05
+	}
+	drift := max(spec.Drift, 0)
 	rng := rand.New(rand.NewPCG(spec.Seed, 0x600d))
 	truth := &MovieTruth{Kind: "movie", Frames: t, Width: w, Height: h, Sigma: spec.Sigma, Counts: make([]int, t)}
-	margin := 3 * spec.Sigma
-	for i := 0; i < spec.Particles; i++ {
-		tr := Track{ID: i, X: make([]float64, t), Y: make([]float64, t), On: make([]bool, t)}
-		x := margin + rng.Float64()*(float64(w)-2*margin)
-		y := margin + rng.Float64()*(float64(h)-2*margin)
-		// A quarter of the particles appear part-way through the movie.
-		appear := 0
-		if i%4 == 3 {
-			appear = rng.IntN(max(1, t/2))
+	margin := 3*spec.Sigma + drift*float64(t)
+	// Particles touch but do not overlap: centres stay 2.2 sigma apart (they
+	// sit on a support film; in projection they meet, not pass through).
+	minSep := 2.2 * spec.Sigma
+	type pos struct{ x, y float64 }
+	cur := make([]pos, spec.Particles)
+	appear := make([]int, spec.Particles)
+	placed := 0
+	tooClose := func(i int, p pos) bool {
+		for j := range cur[:placed] {
+			if j == i {
+				continue
+			}
+			if math.Hypot(p.x-cur[j].x, p.y-cur[j].y) < minSep {
+				return true
+			}
 		}
-		for f := 0; f < t; f++ {
-			x = clamp(x+rng.NormFloat64()*0.7, margin, float64(w)-margin)
-			y = clamp(y+rng.NormFloat64()*0.7, margin, float64(h)-margin)
-			tr.X[f], tr.Y[f], tr.On[f] = x, y, f >= appear
+		return false
+	}
+	for i := range cur {
+		for try := 0; ; try++ {
+			p := pos{margin + rng.Float64()*(float64(w)-2*margin), margin + rng.Float64()*(float64(h)-2*margin)}
+			if !tooClose(i, p) || try > 1000 {
+				cur[i] = p
+				placed++
+				break
+			}
+		}
+		// A quarter of the particles appear part-way through the movie.
+		if i%4 == 3 {
+			appear[i] = rng.IntN(max(1, t/2))
+		}
+	}
+	tracks := make([]Track, spec.Particles)
+	for i := range tracks {
+		tracks[i] = Track{ID: i, X: make([]float64, t), Y: make([]float64, t), On: make([]bool, t)}
+	}
+	for f := 0; f < t; f++ {
+		for i := range cur {
+			next := pos{clamp(cur[i].x+rng.NormFloat64()*0.7, margin, float64(w)-margin), clamp(cur[i].y+rng.NormFloat64()*0.7, margin, float64(h)-margin)}
+			if !tooClose(i, next) {
+				cur[i] = next
+			}
+			tr := &tracks[i]
+			// The whole field drifts with the stage.
+			tr.X[f], tr.Y[f], tr.On[f] = cur[i].x+drift*float64(f), cur[i].y+drift*float64(f), f >= appear[i]
 			if tr.On[f] {
 				truth.Counts[f]++
 			}
 		}
-		truth.Tracks = append(truth.Tracks, tr)
 	}
+	truth.Tracks = tracks
 	raw := make([]byte, 8*t*w*h)
 	frame := make([]float64, w*h)
 	r := int(math.Ceil(3 * spec.Sigma))

@@ -1,0 +1,331 @@
+package movie
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// Frames is a source of movie frames (emd.FrameReader).
+type Frames interface {
+	Read(ctx context.Context, t int, dst []float64) error
+}
+
+// Options configure Analyze.
+type Options struct {
+	Detector Detector
+	Tracker  Tracker
+	// FPS of the videos (default 10).
+	FPS float64
+	// Preset is the x264 preset (default veryfast).
+	Preset string
+	// AnnotatedSize caps the annotated video's larger side (default 512;
+	// -1: no annotated video).
+	AnnotatedSize int
+	// NoVideo skips the MP4s (detection only).
+	NoVideo bool
+	// Workers detect in parallel (default: the number of CPUs).
+	Workers int
+}
+
+// Product is a file Analyze wrote.
+type Product struct {
+	Name, Role string
+}
+
+// Result is what Analyze found.
+type Result struct {
+	Frames, Width, Height int
+	Counts                []int
+	Detections            [][]Detection
+	Tracks                []*Track
+	Products              []Product
+	// Timings of the parts, for the record.
+	ReadTime, DetectTime time.Duration
+}
+
+// MeanCount is the mean number of particles per frame.
+func (r *Result) MeanCount() float64 {
+	if len(r.Counts) == 0 {
+		return 0
+	}
+	s := 0
+	for _, c := range r.Counts {
+		s += c
+	}
+	return float64(s) / float64(len(r.Counts))
+}
+
+type slot struct {
+	t     int
+	f     []float64
+	gray  []uint8
+	dets  []Detection
+	err   error
+	ready chan struct{}
+}
+
+// Analyze runs the spatiotemporal analysis of n frames of h×w into outDir:
+// movie.mp4, annotated.mp4, counts.png, tracks.csv, tracks.json.
+func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Options) (*Result, error) {
+	if n <= 0 || h <= 0 || w <= 0 {
+		return nil, fmt.Errorf("movie: %d frames of %d×%d", n, h, w)
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	res := &Result{Frames: n, Width: w, Height: h, Counts: make([]int, n), Detections: make([][]Detection, n)}
+	var video, annotated *VideoWriter
+	var err error
+	aw, ah, step := w, h, 1
+	if !opt.NoVideo {
+		if video, err = NewVideoWriter(ctx, filepath.Join(outDir, "movie.mp4"), VideoOptions{Width: w, Height: h, FPS: opt.FPS, Preset: opt.Preset}); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if video != nil {
+				video.Close()
+			}
+		}()
+		if opt.AnnotatedSize >= 0 {
+			limit := opt.AnnotatedSize
+			if limit == 0 {
+				limit = 512
+			}
+			for max(w, h)/step > limit {
+				step++
+			}
+			aw, ah = w/step, h/step
+			if annotated, err = NewVideoWriter(ctx, filepath.Join(outDir, "annotated.mp4"), VideoOptions{Width: aw, Height: ah, RGB: true, FPS: opt.FPS, Preset: opt.Preset}); err != nil {
+				return nil, err
+			}
+			defer func() {
+				if annotated != nil {
+					annotated.Close()
+				}
+			}()
+		}
+	}
+	// A ring of frame slots: one goroutine reads frames in order into free
+	// slots, workers scale and detect, and this goroutine consumes them in
+	// order (tracking, video, annotation), returning each slot to the ring.
+	ring := make(chan *slot, 2*workers)
+	for range 2 * workers {
+		ring <- &slot{f: make([]float64, w*h), gray: make([]uint8, w*h)}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ordered := make(chan *slot, 2*workers)
+	work := make(chan *slot, 2*workers)
+	var wg sync.WaitGroup
+	var readTime time.Duration
+	wg.Go(func() {
+		defer close(ordered)
+		defer close(work)
+		for t := range n {
+			var s *slot
+			select {
+			case s = <-ring:
+			case <-ctx.Done():
+				return
+			}
+			s.t, s.dets, s.err, s.ready = t, nil, nil, make(chan struct{})
+			t0 := time.Now()
+			s.err = src.Read(ctx, t, s.f)
+			readTime += time.Since(t0)
+			ordered <- s
+			work <- s
+		}
+	})
+	var detectNS sync.Mutex
+	var detectTime time.Duration
+	for range workers {
+		wg.Go(func() {
+			var d Detector = opt.Detector
+			var sc Scaler
+			for s := range work {
+				if s.err == nil {
+					t0 := time.Now()
+					sc.Scale(s.f, s.gray)
+					s.dets = d.Detect(s.f, w, h, s.t)
+					detectNS.Lock()
+					detectTime += time.Since(t0)
+					detectNS.Unlock()
+				}
+				close(s.ready)
+			}
+		})
+	}
+	tracker := opt.Tracker
+	rgb := make([]uint8, aw*ah*3)
+	var firstErr error
+	for s := range ordered {
+		<-s.ready
+		if firstErr == nil && s.err != nil {
+			firstErr = fmt.Errorf("movie: frame %d: %w", s.t, s.err)
+			cancel()
+		}
+		if firstErr == nil {
+			tracker.Update(s.t, s.dets)
+			res.Detections[s.t] = s.dets
+			res.Counts[s.t] = len(s.dets)
+			if video != nil {
+				if err := video.Write(s.gray); err != nil {
+					firstErr = err
+					cancel()
+				}
+			}
+			if annotated != nil && firstErr == nil {
+				annotate(rgb, s.gray, w, h, step, s.dets)
+				if err := annotated.Write(rgb); err != nil {
+					firstErr = err
+					cancel()
+				}
+			}
+		}
+		ring <- s
+	}
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	res.ReadTime, res.DetectTime = readTime, detectTime
+	res.Tracks = tracker.All
+	if video != nil {
+		err := video.Close()
+		video = nil
+		if err != nil {
+			return nil, err
+		}
+		res.Products = append(res.Products, Product{"movie.mp4", "video"})
+	}
+	if annotated != nil {
+		err := annotated.Close()
+		annotated = nil
+		if err != nil {
+			return nil, err
+		}
+		res.Products = append(res.Products, Product{"annotated.mp4", "annotated-video"})
+	}
+	if err := writeCounts(filepath.Join(outDir, "counts.png"), res.Counts, opt.FPS); err != nil {
+		return nil, err
+	}
+	res.Products = append(res.Products, Product{"counts.png", "counts-plot"})
+	if err := writeTracks(outDir, res); err != nil {
+		return nil, err
+	}
+	res.Products = append(res.Products, Product{"tracks.csv", "tracks"}, Product{"tracks.json", "tracks-data"})
+	return res, nil
+}
+
+// trackColours are distinguishable colours for tracks.
+var trackColours = [][3]uint8{{255, 80, 80}, {80, 220, 80}, {90, 160, 255}, {255, 200, 40}, {230, 90, 255}, {40, 220, 230}, {255, 140, 40}, {250, 250, 250}}
+
+// annotate downsamples gray by step into rgb and draws each detection's box
+// in its track's colour.
+func annotate(rgb, gray []uint8, w, h, step int, dets []Detection) {
+	aw, ah := w/step, h/step
+	for y := range ah {
+		for x := range aw {
+			var sum int
+			for dy := range step {
+				row := gray[(y*step+dy)*w+x*step:]
+				for dx := range step {
+					sum += int(row[dx])
+				}
+			}
+			v := uint8(sum / (step * step))
+			i := 3 * (y*aw + x)
+			rgb[i], rgb[i+1], rgb[i+2] = v, v, v
+		}
+	}
+	s := float64(step)
+	for _, d := range dets {
+		c := trackColours[max(d.Track, 0)%len(trackColours)]
+		x0, y0 := int((d.X-d.W/2)/s), int((d.Y-d.H/2)/s)
+		x1, y1 := int((d.X+d.W/2)/s), int((d.Y+d.H/2)/s)
+		for x := x0; x <= x1; x++ {
+			put(rgb, aw, ah, x, y0, c)
+			put(rgb, aw, ah, x, y1, c)
+		}
+		for y := y0; y <= y1; y++ {
+			put(rgb, aw, ah, x0, y, c)
+			put(rgb, aw, ah, x1, y, c)
+		}
+	}
+}
+
+func put(rgb []uint8, w, h, x, y int, c [3]uint8) {
+	if x < 0 || y < 0 || x >= w || y >= h {
+		return
+	}
+	i := 3 * (y*w + x)
+	rgb[i], rgb[i+1], rgb[i+2] = c[0], c[1], c[2]
+}
+
+func writeCounts(path string, counts []int, fps float64) error {
+	p := plot.New()
+	p.Title.Text = "Particles per frame"
+	p.X.Label.Text = "frame"
+	p.Y.Label.Text = "particles detected"
+	pts := make(plotter.XYs, len(counts))
+	for i, c := range counts {
+		pts[i].X, pts[i].Y = float64(i), float64(c)
+	}
+	line, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	line.Color = color.NRGBA{47, 95, 179, 255}
+	p.Add(line, plotter.NewGrid())
+	p.Y.Min = 0
+	if err := p.Save(8*vg.Inch, 3.5*vg.Inch, path); err != nil {
+		return fmt.Errorf("movie: counts plot: %w", err)
+	}
+	return nil
+}
+
+func writeTracks(dir string, res *Result) error {
+	f, err := os.Create(filepath.Join(dir, "tracks.csv"))
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(f)
+	fmt.Fprintln(bw, "track,frame,x_px,y_px,w_px,h_px,score")
+	for _, dets := range res.Detections {
+		for _, d := range dets {
+			fmt.Fprintf(bw, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.3f\n", d.Track, d.Frame, d.X, d.Y, d.W, d.H, d.Score)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(struct {
+		Frames int      `json:"frames"`
+		Counts []int    `json:"counts"`
+		Tracks []*Track `json:"tracks"`
+	}{res.Frames, res.Counts, res.Tracks})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "tracks.json"), b, 0o644)
+}
