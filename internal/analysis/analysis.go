@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/color"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
+	"github.com/picoflow/picoflow/internal/analysis/movie"
 	"github.com/picoflow/picoflow/internal/chart"
 	"github.com/picoflow/picoflow/internal/emd"
 	"github.com/picoflow/picoflow/internal/record"
@@ -35,6 +37,8 @@ type Options struct {
 	// MaxElements bounds the datasets read into memory (emd.Options).
 	MaxElements   int64
 	Hyperspectral hyperspectral.Options
+	// Movie configures the spatiotemporal analysis of image stacks.
+	Movie movie.Options `json:"-"`
 }
 
 // Run analyses the file at path and writes record.json and figures to
@@ -115,6 +119,14 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 		}
 		break
 	}
+	// Movies: MP4, particle detection and tracking.
+	if st, err := f.Signal(emd.KindImageStack); err == nil && st.Axes[0].Size > 1 {
+		mp, err := analyzeMovie(ctx, f, st, outDir, opt.Movie, an)
+		if err != nil {
+			return nil, fmt.Errorf("analyze %q: %w", path, err)
+		}
+		products = append(products, mp...)
+	}
 	for _, p := range products {
 		fi, err := os.Stat(filepath.Join(outDir, p.Name))
 		if err != nil {
@@ -193,8 +205,64 @@ func writeFile(path string, fn func(io.Writer) error) error {
 }
 
 func mediaType(name string) string {
+	switch filepath.Ext(name) {
+	case ".mp4":
+		return "video/mp4"
+	case ".csv":
+		return "text/csv; charset=utf-8"
+	case ".emd", ".h5":
+		return "application/x-hdf5"
+	}
 	if t := mime.TypeByExtension(filepath.Ext(name)); t != "" {
 		return t
 	}
 	return "application/octet-stream"
+}
+
+// analyzeMovie runs the spatiotemporal analysis. Without ffmpeg it still
+// detects and tracks, and says why there is no video.
+func analyzeMovie(ctx context.Context, f *emd.File, s *emd.Signal, outDir string, opt movie.Options, an *record.Analysis) ([]hyperspectral.Product, error) {
+	fr, err := f.Frames(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	defer fr.Close()
+	if t := s.Axes[0]; opt.FPS == 0 && t.Units == "s" && t.Scale > 0 {
+		opt.FPS = min(max(1/t.Scale, 1), 100)
+	}
+	res, err := movie.Analyze(ctx, fr, fr.Frames, fr.H, fr.W, outDir, opt)
+	if errors.Is(err, movie.ErrNoFFmpeg) {
+		an.Warnings = append(an.Warnings, "no video: "+err.Error())
+		opt.NoVideo = true
+		res, err = movie.Analyze(ctx, fr, fr.Frames, fr.H, fr.W, outDir, opt)
+	}
+	if err != nil {
+		return nil, err
+	}
+	an.Kind = "spatiotemporal"
+	an.Frames = res.Frames
+	if an.Metrics == nil {
+		an.Metrics = map[string]float64{}
+	}
+	long := 0
+	for _, t := range res.Tracks {
+		if len(t.Points) >= max(3, res.Frames/10) {
+			long++
+		}
+	}
+	an.Metrics["mean_particles_per_frame"] = res.MeanCount()
+	an.Metrics["tracks"] = float64(len(res.Tracks))
+	an.Metrics["long_tracks"] = float64(long)
+	if len(res.Counts) > 0 {
+		an.Metrics["particles_first_frame"] = float64(res.Counts[0])
+		an.Metrics["particles_last_frame"] = float64(res.Counts[len(res.Counts)-1])
+	}
+	if res.MeanCount() == 0 {
+		an.Warnings = append(an.Warnings, "no particles detected in the movie")
+	}
+	var out []hyperspectral.Product
+	for _, p := range res.Products {
+		out = append(out, hyperspectral.Product{Name: p.Name, Role: p.Role})
+	}
+	return out, nil
 }

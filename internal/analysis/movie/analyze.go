@@ -159,7 +159,7 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 				if s.err == nil {
 					t0 := time.Now()
 					sc.Scale(s.f, s.gray)
-					s.dets = d.Detect(s.f, w, h, s.t)
+					s.dets = d.DetectGray(s.gray, w, h, s.t)
 					detectNS.Lock()
 					detectTime += time.Since(t0)
 					detectNS.Unlock()

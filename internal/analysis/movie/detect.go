@@ -22,7 +22,7 @@ type Detection struct {
 // intensity moments around each maximum. It keeps its buffers between
 // frames; use one per goroutine.
 type Detector struct {
-	// Sigma is the smoothing in pixels (default 1.5).
+	// Sigma is the smoothing in pixels (default 1.2).
 	Sigma float64
 	// MinDistance is the smallest distance between two particles' centres
 	// in pixels (default 4).
@@ -33,13 +33,14 @@ type Detector struct {
 	MinScore float64
 
 	scale     Scaler
+	gray      []uint8
 	a, b, tmp []float32
 	kernel    []float32
 }
 
 func (d *Detector) defaults() {
 	if d.Sigma == 0 {
-		d.Sigma = 1.5
+		d.Sigma = 1.2
 	}
 	if d.MinDistance == 0 {
 		d.MinDistance = 4
@@ -54,17 +55,29 @@ func (d *Detector) defaults() {
 
 // Detect finds the particles of one w×h frame.
 func (d *Detector) Detect(frame []float64, w, h, index int) []Detection {
+	n := w * h
+	if cap(d.gray) < n {
+		d.gray = make([]uint8, n)
+	}
+	d.scale.Scale(frame, d.gray[:n])
+	return d.DetectGray(d.gray[:n], w, h, index)
+}
+
+// DetectGray finds the particles of a frame already scaled to 8 bits (as
+// for the video: scaling once serves both).
+func (d *Detector) DetectGray(gray []uint8, w, h, index int) []Detection {
 	d.defaults()
 	n := w * h
 	if cap(d.a) < n {
 		d.a, d.b, d.tmp = make([]float32, n), make([]float32, n), make([]float32, n)
 	}
 	a, b, tmp := d.a[:n], d.b[:n], d.tmp[:n]
-	lo, hi := d.scale.Range(frame)
-	k := float32(1 / (hi - lo))
-	for i, v := range frame {
-		x := (float32(v) - float32(lo)) * k
-		a[i] = min(max(x, 0), 1)
+	var lut [256]float32
+	for i := range lut {
+		lut[i] = float32(i) / 255
+	}
+	for i, v := range gray[:n] {
+		a[i] = lut[v]
 	}
 	d.blur(a, tmp, b, w, h)
 	thr := otsu(b)
@@ -162,7 +175,7 @@ func (d *Detector) Detect(frame []float64, w, h, index int) []Detection {
 
 // blur applies a separable Gaussian of d.Sigma: src -> tmp (rows) -> dst.
 func (d *Detector) blur(src, tmp, dst []float32, w, h int) {
-	rad := int(math.Ceil(3 * d.Sigma))
+	rad := int(math.Ceil(2.5 * d.Sigma))
 	if len(d.kernel) != 2*rad+1 {
 		d.kernel = make([]float32, 2*rad+1)
 		var sum float32
@@ -181,7 +194,8 @@ func (d *Detector) blur(src, tmp, dst []float32, w, h int) {
 		for x := range w {
 			var s float32
 			if x >= rad && x < w-rad {
-				seg := row[x-rad : x+rad+1]
+				seg := row[x-rad : x+rad+1 : x+rad+1]
+				seg = seg[:len(kern)]
 				for i, kv := range kern {
 					s += kv * seg[i]
 				}
