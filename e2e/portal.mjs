@@ -6,7 +6,7 @@
 import { chromium } from "playwright-core";
 import { execSync } from "node:child_process";
 
-const [base, user, password, outDir, recordID, hostileID] = process.argv.slice(2);
+const [base, user, password, outDir, recordID, hostileID, movieID] = process.argv.slice(2);
 const exe = process.env.CHROMIUM || execSync("command -v chromium").toString().trim();
 const say = (s) => console.log(s);
 function check(cond, msg) { if (!cond) { throw new Error(msg); } }
@@ -61,6 +61,18 @@ try {
   await canvas.hover({ position: { x: box.width * 0.3, y: box.height / 2 } });
   await page.waitForFunction(() => /keV: \d+ counts/.test(document.querySelector("#spectrum-readout").textContent));
   await page.screenshot({ path: outDir + "/record.png", fullPage: true });
+
+  say("STEP movie");
+  await page.goto(base + "/records/" + movieID);
+  // The browser decodes the H.264 MP4: metadata loaded, a duration, and a
+  // frame after seeking.
+  await page.waitForFunction(() => {
+    const v = document.querySelector("video");
+    return v && v.readyState >= 1 && v.duration > 0;
+  }, null, { timeout: 20000 });
+  await page.evaluate(() => { const v = document.querySelector("video"); v.currentTime = v.duration / 2; });
+  await page.waitForFunction(() => document.querySelector("video").readyState >= 2, null, { timeout: 20000 });
+  await page.screenshot({ path: outDir + "/movie.png", fullPage: true });
 
   say("STEP hostile");
   await page.goto(base + "/records/" + hostileID);

@@ -14,6 +14,7 @@ import (
 	"github.com/picoflow/picoflow/internal/box"
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/catalog/catalogtest"
+	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/simulate"
 )
 
@@ -35,6 +36,21 @@ func TestPortalInChromium(t *testing.T) {
 		t.Fatal("Debian's chromium is required for the browser test (apt-get install chromium)")
 	}
 	b, e := startWithRecord(t, box.Config{})
+	if _, err := simulate.WriteMovie(context.Background(), filepath.Join(b.Folders["spatiotemporal"], "growth.emd"), simulate.MovieSpec{Frames: 20, Width: 96, Height: 96, Particles: 6, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var movieRun string
+	for movieRun == "" {
+		select {
+		case <-time.After(60 * time.Second):
+			t.Fatal("movie not processed")
+		default:
+		}
+		if runs, err := b.Server.Engine.Runs(context.Background(), flow.ListQuery{Flow: "spatiotemporal", State: flow.StateSucceeded}); err == nil && len(runs) > 0 {
+			movieRun = runs[0].ID
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	hostile := `<script>alert("pwned")</script><img src=x onerror=alert(1)>`
 	if err := b.Server.Catalog.Put(context.Background(), catalogtest.NewEntry("hostile", hostile, time.Now(), "PicoProbe", "hyperspectral", []string{"Fe"}, catalog.Public)); err != nil {
 		t.Fatal(err)
@@ -45,7 +61,7 @@ func TestPortalInChromium(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(root, "e2e", "portal.mjs"), b.Server.URL(), "admin", b.AdminPassword, out, e.RunID, "hostile")
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(root, "e2e", "portal.mjs"), b.Server.URL(), "admin", b.AdminPassword, out, e.RunID, "hostile", movieRun)
 	cmd.Dir = root
 	stdout, _ := cmd.StdoutPipe()
 	var stderr strings.Builder
@@ -71,7 +87,7 @@ func TestPortalInChromium(t *testing.T) {
 	if steps[len(steps)-1] != "DONE" {
 		t.Fatalf("browser test stopped after %v", steps)
 	}
-	for _, name := range []string{"search.png", "record.png", "runs.png"} {
+	for _, name := range []string{"search.png", "record.png", "movie.png", "runs.png"} {
 		checkScreenshot(t, filepath.Join(out, name))
 	}
 }

@@ -209,3 +209,48 @@ func TestPortalOIDC(t *testing.T) {
 		t.Fatalf("forged callback: %d", code)
 	}
 }
+
+// TestMovieRecord: a movie goes through the spatiotemporal flow; its record
+// page plays the MP4s (served with byte ranges) and shows the counts plot.
+func TestMovieRecord(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o := &outcomes{ch: make(chan agent.Entry, 4)}
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange, Public: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	if _, err := simulate.WriteMovie(ctx, filepath.Join(b.Folders["spatiotemporal"], "growth.emd"), simulate.MovieSpec{Frames: 20, Width: 96, Height: 96, Particles: 6, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	e := o.next(t)
+	if e.State != agent.StateDone {
+		t.Fatalf("movie: %+v", e)
+	}
+	ent, err := b.Server.Catalog.Get(ctx, e.RunID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ent.Kind() != "spatiotemporal" || ent.Record.Analysis.Metrics["mean_particles_per_frame"] < 3 {
+		t.Fatalf("movie record: kind %s, metrics %v", ent.Kind(), ent.Record.Analysis.Metrics)
+	}
+	u := newBrowser(t, b.Server.URL())
+	_, page := u.get("/records/" + e.RunID)
+	for _, want := range []string{`<video controls`, `/files/movie.mp4`, `/files/annotated.mp4`, `/files/counts.png`, "Particles per frame"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("movie record page lacks %q", want)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, b.Server.URL()+"/api/v1/records/"+e.RunID+"/files/movie.mp4", nil)
+	req.Header.Set("Range", "bytes=0-99")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || len(body) != 100 || resp.Header.Get("Content-Type") != "video/mp4" || !strings.Contains(string(body[:12]), "ftyp") {
+		t.Fatalf("movie.mp4 range request: %d, %d bytes, %s", resp.StatusCode, len(body), resp.Header.Get("Content-Type"))
+	}
+}
