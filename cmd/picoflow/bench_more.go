@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/picoflow/picoflow/internal/agent"
 	"github.com/picoflow/picoflow/internal/box"
+	"github.com/picoflow/picoflow/internal/checksum"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/simulate"
 	"github.com/picoflow/picoflow/internal/upload"
@@ -72,7 +72,7 @@ func benchTransferCmd() *cobra.Command {
 				os.Remove(dst)
 
 				t0 = time.Now()
-				sum, err := hashPath(src)
+				sum, _, err := checksum.File(cmd.Context(), src)
 				if err != nil {
 					return err
 				}
@@ -87,7 +87,7 @@ func benchTransferCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				got, err := hashPath(info.Path)
+				got, _, err := checksum.File(cmd.Context(), info.Path)
 				if err != nil {
 					return err
 				}
@@ -110,19 +110,6 @@ func benchTransferCmd() *cobra.Command {
 	cmd.Flags().IntVar(&sizeMB, "size-mb", 256, "file size in MiB")
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "rounds (each: cp, then upload)")
 	return cmd
-}
-
-func hashPath(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%x", h.Sum(nil)), nil
 }
 
 func benchFlowsCmd(workers *sandbox.Registry) *cobra.Command {

@@ -10,17 +10,15 @@ package agent
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/picoflow/picoflow/internal/checksum"
 	"github.com/picoflow/picoflow/internal/emd/superblock"
 	"github.com/picoflow/picoflow/internal/upload"
 	"github.com/picoflow/picoflow/internal/watch"
@@ -254,7 +252,7 @@ func (a *Agent) admit(ctx context.Context, f watch.File, incompleteSince time.Ti
 		a.log.Debug("file still open for writing", "file", f.Path)
 		return false
 	}
-	sum, n, err := hashFile(ctx, f.Path)
+	sum, n, err := checksum.File(ctx, f.Path)
 	if err != nil {
 		a.log.Warn("hash file", "file", f.Path, "error", err)
 		return false
@@ -272,29 +270,4 @@ func (a *Agent) admit(ctx context.Context, f watch.File, incompleteSince time.Ti
 		a.changed(ctx, e.ID)
 	}
 	return true
-}
-
-func hashFile(ctx context.Context, path string) (string, int64, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer fh.Close()
-	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", n, err
-		}
-		k, err := fh.Read(buf)
-		h.Write(buf[:k])
-		n += int64(k)
-		if err == io.EOF {
-			return hex.EncodeToString(h.Sum(nil)), n, nil
-		}
-		if err != nil {
-			return "", n, err
-		}
-	}
 }

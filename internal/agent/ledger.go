@@ -166,7 +166,11 @@ func (l *ledger) due(ctx context.Context, states []string, limit int) ([]*Entry,
 	for _, s := range states {
 		args = append(args, s)
 	}
-	rows, err := l.db.QueryContext(ctx, q, append(args, time.Now().UnixMicro(), limit)...)
+	return l.entries(ctx, q, append(args, time.Now().UnixMicro(), limit)...)
+}
+
+func (l *ledger) entries(ctx context.Context, q string, args ...any) ([]*Entry, error) {
+	rows, err := l.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -184,20 +188,7 @@ func (l *ledger) due(ctx context.Context, states []string, limit int) ([]*Entry,
 
 // list returns the newest rows first.
 func (l *ledger) list(ctx context.Context, limit int) ([]*Entry, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT `+entryCols+` FROM file ORDER BY id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Entry
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return l.entries(ctx, `SELECT `+entryCols+` FROM file ORDER BY id DESC LIMIT ?`, limit)
 }
 
 func marks(n int) string {

@@ -8,8 +8,6 @@ package analysis
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +21,7 @@ import (
 	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
 	"github.com/picoflow/picoflow/internal/analysis/movie"
 	"github.com/picoflow/picoflow/internal/chart"
+	"github.com/picoflow/picoflow/internal/checksum"
 	"github.com/picoflow/picoflow/internal/emd"
 	"github.com/picoflow/picoflow/internal/record"
 )
@@ -45,7 +44,7 @@ type Options struct {
 // outDir, which is created if needed.
 func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record, error) {
 	start := time.Now()
-	sum, size, err := hashFile(path)
+	sum, size, err := checksum.File(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("analyze %q: %w", path, err)
 	}
@@ -159,20 +158,6 @@ func fillHyperspectral(an *record.Analysis, res *hyperspectral.Result, kind stri
 	if len(res.Elements) == 0 {
 		an.Warnings = append(an.Warnings, "no element identified: counts too low or no significant peak")
 	}
-}
-
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 func writeJSON(path string, v any) error {

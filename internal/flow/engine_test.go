@@ -101,7 +101,7 @@ func setup(t *testing.T, path string) *bundle {
 			}
 		}},
 	}
-	eng, err := New(EngineConfig{DB: db, Flows: cfg, Types: types, RetryBase: 10 * time.Millisecond, })
+	eng, err := New(EngineConfig{DB: db, Flows: cfg, Types: types, RetryBase: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,8 +28,8 @@ import (
 const Env = "PICOFLOW_TEST_PG"
 
 var (
-	once    sync.Once
-	baseURL string
+	once     sync.Once
+	baseURL  string
 	setupErr error
 )
 

@@ -383,16 +383,23 @@ func (p *Portal) retry(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) runEvents(w http.ResponseWriter, r *http.Request) {
+	StreamEvents(w, r, p.cfg.Runs.Events())
+}
+
+// StreamEvents sends a broker's run and step events as server-sent events
+// ("event: run", JSON data) until the client goes away, with a comment
+// every 15 s to keep proxies from closing the stream.
+func StreamEvents(w http.ResponseWriter, r *http.Request, b *flow.Broker) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	ch, cancel := p.cfg.Runs.Events().Subscribe(256)
+	ch, cancel := b.Subscribe(256)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
-	fmt.Fprint(w, ": picoflow runs\n\n")
+	fmt.Fprint(w, ": picoflow events\n\n")
 	fl.Flush()
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()

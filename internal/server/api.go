@@ -15,6 +15,7 @@ import (
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/flow"
+	"github.com/picoflow/picoflow/internal/portal"
 	"github.com/picoflow/picoflow/internal/upload"
 	"github.com/picoflow/picoflow/internal/upload/tusserver"
 )
@@ -239,35 +240,7 @@ func (s *Server) retryRun(w http.ResponseWriter, r *http.Request) {
 
 // events streams run and step events as server-sent events.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, errors.New("streaming unsupported"))
-		return
-	}
-	ch, cancel := s.Engine.Events().Subscribe(256)
-	defer cancel()
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, ": picoflow events\n\n")
-	fl.Flush()
-	ping := time.NewTicker(15 * time.Second)
-	defer ping.Stop()
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case <-ping.C:
-			fmt.Fprint(w, ": ping\n\n")
-		case ev, ok := <-ch:
-			if !ok {
-				return
-			}
-			b, _ := json.Marshal(ev)
-			fmt.Fprintf(w, "event: run\ndata: %s\n\n", b)
-		}
-		fl.Flush()
-	}
+	portal.StreamEvents(w, r, s.Engine.Events())
 }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
@@ -335,29 +308,32 @@ func (s *Server) searchRecords(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
+// visibleRecord returns the record named in the path if the caller may see
+// it, or writes the error.
+func (s *Server) visibleRecord(w http.ResponseWriter, r *http.Request) (*catalog.Entry, bool) {
 	e, err := s.Catalog.Get(r.Context(), r.PathValue("id"), principals(r))
 	if errors.Is(err, catalog.ErrNotFound) {
 		writeError(w, http.StatusNotFound, err)
-		return
+		return nil, false
 	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
-		return
+		return nil, false
 	}
-	writeJSON(w, http.StatusOK, e)
+	return e, true
+}
+
+func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
+	if e, ok := s.visibleRecord(w, r); ok {
+		writeJSON(w, http.StatusOK, e)
+	}
 }
 
 // getRecordFile serves an analysis product (or the raw file) of a record
 // the caller may see.
 func (s *Server) getRecordFile(w http.ResponseWriter, r *http.Request) {
-	e, err := s.Catalog.Get(r.Context(), r.PathValue("id"), principals(r))
-	if errors.Is(err, catalog.ErrNotFound) {
-		writeError(w, http.StatusNotFound, err)
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err)
+	e, ok := s.visibleRecord(w, r)
+	if !ok {
 		return
 	}
 	name := r.PathValue("name")

@@ -2,12 +2,9 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +13,7 @@ import (
 	"github.com/picoflow/picoflow/internal/analysis"
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/checksum"
 	"github.com/picoflow/picoflow/internal/emd"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/record"
@@ -84,7 +82,7 @@ func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error
 		return nil, err
 	}
 	start := time.Now()
-	sum, n, err := hashFile(ctx, src)
+	sum, n, err := checksum.File(ctx, src)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", src, err)
 	}
@@ -116,32 +114,6 @@ func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error
 		return nil, err
 	}
 	return TransferOutput{Path: dest, Bytes: n, SHA256: sum, MBPerSec: rate}, nil
-}
-
-func hashFile(ctx context.Context, path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", n, err
-		}
-		k, err := f.Read(buf)
-		h.Write(buf[:k])
-		n += int64(k)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", n, err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // AnalyzeOutput is the output of the analyze step.

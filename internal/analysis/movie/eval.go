@@ -29,28 +29,10 @@ func Evaluate(dets [][]Detection, truth [][]Box, tol float64) Scores {
 			d = dets[f]
 		}
 		n, m := len(truth[f]), len(d)
-		matched := 0
-		if n > 0 && m > 0 {
-			size := max(n, m)
-			cost := make([][]float64, size)
-			const far = 1e9
-			for i := range cost {
-				cost[i] = make([]float64, size)
-				for j := range cost[i] {
-					cost[i][j] = far
-					if i < n && j < m {
-						if dist := math.Hypot(truth[f][i].X-d[j].X, truth[f][i].Y-d[j].Y); dist <= tol {
-							cost[i][j] = dist
-						}
-					}
-				}
-			}
-			for i, j := range hungarian(cost) {
-				if cost[i][j] < far {
-					matched++
-					errSum += cost[i][j]
-				}
-			}
+		pairs := match(n, m, tol, func(i, j int) float64 { return math.Hypot(truth[f][i].X-d[j].X, truth[f][i].Y-d[j].Y) })
+		matched := len(pairs)
+		for _, p := range pairs {
+			errSum += p.d
 		}
 		s.TP += matched
 		s.FP += m - matched

@@ -39,31 +39,15 @@ func (t *Tracker) Update(frame int, dets []Detection) {
 	}
 	n, m := len(t.live), len(dets)
 	assigned := make([]bool, m)
-	if n > 0 && m > 0 {
-		size := max(n, m)
-		cost := make([][]float64, size)
-		const far = 1e9
-		for i := range cost {
-			cost[i] = make([]float64, size)
-			for j := range cost[i] {
-				cost[i][j] = far
-				if i < n && j < m {
-					last := t.live[i].Points[len(t.live[i].Points)-1]
-					if d := math.Hypot(dets[j].X-last.X, dets[j].Y-last.Y); d <= t.MaxDistance {
-						cost[i][j] = d
-					}
-				}
-			}
-		}
-		for i, j := range hungarian(cost) {
-			if i < n && j < m && cost[i][j] < far {
-				tr := t.live[i]
-				tr.Points = append(tr.Points, TrackPoint{Frame: frame, X: dets[j].X, Y: dets[j].Y})
-				tr.missed = -1
-				dets[j].Track = tr.ID
-				assigned[j] = true
-			}
-		}
+	for _, p := range match(n, m, t.MaxDistance, func(i, j int) float64 {
+		last := t.live[i].Points[len(t.live[i].Points)-1]
+		return math.Hypot(dets[j].X-last.X, dets[j].Y-last.Y)
+	}) {
+		tr := t.live[p.i]
+		tr.Points = append(tr.Points, TrackPoint{Frame: frame, X: dets[p.j].X, Y: dets[p.j].Y})
+		tr.missed = -1
+		dets[p.j].Track = tr.ID
+		assigned[p.j] = true
 	}
 	var live []*Track
 	for _, tr := range t.live {
@@ -80,6 +64,41 @@ func (t *Tracker) Update(frame int, dets []Detection) {
 		}
 	}
 	t.live = live
+}
+
+// pair is a matched (row, column) with its distance.
+type pair struct {
+	i, j int
+	d    float64
+}
+
+// match pairs n rows with m columns one to one, minimising the total
+// distance, among pairs closer than maxDist.
+func match(n, m int, maxDist float64, dist func(i, j int) float64) []pair {
+	if n == 0 || m == 0 {
+		return nil
+	}
+	size := max(n, m)
+	const far = 1e9
+	cost := make([][]float64, size)
+	for i := range cost {
+		cost[i] = make([]float64, size)
+		for j := range cost[i] {
+			cost[i][j] = far
+			if i < n && j < m {
+				if d := dist(i, j); d <= maxDist {
+					cost[i][j] = d
+				}
+			}
+		}
+	}
+	var out []pair
+	for i, j := range hungarian(cost) {
+		if cost[i][j] < far {
+			out = append(out, pair{i, j, cost[i][j]})
+		}
+	}
+	return out
 }
 
 // hungarian solves the square assignment problem (minimum cost) and
