@@ -1,5 +1,5 @@
 # picoflow make targets; CI runs `make test`.
-.PHONY: help build test test/race lint generate bench demo agents
+.PHONY: help build test test/race lint generate bench demo agents ort
 
 help: ## list targets
 	@grep -E '^[a-z/]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,11 +24,15 @@ generate: ## regenerate the X-ray line table from HyperSpy
 
 bench: build ## analysis vs HyperSpy, transfer vs cp, flow overhead
 	./bin/picoflow bench
-	go test -run '^$$' -bench . -benchtime 3x ./internal/analysis ./internal/upload/tusserver
+	go test -run '^$$' -bench . -benchtime 3x ./internal/analysis ./internal/upload/tusserver ./internal/catalog/...
+	go test -run '^$$' -bench Movie600 -benchtime 1x ./internal/analysis/movie
 
 demo: build ## the whole system for two minutes with a simulated microscope
 	rm -rf out/demo
 	./bin/picoflow demo --dir out/demo --addr 127.0.0.1:0
+
+ort: ## fetch the ONNX Runtime library (YOLO detector) into .cache/onnxruntime
+	./scripts/fetch-onnxruntime.sh
 
 agents: ## cross-build the agent for Windows, macOS and Linux
 	for t in windows/amd64 darwin/arm64 darwin/amd64 linux/amd64 linux/arm64; do \

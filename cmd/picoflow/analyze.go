@@ -56,6 +56,8 @@ layer allocate without bound fails cleanly instead of exhausting the machine.`,
 	}
 	cmd.Flags().BoolVar(&inProcess, "in-process", false, "run in this process (no worker process, no memory limit)")
 	cmd.Flags().Uint64Var(&memMB, "memory-limit-mb", sandbox.DefaultMemory>>20, "memory limit of the worker process in MiB")
+	cmd.Flags().StringVar(&opt.Model, "model", "", "YOLOv8-format ONNX model for particle detection in movies (default: the classical detector)")
+	cmd.Flags().StringVar(&opt.ORTLibrary, "onnxruntime", "", "libonnxruntime.so (default $ONNXRUNTIME_LIB)")
 	cmd.Flags().StringVarP(&out, "out", "o", "out", "output directory")
 	cmd.Flags().StringVar(&creator, "creator", "", "creator recorded when the file names none")
 	cmd.Flags().Float64Var(&opt.Hyperspectral.Identify.MinSignificance, "min-sigma", 5, "peak detection threshold in standard deviations")

@@ -16,7 +16,7 @@ import (
 )
 
 func serverCmd(workers *sandbox.Registry) *cobra.Command {
-	var data, addr, flowsPath, catalogURL string
+	var data, addr, flowsPath, catalogURL, model, ortLib string
 	var public bool
 	var memMB uint64
 	var analyses int
@@ -28,7 +28,7 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 Create tokens for agents and people with 'picoflow token create'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := server.Config{DataDir: data, Addr: addr, Workers: workers, AnalysisMemory: memMB << 20, AnalysisWorkers: analyses, CatalogURL: catalogURL,
+			cfg := server.Config{DataDir: data, Addr: addr, Workers: workers, AnalysisMemory: memMB << 20, AnalysisWorkers: analyses, CatalogURL: catalogURL, Model: model, ORTLibrary: ortLib,
 				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 			if flowsPath != "" {
 				f, err := flow.LoadConfig(flowsPath)
@@ -60,6 +60,8 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:8470", "listen address")
 	f.StringVar(&flowsPath, "flows", "", "flow definitions (YAML; default: the built-in flows)")
 	f.StringVar(&catalogURL, "catalog", os.Getenv("PICOFLOW_CATALOG"), "PostgreSQL URL for the catalog (default: the embedded SQLite database)")
+	f.StringVar(&model, "model", "", "YOLOv8-format ONNX model for particle detection in movies (default: the classical detector)")
+	f.StringVar(&ortLib, "onnxruntime", "", "libonnxruntime.so (default $ONNXRUNTIME_LIB)")
 	f.BoolVar(&public, "public", false, "publish records to everyone (default: admins only)")
 	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
 	f.IntVar(&analyses, "analysis-workers", 2, "analyses run at once")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
 	"github.com/picoflow/picoflow/internal/analysis/movie"
+	"github.com/picoflow/picoflow/internal/analysis/movie/yolo"
 	"github.com/picoflow/picoflow/internal/chart"
 	"github.com/picoflow/picoflow/internal/checksum"
 	"github.com/picoflow/picoflow/internal/emd"
@@ -38,6 +39,10 @@ type Options struct {
 	Hyperspectral hyperspectral.Options
 	// Movie configures the spatiotemporal analysis of image stacks.
 	Movie movie.Options `json:"-"`
+	// Model, when set, detects particles in movies with this YOLOv8-format
+	// ONNX model through ONNX Runtime instead of the classical detector;
+	// ORTLibrary is libonnxruntime.so (default $ONNXRUNTIME_LIB).
+	Model, ORTLibrary string
 }
 
 // Run analyses the file at path and writes record.json and figures to
@@ -120,7 +125,15 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 	}
 	// Movies: MP4, particle detection and tracking.
 	if st, err := f.Signal(emd.KindImageStack); err == nil && st.Axes[0].Size > 1 {
-		mp, err := analyzeMovie(ctx, f, st, outDir, opt.Movie, an)
+		mo := opt.Movie
+		if opt.Model != "" {
+			cfg := yolo.Config{Model: opt.Model, Library: opt.ORTLibrary}
+			mo.NewDetector = func() (movie.FrameDetector, error) { return yolo.New(cfg) }
+			an.Detector = "yolo:" + filepath.Base(opt.Model)
+		} else {
+			an.Detector = "classical"
+		}
+		mp, err := analyzeMovie(ctx, f, st, outDir, mo, an)
 		if err != nil {
 			return nil, fmt.Errorf("analyze %q: %w", path, err)
 		}

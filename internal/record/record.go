@@ -148,8 +148,10 @@ type Analysis struct {
 	TotalCounts uint64             `json:"totalCounts,omitempty"`
 	Frames      int                `json:"frames,omitempty"`
 	Metrics     map[string]float64 `json:"metrics,omitempty"`
-	Warnings    []string           `json:"warnings,omitempty"`
-	DurationMS  float64            `json:"durationMs"`
+	// Detector names the particle detector of a movie analysis.
+	Detector   string   `json:"detector,omitempty"`
+	Warnings   []string `json:"warnings,omitempty"`
+	DurationMS float64  `json:"durationMs"`
 }
 
 // File is one file belonging to the record: the raw data or a product.

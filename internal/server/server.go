@@ -56,6 +56,9 @@ type Config struct {
 	OIDC *portal.OIDCConfig
 	// SecureCookies marks cookies Secure (when served over HTTPS).
 	SecureCookies bool
+	// Model, when set, is the YOLOv8-format ONNX model movies are analysed
+	// with (ORTLibrary: libonnxruntime.so, default $ONNXRUNTIME_LIB).
+	Model, ORTLibrary string
 	// CatalogURL, when set, keeps the catalog in PostgreSQL
 	// (postgres://...) instead of the embedded SQLite database.
 	CatalogURL string

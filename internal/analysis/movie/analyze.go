@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/color"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,10 +23,21 @@ type Frames interface {
 	Read(ctx context.Context, t int, dst []float64) error
 }
 
+// FrameDetector finds particles in an 8-bit frame. One is used per
+// goroutine.
+type FrameDetector interface {
+	DetectGray(gray []uint8, w, h, index int) []Detection
+}
+
 // Options configure Analyze.
 type Options struct {
+	// Detector is the classical detector's configuration, used unless
+	// NewDetector is set.
 	Detector Detector
-	Tracker  Tracker
+	// NewDetector makes one detector per worker (e.g. a YOLO model through
+	// ONNX Runtime); detectors that are io.Closers are closed at the end.
+	NewDetector func() (FrameDetector, error)
+	Tracker     Tracker
 	// FPS of the videos (default 10).
 	FPS float64
 	// Preset is the x264 preset (default veryfast).
@@ -118,6 +130,20 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 			}()
 		}
 	}
+	dets := make([]FrameDetector, workers)
+	for i := range dets {
+		if opt.NewDetector == nil {
+			d := opt.Detector
+			dets[i] = &d
+			continue
+		}
+		if dets[i], err = opt.NewDetector(); err != nil {
+			return nil, fmt.Errorf("movie: detector: %w", err)
+		}
+		if c, ok := dets[i].(io.Closer); ok {
+			defer c.Close()
+		}
+	}
 	// A ring of frame slots: one goroutine reads frames in order into free
 	// slots, workers scale and detect, and this goroutine consumes them in
 	// order (tracking, video, annotation), returning each slot to the ring.
@@ -151,9 +177,9 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 	})
 	var detectNS sync.Mutex
 	var detectTime time.Duration
-	for range workers {
+	for wi := range workers {
 		wg.Go(func() {
-			var d Detector = opt.Detector
+			d := dets[wi]
 			var sc Scaler
 			for s := range work {
 				if s.err == nil {
