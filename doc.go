@@ -10,8 +10,9 @@
 //	internal/server               the facility service: ingest, flow steps, REST API, Start/Stop
 //	internal/flow                 YAML flows, runs and steps on River jobs, events, statistics
 //	internal/store                SQLite: one writer, a read pool, River and picoflow migrations
-//	internal/catalog              records, ACLs, search and facets (Index seam); sqlite/ is FTS5; catalogtest/
-//	internal/auth                 API tokens (hashed) and principals
+//	internal/catalog              records, ACLs, search and facets (Index seam); sqlite/ FTS5, postgres/; catalogtest/
+//	internal/pgtest               a real PostgreSQL for tests
+//	internal/auth                 API tokens (hashed), local accounts, sessions, principals
 //	internal/box                  the whole system in one process (demo, end-to-end tests)
 //	internal/sandbox              run a function in a memory-limited child process
 //	internal/emd                  EMD (HDF5) read access: Velox and NCEM, SpectrumStream decoding
@@ -20,6 +21,10 @@
 //	internal/record               the DataCite-based catalogue record of a file
 //	internal/analysis             picks and runs the analysis for a file, writes record.json
 //	internal/analysis/hyperspectral  summed map and spectrum, element identification, element maps
+//	internal/analysis/movie       movies: 8-bit scaling, MP4 (ffmpeg), detection, tracking, evaluation
+//	internal/analysis/movie/yolo  YOLOv8 ONNX models through ONNX Runtime; yolotest/ builds test models
+//	internal/portal               web pages: search, records, runs, sign-in (local, OIDC)
+//	internal/checksum             the SHA-256 of a file
 //	internal/xray                 characteristic X-ray line table (generated from HyperSpy)
 //	internal/chart                PNG figures: calibrated maps with colour bar, log spectra
 //	internal/simulate             synthetic Velox EMD files with ground truth
