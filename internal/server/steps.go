@@ -141,7 +141,7 @@ func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		return nil, fmt.Errorf("no stored file for run %s: %w", sr.Run.ID, flow.ErrPermanent)
 	}
 	dir := s.runProducts(sr.Run.ID)
-	opt := analysis.Options{Creator: sr.Run.Agent, Name: sr.Run.FileName, Model: s.cfg.Model, ORTLibrary: s.cfg.ORTLibrary}
+	opt := analysis.Options{Creator: sr.Run.Agent, Name: sr.Run.FileName, Model: s.cfg.Model, ORTLibrary: s.cfg.ORTLibrary, SHA256: tr.SHA256}
 	rec, err := analysis.RunIsolated(ctx, s.cfg.Workers, tr.Path, dir, opt, sandbox.Limits{Memory: s.cfg.AnalysisMemory})
 	if err != nil {
 		// Name the file as the operator knows it, not the server's copy.

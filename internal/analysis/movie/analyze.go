@@ -120,7 +120,8 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 				step++
 			}
 			aw, ah = w/step, h/step
-			if annotated, err = NewVideoWriter(ctx, filepath.Join(outDir, "annotated.mp4"), VideoOptions{Width: aw, Height: ah, RGB: true, FPS: opt.FPS, Preset: opt.Preset}); err != nil {
+			// The annotated video is a preview: the fastest preset.
+			if annotated, err = NewVideoWriter(ctx, filepath.Join(outDir, "annotated.mp4"), VideoOptions{Width: aw, Height: ah, RGB: true, FPS: opt.FPS, Preset: "ultrafast"}); err != nil {
 				return nil, err
 			}
 			defer func() {

@@ -31,9 +31,16 @@ type Detector struct {
 	Window int
 	// MinScore drops maxima barely above the threshold (default 0.15).
 	MinScore float64
+	// NoiseSigmas is how far above the background, in standard deviations
+	// of the smoothed noise, a particle must rise (default 5). It guards
+	// the Otsu threshold when particles cover little of the frame.
+	NoiseSigmas float64
+	// MaxDetections keeps the best-scoring ones (default 1000).
+	MaxDetections int
 
 	scale     Scaler
 	gray      []uint8
+	sample    []float32
 	a, b, tmp []float32
 	kernel    []float32
 }
@@ -50,6 +57,12 @@ func (d *Detector) defaults() {
 	}
 	if d.MinScore == 0 {
 		d.MinScore = 0.15
+	}
+	if d.NoiseSigmas == 0 {
+		d.NoiseSigmas = 5
+	}
+	if d.MaxDetections == 0 {
+		d.MaxDetections = 1000
 	}
 }
 
@@ -80,7 +93,7 @@ func (d *Detector) DetectGray(gray []uint8, w, h, index int) []Detection {
 		a[i] = lut[v]
 	}
 	d.blur(a, tmp, b, w, h)
-	thr := otsu(b)
+	thr := max(otsu(b), d.noiseFloor(b))
 	// Candidates: strict 3×3 maxima above the threshold.
 	type cand struct {
 		x, y int
@@ -121,6 +134,9 @@ func (d *Detector) DetectGray(gray []uint8, w, h, index int) []Detection {
 		if ok {
 			kept = append(kept, c)
 		}
+	}
+	if len(kept) > d.MaxDetections {
+		kept = kept[:d.MaxDetections] // sorted by height: the strongest
 	}
 	var out []Detection
 	span := float32(1) - thr
@@ -171,6 +187,32 @@ func (d *Detector) DetectGray(gray []uint8, w, h, index int) []Detection {
 		out = append(out, Detection{Frame: index, X: cx, Y: cy, W: bw, H: bh, Score: math.Min(score, 1), Track: -1})
 	}
 	return out
+}
+
+// noiseFloor is the background level plus NoiseSigmas robust standard
+// deviations (median and median absolute deviation of a sample).
+func (d *Detector) noiseFloor(b []float32) float32 {
+	step := max(1, len(b)/16384)
+	sample := d.sample[:0]
+	for i := 0; i < len(b); i += step {
+		sample = append(sample, b[i])
+	}
+	d.sample = sample
+	if len(sample) == 0 {
+		return 0
+	}
+	slices.Sort(sample)
+	med := sample[len(sample)/2]
+	for i, v := range sample {
+		if v < med {
+			sample[i] = med - v
+		} else {
+			sample[i] = v - med
+		}
+	}
+	slices.Sort(sample)
+	mad := sample[len(sample)/2]
+	return med + float32(d.NoiseSigmas)*1.4826*mad
 }
 
 // blur applies a separable Gaussian of d.Sigma: src -> tmp (rows) -> dst.

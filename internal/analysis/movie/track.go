@@ -1,6 +1,9 @@
 package movie
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // TrackPoint is a track's position in one frame.
 type TrackPoint struct {
@@ -78,6 +81,9 @@ func match(n, m int, maxDist float64, dist func(i, j int) float64) []pair {
 	if n == 0 || m == 0 {
 		return nil
 	}
+	if max(n, m) > 400 {
+		return greedy(n, m, maxDist, dist)
+	}
 	size := max(n, m)
 	const far = 1e9
 	cost := make([][]float64, size)
@@ -96,6 +102,37 @@ func match(n, m int, maxDist float64, dist func(i, j int) float64) []pair {
 	for i, j := range hungarian(cost) {
 		if cost[i][j] < far {
 			out = append(out, pair{i, j, cost[i][j]})
+		}
+	}
+	return out
+}
+
+// greedy pairs the closest first: for crowded frames, where the exact
+// O(n³) assignment would take too long.
+func greedy(n, m int, maxDist float64, dist func(i, j int) float64) []pair {
+	var all []pair
+	for i := range n {
+		for j := range m {
+			if d := dist(i, j); d <= maxDist {
+				all = append(all, pair{i, j, d})
+			}
+		}
+	}
+	slices.SortFunc(all, func(a, b pair) int {
+		switch {
+		case a.d < b.d:
+			return -1
+		case a.d > b.d:
+			return 1
+		}
+		return 0
+	})
+	usedI, usedJ := make([]bool, n), make([]bool, m)
+	var out []pair
+	for _, p := range all {
+		if !usedI[p.i] && !usedJ[p.j] {
+			usedI[p.i], usedJ[p.j] = true, true
+			out = append(out, p)
 		}
 	}
 	return out
