@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -58,6 +60,8 @@ func start(t *testing.T, dir, name string, env []string, args ...string) *proc {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(append(os.Environ(), argsEnv+"="+string(b)), env...)
 	cmd.Stdout, cmd.Stderr = f, f
+	// If the test binary dies, so do its servers and agents.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

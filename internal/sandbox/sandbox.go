@@ -127,6 +127,7 @@ func (g *Registry) Run(ctx context.Context, name string, req, resp any, lim Limi
 	cmd.Stdout = &stdout
 	cmd.Stderr = stderr
 	cmd.WaitDelay = 5 * time.Second
+	dieWithParent(cmd)
 	runErr := cmd.Run()
 	if ctx.Err() != nil {
 		return fmt.Errorf("sandbox %s: %w", name, ctx.Err())
