@@ -447,43 +447,21 @@ func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
 	if stepErr != nil {
 		return e.fail(ctx, job, run, sd, active, end, stepErr, log)
 	}
+	if w, ok := out.(Wait); ok {
+		return e.wait(ctx, job, run, sd, w, log)
+	}
 	outJSON, err := json.Marshal(out)
 	if err != nil {
 		return e.fail(ctx, job, run, sd, active, end, fmt.Errorf("encode output: %w: %w", ErrPermanent, err), log)
 	}
-	var rec struct {
-		RecordID string `json:"record_id"`
-	}
-	json.Unmarshal(outJSON, &rec)
-
 	tx, err := e.db.Write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", run.ID, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, finished_at = ?, active_us = active_us + ?, error = '', output = ? WHERE run_id = ? AND idx = ?`,
-		StateSucceeded, end.UnixMicro(), active.Microseconds(), string(outJSON), run.ID, a.Index); err != nil {
-		return fmt.Errorf("run %s: record step: %w", run.ID, err)
-	}
-	next := a.Index + 1
-	runState := StateRunning
-	if next < len(def.Steps) {
-		if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, ready_at = ? WHERE run_id = ? AND idx = ?`, StateQueued, end.UnixMicro(), run.ID, next); err != nil {
-			return fmt.Errorf("run %s: queue next step: %w", run.ID, err)
-		}
-		if _, err := e.client.InsertTx(ctx, tx, stepArgs{RunID: run.ID, Flow: run.Flow, Index: next}, e.insertOpts(def.Steps[next])); err != nil {
-			return fmt.Errorf("run %s: enqueue next step: %w", run.ID, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE run SET updated_at = ?, record_id = CASE WHEN ? != '' THEN ? ELSE record_id END WHERE id = ?`,
-			end.UnixMicro(), rec.RecordID, rec.RecordID, run.ID); err != nil {
-			return fmt.Errorf("run %s: %w", run.ID, err)
-		}
-	} else {
-		runState = StateSucceeded
-		if _, err := tx.ExecContext(ctx, `UPDATE run SET state = ?, updated_at = ?, finished_at = ?, error = '', record_id = CASE WHEN ? != '' THEN ? ELSE record_id END WHERE id = ?`,
-			StateSucceeded, end.UnixMicro(), end.UnixMicro(), rec.RecordID, rec.RecordID, run.ID); err != nil {
-			return fmt.Errorf("run %s: finish: %w", run.ID, err)
-		}
+	next, err := e.advance(ctx, tx, run, def, a.Index, outJSON, active, end)
+	if err != nil {
+		return err
 	}
 	if _, err := river.JobCompleteTx[pollOnly](ctx, tx, job); err != nil {
 		return fmt.Errorf("run %s: complete job: %w", run.ID, err)
@@ -491,14 +469,152 @@ func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("run %s: %w", run.ID, err)
 	}
+	log.Debug("step done", "active_ms", active.Milliseconds())
+	e.advanced(ctx, run, def, sd, next, active, end)
+	return nil
+}
+
+// advance records step idx as succeeded with its output and enqueues the
+// next step, or finishes the run, in tx. It returns the next index.
+func (e *Engine) advance(ctx context.Context, tx *sql.Tx, run *Run, def *Definition, idx int, outJSON []byte, active time.Duration, end time.Time) (int, error) {
+	var rec struct {
+		RecordID string `json:"record_id"`
+	}
+	json.Unmarshal(outJSON, &rec)
+	if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, finished_at = ?, active_us = active_us + ?, error = '', output = ? WHERE run_id = ? AND idx = ?`,
+		StateSucceeded, end.UnixMicro(), active.Microseconds(), string(outJSON), run.ID, idx); err != nil {
+		return 0, fmt.Errorf("run %s: record step: %w", run.ID, err)
+	}
+	next := idx + 1
+	if next < len(def.Steps) {
+		if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, ready_at = ? WHERE run_id = ? AND idx = ?`, StateQueued, end.UnixMicro(), run.ID, next); err != nil {
+			return 0, fmt.Errorf("run %s: queue next step: %w", run.ID, err)
+		}
+		if _, err := e.client.InsertTx(ctx, tx, stepArgs{RunID: run.ID, Flow: run.Flow, Index: next}, e.insertOpts(def.Steps[next])); err != nil {
+			return 0, fmt.Errorf("run %s: enqueue next step: %w", run.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE run SET state = ?, updated_at = ?, record_id = CASE WHEN ? != '' THEN ? ELSE record_id END WHERE id = ?`,
+			StateRunning, end.UnixMicro(), rec.RecordID, rec.RecordID, run.ID); err != nil {
+			return 0, fmt.Errorf("run %s: %w", run.ID, err)
+		}
+		return next, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE run SET state = ?, updated_at = ?, finished_at = ?, error = '', record_id = CASE WHEN ? != '' THEN ? ELSE record_id END WHERE id = ?`,
+		StateSucceeded, end.UnixMicro(), end.UnixMicro(), rec.RecordID, rec.RecordID, run.ID); err != nil {
+		return 0, fmt.Errorf("run %s: finish: %w", run.ID, err)
+	}
+	return next, nil
+}
+
+// advanced wakes the next step's queue and publishes the events, after the
+// transaction of advance committed.
+func (e *Engine) advanced(ctx context.Context, run *Run, def *Definition, sd StepDef, next int, active time.Duration, end time.Time) {
 	if next < len(def.Steps) {
 		e.wake(ctx, e.insertOpts(def.Steps[next]).Queue)
 	}
-	log.Debug("step done", "active_ms", active.Milliseconds())
 	e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, Step: sd.Name, State: StateSucceeded, Time: end, Active: active})
-	if runState == StateSucceeded {
+	if next >= len(def.Steps) {
 		e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, State: StateSucceeded, Time: end})
 	}
+}
+
+// Wait is the output of a step that handed its work to someone else (a
+// compute endpoint): the step's job completes, the step stays waiting, and
+// Resume finishes it when the work reports back. No worker is held while
+// an HPC job queues for hours.
+type Wait struct {
+	// Ref identifies the outside work (a task ID).
+	Ref string `json:"ref"`
+}
+
+// wait records a step as waiting and completes its job.
+func (e *Engine) wait(ctx context.Context, job *river.Job[stepArgs], run *Run, sd StepDef, w Wait, log *slog.Logger) error {
+	out, _ := json.Marshal(w)
+	tx, err := e.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", run.ID, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, output = ? WHERE run_id = ? AND idx = ?`, StateWaiting, string(out), run.ID, job.Args.Index); err != nil {
+		return fmt.Errorf("run %s: step waiting: %w", run.ID, err)
+	}
+	if _, err := river.JobCompleteTx[pollOnly](ctx, tx, job); err != nil {
+		return fmt.Errorf("run %s: complete job: %w", run.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("run %s: %w", run.ID, err)
+	}
+	log.Debug("step waiting", "ref", w.Ref)
+	e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, Step: sd.Name, State: StateWaiting, Time: now()})
+	return nil
+}
+
+// Resume finishes a waiting step: with its output, enqueueing the next
+// step; or with an error, failing the run (the outside work has already
+// been retried as its owner saw fit). A step that is not waiting for ref
+// is left alone (a duplicate report) and ErrNotFound returned.
+func (e *Engine) Resume(ctx context.Context, runID string, index int, ref string, out any, stepErr error) error {
+	run, err := e.Run(ctx, runID)
+	if err != nil {
+		return err
+	}
+	def, ok := e.flows.Flow(run.Flow)
+	if !ok || index < 0 || index >= len(def.Steps) || index >= len(run.Steps) {
+		return fmt.Errorf("resume run %s step %d: %w", runID, index, ErrNotFound)
+	}
+	st := run.Steps[index]
+	var w Wait
+	json.Unmarshal(st.Output, &w)
+	if st.State != StateWaiting || w.Ref != ref {
+		return fmt.Errorf("resume run %s step %d (%s, ref %q): %w", runID, index, st.State, w.Ref, ErrNotFound)
+	}
+	sd := def.Steps[index]
+	end := now()
+	var active time.Duration
+	if st.Started != nil {
+		active = end.Sub(*st.Started)
+	}
+	if stepErr != nil {
+		msg := stepErr.Error()
+		if !strings.HasPrefix(msg, sd.Name+": ") {
+			msg = sd.Name + ": " + msg
+		}
+		tx, err := e.db.Write.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, error = ?, active_us = active_us + ?, finished_at = ? WHERE run_id = ? AND idx = ?`,
+			StateFailed, msg, active.Microseconds(), end.UnixMicro(), runID, index); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE run SET state = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?`, StateFailed, msg, end.UnixMicro(), end.UnixMicro(), runID); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, Step: sd.Name, State: StateFailed, Error: msg, Time: end, Active: active})
+		e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, State: StateFailed, Error: msg, Time: end})
+		return nil
+	}
+	outJSON, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("resume run %s: %w", runID, err)
+	}
+	tx, err := e.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	next, err := e.advance(ctx, tx, run, def, index, outJSON, active, end)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	e.advanced(ctx, run, def, sd, next, active, end)
 	return nil
 }
 

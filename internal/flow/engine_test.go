@@ -35,6 +35,10 @@ flows:
   - name: slow
     steps:
       - {name: only, type: sleep, timeout: 200ms, attempts: 1}
+  - name: remote
+    steps:
+      - {name: compute, type: remote}
+      - {name: publish, type: publish}
 `
 
 type bundle struct {
@@ -91,6 +95,9 @@ func setup(t *testing.T, path string) *bundle {
 		}},
 		"alwaysfails": {Func: func(ctx context.Context, s *StepRun) (any, error) {
 			return nil, errors.New("endpoint unreachable")
+		}},
+		"remote": {Func: func(ctx context.Context, s *StepRun) (any, error) {
+			return Wait{Ref: "task-" + s.Run.ID}, nil
 		}},
 		"sleep": {Func: func(ctx context.Context, s *StepRun) (any, error) {
 			select {
@@ -294,5 +301,60 @@ func TestUnknownFlowAndBadConfig(t *testing.T) {
 	}
 	if _, err := New(EngineConfig{DB: b.db, Flows: DefaultConfig(), Types: map[string]StepType{"transfer": {}}}); !errors.Is(err, ErrConfig) {
 		t.Errorf("default flows with missing step types: %v", err)
+	}
+}
+
+// TestWaitingStepResumes: a step hands its work out and completes its job;
+// the run stays running without holding a worker until Resume.
+func TestWaitingStepResumes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "")
+	ctx := context.Background()
+	for _, fail := range []bool{false, true} {
+		r, _, err := b.eng.StartRun(ctx, RunSpec{Flow: "remote", SHA256: sha(100 + len(fmt.Sprint(fail))), FileName: "hpc.emd"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the step to be waiting.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err = b.eng.Run(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Steps[0].State == StateWaiting {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("step %s, never waiting", r.Steps[0].State)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		var running int
+		b.db.Read.QueryRow(`SELECT count(*) FROM river_job WHERE state = 'running' AND kind = 'picoflow_step'`).Scan(&running)
+		if running != 0 || r.State == StateSucceeded {
+			t.Fatalf("waiting step holds %d jobs; run %s", running, r.State)
+		}
+		if err := b.eng.Resume(ctx, r.ID, 0, "wrong-ref", nil, nil); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("resume with a wrong ref: %v", err)
+		}
+		var stepErr error
+		if fail {
+			stepErr = errors.New("node failure on the cluster")
+		}
+		if err := b.eng.Resume(ctx, r.ID, 0, "task-"+r.ID, map[string]string{"result": "ok"}, stepErr); err != nil {
+			t.Fatal(err)
+		}
+		r = b.wait(t, r.ID)
+		switch {
+		case fail && (r.State != StateFailed || !strings.Contains(r.Error, "node failure")):
+			t.Fatalf("failed remote step: %s %q", r.State, r.Error)
+		case !fail && (r.State != StateSucceeded || r.Steps[0].State != StateSucceeded):
+			t.Fatalf("resumed run: %s", r.State)
+		}
+		// A second report changes nothing.
+		if err := b.eng.Resume(ctx, r.ID, 0, "task-"+r.ID, nil, nil); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("duplicate resume: %v", err)
+		}
 	}
 }

@@ -52,6 +52,7 @@ const (
 	StateSucceeded = "succeeded"
 	StateFailed    = "failed"
 	StatePending   = "pending" // a step not reached yet
+	StateWaiting   = "waiting" // a step whose work runs elsewhere (Wait)
 )
 
 // Duration is a time.Duration written as "90s" or "10m" in YAML.
