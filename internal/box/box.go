@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/picoflow/picoflow/internal/agent"
+	"github.com/picoflow/picoflow/internal/analysis"
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/portal"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/server"
@@ -41,6 +43,10 @@ type Config struct {
 	OIDC *portal.OIDCConfig
 	// CatalogURL optionally keeps the catalog in PostgreSQL.
 	CatalogURL string
+	// Endpoints starts this many compute endpoints (for the hpc flow).
+	Endpoints int
+	// TaskLease is the endpoints' lease (tests shorten it).
+	TaskLease time.Duration
 }
 
 // Box is a running system.
@@ -53,6 +59,10 @@ type Box struct {
 	AdminPassword string
 	// Folders are the instrument folders by flow name.
 	Folders map[string]string
+	// Endpoints are the running compute endpoints; EndpointToken is theirs.
+	Endpoints     []*compute.Endpoint
+	EndpointToken string
+	cfg           Config
 }
 
 // Start starts the server, creates tokens and starts an agent watching
@@ -68,7 +78,7 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 	}
 	srv, err := server.New(ctx, server.Config{
 		DataDir: filepath.Join(cfg.Dir, "server"), Addr: cmp.Or(cfg.Addr, "127.0.0.1:0"), VisibleTo: vis,
-		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval, OIDC: cfg.OIDC, CatalogURL: cfg.CatalogURL,
+		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval, OIDC: cfg.OIDC, CatalogURL: cfg.CatalogURL, TaskLease: cfg.TaskLease,
 	})
 	if err != nil {
 		return nil, err
@@ -77,10 +87,11 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 		srv.Stop(ctx)
 		return nil, err
 	}
-	b := &Box{Server: srv, Folders: map[string]string{
+	b := &Box{Server: srv, cfg: cfg, Folders: map[string]string{
 		"hyperspectral":  filepath.Join(cfg.Dir, "instrument", "hyperspectral"),
 		"spatiotemporal": filepath.Join(cfg.Dir, "instrument", "movies"),
 		"emd":            filepath.Join(cfg.Dir, "instrument", "other"),
+		"hpc":            filepath.Join(cfg.Dir, "instrument", "hpc"),
 	}}
 	if b.AdminToken, err = srv.Tokens.Create(ctx, "box admin", "user:admin", auth.RoleAdmin); err != nil {
 		b.Stop(ctx)
@@ -94,6 +105,16 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 	if b.AgentToken, err = srv.Tokens.Create(ctx, "box agent", "agent:picoprobe-pc", auth.RoleAgent); err != nil {
 		b.Stop(ctx)
 		return nil, fmt.Errorf("box: %w", err)
+	}
+	if b.EndpointToken, err = srv.Tokens.Create(ctx, "box endpoints", "endpoint:box", auth.RoleEndpoint); err != nil {
+		b.Stop(ctx)
+		return nil, fmt.Errorf("box: %w", err)
+	}
+	for i := range cfg.Endpoints {
+		if _, err := b.StartEndpoint(ctx, fmt.Sprintf("hpc-%d", i+1)); err != nil {
+			b.Stop(ctx)
+			return nil, err
+		}
 	}
 	var folders []agent.Folder
 	for flowName, dir := range b.Folders {
@@ -116,10 +137,25 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 	return b, nil
 }
 
-// Stop stops the agent, then the server.
+// StartEndpoint starts one more compute endpoint named name.
+func (b *Box) StartEndpoint(ctx context.Context, name string) (*compute.Endpoint, error) {
+	e := &compute.Endpoint{Server: b.Server.URL(), Token: b.EndpointToken, Name: name, Workers: 1,
+		WorkDir: filepath.Join(b.cfg.Dir, "endpoints", name), Run: analysis.EndpointRun(b.cfg.Workers, sandbox.Limits{}),
+		Logger: cmp.Or(b.cfg.Logger, slog.Default()).With("side", name)}
+	if err := e.Start(ctx); err != nil {
+		return nil, err
+	}
+	b.Endpoints = append(b.Endpoints, e)
+	return e, nil
+}
+
+// Stop stops the agent and endpoints, then the server.
 func (b *Box) Stop(ctx context.Context) error {
 	if b.Agent != nil {
 		b.Agent.Stop()
+	}
+	for _, e := range b.Endpoints {
+		e.Stop()
 	}
 	return b.Server.Stop(ctx)
 }

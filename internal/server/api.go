@@ -35,6 +35,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/records/{id}", s.getRecord)
 	mux.HandleFunc("GET /api/v1/records/{id}/files/{name}", s.getRecordFile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	s.computeRoutes(mux)
 	s.portal.Routes(mux)
 	return s.Tokens.Middleware(s.sessionIdentity(mux))
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/picoflow/picoflow/internal/catalog"
 	catpg "github.com/picoflow/picoflow/internal/catalog/postgres"
 	catsqlite "github.com/picoflow/picoflow/internal/catalog/sqlite"
+	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/portal"
 	"github.com/picoflow/picoflow/internal/sandbox"
@@ -56,6 +57,9 @@ type Config struct {
 	OIDC *portal.OIDCConfig
 	// SecureCookies marks cookies Secure (when served over HTTPS).
 	SecureCookies bool
+	// TaskLease is how long a compute endpoint's claim on a task lasts
+	// without a heartbeat (default 1m).
+	TaskLease time.Duration
 	// Model, when set, is the YOLOv8-format ONNX model movies are analysed
 	// with (ORTLibrary: libonnxruntime.so, default $ONNXRUNTIME_LIB).
 	Model, ORTLibrary string
@@ -76,6 +80,7 @@ type Server struct {
 	sessions *auth.Sessions
 	portal   *portal.Portal
 	uploads  *tusserver.Server
+	tasks    *compute.Queue
 	http     *http.Server
 	closers  []func()
 	ln       net.Listener
@@ -122,6 +127,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.sessions = auth.NewSessions(db.Write, db.Read)
 	s.sessions.Secure = cfg.SecureCookies
 	s.Catalog = catsqlite.New(db.Write, db.Read)
+	s.tasks = compute.NewQueue(db.Write, db.Read)
+	if cfg.TaskLease > 0 {
+		s.tasks.Lease = cfg.TaskLease
+	}
+	s.tasks.DoneFunc = s.taskDone
 	if cfg.CatalogURL != "" {
 		pool, err := pgxpool.New(ctx, cfg.CatalogURL)
 		if err != nil {

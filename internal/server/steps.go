@@ -142,6 +142,9 @@ func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error)
 	}
 	dir := s.runProducts(sr.Run.ID)
 	opt := analysis.Options{Creator: sr.Run.Agent, Name: sr.Run.FileName, Model: s.cfg.Model, ORTLibrary: s.cfg.ORTLibrary, SHA256: tr.SHA256}
+	if where, _ := sr.Def.Params["where"].(string); where == "endpoint" {
+		return s.remoteAnalyze(ctx, sr, tr.Path, opt)
+	}
 	rec, err := analysis.RunIsolated(ctx, s.cfg.Workers, tr.Path, dir, opt, sandbox.Limits{Memory: s.cfg.AnalysisMemory})
 	if err != nil {
 		// Name the file as the operator knows it, not the server's copy.

@@ -19,8 +19,8 @@ func TestOpenMigratesOnce(t *testing.T) {
 		if err := db.Read.QueryRowContext(ctx, `SELECT count(*) FROM picoflow_migration`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n != 6 {
-			t.Fatalf("%d migrations recorded, want 6", n)
+		if n != 7 {
+			t.Fatalf("%d migrations recorded, want 7", n)
 		}
 		if _, err := db.Read.ExecContext(ctx, `INSERT INTO token (hash, name, principal, created_at) VALUES ('h','n','p',1)`); err == nil {
 			t.Fatal("the read pool accepted a write")

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/picoflow/picoflow/internal/analysis"
+	"github.com/picoflow/picoflow/internal/compute"
+	"github.com/picoflow/picoflow/internal/sandbox"
+)
+
+func endpointCmd(workers *sandbox.Registry) *cobra.Command {
+	var server, name, workDir string
+	var n int
+	var memMB uint64
+	cmd := &cobra.Command{
+		Use:   "endpoint",
+		Short: "Run a compute endpoint: pull analysis tasks from the server over HTTPS and run them here",
+		Long: `Run a compute endpoint (e.g. on an HPC login node or a batch job): it connects
+out to the server (no inbound ports), claims tasks of the hpc flow with a lease it
+renews while working, reads the input from the shared file system when the
+server's path is visible here or downloads it, checks its SHA-256, runs the
+analysis in memory-limited worker processes, and sends the products back.
+If it dies, the server gives its tasks to another endpoint when the lease lapses.
+The token (PICOFLOW_TOKEN) needs role:endpoint:
+  picoflow token create --subject endpoint:polaris --group role:endpoint`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			token := os.Getenv("PICOFLOW_TOKEN")
+			if token == "" {
+				return fmt.Errorf("endpoint: no API token (set PICOFLOW_TOKEN)")
+			}
+			e := &compute.Endpoint{Server: strings.TrimRight(server, "/"), Token: token, Name: name, Workers: n, WorkDir: workDir,
+				Run:    analysis.EndpointRun(workers, sandbox.Limits{Memory: memMB << 20}),
+				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+			if err := e.Start(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			e.Stop()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "http://127.0.0.1:8470", "server base URL")
+	f.StringVar(&name, "name", "", "endpoint name (default: the host name)")
+	f.IntVar(&n, "workers", 2, "tasks run at once")
+	f.StringVar(&workDir, "work-dir", "", "scratch space for inputs and products (default: a temporary directory)")
+	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
+	return cmd
+}

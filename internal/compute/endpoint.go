@@ -1,0 +1,260 @@
+package compute
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/checksum"
+)
+
+// RunFunc does a task's work: input is the file, products go to outDir;
+// the result is sent back as JSON.
+type RunFunc func(ctx context.Context, t *Task, input, outDir string) (result any, err error)
+
+// Endpoint pulls tasks from a server and runs them.
+type Endpoint struct {
+	// Server is the server's base URL; Token an API token with role:endpoint.
+	Server, Token string
+	// Name identifies this endpoint (default: the host name).
+	Name string
+	// Workers run tasks at once (default 1).
+	Workers int
+	// WorkDir holds inputs and products while a task runs (default: a
+	// temporary directory).
+	WorkDir string
+	Run     RunFunc
+	Logger  *slog.Logger
+	// HTTP is the client (default: no overall timeout; claims long-poll).
+	HTTP *http.Client
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start starts the workers.
+func (e *Endpoint) Start(ctx context.Context) error {
+	if e.Run == nil || e.Server == "" {
+		return errors.New("endpoint: no server or run function")
+	}
+	host, _ := os.Hostname()
+	e.Name = cmp.Or(e.Name, host)
+	e.Workers = max(e.Workers, 1)
+	if e.Logger == nil {
+		e.Logger = slog.Default()
+	}
+	if e.HTTP == nil {
+		e.HTTP = &http.Client{}
+	}
+	if e.WorkDir == "" {
+		d, err := os.MkdirTemp("", "picoflow-endpoint-")
+		if err != nil {
+			return fmt.Errorf("endpoint: %w", err)
+		}
+		e.WorkDir = d
+	}
+	ctx, e.cancel = context.WithCancel(ctx)
+	for range e.Workers {
+		e.wg.Go(func() { e.loop(ctx) })
+	}
+	e.Logger.Info("endpoint started", "name", e.Name, "server", e.Server, "workers", e.Workers)
+	return nil
+}
+
+// Stop stops claiming, cancels running tasks (their leases lapse and the
+// server gives them to another endpoint) and waits.
+func (e *Endpoint) Stop() {
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.wg.Wait()
+}
+
+func (e *Endpoint) loop(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		t, err := e.claim(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.Logger.Warn("claim", "error", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 30*time.Second)
+			}
+			continue
+		}
+		backoff = time.Second
+		if t != nil {
+			e.do(ctx, t)
+		}
+	}
+}
+
+func (e *Endpoint) url(path string, q url.Values) string {
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("endpoint", e.Name)
+	return e.Server + path + "?" + q.Encode()
+}
+
+func (e *Endpoint) call(ctx context.Context, method, u string, body io.Reader, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+e.Token)
+	resp, err := e.HTTP.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return resp.StatusCode, fmt.Errorf("%s %s: %s %s", method, req.URL.Path, resp.Status, bytes.TrimSpace(msg))
+	}
+	if out != nil && resp.StatusCode == http.StatusOK {
+		return resp.StatusCode, json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode, nil
+}
+
+func (e *Endpoint) claim(ctx context.Context) (*Task, error) {
+	var t Task
+	status, err := e.call(ctx, http.MethodPost, e.url("/api/v1/compute/claim", url.Values{"wait": {"30s"}}), nil, &t)
+	if err != nil || status == http.StatusNoContent {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// do runs one task: input (shared file system or download, checked), a
+// heartbeat while it runs, products uploaded, outcome reported.
+func (e *Endpoint) do(ctx context.Context, t *Task) {
+	log := e.Logger.With("task", t.ID, "run_id", t.RunID, "file", t.Input.FileName)
+	dir := filepath.Join(e.WorkDir, t.ID)
+	defer os.RemoveAll(dir)
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Heartbeats keep the lease; losing it (the server gave the task away)
+	// cancels the work.
+	every := max(time.Until(t.Lease)/3, 200*time.Millisecond)
+	hb := sync.WaitGroup{}
+	hb.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tctx.Done():
+				return
+			case <-tick.C:
+				if status, err := e.call(tctx, http.MethodPost, e.url("/api/v1/compute/tasks/"+t.ID+"/heartbeat", nil), nil, nil); err != nil && status == http.StatusNotFound {
+					log.Warn("lease lost", "error", err)
+					cancel()
+					return
+				}
+			}
+		}
+	})
+	defer hb.Wait()
+	defer cancel()
+	result, runErr := e.runTask(tctx, t, dir)
+	if tctx.Err() != nil && ctx.Err() != nil {
+		return // stopping: the lease lapses and the task goes elsewhere
+	}
+	body := map[string]any{"result": result}
+	if runErr != nil {
+		body["error"] = runErr.Error()
+		log.Warn("task failed", "error", runErr)
+	} else if err := e.uploadProducts(tctx, t, filepath.Join(dir, "out")); err != nil {
+		body["result"], body["error"] = nil, "send products: "+err.Error()
+	}
+	b, _ := json.Marshal(body)
+	if _, err := e.call(ctx, http.MethodPost, e.url("/api/v1/compute/tasks/"+t.ID+"/complete", nil), bytes.NewReader(b), nil); err != nil {
+		log.Warn("report", "error", err)
+		return
+	}
+	log.Info("task done", "ok", runErr == nil)
+}
+
+func (e *Endpoint) runTask(ctx context.Context, t *Task, dir string) (any, error) {
+	out := filepath.Join(dir, "out")
+	if err := os.MkdirAll(out, 0o750); err != nil {
+		return nil, err
+	}
+	input := t.Input.Path
+	if fi, err := os.Stat(input); err != nil || fi.Size() != t.Input.Size {
+		// Not on a shared file system: stage it over HTTP.
+		input = filepath.Join(dir, "input", filepath.Base(t.Input.FileName))
+		if err := e.download(ctx, t, input); err != nil {
+			return nil, fmt.Errorf("stage input: %w", err)
+		}
+	}
+	if sum, _, err := checksum.File(ctx, input); err != nil || sum != t.Input.SHA256 {
+		return nil, fmt.Errorf("input %s: checksum %s, want %s (%v)", t.Input.FileName, sum, t.Input.SHA256, err)
+	}
+	return e.Run(ctx, t, input, out)
+}
+
+func (e *Endpoint) download(ctx context.Context, t *Task, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/api/v1/compute/tasks/"+t.ID+"/input", nil), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+e.Token)
+	resp, err := e.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("download: %s", resp.Status)
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (e *Endpoint) uploadProducts(ctx context.Context, t *Task, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, en := range entries {
+		if !en.Type().IsRegular() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, en.Name()))
+		if err != nil {
+			return err
+		}
+		_, err = e.call(ctx, http.MethodPut, e.url("/api/v1/compute/tasks/"+t.ID+"/products/"+url.PathEscape(en.Name()), nil), f, nil)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,257 @@
+// Package compute hands analyses to compute endpoints: processes on HPC
+// login nodes (or any machine) that connect out to the server over HTTPS,
+// claim tasks with a lease, fetch the input, run the analysis, send the
+// products back and report. A task whose endpoint stops renewing its lease
+// goes to the next endpoint that asks; nothing is run twice to completion.
+package compute
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Errors.
+var (
+	// ErrNotFound means no such task, or not held by this endpoint.
+	ErrNotFound = errors.New("task not found")
+)
+
+// Task states.
+const (
+	Pending = "pending"
+	Claimed = "claimed"
+	Done    = "done"
+	Failed  = "failed"
+)
+
+// Input is what an endpoint needs to run a task.
+type Input struct {
+	FileName string          `json:"file_name"`
+	SHA256   string          `json:"sha256"`
+	Size     int64           `json:"size"`
+	Path     string          `json:"path"` // on the server; used directly where the file system is shared
+	Options  json.RawMessage `json:"options,omitempty"`
+}
+
+// Task is one unit of work.
+type Task struct {
+	ID       string    `json:"id"`
+	RunID    string    `json:"run_id"`
+	Step     int       `json:"step"`
+	Kind     string    `json:"kind"`
+	Input    Input     `json:"input"`
+	State    string    `json:"state"`
+	Endpoint string    `json:"endpoint,omitempty"`
+	Attempts int       `json:"attempts"`
+	Lease    time.Time `json:"lease_until"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Queue keeps tasks in the server database.
+type Queue struct {
+	write, read *sql.DB
+	// Lease is how long a claim lasts without a heartbeat (default 60s).
+	Lease time.Duration
+	// MaxAttempts is how many endpoints may try a task (default 3).
+	MaxAttempts int
+	// DoneFunc is called once per task when it finishes (result or error).
+	DoneFunc func(ctx context.Context, t *Task, result json.RawMessage, err error)
+
+	mu      sync.Mutex
+	waiters map[chan struct{}]struct{}
+}
+
+// NewQueue returns a queue on a migrated database.
+func NewQueue(write, read *sql.DB) *Queue {
+	return &Queue{write: write, read: read, Lease: time.Minute, MaxAttempts: 3, waiters: map[chan struct{}]struct{}{}}
+}
+
+func newID() string {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return "t" + hex.EncodeToString(b)
+}
+
+// Submit adds a task and wakes waiting endpoints.
+func (q *Queue) Submit(ctx context.Context, runID string, step int, kind string, in Input) (*Task, error) {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("submit task: %w", err)
+	}
+	t := &Task{ID: newID(), RunID: runID, Step: step, Kind: kind, Input: in, State: Pending}
+	now := time.Now().UnixMicro()
+	if _, err := q.write.ExecContext(ctx, `INSERT INTO task (id, run_id, step, kind, input, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, runID, step, kind, string(b), Pending, now, now); err != nil {
+		return nil, fmt.Errorf("submit task: %w", err)
+	}
+	q.notify()
+	return t, nil
+}
+
+func (q *Queue) notify() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for ch := range q.waiters {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Claim gives endpoint the oldest pending task, or one whose lease
+// expired (its endpoint is gone), waiting up to wait for one to appear.
+// It returns nil when there is none.
+func (q *Queue) Claim(ctx context.Context, endpoint string, wait time.Duration) (*Task, error) {
+	ch := make(chan struct{}, 1)
+	q.mu.Lock()
+	q.waiters[ch] = struct{}{}
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		delete(q.waiters, ch)
+		q.mu.Unlock()
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		t, err := q.claimOnce(ctx, endpoint)
+		if err != nil || t != nil {
+			return t, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-timer.C:
+			return nil, nil
+		case <-ch:
+		case <-time.After(min(q.Lease/2, 5*time.Second)): // leases expire without events
+		}
+	}
+}
+
+func (q *Queue) claimOnce(ctx context.Context, endpoint string) (*Task, error) {
+	now := time.Now()
+	tx, err := q.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("claim task: %w", err)
+	}
+	defer tx.Rollback()
+	var t Task
+	var in string
+	err = tx.QueryRowContext(ctx, `SELECT id, run_id, step, kind, input, attempts FROM task
+		WHERE state = ? OR (state = ? AND lease_until < ?) ORDER BY created_at LIMIT 1`, Pending, Claimed, now.UnixMicro()).
+		Scan(&t.ID, &t.RunID, &t.Step, &t.Kind, &in, &t.Attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim task: %w", err)
+	}
+	json.Unmarshal([]byte(in), &t.Input)
+	if t.Attempts >= q.MaxAttempts {
+		// Every endpoint that took it vanished: give up on it.
+		msg := fmt.Sprintf("lost by %d endpoints in a row", t.Attempts)
+		if _, err := tx.ExecContext(ctx, `UPDATE task SET state = ?, error = ?, updated_at = ? WHERE id = ?`, Failed, msg, now.UnixMicro(), t.ID); err != nil {
+			return nil, fmt.Errorf("claim task: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		if q.DoneFunc != nil {
+			q.DoneFunc(ctx, &t, nil, errors.New(msg))
+		}
+		return q.claimOnce(ctx, endpoint)
+	}
+	t.State, t.Endpoint, t.Attempts, t.Lease = Claimed, endpoint, t.Attempts+1, now.Add(q.Lease)
+	if _, err := tx.ExecContext(ctx, `UPDATE task SET state = ?, endpoint = ?, attempts = ?, lease_until = ?, updated_at = ? WHERE id = ?`,
+		Claimed, endpoint, t.Attempts, t.Lease.UnixMicro(), now.UnixMicro(), t.ID); err != nil {
+		return nil, fmt.Errorf("claim task: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("claim task: %w", err)
+	}
+	return &t, nil
+}
+
+// Heartbeat renews endpoint's lease on a task.
+func (q *Queue) Heartbeat(ctx context.Context, id, endpoint string) error {
+	res, err := q.write.ExecContext(ctx, `UPDATE task SET lease_until = ?, updated_at = ? WHERE id = ? AND endpoint = ? AND state = ?`,
+		time.Now().Add(q.Lease).UnixMicro(), time.Now().UnixMicro(), id, endpoint, Claimed)
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("task %s for %s: %w", id, endpoint, ErrNotFound)
+	}
+	return nil
+}
+
+// Get returns a task held by endpoint.
+func (q *Queue) Get(ctx context.Context, id, endpoint string) (*Task, error) {
+	var t Task
+	var in string
+	var lease int64
+	err := q.read.QueryRowContext(ctx, `SELECT id, run_id, step, kind, input, state, endpoint, attempts, lease_until, error FROM task WHERE id = ?`, id).
+		Scan(&t.ID, &t.RunID, &t.Step, &t.Kind, &in, &t.State, &t.Endpoint, &t.Attempts, &lease, &t.Error)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && endpoint != "" && (t.Endpoint != endpoint || t.State != Claimed)) {
+		return nil, fmt.Errorf("task %s for %s: %w", id, endpoint, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get task: %w", err)
+	}
+	json.Unmarshal([]byte(in), &t.Input)
+	t.Lease = time.UnixMicro(lease)
+	return &t, nil
+}
+
+// Complete records endpoint's outcome of a task it holds (errMsg empty for
+// success) and calls DoneFunc. A late report from an endpoint that lost
+// its lease is refused with ErrNotFound.
+func (q *Queue) Complete(ctx context.Context, id, endpoint string, result json.RawMessage, errMsg string) error {
+	t, err := q.Get(ctx, id, endpoint)
+	if err != nil {
+		return err
+	}
+	state := Done
+	if errMsg != "" {
+		state = Failed
+	}
+	res, err := q.write.ExecContext(ctx, `UPDATE task SET state = ?, result = ?, error = ?, updated_at = ? WHERE id = ? AND endpoint = ? AND state = ?`,
+		state, string(result), errMsg, time.Now().UnixMicro(), id, endpoint, Claimed)
+	if err != nil {
+		return fmt.Errorf("complete task: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("task %s for %s: %w", id, endpoint, ErrNotFound)
+	}
+	if q.DoneFunc != nil {
+		var ferr error
+		if errMsg != "" {
+			ferr = errors.New(errMsg)
+		}
+		q.DoneFunc(ctx, t, result, ferr)
+	}
+	return nil
+}
+
+// ForStep returns the live (pending or claimed) task of a run's step, or
+// nil.
+func (q *Queue) ForStep(ctx context.Context, runID, _ string, step int) (*Task, error) {
+	var id string
+	err := q.read.QueryRowContext(ctx, `SELECT id FROM task WHERE run_id = ? AND step = ? AND state IN (?, ?)`, runID, step, Pending, Claimed).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return q.Get(ctx, id, "")
+}

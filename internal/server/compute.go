@@ -1,0 +1,191 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/analysis"
+	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/compute"
+	"github.com/picoflow/picoflow/internal/flow"
+)
+
+// computeRoutes mounts the endpoint protocol: claim (long poll), heartbeat,
+// input download, product upload, completion.
+func (s *Server) computeRoutes(mux *http.ServeMux) {
+	eps := []string{auth.RoleEndpoint, auth.RoleAdmin}
+	mux.Handle("POST /api/v1/compute/claim", auth.Require(http.HandlerFunc(s.claimTask), eps...))
+	mux.Handle("POST /api/v1/compute/tasks/{id}/heartbeat", auth.Require(http.HandlerFunc(s.heartbeatTask), eps...))
+	mux.Handle("GET /api/v1/compute/tasks/{id}/input", auth.Require(http.HandlerFunc(s.taskInput), eps...))
+	mux.Handle("PUT /api/v1/compute/tasks/{id}/products/{name}", auth.Require(http.HandlerFunc(s.taskProduct), eps...))
+	mux.Handle("POST /api/v1/compute/tasks/{id}/complete", auth.Require(http.HandlerFunc(s.completeTask), eps...))
+}
+
+func endpointName(r *http.Request) string {
+	if n := r.URL.Query().Get("endpoint"); n != "" && len(n) <= 128 {
+		return n
+	}
+	return auth.FromContext(r.Context()).Subject
+}
+
+func (s *Server) claimTask(w http.ResponseWriter, r *http.Request) {
+	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+	t, err := s.tasks.Claim(r.Context(), endpointName(r), min(max(wait, 0), 2*time.Minute))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if t == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	s.log.Info("task claimed", "task", t.ID, "run_id", t.RunID, "endpoint", t.Endpoint, "attempt", t.Attempts)
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) heldTask(w http.ResponseWriter, r *http.Request) (*compute.Task, bool) {
+	t, err := s.tasks.Get(r.Context(), r.PathValue("id"), endpointName(r))
+	if errors.Is(err, compute.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err)
+		return nil, false
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return nil, false
+	}
+	return t, true
+}
+
+func (s *Server) heartbeatTask(w http.ResponseWriter, r *http.Request) {
+	if err := s.tasks.Heartbeat(r.Context(), r.PathValue("id"), endpointName(r)); err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, compute.ErrNotFound) {
+			status = http.StatusNotFound
+		}
+		writeError(w, status, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) taskInput(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.heldTask(w, r)
+	if !ok {
+		return
+	}
+	f, err := os.Open(t.Input.Path)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	http.ServeContent(w, r, safeName(t.Input.FileName), fi.ModTime(), f)
+}
+
+func (s *Server) taskProduct(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.heldTask(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	if name != safeName(name) || strings.HasPrefix(name, ".") {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("product name %q", name))
+		return
+	}
+	dir := s.runProducts(t.RunID)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	tmp, err := os.CreateTemp(dir, ".upload-*")
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	_, err = io.Copy(tmp, http.MaxBytesReader(w, r.Body, 16<<30))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) completeTask(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Result json.RawMessage `json:"result"`
+		Error  string          `json:"error"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20)).Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := s.tasks.Complete(r.Context(), r.PathValue("id"), endpointName(r), body.Result, body.Error); err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, compute.ErrNotFound) {
+			status = http.StatusNotFound
+		}
+		writeError(w, status, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// taskDone resumes the flow step that handed out a task.
+func (s *Server) taskDone(ctx context.Context, t *compute.Task, result json.RawMessage, taskErr error) {
+	var out AnalyzeOutput
+	if taskErr == nil {
+		if err := json.Unmarshal(result, &out.Record); err != nil || out.Record == nil {
+			taskErr = fmt.Errorf("endpoint %s sent no record: %v", t.Endpoint, err)
+		}
+		out.Dir = s.runProducts(t.RunID)
+	}
+	if taskErr != nil {
+		taskErr = fmt.Errorf("on endpoint %s: %w", t.Endpoint, taskErr)
+	}
+	if err := s.Engine.Resume(context.WithoutCancel(ctx), t.RunID, t.Step, t.ID, out, taskErr); err != nil {
+		s.log.Warn("resume step", "task", t.ID, "run_id", t.RunID, "error", err)
+	}
+}
+
+// remoteAnalyze hands the analysis to a compute endpoint (step parameter
+// where: endpoint) and leaves the step waiting. A retried submission reuses
+// the task already queued for this step.
+func (s *Server) remoteAnalyze(ctx context.Context, sr *flow.StepRun, path string, opt analysis.Options) (any, error) {
+	if t, err := s.tasks.ForStep(ctx, sr.Run.ID, sr.Def.Name, stepIndex(sr)); err == nil && t != nil {
+		return flow.Wait{Ref: t.ID}, nil
+	}
+	o, err := json.Marshal(opt)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.tasks.Submit(ctx, sr.Run.ID, stepIndex(sr), "analyze", compute.Input{FileName: sr.Run.FileName, SHA256: sr.Run.SHA256, Size: sr.Run.Size, Path: path, Options: o})
+	if err != nil {
+		return nil, err
+	}
+	return flow.Wait{Ref: t.ID}, nil
+}
+
+func stepIndex(sr *flow.StepRun) int {
+	for _, st := range sr.Run.Steps {
+		if st.Name == sr.Def.Name {
+			return st.Index
+		}
+	}
+	return 0
+}
