@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,7 @@ func endpointCmd(workers *sandbox.Registry) *cobra.Command {
 	var server, name, workDir string
 	var n int
 	var memMB uint64
+	var idle time.Duration
 	cmd := &cobra.Command{
 		Use:   "endpoint",
 		Short: "Run a compute endpoint: pull analysis tasks from the server over HTTPS and run them here",
@@ -36,11 +38,14 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
 			}
 			e := &compute.Endpoint{Server: strings.TrimRight(server, "/"), Token: token, Name: name, Workers: n, WorkDir: workDir,
 				Run:    analysis.EndpointRun(workers, sandbox.Limits{Memory: memMB << 20}),
-				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), IdleExit: idle}
 			if err := e.Start(cmd.Context()); err != nil {
 				return err
 			}
-			<-cmd.Context().Done()
+			select {
+			case <-cmd.Context().Done():
+			case <-e.Done():
+			}
 			e.Stop()
 			return nil
 		},
@@ -50,6 +55,7 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
 	f.StringVar(&name, "name", "", "endpoint name (default: the host name)")
 	f.IntVar(&n, "workers", 2, "tasks run at once")
 	f.StringVar(&workDir, "work-dir", "", "scratch space for inputs and products (default: a temporary directory)")
+	f.DurationVar(&idle, "exit-when-idle", 0, "exit after this long without a task (batch blocks; 0: never)")
 	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
 	return cmd
 }

@@ -5,11 +5,17 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/compute"
+	"github.com/picoflow/picoflow/internal/compute/local"
+	"github.com/picoflow/picoflow/internal/compute/pbs"
+	"github.com/picoflow/picoflow/internal/compute/slurm"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/server"
@@ -18,6 +24,9 @@ import (
 func serverCmd(workers *sandbox.Registry) *cobra.Command {
 	var data, addr, flowsPath, catalogURL, model, ortLib string
 	var public bool
+	var provider, partition string
+	var minBlocks, maxBlocks int
+	var blockIdle time.Duration
 	var memMB uint64
 	var analyses int
 	cmd := &cobra.Command{
@@ -49,6 +58,14 @@ Create tokens for agents and people with 'picoflow token create'.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "picoflow server on %s (data %s)\n", srv.URL(), data)
+			if provider != "" {
+				sc, err := blockScaler(cmd.Context(), srv, provider, partition, minBlocks, maxBlocks, blockIdle, data)
+				if err != nil {
+					srv.Stop(context.Background())
+					return err
+				}
+				defer sc.Stop()
+			}
 			<-cmd.Context().Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -62,8 +79,43 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f.StringVar(&catalogURL, "catalog", os.Getenv("PICOFLOW_CATALOG"), "PostgreSQL URL for the catalog (default: the embedded SQLite database)")
 	f.StringVar(&model, "model", "", "YOLOv8-format ONNX model for particle detection in movies (default: the classical detector)")
 	f.StringVar(&ortLib, "onnxruntime", "", "libonnxruntime.so (default $ONNXRUNTIME_LIB)")
+	f.StringVar(&provider, "provider", "", "start endpoint blocks for the hpc flow: local, slurm or pbs (default: none; endpoints are started by hand)")
+	f.StringVar(&partition, "partition", "", "Slurm partition or PBS queue of the blocks")
+	f.IntVar(&minBlocks, "min-blocks", 0, "blocks kept running without work")
+	f.IntVar(&maxBlocks, "max-blocks", 2, "most blocks at once")
+	f.DurationVar(&blockIdle, "block-idle", 5*time.Minute, "a block's endpoint exits after this long without work")
 	f.BoolVar(&public, "public", false, "publish records to everyone (default: admins only)")
 	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
 	f.IntVar(&analyses, "analysis-workers", 2, "analyses run at once")
 	return cmd
+}
+
+// blockScaler starts endpoint blocks on a provider while hpc tasks wait.
+func blockScaler(ctx context.Context, srv *server.Server, provider, partition string, minB, maxB int, idle time.Duration, data string) (*compute.Scaler, error) {
+	var p compute.Provider
+	switch provider {
+	case "local":
+		p = local.New()
+	case "slurm":
+		p = &slurm.Provider{Partition: partition}
+	case "pbs":
+		p = &pbs.Provider{Queue: partition}
+	default:
+		return nil, fmt.Errorf("server: --provider must be local, slurm or pbs, not %q", provider)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	token, err := srv.Tokens.Create(ctx, "endpoint blocks", "endpoint:blocks", auth.RoleEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	dir, _ := filepath.Abs(filepath.Join(data, "blocks"))
+	sc := &compute.Scaler{Queue: srv.Tasks(), Provider: p, Min: minB, Max: maxB, Logger: slog.Default(),
+		SpecFunc: func(name string) compute.BlockSpec {
+			return compute.BlockSpec{Name: name, Dir: dir, Env: []string{"PICOFLOW_TOKEN=" + token},
+				Command: []string{exe, "endpoint", "--server", srv.URL(), "--name", name, "--exit-when-idle", idle.String()}}
+		}}
+	return sc, sc.Start(ctx)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,10 @@ func tokenCmd() *cobra.Command {
   picoflow token create --subject user:alice --group group:picoprobe --group role:admin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The first token (or account) may come before the first server start.
+			if err := os.MkdirAll(data, 0o750); err != nil {
+				return err
+			}
 			db, err := store.Open(cmd.Context(), filepath.Join(data, "picoflow.db"))
 			if err != nil {
 				return err

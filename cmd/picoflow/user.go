@@ -31,6 +31,10 @@ func userCmd() *cobra.Command {
 				}
 				pw = strings.TrimRight(line, "\r\n")
 			}
+			// The first token (or account) may come before the first server start.
+			if err := os.MkdirAll(data, 0o750); err != nil {
+				return err
+			}
 			db, err := store.Open(cmd.Context(), filepath.Join(data, "picoflow.db"))
 			if err != nil {
 				return err

@@ -38,10 +38,26 @@ type Endpoint struct {
 	Logger  *slog.Logger
 	// HTTP is the client (default: no overall timeout; claims long-poll).
 	HTTP *http.Client
+	// IdleExit, when set, stops the endpoint after this long without a
+	// task (a batch block then ends and frees its node); Done closes.
+	IdleExit time.Duration
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	done     chan struct{}
+	lastWork atomicTime
 }
+
+type atomicTime struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (a *atomicTime) set(t time.Time) { a.mu.Lock(); a.t = t; a.mu.Unlock() }
+func (a *atomicTime) get() time.Time  { a.mu.Lock(); defer a.mu.Unlock(); return a.t }
+
+// Done is closed when the endpoint stopped by itself (IdleExit).
+func (e *Endpoint) Done() <-chan struct{} { return e.done }
 
 // Start starts the workers.
 func (e *Endpoint) Start(ctx context.Context) error {
@@ -65,8 +81,29 @@ func (e *Endpoint) Start(ctx context.Context) error {
 		e.WorkDir = d
 	}
 	ctx, e.cancel = context.WithCancel(ctx)
+	e.done = make(chan struct{})
+	e.lastWork.set(time.Now())
 	for range e.Workers {
 		e.wg.Go(func() { e.loop(ctx) })
+	}
+	if e.IdleExit > 0 {
+		go func() {
+			t := time.NewTicker(min(e.IdleExit/4, 5*time.Second))
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if time.Since(e.lastWork.get()) > e.IdleExit {
+						e.Logger.Info("endpoint idle, exiting", "idle", e.IdleExit)
+						e.cancel()
+						close(e.done)
+						return
+					}
+				}
+			}
+		}()
 	}
 	e.Logger.Info("endpoint started", "name", e.Name, "server", e.Server, "workers", e.Workers)
 	return nil
@@ -98,7 +135,9 @@ func (e *Endpoint) loop(ctx context.Context) {
 		}
 		backoff = time.Second
 		if t != nil {
+			e.lastWork.set(time.Now())
 			e.do(ctx, t)
+			e.lastWork.set(time.Now())
 		}
 	}
 }

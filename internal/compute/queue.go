@@ -64,13 +64,14 @@ type Queue struct {
 	// DoneFunc is called once per task when it finishes (result or error).
 	DoneFunc func(ctx context.Context, t *Task, result json.RawMessage, err error)
 
-	mu      sync.Mutex
-	waiters map[chan struct{}]struct{}
+	mu         sync.Mutex
+	waiters    map[chan struct{}]struct{}
+	firstClaim map[string]time.Time // endpoint -> first time it asked for work
 }
 
 // NewQueue returns a queue on a migrated database.
 func NewQueue(write, read *sql.DB) *Queue {
-	return &Queue{write: write, read: read, Lease: time.Minute, MaxAttempts: 3, waiters: map[chan struct{}]struct{}{}}
+	return &Queue{write: write, read: read, Lease: time.Minute, MaxAttempts: 3, waiters: map[chan struct{}]struct{}{}, firstClaim: map[string]time.Time{}}
 }
 
 func newID() string {
@@ -113,6 +114,9 @@ func (q *Queue) Claim(ctx context.Context, endpoint string, wait time.Duration) 
 	ch := make(chan struct{}, 1)
 	q.mu.Lock()
 	q.waiters[ch] = struct{}{}
+	if _, ok := q.firstClaim[endpoint]; !ok {
+		q.firstClaim[endpoint] = time.Now()
+	}
 	q.mu.Unlock()
 	defer func() {
 		q.mu.Lock()
@@ -254,4 +258,23 @@ func (q *Queue) ForStep(ctx context.Context, runID, _ string, step int) (*Task, 
 		return nil, err
 	}
 	return q.Get(ctx, id, "")
+}
+
+// PendingCount is the number of tasks waiting for an endpoint.
+func (q *Queue) PendingCount(ctx context.Context) (int, error) {
+	var n int
+	err := q.read.QueryRowContext(ctx, `SELECT count(*) FROM task WHERE state = ? OR (state = ? AND lease_until < ?)`,
+		Pending, Claimed, time.Now().UnixMicro()).Scan(&n)
+	return n, err
+}
+
+// FirstClaim is when endpoint first claimed a task (nil if never).
+func (q *Queue) FirstClaim(ctx context.Context, endpoint string) (*time.Time, error) {
+	q.mu.Lock()
+	t, ok := q.firstClaim[endpoint]
+	q.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	return &t, nil
 }

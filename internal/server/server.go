@@ -236,5 +236,8 @@ func (s *Server) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Tasks is the compute task queue (for block scaling).
+func (s *Server) Tasks() *compute.Queue { return s.tasks }
+
 // DB exposes the database (for stats and tests).
 func (s *Server) DB() *store.DB { return s.db }

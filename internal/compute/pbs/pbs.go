@@ -6,6 +6,7 @@ package pbs
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,11 @@ func quote(args []string) string {
 func (p *Provider) Submit(ctx context.Context, spec compute.BlockSpec) (string, error) {
 	if len(spec.Command) == 0 {
 		return "", fmt.Errorf("qsub: %w: no command", compute.ErrRejected)
+	}
+	// The block's log and working directory (on a cluster: a shared file
+	// system the server writes too).
+	if err := os.MkdirAll(spec.Dir, 0o750); err != nil {
+		return "", fmt.Errorf("qsub: %w", err)
 	}
 	args := []string{"-N", "picoflow-" + spec.Name, "-j", "oe", "-o", filepath.Join(spec.Dir, spec.Name+".log")}
 	if p.Queue != "" {

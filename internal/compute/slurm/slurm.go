@@ -6,6 +6,7 @@ package slurm
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,11 @@ func quote(args []string) string {
 func (p *Provider) Submit(ctx context.Context, spec compute.BlockSpec) (string, error) {
 	if len(spec.Command) == 0 {
 		return "", fmt.Errorf("sbatch: %w: no command", compute.ErrRejected)
+	}
+	// The block's log and working directory (on a cluster: a shared file
+	// system the server writes too).
+	if err := os.MkdirAll(spec.Dir, 0o750); err != nil {
+		return "", fmt.Errorf("sbatch: %w", err)
 	}
 	args := []string{"--parsable", "--job-name", "picoflow-" + spec.Name, "--output", filepath.Join(spec.Dir, spec.Name+"-%j.log"), "--chdir", spec.Dir}
 	if p.Partition != "" {

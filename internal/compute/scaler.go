@@ -1,0 +1,148 @@
+package compute
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Block is one provider job running an endpoint.
+type Block struct {
+	ID, Name  string
+	State     string
+	Submitted time.Time
+	// FirstClaim is when its endpoint first asked for work; the node
+	// start-up time is FirstClaim - Submitted.
+	FirstClaim *time.Time
+}
+
+// Scaler keeps blocks of endpoints on a Provider: at least Min, and one
+// more while tasks wait and fewer than Max run, up to Max. Blocks end by
+// themselves when idle (their endpoints run with --exit-when-idle).
+type Scaler struct {
+	Queue    *Queue
+	Provider Provider
+	Min, Max int
+	// SpecFunc describes the block that runs an endpoint named name.
+	SpecFunc func(name string) BlockSpec
+	// Interval between checks (default 5s).
+	Interval time.Duration
+	Logger   *slog.Logger
+
+	mu     sync.Mutex
+	blocks map[string]*Block
+	n      int
+	// Blocks that ended without ever asking for work (a broken command,
+	// a bad partition) back off the next submission exponentially.
+	failed    int
+	notBefore time.Time
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// Start runs the scaling loop.
+func (s *Scaler) Start(ctx context.Context) error {
+	if s.Provider == nil || s.SpecFunc == nil || s.Queue == nil {
+		return fmt.Errorf("scaler: provider, spec and queue are required")
+	}
+	s.blocks = map[string]*Block{}
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.wg.Go(func() {
+		t := time.NewTicker(cmp.Or(s.Interval, 5*time.Second))
+		defer t.Stop()
+		for {
+			if err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
+				s.log().Warn("scale blocks", "error", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return nil
+}
+
+// Stop stops scaling (running blocks finish on their own).
+func (s *Scaler) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+}
+
+func (s *Scaler) log() *slog.Logger { return cmp.Or(s.Logger, slog.Default()) }
+
+// Blocks returns the live blocks.
+func (s *Scaler) Blocks() []Block {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Block
+	for _, b := range s.blocks {
+		out = append(out, *b)
+	}
+	return out
+}
+
+// RunOnce refreshes the blocks' states and submits what is missing.
+func (s *Scaler) RunOnce(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	queued := 0
+	for id, b := range s.blocks {
+		st, err := s.Provider.Status(ctx, id)
+		if err != nil {
+			return err
+		}
+		b.State = st
+		if b.FirstClaim == nil {
+			if t, err := s.Queue.FirstClaim(ctx, b.Name); err == nil && t != nil {
+				b.FirstClaim = t
+				s.log().Info("block started", "block", b.Name, "job", id, "startup_s", t.Sub(b.Submitted).Seconds())
+			}
+		}
+		switch st {
+		case BlockFinished:
+			delete(s.blocks, id)
+			if b.FirstClaim == nil {
+				s.failed++
+				wait := min(cmp.Or(s.Interval, 5*time.Second)*time.Duration(1<<min(s.failed, 7)), 10*time.Minute)
+				s.notBefore = time.Now().Add(wait)
+				s.log().Warn("block ended without starting an endpoint; see its log", "block", b.Name, "job", id, "retry_in", wait)
+			} else {
+				s.failed = 0
+			}
+		case BlockQueued:
+			queued++
+		}
+	}
+	pending, err := s.Queue.PendingCount(ctx)
+	if err != nil {
+		return err
+	}
+	want := len(s.blocks)
+	if want < s.Min {
+		want = s.Min
+	}
+	if pending > 0 && queued == 0 && want < s.Max {
+		want++ // one more at a time, while none is waiting in the scheduler
+	}
+	if time.Now().Before(s.notBefore) {
+		return nil
+	}
+	for len(s.blocks) < min(want, max(s.Max, s.Min)) {
+		s.n++
+		name := fmt.Sprintf("block-%d-%d", time.Now().Unix(), s.n)
+		id, err := s.Provider.Submit(ctx, s.SpecFunc(name))
+		if err != nil {
+			return fmt.Errorf("submit block: %w", err)
+		}
+		s.blocks[id] = &Block{ID: id, Name: name, State: BlockQueued, Submitted: time.Now()}
+		s.log().Info("block submitted", "block", name, "job", id, "pending_tasks", pending)
+	}
+	return nil
+}
