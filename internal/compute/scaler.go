@@ -48,7 +48,6 @@ func (s *Scaler) Start(ctx context.Context) error {
 	if s.Provider == nil || s.SpecFunc == nil || s.Queue == nil {
 		return fmt.Errorf("scaler: provider, spec and queue are required")
 	}
-	s.blocks = map[string]*Block{}
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.wg.Go(func() {
 		t := time.NewTicker(cmp.Or(s.Interval, 5*time.Second))
@@ -92,6 +91,9 @@ func (s *Scaler) Blocks() []Block {
 func (s *Scaler) RunOnce(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.blocks == nil {
+		s.blocks = map[string]*Block{}
+	}
 	queued := 0
 	for id, b := range s.blocks {
 		st, err := s.Provider.Status(ctx, id)

@@ -41,10 +41,14 @@ func TestScalerBlocks(t *testing.T) {
 	if len(blocks) != 2 {
 		t.Fatalf("%d blocks for pending work with max 2", len(blocks))
 	}
-	// The first block's endpoint asks for work: its start-up time is known.
+	// Each block's endpoint asks for work as it starts (one gets the task):
+	// their start-up times are known.
 	task, err := q.Claim(ctx, blocks[0].Name, 0)
 	if err != nil || task == nil {
 		t.Fatalf("claim: %v", err)
+	}
+	if other, err := q.Claim(ctx, blocks[1].Name, 0); err != nil || other != nil {
+		t.Fatalf("second claim: %v %v", other, err)
 	}
 	s.RunOnce(ctx)
 	var started int
@@ -56,8 +60,8 @@ func TestScalerBlocks(t *testing.T) {
 			}
 		}
 	}
-	if started != 1 {
-		t.Fatalf("%d blocks with a start-up time, want 1", started)
+	if started != 2 {
+		t.Fatalf("%d blocks with a start-up time, want 2", started)
 	}
 	if err := q.Complete(ctx, task.ID, blocks[0].Name, []byte(`{}`), ""); err != nil {
 		t.Fatal(err)
@@ -76,5 +80,33 @@ func TestScalerBlocks(t *testing.T) {
 	s.RunOnce(ctx)
 	if len(s.Blocks()) != 1 {
 		t.Fatalf("min 1: %d blocks", len(s.Blocks()))
+	}
+}
+
+// TestScalerBacksOffBrokenBlocks: blocks that end without their endpoint
+// ever asking for work are not resubmitted at once.
+func TestScalerBacksOffBrokenBlocks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q := compute.NewQueue(db.Write, db.Read)
+	q.Submit(ctx, "run-1", 1, "analyze", compute.Input{FileName: "a.emd"})
+	dir := t.TempDir()
+	submitted := 0
+	s := &compute.Scaler{Queue: q, Provider: local.New(), Max: 1, Interval: time.Second, SpecFunc: func(name string) compute.BlockSpec {
+		submitted++
+		return compute.BlockSpec{Name: name, Dir: dir, Command: []string{"false"}}
+	}}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		s.RunOnce(ctx)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if submitted > 3 {
+		t.Fatalf("%d submissions of a block that cannot start in 3 s", submitted)
 	}
 }
