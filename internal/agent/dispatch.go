@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/picoflow/picoflow/internal/upload"
@@ -209,8 +211,19 @@ func (a *Agent) finished(ctx context.Context, e *Entry, run *runView) {
 		a.log.Error("update ledger", "error", err)
 		return
 	}
+	var alerts []string
 	for _, al := range run.Alerts {
-		a.log.Info("operator alert", "file", filepath.Base(e.Path), "level", al.Level, "message", al.Message)
+		level := slog.LevelInfo
+		if al.Level == "warning" {
+			level = slog.LevelWarn
+			alerts = append(alerts, al.Message)
+		}
+		a.log.Log(ctx, level, "operator alert", "file", filepath.Base(e.Path), "message", al.Message)
+	}
+	if len(alerts) > 0 {
+		if err := a.ledger.setAlerts(ctx, e.ID, strings.Join(alerts, "\n")); err != nil {
+			a.log.Error("update ledger", "error", err)
+		}
 	}
 	if state == StateDone {
 		a.log.Info("flow done", "file", e.Path, "run_id", run.ID, "runtime_ms", run.RuntimeMS, "record_id", run.RecordID)

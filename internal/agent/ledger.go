@@ -62,6 +62,8 @@ type Entry struct {
 	Attempts  int       `json:"attempts"`
 	Seen      time.Time `json:"seen"`
 	Updated   time.Time `json:"updated"`
+	// Alerts are the operator alerts of the file's analysis, one per line.
+	Alerts string `json:"alerts,omitempty"`
 }
 
 // ledger is the agent's outbox: every file's life cycle, on disk, so a
@@ -83,17 +85,26 @@ func openLedger(ctx context.Context, path string) (*ledger, error) {
 		db.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
+	// Ledgers from before operator alerts: add the column.
+	var n int
+	db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('file') WHERE name = 'alerts'`).Scan(&n)
+	if n == 0 {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE file ADD COLUMN alerts TEXT NOT NULL DEFAULT ''`); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open ledger %s: %w", path, err)
+		}
+	}
 	return &ledger{db: db}, nil
 }
 
 func (l *ledger) close() error { return l.db.Close() }
 
-const entryCols = `id, path, size, mtime, sha256, flow, state, upload_url, run_id, error, attempts, seen_at, updated_at`
+const entryCols = `id, path, size, mtime, sha256, flow, state, upload_url, run_id, error, attempts, seen_at, updated_at, alerts`
 
 func scanEntry(s interface{ Scan(...any) error }) (*Entry, error) {
 	var e Entry
 	var mtime, seen, upd int64
-	if err := s.Scan(&e.ID, &e.Path, &e.Size, &mtime, &e.SHA256, &e.Flow, &e.State, &e.UploadURL, &e.RunID, &e.Error, &e.Attempts, &seen, &upd); err != nil {
+	if err := s.Scan(&e.ID, &e.Path, &e.Size, &mtime, &e.SHA256, &e.Flow, &e.State, &e.UploadURL, &e.RunID, &e.Error, &e.Attempts, &seen, &upd, &e.Alerts); err != nil {
 		return nil, err
 	}
 	e.ModTime, e.Seen, e.Updated = time.UnixMicro(mtime), time.UnixMicro(seen), time.UnixMicro(upd)
@@ -211,4 +222,9 @@ func ReadLedger(ctx context.Context, path string, limit int) ([]*Entry, error) {
 	}
 	defer l.close()
 	return l.list(ctx, limit)
+}
+
+func (l *ledger) setAlerts(ctx context.Context, id int64, alerts string) error {
+	_, err := l.db.ExecContext(ctx, `UPDATE file SET alerts = ? WHERE id = ?`, alerts, id)
+	return err
 }

@@ -136,6 +136,11 @@ func statusCmd() *cobra.Command {
 			fmt.Fprintln(tw, "STATE\tFILE\tSIZE\tRUN\tUPDATED\tERROR")
 			for _, e := range entries {
 				fmt.Fprintf(tw, "%s\t%s\t%.1f MB\t%s\t%s\t%s\n", e.State, e.Path, float64(e.Size)/1e6, e.RunID, e.Updated.Format(time.DateTime), e.Error)
+				for _, a := range strings.Split(e.Alerts, "\n") {
+					if a != "" {
+						fmt.Fprintf(tw, "\t  ALERT: %s\t\t\t\t\n", a)
+					}
+				}
 			}
 			return tw.Flush()
 		},

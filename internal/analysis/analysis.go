@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"mime"
 	"os"
 	"path/filepath"
@@ -116,6 +117,7 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 		if err != nil {
 			return nil, fmt.Errorf("analyze %q: %w", path, err)
 		}
+		saturation(an, s, frame)
 		y, x := s.Axes[len(s.Axes)-2], s.Axes[len(s.Axes)-1]
 		name := "image.png"
 		if err := writeFile(filepath.Join(outDir, name), func(w io.Writer) error {
@@ -167,6 +169,46 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 
 var greyTop = color.NRGBA{255, 255, 255, 255}
 
+// Alert thresholds for the operator.
+const (
+	// LowCountsPerPixel: fewer X-ray counts per pixel make unusable maps.
+	LowCountsPerPixel = 5
+	// SaturatedFraction of pixels at the detector's maximum value.
+	SaturatedFraction = 0.001
+	// DriftPixels: particles moving together by more than this over a
+	// movie mean the stage or sample drifts.
+	DriftPixels = 5
+)
+
+// saturation warns when an integer image has many pixels at its type's
+// maximum (the detector or amplifier saturated).
+func saturation(an *record.Analysis, s *emd.Signal, frame []float64) {
+	var top float64
+	switch s.DType {
+	case "uint8":
+		top = math.MaxUint8
+	case "uint16":
+		top = math.MaxUint16
+	case "int16":
+		top = math.MaxInt16
+	case "uint32":
+		top = math.MaxUint32
+	case "int32":
+		top = math.MaxInt32
+	default:
+		return
+	}
+	n := 0
+	for _, v := range frame {
+		if v >= top {
+			n++
+		}
+	}
+	if f := float64(n) / float64(max(len(frame), 1)); f > SaturatedFraction {
+		an.Warnings = append(an.Warnings, fmt.Sprintf("saturation: %.2f%% of %s pixels at %g (lower the gain or the beam current)", 100*f, s.Title, top))
+	}
+}
+
 func fillHyperspectral(an *record.Analysis, res *hyperspectral.Result, kind string) {
 	an.Kind = kind
 	an.Elements = res.ElementSymbols()
@@ -174,7 +216,11 @@ func fillHyperspectral(an *record.Analysis, res *hyperspectral.Result, kind stri
 	an.Frames = res.Frames
 	an.Metrics = map[string]float64{"peaks": float64(len(res.Peaks))}
 	if res.NY > 0 {
-		an.Metrics["mean_counts_per_pixel"] = float64(res.Total) / float64(res.NY*res.NX)
+		perPixel := float64(res.Total) / float64(res.NY*res.NX)
+		an.Metrics["mean_counts_per_pixel"] = perPixel
+		if perPixel < LowCountsPerPixel {
+			an.Warnings = append(an.Warnings, fmt.Sprintf("low counts: %.1f X-rays per pixel; element maps will be noisy (dwell time, beam current or frames)", perPixel))
+		}
 	}
 	if res.Dropped > 0 {
 		an.Warnings = append(an.Warnings, fmt.Sprintf("%d events outside the %d channels were ignored", res.Dropped, res.Channels))
@@ -268,6 +314,16 @@ func analyzeMovie(ctx context.Context, f *emd.File, s *emd.Signal, outDir string
 	}
 	if res.MeanCount() == 0 {
 		an.Warnings = append(an.Warnings, "no particles detected in the movie")
+	}
+	if dx, dy, n := res.Drift(); n >= 3 {
+		an.Metrics["drift_x_px_per_frame"], an.Metrics["drift_y_px_per_frame"] = dx, dy
+		if d := math.Hypot(dx, dy) * float64(res.Frames); d > DriftPixels {
+			msg := fmt.Sprintf("sample drift: %.1f px over the movie (%.3f, %.3f px per frame)", d, dx, dy)
+			if px := s.Axes[2]; px.Scale > 0 && s.Axes[0].Units == "s" && s.Axes[0].Scale > 0 {
+				msg += fmt.Sprintf(", %.2f %s/s", math.Hypot(dx, dy)*px.Scale/s.Axes[0].Scale, px.Units)
+			}
+			an.Warnings = append(an.Warnings, msg)
+		}
 	}
 	var out []hyperspectral.Product
 	for _, p := range res.Products {

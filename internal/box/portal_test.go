@@ -221,12 +221,16 @@ func TestMovieRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Stop(ctx)
-	if _, err := simulate.WriteMovie(ctx, filepath.Join(b.Folders["spatiotemporal"], "growth.emd"), simulate.MovieSpec{Frames: 20, Width: 96, Height: 96, Particles: 6, Seed: 3}); err != nil {
+	// The stage drifts 0.3 px per frame: the operator is told.
+	if _, err := simulate.WriteMovie(ctx, filepath.Join(b.Folders["spatiotemporal"], "growth.emd"), simulate.MovieSpec{Frames: 30, Width: 96, Height: 96, Particles: 6, Seed: 3, Drift: 0.3}); err != nil {
 		t.Fatal(err)
 	}
 	e := o.next(t)
 	if e.State != agent.StateDone {
 		t.Fatalf("movie: %+v", e)
+	}
+	if !strings.Contains(e.Alerts, "sample drift") {
+		t.Errorf("no drift alert at the instrument: %q", e.Alerts)
 	}
 	ent, err := b.Server.Catalog.Get(ctx, e.RunID, nil)
 	if err != nil {

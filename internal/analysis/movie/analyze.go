@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -355,4 +356,27 @@ func writeTracks(dir string, res *Result) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "tracks.json"), b, 0o644)
+}
+
+// Drift estimates the common motion of all particles in pixels per frame:
+// the median over tracks of each track's mean displacement per frame
+// (random motions cancel; a stage or sample drift does not). n is the
+// number of tracks used (those followed for at least 10 frames).
+func (r *Result) Drift() (dx, dy float64, n int) {
+	var xs, ys []float64
+	for _, t := range r.Tracks {
+		if len(t.Points) < 10 {
+			continue
+		}
+		a, b := t.Points[0], t.Points[len(t.Points)-1]
+		frames := float64(b.Frame - a.Frame)
+		xs = append(xs, (b.X-a.X)/frames)
+		ys = append(ys, (b.Y-a.Y)/frames)
+	}
+	if len(xs) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(xs)
+	slices.Sort(ys)
+	return xs[len(xs)/2], ys[len(ys)/2], len(xs)
 }

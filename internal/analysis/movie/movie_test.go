@@ -144,3 +144,21 @@ func TestTrackerFollowsParticles(t *testing.T) {
 		t.Errorf("%d tracks (%d long) for %d particles", len(res.Tracks), long, len(truth.Tracks))
 	}
 }
+
+// TestDrift: the common motion of the particles is the stage drift.
+func TestDrift(t *testing.T) {
+	t.Parallel()
+	for _, want := range []float64{0.15, -1} {
+		fr, _, done := simulated(t, simulate.MovieSpec{Frames: 60, Width: 200, Height: 200, Particles: 12, Seed: 9, Drift: want})
+		res, err := movie.Analyze(context.Background(), fr, fr.Frames, fr.H, fr.W, t.TempDir(), movie.Options{NoVideo: true})
+		done()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dx, dy, n := res.Drift()
+		w := max(want, 0)
+		if n < 5 || dx < w-0.05 || dx > w+0.05 || dy < w-0.05 || dy > w+0.05 {
+			t.Errorf("drift %.3f, %.3f px/frame from %d tracks; want %.2f", dx, dy, n, w)
+		}
+	}
+}
