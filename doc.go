@@ -1,13 +1,15 @@
 // Package picoflow is the code map of the picoflow module. It holds no code.
 //
-//	cmd/picoflow                  the binary: server, agent, demo, analyze, stats, token, simulate, bench
+//	cmd/picoflow                  the binary: server, agent, endpoint, demo, analyze, stats, token, user, simulate, bench
 //	cmd/picoflow-agent            the small instrument-PC binary (CGO off): run, status
 //	internal/agent                watch -> check complete -> hash -> ledger (SQLite outbox) -> upload -> flow
 //	internal/agentcli             the agent's command line, shared by both binaries
 //	internal/watch                fsnotify + periodic rescan + settle detection
 //	internal/upload               tus 1.0 client (stdlib only, for the agent)
 //	internal/upload/tusserver     tusd mount with metadata checks and a zero-copy PATCH
-//	internal/server               the facility service: ingest, flow steps, REST API, Start/Stop
+//	internal/server               the facility service: ingest, flow steps, REST API, endpoint protocol, Start/Stop
+//	internal/compute              tasks for compute endpoints (leases), the endpoint runner, block scaling;
+//	                              Provider backends local/ slurm/ pbs/; computetest/
 //	internal/flow                 YAML flows, runs and steps on River jobs, events, statistics
 //	internal/store                SQLite: one writer, a read pool, River and picoflow migrations
 //	internal/catalog              records, ACLs, search and facets (Index seam); sqlite/ FTS5, postgres/; catalogtest/
