@@ -3,6 +3,7 @@ package compute
 import (
 	"context"
 	"errors"
+	"strings"
 )
 
 // Block states, as every Provider reports them.
@@ -34,4 +35,13 @@ type Provider interface {
 	Submit(ctx context.Context, spec BlockSpec) (id string, err error)
 	Status(ctx context.Context, id string) (string, error)
 	Cancel(ctx context.Context, id string) error
+}
+
+// ShellQuote joins args for a POSIX shell, each single-quoted.
+func ShellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }

@@ -11,15 +11,21 @@ import (
 	"github.com/picoflow/picoflow/internal/store"
 )
 
-func TestScalerBlocks(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+// newQueue returns a task queue on a fresh database.
+func newQueue(t *testing.T) *compute.Queue {
+	t.Helper()
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	q := compute.NewQueue(db.Write, db.Read)
+	t.Cleanup(func() { db.Close() })
+	return compute.NewQueue(db.Write, db.Read)
+}
+
+func TestScalerBlocks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q := newQueue(t)
 	dir := t.TempDir()
 	s := &compute.Scaler{Queue: q, Provider: local.New(), Max: 2, SpecFunc: func(name string) compute.BlockSpec {
 		return compute.BlockSpec{Name: name, Dir: dir, Command: []string{"sleep", "1"}}
@@ -88,12 +94,7 @@ func TestScalerBlocks(t *testing.T) {
 func TestScalerBacksOffBrokenBlocks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	q := compute.NewQueue(db.Write, db.Read)
+	q := newQueue(t)
 	q.Submit(ctx, "run-1", 1, "analyze", compute.Input{FileName: "a.emd"})
 	dir := t.TempDir()
 	submitted := 0

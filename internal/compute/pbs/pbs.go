@@ -23,14 +23,6 @@ type Provider struct {
 
 var _ compute.Provider = (*Provider)(nil)
 
-func quote(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
-}
-
 // Submit writes a job script to qsub's standard input.
 func (p *Provider) Submit(ctx context.Context, spec compute.BlockSpec) (string, error) {
 	if len(spec.Command) == 0 {
@@ -54,11 +46,11 @@ func (p *Provider) Submit(ctx context.Context, spec compute.BlockSpec) (string, 
 	if p.Select != "" {
 		args = append(args, "-l", p.Select)
 	}
-	script := "#!/bin/sh\ncd " + quote([]string{spec.Dir}) + "\n"
+	script := "#!/bin/sh\ncd " + compute.ShellQuote([]string{spec.Dir}) + "\n"
 	if len(spec.Env) > 0 {
-		script += "exec env " + quote(spec.Env) + " " + quote(spec.Command) + "\n"
+		script += "exec env " + compute.ShellQuote(spec.Env) + " " + compute.ShellQuote(spec.Command) + "\n"
 	} else {
-		script += "exec " + quote(spec.Command) + "\n"
+		script += "exec " + compute.ShellQuote(spec.Command) + "\n"
 	}
 	cmd := exec.CommandContext(ctx, "qsub", args...)
 	cmd.Stdin = strings.NewReader(script)

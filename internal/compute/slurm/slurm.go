@@ -24,14 +24,6 @@ type Provider struct {
 
 var _ compute.Provider = (*Provider)(nil)
 
-func quote(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
-}
-
 // Submit runs sbatch --parsable and returns the job ID.
 func (p *Provider) Submit(ctx context.Context, spec compute.BlockSpec) (string, error) {
 	if len(spec.Command) == 0 {
@@ -53,9 +45,9 @@ func (p *Provider) Submit(ctx context.Context, spec compute.BlockSpec) (string, 
 		args = append(args, "--time", p.Time)
 	}
 	args = append(args, p.Extra...)
-	wrap := quote(spec.Command)
+	wrap := compute.ShellQuote(spec.Command)
 	if len(spec.Env) > 0 {
-		wrap = "env " + quote(spec.Env) + " " + wrap
+		wrap = "env " + compute.ShellQuote(spec.Env) + " " + wrap
 	}
 	args = append(args, "--wrap", wrap)
 	out, err := exec.CommandContext(ctx, "sbatch", args...).CombinedOutput()
