@@ -12,7 +12,7 @@ conf=/etc/slurm/slurm.conf
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
 cat > "$conf" <<CONF
 ClusterName=picoflow
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 AuthType=auth/munge
 SlurmUser=root
 StateSaveLocation=/var/spool/slurmctld
