@@ -182,6 +182,28 @@ func TestEndToEnd(t *testing.T) {
 	if len(runs) != 3 {
 		t.Fatalf("%d runs, want 3", len(runs))
 	}
+	// Prometheus series follow the runs.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text := string(m)
+		if strings.Contains(text, `picoflow_runs_finished_total{flow="hyperspectral",state="succeeded"} 1`) &&
+			strings.Contains(text, `picoflow_runs_finished_total{flow="emd",state="failed"} 1`) &&
+			strings.Contains(text, `picoflow_step_active_seconds_count{flow="hyperspectral",step="analyze"} 1`) &&
+			strings.Contains(text, `picoflow_run_overhead_seconds_count{flow="hyperspectral"} 1`) &&
+			strings.Contains(text, "picoflow_tasks_pending 0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics:\n%s", text)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	var stats []struct {
 		Flow          string
 		Runs          int

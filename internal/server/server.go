@@ -81,6 +81,8 @@ type Server struct {
 	portal   *portal.Portal
 	uploads  *tusserver.Server
 	tasks    *compute.Queue
+	metrics  *metrics
+	stopBg   context.CancelFunc
 	http     *http.Server
 	closers  []func()
 	ln       net.Listener
@@ -174,6 +176,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	s.metrics = newMetrics(s)
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	return s, nil
 }
@@ -189,6 +192,9 @@ func (s *Server) Start(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("server: %w", err)
 	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBg = cancel
+	s.wg.Go(func() { s.metrics.follow(bg, s) })
 	s.wg.Go(func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server", "error", err)
@@ -219,6 +225,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Unlock()
 	var errs []error
 	if s.ln != nil {
+		s.stopBg()
 		if err := s.http.Shutdown(ctx); err != nil {
 			s.http.Close()
 		}
