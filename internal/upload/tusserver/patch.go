@@ -105,6 +105,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		k, err = f.ReadFrom(io.LimitReader(conn, n-got))
 		got += k
 	}
+	// Acknowledge only what is on disk: the offset we answer is a promise
+	// the agent relies on after a power cut.
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
