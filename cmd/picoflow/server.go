@@ -17,6 +17,7 @@ import (
 	"github.com/picoflow/picoflow/internal/compute/pbs"
 	"github.com/picoflow/picoflow/internal/compute/slurm"
 	"github.com/picoflow/picoflow/internal/flow"
+	"github.com/picoflow/picoflow/internal/portal"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/server"
 )
@@ -27,6 +28,8 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 	var provider, partition string
 	var minBlocks, maxBlocks int
 	var blockIdle time.Duration
+	var tlsCert, tlsKey string
+	var oidc portal.OIDCConfig
 	var memMB uint64
 	var analyses int
 	cmd := &cobra.Command{
@@ -48,6 +51,11 @@ Create tokens for agents and people with 'picoflow token create'.`,
 			}
 			if public {
 				cfg.VisibleTo = []string{catalog.Public}
+			}
+			cfg.TLSCert, cfg.TLSKey = tlsCert, tlsKey
+			if oidc.Issuer != "" {
+				oidc.ClientSecret = os.Getenv("PICOFLOW_OIDC_SECRET")
+				cfg.OIDC = &oidc
 			}
 			srv, err := server.New(cmd.Context(), cfg)
 			if err != nil {
@@ -84,6 +92,14 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f.IntVar(&minBlocks, "min-blocks", 0, "blocks kept running without work")
 	f.IntVar(&maxBlocks, "max-blocks", 2, "most blocks at once")
 	f.DurationVar(&blockIdle, "block-idle", 5*time.Minute, "a block's endpoint exits after this long without work")
+	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	f.StringVar(&tlsKey, "tls-key", "", "the certificate's key (PEM)")
+	f.StringVar(&oidc.Issuer, "oidc-issuer", "", "OpenID Connect issuer URL for portal sign-in (client secret: PICOFLOW_OIDC_SECRET)")
+	f.StringVar(&oidc.ClientID, "oidc-client-id", "", "OIDC client ID")
+	f.StringVar(&oidc.RedirectURL, "oidc-redirect-url", "", "this portal's /auth/callback URL as the provider sees it")
+	f.StringVar(&oidc.Name, "oidc-name", "single sign-on", "provider name on the sign-in button")
+	f.StringVar(&oidc.GroupsClaim, "oidc-groups-claim", "groups", "ID-token claim listing the user's groups")
+	f.StringSliceVar(&oidc.AdminGroups, "oidc-admin-group", nil, "provider groups whose members are administrators")
 	f.BoolVar(&public, "public", false, "publish records to everyone (default: admins only)")
 	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
 	f.IntVar(&analyses, "analysis-workers", 2, "analyses run at once")

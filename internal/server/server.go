@@ -55,8 +55,11 @@ type Config struct {
 	// OIDC, when set, lets people sign in to the portal through an OpenID
 	// Connect provider.
 	OIDC *portal.OIDCConfig
-	// SecureCookies marks cookies Secure (when served over HTTPS).
+	// SecureCookies marks cookies Secure (when served over HTTPS; implied
+	// by TLSCert).
 	SecureCookies bool
+	// TLSCert and TLSKey, when set, serve HTTPS.
+	TLSCert, TLSKey string
 	// TaskLease is how long a compute endpoint's claim on a task lasts
 	// without a heartbeat (default 1m).
 	TaskLease time.Duration
@@ -127,7 +130,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Tokens = auth.NewTokens(db.Write, db.Read)
 	s.Accounts = auth.NewAccounts(db.Write, db.Read)
 	s.sessions = auth.NewSessions(db.Write, db.Read)
-	s.sessions.Secure = cfg.SecureCookies
+	s.sessions.Secure = cfg.SecureCookies || cfg.TLSCert != ""
 	s.Catalog = catsqlite.New(db.Write, db.Read)
 	s.tasks = compute.NewQueue(db.Write, db.Read)
 	if cfg.TaskLease > 0 {
@@ -196,7 +199,13 @@ func (s *Server) Start(ctx context.Context) error {
 	s.stopBg = cancel
 	s.wg.Go(func() { s.metrics.follow(bg, s) })
 	s.wg.Go(func() {
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.cfg.TLSCert != "" {
+			err = s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+		} else {
+			err = s.http.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server", "error", err)
 		}
 	})
@@ -208,6 +217,9 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) URL() string {
 	if s.ln == nil {
 		return ""
+	}
+	if s.cfg.TLSCert != "" {
+		return "https://" + s.ln.Addr().String()
 	}
 	return "http://" + s.ln.Addr().String()
 }
