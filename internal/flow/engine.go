@@ -360,17 +360,22 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Run, error) {
 		if err != nil || r.Terminal() {
 			return r, err
 		}
+		// Events wake the wait at once; the periodic re-read covers events
+		// this process does not see (another server on the same database).
 		select {
 		case <-ctx.Done():
 			return r, nil
+		case <-time.After(2 * time.Second):
 		case ev := <-ch:
 			for ev.RunID != id || ev.Step != "" {
 				select {
 				case ev = <-ch:
 					continue
+				case <-time.After(2 * time.Second):
 				case <-ctx.Done():
 					return e.Run(context.WithoutCancel(ctx), id)
 				}
+				break
 			}
 		}
 	}
