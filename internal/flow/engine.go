@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 
 	"github.com/picoflow/picoflow/internal/store"
@@ -76,13 +78,14 @@ type EngineConfig struct {
 
 // Engine runs flows.
 type Engine struct {
-	db     *store.DB
-	flows  Config
-	types  map[string]StepType
-	client *river.Client[*sql.Tx]
-	events *Broker
-	log    *slog.Logger
-	retry  time.Duration
+	db       *store.DB
+	complete func(ctx context.Context, tx *sql.Tx, job *river.Job[stepArgs]) error
+	flows    Config
+	types    map[string]StepType
+	client   *river.Client[*sql.Tx]
+	events   *Broker
+	log      *slog.Logger
+	retry    time.Duration
 }
 
 // stepArgs is the River job of one step of one run.
@@ -163,7 +166,21 @@ func New(cfg EngineConfig) (*Engine, error) {
 			queues[q] = river.QueueConfig{MaxWorkers: n}
 		}
 	}
-	client, err := river.NewClient[*sql.Tx](pollOnly{riversqlite.New(cfg.DB.Write)}, &river.Config{
+	var driver riverdriver.Driver[*sql.Tx] = pollOnly{riversqlite.New(cfg.DB.Write)}
+	e.complete = func(ctx context.Context, tx *sql.Tx, job *river.Job[stepArgs]) error {
+		_, err := river.JobCompleteTx[pollOnly](ctx, tx, job)
+		return err
+	}
+	if cfg.DB.Postgres {
+		// Several servers may share a PostgreSQL database: each wakes its
+		// own queues in-process and polls for the others' jobs.
+		driver = riverdatabasesql.New(cfg.DB.Write)
+		e.complete = func(ctx context.Context, tx *sql.Tx, job *river.Job[stepArgs]) error {
+			_, err := river.JobCompleteTx[*riverdatabasesql.Driver](ctx, tx, job)
+			return err
+		}
+	}
+	client, err := river.NewClient[*sql.Tx](driver, &river.Config{
 		Queues:               queues,
 		Workers:              workers,
 		Logger:               e.log.With("component", "river"),
@@ -186,14 +203,17 @@ func (e *Engine) Start(ctx context.Context) error {
 	// One process works a SQLite database, so a step left running belongs
 	// to a process that died (kill -9, power cut): run it again now rather
 	// than after River's stuck-job timeout, which must exceed the longest
-	// step timeout.
-	res, err := e.db.Write.ExecContext(ctx, `UPDATE river_job SET state = 'available', scheduled_at = datetime('now', 'subsec')
-		WHERE state = 'running' AND kind = ?`, stepArgs{}.Kind())
-	if err != nil {
-		return fmt.Errorf("flow engine start: recover steps: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		e.log.Warn("re-running steps interrupted by a crash", "steps", n)
+	// step timeout. (On PostgreSQL other servers' steps run too: River's
+	// rescuer handles those of a dead server.)
+	if !e.db.Postgres {
+		res, err := e.db.Write.ExecContext(ctx, `UPDATE river_job SET state = 'available', scheduled_at = datetime('now', 'subsec')
+			WHERE state = 'running' AND kind = ?`, stepArgs{}.Kind())
+		if err != nil {
+			return fmt.Errorf("flow engine start: recover steps: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			e.log.Warn("re-running steps interrupted by a crash", "steps", n)
+		}
 	}
 	if err := e.client.Start(ctx); err != nil {
 		return fmt.Errorf("flow engine start: %w", err)
@@ -468,7 +488,7 @@ func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
 	if err != nil {
 		return err
 	}
-	if _, err := river.JobCompleteTx[pollOnly](ctx, tx, job); err != nil {
+	if err := e.complete(ctx, tx, job); err != nil {
 		return fmt.Errorf("run %s: complete job: %w", run.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -543,7 +563,7 @@ func (e *Engine) wait(ctx context.Context, job *river.Job[stepArgs], run *Run, s
 	if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, output = ? WHERE run_id = ? AND idx = ?`, StateWaiting, string(out), run.ID, job.Args.Index); err != nil {
 		return fmt.Errorf("run %s: step waiting: %w", run.ID, err)
 	}
-	if _, err := river.JobCompleteTx[pollOnly](ctx, tx, job); err != nil {
+	if err := e.complete(ctx, tx, job); err != nil {
 		return fmt.Errorf("run %s: complete job: %w", run.ID, err)
 	}
 	if err := tx.Commit(); err != nil {

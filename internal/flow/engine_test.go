@@ -62,6 +62,11 @@ func setup(t *testing.T, path string) *bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return setupDB(t, db)
+}
+
+func setupDB(t *testing.T, db *store.DB) *bundle {
+	t.Helper()
 	b := &bundle{db: db, seen: map[string]json.RawMessage{}, release: make(chan struct{})}
 	cfg, err := ParseConfig([]byte(testFlows))
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -24,6 +25,9 @@ import (
 
 // DB is an open server database.
 type DB struct {
+	// Postgres is set when the database is PostgreSQL (several servers may
+	// share it); otherwise it is the embedded SQLite file.
+	Postgres bool
 	// Write is the single read-write connection (River, flows, catalog writes).
 	Write *sql.DB
 	// Read is a pool of read-only connections.
@@ -34,6 +38,39 @@ type DB struct {
 
 //go:embed migrations/*.sql
 var migrations embed.FS
+
+//go:embed migrations_pg/*.sql
+var migrationsPG embed.FS
+
+// OpenPostgres connects to PostgreSQL (postgres://...) and migrates River
+// and picoflow's tables. Application statements keep their ? placeholders
+// (see rebind.go).
+func OpenPostgres(ctx context.Context, url string) (*DB, error) {
+	w, err := sql.Open("picoflow-pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	w.SetMaxOpenConns(20)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	db := &DB{Write: w, Read: w, Path: url, Postgres: true}
+	m, err := rivermigrate.New(riverdatabasesql.New(w), nil)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("migrate river: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("migrate river: %w", err)
+	}
+	if err := db.apply(ctx, migrationsPG, "migrations_pg/*.sql", `CREATE TABLE IF NOT EXISTS picoflow_migration (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return db, nil
+}
 
 // Open opens (creating if needed) the database at path and migrates it.
 func Open(ctx context.Context, path string) (*DB, error) {
@@ -73,7 +110,7 @@ func escapePath(p string) string {
 // Close closes both pools.
 func (db *DB) Close() error {
 	var err error
-	if db.Read != nil {
+	if db.Read != nil && db.Read != db.Write {
 		err = db.Read.Close()
 	}
 	if e := db.Write.Close(); e != nil {
@@ -91,10 +128,15 @@ func (db *DB) migrate(ctx context.Context) error {
 	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return fmt.Errorf("migrate river: %w", err)
 	}
-	if _, err := db.Write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS picoflow_migration (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))`); err != nil {
+	return db.apply(ctx, migrations, "migrations/*.sql", `CREATE TABLE IF NOT EXISTS picoflow_migration (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))`)
+}
+
+// apply runs each migration file of fsys once, in name order.
+func (db *DB) apply(ctx context.Context, fsys embed.FS, pattern, table string) error {
+	if _, err := db.Write.ExecContext(ctx, table); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	names, err := fs.Glob(fsys, pattern)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -108,7 +150,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		if done > 0 {
 			continue
 		}
-		body, err := migrations.ReadFile(n)
+		body, err := fsys.ReadFile(n)
 		if err != nil {
 			return fmt.Errorf("migrate %s: %w", name, err)
 		}
