@@ -43,6 +43,8 @@ type Config struct {
 	OIDC *portal.OIDCConfig
 	// CatalogURL optionally keeps the catalog in PostgreSQL.
 	CatalogURL string
+	// DatabaseURL optionally keeps everything in PostgreSQL.
+	DatabaseURL string
 	// Endpoints starts this many compute endpoints (for the hpc flow).
 	Endpoints int
 	// TaskLease is the endpoints' lease (tests shorten it).
@@ -78,7 +80,7 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 	}
 	srv, err := server.New(ctx, server.Config{
 		DataDir: filepath.Join(cfg.Dir, "server"), Addr: cmp.Or(cfg.Addr, "127.0.0.1:0"), VisibleTo: vis,
-		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval, OIDC: cfg.OIDC, CatalogURL: cfg.CatalogURL, TaskLease: cfg.TaskLease,
+		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval, OIDC: cfg.OIDC, CatalogURL: cfg.CatalogURL, DatabaseURL: cfg.DatabaseURL, TaskLease: cfg.TaskLease,
 	})
 	if err != nil {
 		return nil, err

@@ -244,3 +244,28 @@ func TestEndToEndPostgresCatalog(t *testing.T) {
 		t.Fatalf("search in the postgres catalog: %+v", res)
 	}
 }
+
+// TestEndToEndPostgres runs the whole system with flows, tasks, tokens and
+// the catalog in PostgreSQL, through a compute endpoint too.
+func TestEndToEndPostgres(t *testing.T) {
+	t.Parallel()
+	b, e := startWithRecord(t, box.Config{DatabaseURL: pgtest.URL(t), Endpoints: 1})
+	var res catalog.Result
+	getJSON(t, b.Server.URL()+"/api/v1/records?element=Au", b.AdminToken, &res)
+	if res.Total != 1 || res.Hits[0].ID != e.RunID {
+		t.Fatalf("search: %+v", res)
+	}
+	writeHPCFile(t, b, "pg-hpc.emd")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var runs []struct{ State string }
+		getJSON(t, b.Server.URL()+"/api/v1/runs?flow=hpc", b.AdminToken, &runs)
+		if len(runs) == 1 && runs[0].State == "succeeded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hpc run on postgres: %+v", runs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

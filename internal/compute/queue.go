@@ -63,6 +63,9 @@ type Queue struct {
 	MaxAttempts int
 	// DoneFunc is called once per task when it finishes (result or error).
 	DoneFunc func(ctx context.Context, t *Task, result json.RawMessage, err error)
+	// Postgres locks the claimed row so servers sharing the database never
+	// hand one task to two endpoints.
+	Postgres bool
 
 	mu         sync.Mutex
 	waiters    map[chan struct{}]struct{}
@@ -150,8 +153,12 @@ func (q *Queue) claimOnce(ctx context.Context, endpoint string) (*Task, error) {
 	defer tx.Rollback()
 	var t Task
 	var in string
+	lock := ""
+	if q.Postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
 	err = tx.QueryRowContext(ctx, `SELECT id, run_id, step, kind, input, attempts FROM task
-		WHERE state = ? OR (state = ? AND lease_until < ?) ORDER BY created_at LIMIT 1`, Pending, Claimed, now.UnixMicro()).
+		WHERE state = ? OR (state = ? AND lease_until < ?) ORDER BY created_at LIMIT 1`+lock, Pending, Claimed, now.UnixMicro()).
 		Scan(&t.ID, &t.RunID, &t.Step, &t.Kind, &in, &t.Attempts)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil

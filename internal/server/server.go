@@ -66,6 +66,10 @@ type Config struct {
 	// Model, when set, is the YOLOv8-format ONNX model movies are analysed
 	// with (ORTLibrary: libonnxruntime.so, default $ONNXRUNTIME_LIB).
 	Model, ORTLibrary string
+	// DatabaseURL, when set (postgres://...), keeps flows, tasks, tokens,
+	// accounts and the catalog in PostgreSQL, so several servers can share
+	// the work (their DataDirs must then be one shared file system).
+	DatabaseURL string
 	// CatalogURL, when set, keeps the catalog in PostgreSQL
 	// (postgres://...) instead of the embedded SQLite database.
 	CatalogURL string
@@ -122,7 +126,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
-	db, err := store.Open(ctx, s.dbPath())
+	var db *store.DB
+	var err error
+	if cfg.DatabaseURL != "" {
+		db, err = store.OpenPostgres(ctx, cfg.DatabaseURL)
+		if cfg.CatalogURL == "" {
+			cfg.CatalogURL = cfg.DatabaseURL
+		}
+	} else {
+		db, err = store.Open(ctx, s.dbPath())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -133,6 +146,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.sessions.Secure = cfg.SecureCookies || cfg.TLSCert != ""
 	s.Catalog = catsqlite.New(db.Write, db.Read)
 	s.tasks = compute.NewQueue(db.Write, db.Read)
+	s.tasks.Postgres = db.Postgres
 	if cfg.TaskLease > 0 {
 		s.tasks.Lease = cfg.TaskLease
 	}
