@@ -27,7 +27,7 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 	var public bool
 	var provider, partition string
 	var minBlocks, maxBlocks int
-	var blockIdle time.Duration
+	var blockIdle, rescueAfter time.Duration
 	var tlsCert, tlsKey string
 	var oidc portal.OIDCConfig
 	var memMB uint64
@@ -40,7 +40,7 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 Create tokens for agents and people with 'picoflow token create'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := server.Config{DataDir: data, Addr: addr, Workers: workers, AnalysisMemory: memMB << 20, AnalysisWorkers: analyses, CatalogURL: catalogURL, Model: model, ORTLibrary: ortLib, DatabaseURL: dbURL,
+			cfg := server.Config{DataDir: data, Addr: addr, Workers: workers, AnalysisMemory: memMB << 20, AnalysisWorkers: analyses, CatalogURL: catalogURL, Model: model, ORTLibrary: ortLib, DatabaseURL: dbURL, RescueAfter: rescueAfter,
 				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 			if flowsPath != "" {
 				f, err := flow.LoadConfig(flowsPath)
@@ -85,6 +85,7 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:8470", "listen address")
 	f.StringVar(&flowsPath, "flows", "", "flow definitions (YAML; default: the built-in flows)")
 	f.StringVar(&dbURL, "db", os.Getenv("PICOFLOW_DB"), "PostgreSQL URL for flows, tasks, accounts and the catalog, shared by several servers (default: the SQLite file in --data)")
+	f.DurationVar(&rescueAfter, "rescue-after", 0, "with --db: re-run a step that has run this long on a server that died (default: longest step timeout + 1m)")
 	f.StringVar(&catalogURL, "catalog", os.Getenv("PICOFLOW_CATALOG"), "PostgreSQL URL for the catalog (default: the embedded SQLite database)")
 	f.StringVar(&model, "model", "", "YOLOv8-format ONNX model for particle detection in movies (default: the classical detector)")
 	f.StringVar(&ortLib, "onnxruntime", "", "libonnxruntime.so (default $ONNXRUNTIME_LIB)")

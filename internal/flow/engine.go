@@ -78,14 +78,17 @@ type EngineConfig struct {
 
 // Engine runs flows.
 type Engine struct {
-	db       *store.DB
-	complete func(ctx context.Context, tx *sql.Tx, job *river.Job[stepArgs]) error
-	flows    Config
-	types    map[string]StepType
-	client   *river.Client[*sql.Tx]
-	events   *Broker
-	log      *slog.Logger
-	retry    time.Duration
+	rescueAfter time.Duration
+	stopRescue  context.CancelFunc
+	rescueDone  chan struct{}
+	db          *store.DB
+	complete    func(ctx context.Context, tx *sql.Tx, job *river.Job[stepArgs]) error
+	flows       Config
+	types       map[string]StepType
+	client      *river.Client[*sql.Tx]
+	events      *Broker
+	log         *slog.Logger
+	retry       time.Duration
 }
 
 // stepArgs is the River job of one step of one run.
@@ -180,6 +183,7 @@ func New(cfg EngineConfig) (*Engine, error) {
 			return err
 		}
 	}
+	e.rescueAfter = cmp.Or(cfg.RescueAfter, maxTimeout+time.Minute)
 	client, err := river.NewClient[*sql.Tx](driver, &river.Config{
 		Queues:               queues,
 		Workers:              workers,
@@ -218,12 +222,53 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.client.Start(ctx); err != nil {
 		return fmt.Errorf("flow engine start: %w", err)
 	}
+	if e.db.Postgres {
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		e.stopRescue, e.rescueDone = cancel, make(chan struct{})
+		go e.rescueLoop(rctx)
+	}
 	return nil
+}
+
+// rescueLoop re-queues steps that have been running longer than
+// rescueAfter: their server died (each step is cancelled by its own
+// timeout, which rescueAfter exceeds, on a server that lives). Every server
+// sharing the database runs it; the update is idempotent.
+func (e *Engine) rescueLoop(ctx context.Context) {
+	defer close(e.rescueDone)
+	t := time.NewTicker(min(max(e.rescueAfter/3, time.Second), 30*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		res, err := e.db.Write.ExecContext(ctx, `UPDATE river_job SET state = 'available', scheduled_at = now()
+			WHERE state = 'running' AND kind = $1 AND attempted_at < now() - make_interval(secs => $2)`, stepArgs{}.Kind(), e.rescueAfter.Seconds())
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("rescue steps", "error", err)
+			}
+			continue
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			e.log.Warn("re-running steps whose server stopped", "steps", n)
+			for _, q := range []string{QueueDefault, QueueAnalyze} {
+				e.wake(ctx, q)
+			}
+		}
+	}
 }
 
 // Stop lets running steps finish for up to ctx's deadline, then cancels
 // them (they are retried on the next start).
 func (e *Engine) Stop(ctx context.Context) error {
+	if e.stopRescue != nil {
+		e.stopRescue()
+		<-e.rescueDone
+		e.stopRescue = nil
+	}
 	if err := e.client.Stop(ctx); err != nil {
 		if err := e.client.StopAndCancel(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("flow engine stop: %w", err)

@@ -60,6 +60,10 @@ type Config struct {
 	SecureCookies bool
 	// TLSCert and TLSKey, when set, serve HTTPS.
 	TLSCert, TLSKey string
+	// RescueAfter is how long a step may stay running before another server
+	// re-runs it (its server died); default: the longest step timeout plus
+	// a minute.
+	RescueAfter time.Duration
 	// TaskLease is how long a compute endpoint's claim on a task lasts
 	// without a heartbeat (default 1m).
 	TaskLease time.Duration
@@ -176,7 +180,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.Engine, err = flow.New(flow.EngineConfig{
 		DB: db, Flows: *cfg.Flows, Types: s.stepTypes(), Logger: s.log,
 		Workers:      map[string]int{flow.QueueAnalyze: cmp.Or(cfg.AnalysisWorkers, 2)},
-		PollInterval: cfg.PollInterval, RetryBase: cfg.RetryBase,
+		PollInterval: cfg.PollInterval, RetryBase: cfg.RetryBase, RescueAfter: cfg.RescueAfter,
 	})
 	if err != nil {
 		db.Close()
