@@ -81,20 +81,36 @@ func openLedger(ctx context.Context, path string) (*ledger, error) {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if err := migrateLedger(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
+	return &ledger{db: db}, nil
+}
+
+// migrateLedger creates or upgrades the schema in one write transaction, so
+// an agent and `picoflow-agent status` opening the same ledger at once do
+// not both add a column.
+func migrateLedger(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: holds the write lock
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return err
+	}
 	// Ledgers from before operator alerts: add the column.
 	var n int
-	db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('file') WHERE name = 'alerts'`).Scan(&n)
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('file') WHERE name = 'alerts'`).Scan(&n); err != nil {
+		return err
+	}
 	if n == 0 {
-		if _, err := db.ExecContext(ctx, `ALTER TABLE file ADD COLUMN alerts TEXT NOT NULL DEFAULT ''`); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("open ledger %s: %w", path, err)
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE file ADD COLUMN alerts TEXT NOT NULL DEFAULT ''`); err != nil {
+			return err
 		}
 	}
-	return &ledger{db: db}, nil
+	return tx.Commit()
 }
 
 func (l *ledger) close() error { return l.db.Close() }
