@@ -175,9 +175,14 @@ func New(cfg EngineConfig) (*Engine, error) {
 		return err
 	}
 	if cfg.DB.Postgres {
-		// Several servers may share a PostgreSQL database: each wakes its
-		// own queues in-process and polls for the others' jobs.
+		// Several servers may share a PostgreSQL database. Jobs are written
+		// through database/sql (in the application's transactions); River's
+		// pgx listener hears the NOTIFY each insert sends, so a step
+		// enqueued by one server wakes the others' fetchers at commit.
 		driver = riverdatabasesql.New(cfg.DB.Write)
+		if cfg.DB.Listen != nil {
+			driver = riverdatabasesql.NewWithPgxListener(cfg.DB.Write, cfg.DB.Listen)
+		}
 		e.complete = func(ctx context.Context, tx *sql.Tx, job *river.Job[stepArgs]) error {
 			_, err := river.JobCompleteTx[*riverdatabasesql.Driver](ctx, tx, job)
 			return err

@@ -67,6 +67,13 @@ func setup(t *testing.T, path string) *bundle {
 
 func setupDB(t *testing.T, db *store.DB) *bundle {
 	t.Helper()
+	return setupEngine(t, db, true, nil)
+}
+
+// setupEngine builds an engine on db with the test flows; start runs its
+// workers; adjust changes its configuration.
+func setupEngine(t *testing.T, db *store.DB, start bool, adjust func(*EngineConfig)) *bundle {
+	t.Helper()
 	b := &bundle{db: db, seen: map[string]json.RawMessage{}, release: make(chan struct{})}
 	cfg, err := ParseConfig([]byte(testFlows))
 	if err != nil {
@@ -113,9 +120,17 @@ func setupDB(t *testing.T, db *store.DB) *bundle {
 			}
 		}},
 	}
-	eng, err := New(EngineConfig{DB: db, Flows: cfg, Types: types, RetryBase: 10 * time.Millisecond})
+	ec := EngineConfig{DB: db, Flows: cfg, Types: types, RetryBase: 10 * time.Millisecond}
+	if adjust != nil {
+		adjust(&ec)
+	}
+	eng, err := New(ec)
 	if err != nil {
 		t.Fatal(err)
+	}
+	b.eng = eng
+	if !start {
+		return b
 	}
 	if err := eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -125,7 +140,6 @@ func setupDB(t *testing.T, db *store.DB) *bundle {
 		defer cancel()
 		eng.Stop(ctx)
 	})
-	b.eng = eng
 	return b
 }
 

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
@@ -32,8 +33,12 @@ type DB struct {
 	Write *sql.DB
 	// Read is a pool of read-only connections.
 	Read *sql.DB
-	// Path is the database file.
+	// Path is the database file (or URL).
 	Path string
+	// Listen holds PostgreSQL's LISTEN connections (River's pgx listener:
+	// a step enqueued by one server wakes the others at once); nil for
+	// SQLite.
+	Listen *pgxpool.Pool
 }
 
 //go:embed migrations/*.sql
@@ -55,21 +60,46 @@ func OpenPostgres(ctx context.Context, url string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	db := &DB{Write: w, Read: w, Path: url, Postgres: true}
-	m, err := rivermigrate.New(riverdatabasesql.New(w), nil)
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("migrate river: %w", err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+	cfg.MinConns, cfg.MaxConns = 0, 2
+	listen, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("migrate river: %w", err)
+		return nil, fmt.Errorf("open store: listener pool: %w", err)
 	}
-	if err := db.apply(ctx, migrationsPG, "migrations_pg/*.sql", `CREATE TABLE IF NOT EXISTS picoflow_migration (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
-		w.Close()
+	db := &DB{Write: w, Read: w, Path: url, Postgres: true, Listen: listen}
+	if err := db.migratePostgres(ctx); err != nil {
+		db.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+// migratePostgres migrates under an advisory lock, so that servers started
+// together on one database do not apply the same migration twice.
+func (db *DB) migratePostgres(ctx context.Context) error {
+	conn, err := db.Write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	const key = 0x7069636f666c6f77 // "picoflow"
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(?)`, key); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(?)`, key)
+	m, err := rivermigrate.New(riverdatabasesql.New(db.Write), nil)
+	if err != nil {
+		return fmt.Errorf("migrate river: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("migrate river: %w", err)
+	}
+	return db.apply(ctx, migrationsPG, "migrations_pg/*.sql", `CREATE TABLE IF NOT EXISTS picoflow_migration (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`)
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -115,6 +145,9 @@ func (db *DB) Close() error {
 	}
 	if e := db.Write.Close(); e != nil {
 		err = e
+	}
+	if db.Listen != nil {
+		db.Listen.Close()
 	}
 	return err
 }
