@@ -51,7 +51,7 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&server, "server", "http://127.0.0.1:8470", "server base URL")
+	f.StringVar(&server, "server", "http://127.0.0.1:8470", "server base URL, or several replicas' URLs separated by commas (tried in turn when one is unreachable)")
 	f.StringVar(&name, "name", "", "endpoint name (default: the host name)")
 	f.IntVar(&n, "workers", 2, "tasks run at once")
 	f.StringVar(&workDir, "work-dir", "", "scratch space for inputs and products (default: a temporary directory)")

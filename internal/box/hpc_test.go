@@ -3,6 +3,7 @@ package box_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -91,7 +92,15 @@ func TestLostEndpoint(t *testing.T) {
 		t.Fatal("the task was never claimed")
 	}
 	lost.Stop()
-	good := &compute.Endpoint{Server: b.Server.URL(), Token: b.EndpointToken, Name: "survivor", WorkDir: t.TempDir(),
+	// The survivor lists a replica that is down first: it moves on to the
+	// live one.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + l.Addr().String()
+	l.Close()
+	good := &compute.Endpoint{Server: down + "/, " + b.Server.URL(), Token: b.EndpointToken, Name: "survivor", WorkDir: t.TempDir(),
 		Run: analysis.EndpointRun(workers, sandbox.Limits{})}
 	if err := good.Start(ctx); err != nil {
 		t.Fatal(err)

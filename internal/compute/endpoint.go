@@ -13,7 +13,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/picoflow/picoflow/internal/checksum"
@@ -25,7 +27,9 @@ type RunFunc func(ctx context.Context, t *Task, input, outDir string) (result an
 
 // Endpoint pulls tasks from a server and runs them.
 type Endpoint struct {
-	// Server is the server's base URL; Token an API token with role:endpoint.
+	// Server is the server's base URL, or several replicas' URLs separated
+	// by commas: on a connection error the endpoint moves on to the next.
+	// Token is an API token with role:endpoint.
 	Server, Token string
 	// Name identifies this endpoint (default: the host name).
 	Name string
@@ -46,6 +50,8 @@ type Endpoint struct {
 	wg       sync.WaitGroup
 	done     chan struct{}
 	lastWork atomicTime
+	servers  []string
+	current  atomic.Int64 // index into servers
 }
 
 type atomicTime struct {
@@ -63,6 +69,15 @@ func (e *Endpoint) Done() <-chan struct{} { return e.done }
 func (e *Endpoint) Start(ctx context.Context) error {
 	if e.Run == nil || e.Server == "" {
 		return errors.New("endpoint: no server or run function")
+	}
+	e.servers = nil
+	for _, u := range strings.Split(e.Server, ",") {
+		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+			e.servers = append(e.servers, u)
+		}
+	}
+	if len(e.servers) == 0 {
+		return errors.New("endpoint: no server")
 	}
 	host, _ := os.Hostname()
 	e.Name = cmp.Or(e.Name, host)
@@ -142,28 +157,60 @@ func (e *Endpoint) loop(ctx context.Context) {
 	}
 }
 
+// url is a server path with the endpoint's name; call prefixes a server.
 func (e *Endpoint) url(path string, q url.Values) string {
 	if q == nil {
 		q = url.Values{}
 	}
 	q.Set("endpoint", e.Name)
-	return e.Server + path + "?" + q.Encode()
+	return path + "?" + q.Encode()
 }
 
-func (e *Endpoint) call(ctx context.Context, method, u string, body io.Reader, out any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return 0, err
+// send sends one request to the current server; when the server cannot be
+// reached it tries the next replica (each once), rewinding body.
+func (e *Endpoint) send(ctx context.Context, method, path string, body io.ReadSeeker) (*http.Response, error) {
+	var lastErr error
+	for range len(e.servers) {
+		i := e.current.Load()
+		base := e.servers[int(i)%len(e.servers)]
+		if body != nil {
+			if _, err := body.Seek(0, io.SeekStart); err != nil {
+				return nil, err
+			}
+		}
+		var rd io.Reader
+		if body != nil {
+			rd = body
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+e.Token)
+		resp, err := e.HTTP.Do(req)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil || len(e.servers) == 1 {
+			break
+		}
+		if e.current.CompareAndSwap(i, i+1) {
+			e.Logger.Warn("server unreachable, trying the next", "server", base, "next", e.servers[int(i+1)%len(e.servers)], "error", err)
+		}
 	}
-	req.Header.Set("Authorization", "Bearer "+e.Token)
-	resp, err := e.HTTP.Do(req)
+	return nil, lastErr
+}
+
+func (e *Endpoint) call(ctx context.Context, method, u string, body io.ReadSeeker, out any) (int, error) {
+	resp, err := e.send(ctx, method, u, body)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return resp.StatusCode, fmt.Errorf("%s %s: %s %s", method, req.URL.Path, resp.Status, bytes.TrimSpace(msg))
+		return resp.StatusCode, fmt.Errorf("%s %s: %s %s", method, resp.Request.URL.Path, resp.Status, bytes.TrimSpace(msg))
 	}
 	if out != nil && resp.StatusCode == http.StatusOK {
 		return resp.StatusCode, json.NewDecoder(resp.Body).Decode(out)
@@ -252,12 +299,7 @@ func (e *Endpoint) download(ctx context.Context, t *Task, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/api/v1/compute/tasks/"+t.ID+"/input", nil), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+e.Token)
-	resp, err := e.HTTP.Do(req)
+	resp, err := e.send(ctx, http.MethodGet, e.url("/api/v1/compute/tasks/"+t.ID+"/input", nil), nil)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Errors.
@@ -96,7 +99,56 @@ func (q *Queue) Submit(ctx context.Context, runID string, step int, kind string,
 		return nil, fmt.Errorf("submit task: %w", err)
 	}
 	q.notify()
+	if q.Postgres {
+		// Other servers' waiting claims (see ListenPostgres); if this is
+		// lost they find the task at their next look.
+		if _, err := q.write.ExecContext(ctx, `SELECT pg_notify('`+taskChannel+`', '')`); err != nil {
+			slog.Debug("notify task", "error", err)
+		}
+	}
 	return t, nil
+}
+
+// taskChannel is the PostgreSQL notification channel of new tasks.
+const taskChannel = "picoflow_task"
+
+// ListenPostgres wakes this server's waiting claims when any server sharing
+// the PostgreSQL database submits a task, so an endpoint long-polling one
+// replica gets a task another replica created at once. It returns when ctx
+// ends, reconnecting after errors.
+func (q *Queue) ListenPostgres(ctx context.Context, pool *pgxpool.Pool) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := q.listen(ctx, pool)
+		if ctx.Err() != nil {
+			return
+		}
+		slog.Warn("listen for tasks", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func (q *Queue) listen(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+taskChannel); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "UNLISTEN "+taskChannel)
+	q.notify() // tasks submitted while not listening
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			return err
+		}
+		q.notify()
+	}
 }
 
 func (q *Queue) notify() {

@@ -216,6 +216,9 @@ func (s *Server) Start(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBg = cancel
 	s.wg.Go(func() { s.metrics.follow(bg, s) })
+	if s.db.Listen != nil {
+		s.wg.Go(func() { s.tasks.ListenPostgres(bg, s.db.Listen) })
+	}
 	s.wg.Go(func() {
 		var err error
 		if s.cfg.TLSCert != "" {

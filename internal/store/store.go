@@ -65,7 +65,7 @@ func OpenPostgres(ctx context.Context, url string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	cfg.MinConns, cfg.MaxConns = 0, 2
+	cfg.MinConns, cfg.MaxConns = 0, 3 // River's listener, the task listener, one spare
 	listen, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		w.Close()
