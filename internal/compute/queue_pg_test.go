@@ -30,7 +30,7 @@ func TestTaskWakesOtherServer(t *testing.T) {
 	dbB, b := open()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go b.ListenPostgres(ctx, dbB.Listen)
+	go b.ListenPostgres(ctx, dbB.Pgx)
 	time.Sleep(300 * time.Millisecond) // LISTEN registered
 	for i := range 3 {
 		got := make(chan *compute.Task, 1)

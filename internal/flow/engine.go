@@ -180,8 +180,8 @@ func New(cfg EngineConfig) (*Engine, error) {
 		// pgx listener hears the NOTIFY each insert sends, so a step
 		// enqueued by one server wakes the others' fetchers at commit.
 		driver = riverdatabasesql.New(cfg.DB.Write)
-		if cfg.DB.Listen != nil {
-			driver = riverdatabasesql.NewWithPgxListener(cfg.DB.Write, cfg.DB.Listen)
+		if cfg.DB.Pgx != nil {
+			driver = riverdatabasesql.NewWithPgxListener(cfg.DB.Write, cfg.DB.Pgx)
 		}
 		e.complete = func(ctx context.Context, tx *sql.Tx, job *river.Job[stepArgs]) error {
 			_, err := river.JobCompleteTx[*riverdatabasesql.Driver](ctx, tx, job)

@@ -172,7 +172,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	for _, f := range cfg.Flows.Flows {
 		flows[f.Name] = true
 	}
-	s.uploads, err = tusserver.New(tusserver.Config{Dir: s.uploadDir(), BasePath: "/files/", Flows: flows})
+	tc := tusserver.Config{Dir: s.uploadDir(), BasePath: "/files/", Flows: flows}
+	if db.Pgx != nil {
+		// Replicas share the upload directory: lock uploads in PostgreSQL.
+		tc.Locker = tusserver.NewPostgresLocker(db.Pgx)
+	}
+	s.uploads, err = tusserver.New(tc)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
@@ -216,8 +221,8 @@ func (s *Server) Start(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBg = cancel
 	s.wg.Go(func() { s.metrics.follow(bg, s) })
-	if s.db.Listen != nil {
-		s.wg.Go(func() { s.tasks.ListenPostgres(bg, s.db.Listen) })
+	if s.db.Pgx != nil {
+		s.wg.Go(func() { s.tasks.ListenPostgres(bg, s.db.Pgx) })
 	}
 	s.wg.Go(func() {
 		var err error

@@ -35,10 +35,11 @@ type DB struct {
 	Read *sql.DB
 	// Path is the database file (or URL).
 	Path string
-	// Listen holds PostgreSQL's LISTEN connections (River's pgx listener:
-	// a step enqueued by one server wakes the others at once); nil for
-	// SQLite.
-	Listen *pgxpool.Pool
+	// Pgx holds direct PostgreSQL connections for what needs a session of
+	// its own: LISTEN (River's pgx listener, so a step enqueued by one
+	// server wakes the others at once; new compute tasks) and the advisory
+	// locks of uploads being written. Nil for SQLite.
+	Pgx *pgxpool.Pool
 }
 
 //go:embed migrations/*.sql
@@ -65,13 +66,13 @@ func OpenPostgres(ctx context.Context, url string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	cfg.MinConns, cfg.MaxConns = 0, 3 // River's listener, the task listener, one spare
-	listen, err := pgxpool.NewWithConfig(ctx, cfg)
+	cfg.MinConns, cfg.MaxConns = 0, 32 // listeners and uploads being written
+	pgxPool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open store: listener pool: %w", err)
 	}
-	db := &DB{Write: w, Read: w, Path: url, Postgres: true, Listen: listen}
+	db := &DB{Write: w, Read: w, Path: url, Postgres: true, Pgx: pgxPool}
 	if err := db.migratePostgres(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -146,8 +147,8 @@ func (db *DB) Close() error {
 	if e := db.Write.Close(); e != nil {
 		err = e
 	}
-	if db.Listen != nil {
-		db.Listen.Close()
+	if db.Pgx != nil {
+		db.Pgx.Close()
 	}
 	return err
 }

@@ -44,7 +44,7 @@ func (u *Upload) Complete() bool { return u.Offset == u.Size }
 type Server struct {
 	handler *handler.Handler
 	store   filestore.FileStore
-	locker  *memorylocker.MemoryLocker
+	locker  handler.Locker
 	dir     string
 }
 
@@ -58,6 +58,10 @@ type Config struct {
 	MaxSize int64
 	// Flows, when not nil, lists the flow names an upload may ask for.
 	Flows map[string]bool
+	// Locker serialises writes to one upload. Nil: an in-memory lock, right
+	// when one server owns Dir; servers sharing Dir (replicas on one
+	// PostgreSQL database) need a PostgresLocker.
+	Locker handler.Locker
 }
 
 // New creates the upload directory and the handler.
@@ -68,10 +72,13 @@ func New(cfg Config) (*Server, error) {
 	store := filestore.New(cfg.Dir)
 	composer := handler.NewStoreComposer()
 	store.UseIn(composer)
-	// One server process serves the uploads, so an in-memory lock is
-	// enough, and leaves no stale lock files after a crash.
-	locker := memorylocker.New()
-	locker.UseIn(composer)
+	// One server process serves the uploads unless told otherwise: an
+	// in-memory lock, which leaves no stale lock files after a crash.
+	var locker handler.Locker = memorylocker.New()
+	if cfg.Locker != nil {
+		locker = cfg.Locker
+	}
+	composer.UseLocker(locker)
 	maxSize := cfg.MaxSize
 	if maxSize <= 0 {
 		maxSize = 1 << 40
