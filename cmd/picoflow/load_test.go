@@ -18,21 +18,26 @@ import (
 
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/checksum"
+	"github.com/picoflow/picoflow/internal/pgtest"
 	"github.com/picoflow/picoflow/internal/simulate"
 	"github.com/picoflow/picoflow/internal/store"
 	"github.com/picoflow/picoflow/internal/upload"
 )
 
-// TestLoadThroughEndpoints sends many flows (PICOFLOW_LOAD_FLOWS, default
-// 100 here; 1000 for the full test) through the hpc flow on two compute
-// endpoint processes, kills one with SIGKILL a third of the way in and
-// restarts it, and requires every flow to finish exactly once: one
+// loadFlows is PICOFLOW_LOAD_FLOWS, default 100 (1000 for the full test).
+func loadFlows() int {
+	if v, err := strconv.Atoi(os.Getenv("PICOFLOW_LOAD_FLOWS")); err == nil && v > 0 {
+		return v
+	}
+	return 100
+}
+
+// TestLoadThroughEndpoints sends many flows through the hpc flow on two
+// compute endpoint processes, kills one with SIGKILL a third of the way in
+// and restarts it, and requires every flow to finish exactly once: one
 // succeeded run, one finished task and one record per file.
 func TestLoadThroughEndpoints(t *testing.T) {
-	n := 100
-	if v, err := strconv.Atoi(os.Getenv("PICOFLOW_LOAD_FLOWS")); err == nil && v > 0 {
-		n = v
-	}
+	n := loadFlows()
 	r := newRig(t)
 	db, err := store.Open(context.Background(), filepath.Join(r.data, "picoflow.db"))
 	if err != nil {
@@ -50,10 +55,94 @@ func TestLoadThroughEndpoints(t *testing.T) {
 	}
 	e1 := endpoint("e1")
 	endpoint("e2")
+	var killed sync.Once
+	began := sendLoad(t, r.dir, n, []string{r.base}, r.token, func(sent int64) {
+		if sent == int64(n/3) {
+			killed.Do(func() {
+				e1.kill() // SIGKILL mid-work
+				go func() { time.Sleep(2 * time.Second); endpoint("e1b") }()
+			})
+		}
+	})
+	db, err = store.Open(context.Background(), filepath.Join(r.data, "picoflow.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	checkLoad(t, n, &rig{base: r.base, token: r.token}, db, began, "2 endpoints (one killed and replaced)")
+}
 
-	// Small, distinct spectrum images.
+// TestLoadReplicas is the load test on two server replicas sharing one
+// PostgreSQL database and data directory: files are sent to both, each
+// endpoint lists both; an endpoint is killed with SIGKILL a third of the
+// way in and replaced, a server replica two thirds of the way in and
+// restarted. Senders whose replica is down send to the other one (the
+// same content must not start a second flow). Every flow finishes once.
+func TestLoadReplicas(t *testing.T) {
+	n := loadFlows()
+	url := pgtest.URL(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "shared")
+	db, err := store.OpenPostgres(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tokens := auth.NewTokens(db.Write, db.Read)
+	token, err := tokens.Create(context.Background(), "load", "agent:load", auth.RoleAgent, auth.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epToken, err := tokens.Create(context.Background(), "load", "endpoint:load", auth.RoleEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	bases := []string{"http://" + addrs[0], "http://" + addrs[1]}
+	replica := func(name string, i int) *proc {
+		p := start(t, dir, name, nil, "server", "--db", url, "--data", data, "--addr", addrs[i], "--rescue-after", "5s")
+		eventually(t, 30*time.Second, name+" health", func() bool {
+			resp, err := http.Get(bases[i] + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil && resp.StatusCode == 200
+		})
+		return p
+	}
+	a := replica("server-a", 0)
+	replica("server-b", 1)
+	endpoint := func(name, servers string) *proc {
+		return start(t, dir, name, []string{"PICOFLOW_TOKEN=" + epToken}, "endpoint", "--server", servers, "--name", name, "--workers", "2",
+			"--work-dir", filepath.Join(dir, "work-"+name))
+	}
+	e1 := endpoint("e1", bases[0]+","+bases[1])
+	endpoint("e2", bases[1]+","+bases[0])
+	var endpointKilled, serverKilled sync.Once
+	began := sendLoad(t, dir, n, bases, token, func(sent int64) {
+		if sent >= int64(n/3) {
+			endpointKilled.Do(func() {
+				e1.kill()
+				go func() { time.Sleep(2 * time.Second); endpoint("e1b", bases[0]+","+bases[1]) }()
+			})
+		}
+		if sent >= int64(2*n/3) {
+			serverKilled.Do(func() {
+				a.kill() // SIGKILL: its running steps, claims and uploads stop
+				go func() { time.Sleep(3 * time.Second); replica("server-a2", 0) }()
+			})
+		}
+	})
+	checkLoad(t, n, &rig{base: bases[1], token: token}, db, began, "2 server replicas and 2 endpoints (one of each killed)")
+}
+
+// sendLoad writes n small distinct spectrum images and sends each to a
+// server (file i to bases[i%len(bases)], moving on to the next one when a
+// server is down), starting an hpc flow for it; onSent sees the count of
+// flows started so far.
+func sendLoad(t *testing.T, dir string, n int, bases []string, token string, onSent func(sent int64)) time.Time {
 	files := make([]string, n)
-	src := filepath.Join(r.dir, "files")
+	src := filepath.Join(dir, "files")
 	os.MkdirAll(src, 0o755)
 	for i := range n {
 		files[i] = filepath.Join(src, fmt.Sprintf("load_%04d.emd", i))
@@ -62,50 +151,65 @@ func TestLoadThroughEndpoints(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tus := &upload.Client{Endpoint: r.base + "/files/", Token: r.token}
-	start := time.Now()
+	send := func(base, path, sum string) error {
+		tus := &upload.Client{Endpoint: base + "/files/", Token: token}
+		u, err := tus.Upload(context.Background(), path, "", map[string]string{upload.MetaFilename: filepath.Base(path), upload.MetaSHA256: sum, upload.MetaFlow: "hpc"}, func(string) error { return nil })
+		if err != nil {
+			return err
+		}
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/runs", strings.NewReader(`{"upload":"`+u+`"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("start run for %s: %s", path, resp.Status)
+		}
+		return nil
+	}
+	began := time.Now()
 	var sent atomic.Int64
-	var killed sync.Once
 	var wg sync.WaitGroup
-	work := make(chan string)
+	work := make(chan int)
 	for range 8 {
 		wg.Go(func() {
-			for path := range work {
-				sum, _, err := checksum.File(context.Background(), path)
+			for i := range work {
+				sum, _, err := checksum.File(context.Background(), files[i])
 				if err != nil {
 					t.Error(err)
 					continue
 				}
-				u, err := tus.Upload(context.Background(), path, "", map[string]string{upload.MetaFilename: filepath.Base(path), upload.MetaSHA256: sum, upload.MetaFlow: "hpc"}, func(string) error { return nil })
-				if err != nil {
-					t.Error(err)
+				var errs []error
+				for try := range 3 * len(bases) {
+					err := send(bases[(i+try)%len(bases)], files[i], sum)
+					if err == nil {
+						errs = nil
+						break
+					}
+					errs = append(errs, err)
+					time.Sleep(200 * time.Millisecond)
+				}
+				if errs != nil {
+					t.Errorf("send %s: %v", files[i], errs)
 					continue
 				}
-				req, _ := http.NewRequest(http.MethodPost, r.base+"/api/v1/runs", strings.NewReader(`{"upload":"`+u+`"}`))
-				req.Header.Set("Authorization", "Bearer "+r.token)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Error(err)
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusCreated {
-					t.Errorf("start run for %s: %s", path, resp.Status)
-				}
-				if sent.Add(1) == int64(n/3) {
-					killed.Do(func() {
-						e1.kill() // SIGKILL mid-work
-						go func() { time.Sleep(2 * time.Second); endpoint("e1b") }()
-					})
-				}
+				onSent(sent.Add(1))
 			}
 		})
 	}
-	for _, f := range files {
-		work <- f
+	for i := range files {
+		work <- i
 	}
 	close(work)
 	wg.Wait()
+	return began
+}
+
+// checkLoad waits for n hpc runs to end and requires each file to have
+// been analysed and published once; it logs flows/s and the overhead.
+func checkLoad(t *testing.T, n int, r *rig, db *store.DB, began time.Time, what string) {
 	type runRow struct {
 		ID    string `json:"id"`
 		State string `json:"state"`
@@ -125,7 +229,7 @@ func TestLoadThroughEndpoints(t *testing.T) {
 		}
 		return done == n
 	})
-	elapsed := time.Since(start)
+	elapsed := time.Since(began)
 	failed := 0
 	for _, x := range runs {
 		if x.State != "succeeded" {
@@ -138,16 +242,19 @@ func TestLoadThroughEndpoints(t *testing.T) {
 	if len(runs) != n || failed > 0 {
 		t.Fatalf("%d runs for %d files, %d not succeeded", len(runs), n, failed)
 	}
-	db, err = store.Open(context.Background(), filepath.Join(r.data, "picoflow.db"))
-	if err != nil {
+	var tasks, doneTasks, retried, recorded, distinctRecords int
+	if err := db.Read.QueryRow(`SELECT count(*), count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE attempts > 1) FROM task`).Scan(&tasks, &doneTasks, &retried); err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	var tasks, doneTasks, retried, records, distinctRecords int
-	db.Read.QueryRow(`SELECT count(*), count(*) FILTER (WHERE state = 'done'), count(*) FILTER (WHERE attempts > 1) FROM task`).Scan(&tasks, &doneTasks, &retried)
-	db.Read.QueryRow(`SELECT count(*), count(DISTINCT sha256) FROM record`).Scan(&records, &distinctRecords)
-	if tasks != n || doneTasks != n || records != n || distinctRecords != n {
-		t.Fatalf("tasks %d (done %d), records %d (distinct %d); want %d each", tasks, doneTasks, records, distinctRecords, n)
+	records := "record"
+	if db.Postgres {
+		records = "picoflow_record" // the PostgreSQL catalog's table
+	}
+	if err := db.Read.QueryRow(`SELECT count(*), count(DISTINCT sha256) FROM `+records).Scan(&recorded, &distinctRecords); err != nil {
+		t.Fatal(err)
+	}
+	if tasks != n || doneTasks != n || recorded != n || distinctRecords != n {
+		t.Fatalf("tasks %d (done %d), records %d (distinct %d); want %d each", tasks, doneTasks, recorded, distinctRecords, n)
 	}
 	var stats []struct {
 		Flow           string  `json:"flow"`
@@ -158,6 +265,6 @@ func TestLoadThroughEndpoints(t *testing.T) {
 	}
 	r.get(t, "/api/v1/stats", &stats)
 	b, _ := json.Marshal(stats)
-	t.Logf("%d flows through 2 endpoints (one killed and replaced) in %v: %.1f flows/s; %d tasks re-run after the kill; stats %s",
-		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), retried, b)
+	t.Logf("%d flows through %s in %v: %.1f flows/s; %d tasks re-run after the kill; stats %s",
+		n, what, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), retried, b)
 }
