@@ -130,13 +130,26 @@ func newRig(t *testing.T) *rig {
 
 func (r *rig) server(t *testing.T) *proc {
 	p := start(t, r.dir, "server", nil, "server", "--data", r.data, "--addr", r.addr)
-	eventually(t, 30*time.Second, "server health", func() bool {
-		resp, err := http.Get(r.base + "/healthz")
+	healthy(t, "server", r.base)
+	return p
+}
+
+// healthy waits until the server at base answers /healthz.
+func healthy(t *testing.T, name, base string) {
+	eventually(t, 30*time.Second, name+" health", func() bool {
+		resp, err := http.Get(base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 		}
 		return err == nil && resp.StatusCode == 200
 	})
+}
+
+// replica starts a server process on PostgreSQL (url) and a shared data
+// directory, and waits until it answers.
+func replica(t *testing.T, dir, name, url, data, addr, rescueAfter string) *proc {
+	p := start(t, dir, name, nil, "server", "--db", url, "--data", data, "--addr", addr, "--rescue-after", rescueAfter)
+	healthy(t, name, "http://"+addr)
 	return p
 }
 

@@ -56,7 +56,7 @@ func TestLoadThroughEndpoints(t *testing.T) {
 	e1 := endpoint("e1")
 	endpoint("e2")
 	var killed sync.Once
-	began := sendLoad(t, r.dir, n, []string{r.base}, r.token, func(sent int64) {
+	began := sendLoad(t, r.dir, n, []string{r.base}, r.token, "hpc", 8, func(sent int64) {
 		if sent == int64(n/3) {
 			killed.Do(func() {
 				e1.kill() // SIGKILL mid-work
@@ -99,19 +99,8 @@ func TestLoadReplicas(t *testing.T) {
 	}
 	addrs := []string{freeAddr(t), freeAddr(t)}
 	bases := []string{"http://" + addrs[0], "http://" + addrs[1]}
-	replica := func(name string, i int) *proc {
-		p := start(t, dir, name, nil, "server", "--db", url, "--data", data, "--addr", addrs[i], "--rescue-after", "5s")
-		eventually(t, 30*time.Second, name+" health", func() bool {
-			resp, err := http.Get(bases[i] + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err == nil && resp.StatusCode == 200
-		})
-		return p
-	}
-	a := replica("server-a", 0)
-	replica("server-b", 1)
+	a := replica(t, dir, "server-a", url, data, addrs[0], "5s")
+	replica(t, dir, "server-b", url, data, addrs[1], "5s")
 	endpoint := func(name, servers string) *proc {
 		return start(t, dir, name, []string{"PICOFLOW_TOKEN=" + epToken}, "endpoint", "--server", servers, "--name", name, "--workers", "2",
 			"--work-dir", filepath.Join(dir, "work-"+name))
@@ -119,7 +108,7 @@ func TestLoadReplicas(t *testing.T) {
 	e1 := endpoint("e1", bases[0]+","+bases[1])
 	endpoint("e2", bases[1]+","+bases[0])
 	var endpointKilled, serverKilled sync.Once
-	began := sendLoad(t, dir, n, bases, token, func(sent int64) {
+	began := sendLoad(t, dir, n, bases, token, "hpc", 8, func(sent int64) {
 		if sent >= int64(n/3) {
 			endpointKilled.Do(func() {
 				e1.kill()
@@ -129,31 +118,31 @@ func TestLoadReplicas(t *testing.T) {
 		if sent >= int64(2*n/3) {
 			serverKilled.Do(func() {
 				a.kill() // SIGKILL: its running steps, claims and uploads stop
-				go func() { time.Sleep(3 * time.Second); replica("server-a2", 0) }()
+				go func() { time.Sleep(3 * time.Second); replica(t, dir, "server-a2", url, data, addrs[0], "5s") }()
 			})
 		}
 	})
 	checkLoad(t, n, &rig{base: bases[1], token: token}, db, began, "2 server replicas and 2 endpoints (one of each killed)")
 }
 
-// sendLoad writes n small distinct spectrum images and sends each to a
-// server (file i to bases[i%len(bases)], moving on to the next one when a
-// server is down), starting an hpc flow for it; onSent sees the count of
-// flows started so far.
-func sendLoad(t *testing.T, dir string, n int, bases []string, token string, onSent func(sent int64)) time.Time {
+// sendLoad writes n distinct size x size spectrum images and sends each to
+// a server (file i to bases[i%len(bases)], moving on to the next one when a
+// server is down), starting flow for it; onSent, when set, sees the count
+// of flows started so far.
+func sendLoad(t *testing.T, dir string, n int, bases []string, token, flow string, size int, onSent func(sent int64)) time.Time {
 	files := make([]string, n)
 	src := filepath.Join(dir, "files")
 	os.MkdirAll(src, 0o755)
 	for i := range n {
 		files[i] = filepath.Join(src, fmt.Sprintf("load_%04d.emd", i))
 		if _, err := simulate.WriteSpectrumImage(context.Background(), files[i], simulate.SpectrumImageSpec{
-			Width: 8, Height: 8, Support: "C", Elements: []string{"Fe"}, CountsPerPixel: 50, Seed: uint64(i + 1), Particles: 1}); err != nil {
+			Width: size, Height: size, Support: "C", Elements: []string{"Fe"}, CountsPerPixel: 50, Seed: uint64(i + 1), Particles: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	send := func(base, path, sum string) error {
 		tus := &upload.Client{Endpoint: base + "/files/", Token: token}
-		u, err := tus.Upload(context.Background(), path, "", map[string]string{upload.MetaFilename: filepath.Base(path), upload.MetaSHA256: sum, upload.MetaFlow: "hpc"}, func(string) error { return nil })
+		u, err := tus.Upload(context.Background(), path, "", map[string]string{upload.MetaFilename: filepath.Base(path), upload.MetaSHA256: sum, upload.MetaFlow: flow}, func(string) error { return nil })
 		if err != nil {
 			return err
 		}
@@ -195,7 +184,9 @@ func sendLoad(t *testing.T, dir string, n int, bases []string, token string, onS
 					t.Errorf("send %s: %v", files[i], errs)
 					continue
 				}
-				onSent(sent.Add(1))
+				if k := sent.Add(1); onSent != nil {
+					onSent(k)
+				}
 			}
 		})
 	}

@@ -4,21 +4,13 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/picoflow/picoflow/internal/auth"
-	"github.com/picoflow/picoflow/internal/checksum"
 	"github.com/picoflow/picoflow/internal/pgtest"
-	"github.com/picoflow/picoflow/internal/simulate"
 	"github.com/picoflow/picoflow/internal/store"
-	"github.com/picoflow/picoflow/internal/upload"
 )
 
 // TestServerReplicaKill9: two server processes share one PostgreSQL
@@ -41,53 +33,9 @@ func TestServerReplicaKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	addrA, addrB := freeAddr(t), freeAddr(t)
-	replica := func(name, addr string) *proc {
-		p := start(t, dir, name, nil, "server", "--db", url, "--data", data, "--addr", addr, "--rescue-after", "3s")
-		eventually(t, 30*time.Second, name+" health", func() bool {
-			resp, err := http.Get("http://" + addr + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err == nil && resp.StatusCode == 200
-		})
-		return p
-	}
-	a := replica("server-a", addrA)
-	replica("server-b", addrB)
-	src := filepath.Join(dir, "files")
-	os.MkdirAll(src, 0o755)
-	tus := &upload.Client{Endpoint: "http://" + addrA + "/files/", Token: token}
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 6 {
-		wg.Go(func() {
-			for i := range work {
-				p := filepath.Join(src, fmt.Sprintf("r_%03d.emd", i))
-				if _, err := simulate.WriteSpectrumImage(context.Background(), p, simulate.SpectrumImageSpec{Width: 24, Height: 24, Support: "C", Elements: []string{"Cu"}, CountsPerPixel: 80, Seed: uint64(i + 7), Particles: 2}); err != nil {
-					t.Error(err)
-					continue
-				}
-				sum, _, _ := checksum.File(context.Background(), p)
-				u, err := tus.Upload(context.Background(), p, "", map[string]string{upload.MetaFilename: filepath.Base(p), upload.MetaSHA256: sum, upload.MetaFlow: "hyperspectral"}, func(string) error { return nil })
-				if err != nil {
-					t.Error(err)
-					continue
-				}
-				req, _ := http.NewRequest(http.MethodPost, "http://"+addrA+"/api/v1/runs", strings.NewReader(`{"upload":"`+u+`"}`))
-				req.Header.Set("Authorization", "Bearer "+token)
-				if resp, err := http.DefaultClient.Do(req); err != nil {
-					t.Error(err)
-				} else {
-					resp.Body.Close()
-				}
-			}
-		})
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	a := replica(t, dir, "server-a", url, data, addrA, "3s")
+	replica(t, dir, "server-b", url, data, addrB, "3s")
+	sendLoad(t, dir, n, []string{"http://" + addrA}, token, "hyperspectral", 24, nil)
 	a.kill() // SIGKILL while its steps run
 	r := &rig{base: "http://" + addrB, token: token}
 	var runs []struct{ State, Error string }
