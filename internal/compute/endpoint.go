@@ -173,18 +173,34 @@ func (e *Endpoint) send(ctx context.Context, method, path string, body io.ReadSe
 	for range len(e.servers) {
 		i := e.current.Load()
 		base := e.servers[int(i)%len(e.servers)]
+		var rd io.Reader
+		var size int64
 		if body != nil {
+			// The transport closes a request's body after a failure; the
+			// body is kept open for the next replica and sent with its length.
+			var err error
+			if size, err = body.Seek(0, io.SeekEnd); err != nil {
+				return nil, err
+			}
 			if _, err := body.Seek(0, io.SeekStart); err != nil {
 				return nil, err
 			}
-		}
-		var rd io.Reader
-		if body != nil {
-			rd = body
+			rd = io.NopCloser(body)
+			if ra, ok := body.(io.ReaderAt); ok {
+				// A reader of its own: a failed attempt's transport may
+				// still be reading the last one.
+				rd = io.NopCloser(io.NewSectionReader(ra, 0, size))
+			}
 		}
 		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 		if err != nil {
 			return nil, err
+		}
+		if body != nil {
+			req.ContentLength = size
+			if size == 0 {
+				req.Body = http.NoBody
+			}
 		}
 		req.Header.Set("Authorization", "Bearer "+e.Token)
 		resp, err := e.HTTP.Do(req)
@@ -265,7 +281,7 @@ func (e *Endpoint) do(ctx context.Context, t *Task) {
 	if runErr != nil {
 		body["error"] = runErr.Error()
 		log.Warn("task failed", "error", runErr)
-	} else if err := e.uploadProducts(tctx, t, filepath.Join(dir, "out")); err != nil {
+	} else if err := e.sendProducts(tctx, t, filepath.Join(dir, "out")); err != nil {
 		body["result"], body["error"] = nil, "send products: "+err.Error()
 	}
 	b, _ := json.Marshal(body)
@@ -316,6 +332,23 @@ func (e *Endpoint) download(ctx context.Context, t *Task, dst string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// sendProducts sends the products, trying again over a few seconds when
+// the network or the server fails (an analysis is not redone for a blip).
+func (e *Endpoint) sendProducts(ctx context.Context, t *Task, dir string) error {
+	var err error
+	for wait := time.Second; ; wait *= 2 {
+		if err = e.uploadProducts(ctx, t, dir); err == nil || wait > 8*time.Second {
+			return err
+		}
+		e.Logger.Warn("send products, trying again", "task", t.ID, "in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 func (e *Endpoint) uploadProducts(ctx context.Context, t *Task, dir string) error {
