@@ -21,6 +21,10 @@ import (
 // declared offset equal to the stored one, and no bytes past the declared
 // length; the upload lock is the one tusd uses, so HEAD and PATCH never
 // interleave.
+// writebackPiece is how much of a PATCH body is received before its
+// writeback to disk is started.
+const writebackPiece = 8 << 20
+
 func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	id := strings.Trim(r.URL.Path, "/")
 	fail := func(status int, msg string) {
@@ -98,12 +102,17 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	}
 	defer conn.Close()
 	// Bytes the server already buffered, then the rest straight from the
-	// socket (os.File.ReadFrom splices from a TCP connection).
+	// socket (os.File.ReadFrom splices from a TCP connection), in pieces
+	// whose writeback to disk starts as soon as each is in the page cache.
 	got, err := io.CopyN(f, brw.Reader, min(int64(brw.Reader.Buffered()), n))
-	if err == nil && got < n {
+	for err == nil && got < n {
 		var k int64
-		k, err = f.ReadFrom(io.LimitReader(conn, n-got))
+		k, err = f.ReadFrom(io.LimitReader(conn, min(n-got, writebackPiece)))
+		startWriteback(f, offset+got, k)
 		got += k
+		if k == 0 && err == nil {
+			err = io.ErrUnexpectedEOF
+		}
 	}
 	// Acknowledge only what is on disk: the offset we answer is a promise
 	// the agent relies on after a power cut.
