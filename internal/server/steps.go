@@ -36,7 +36,10 @@ type TransferOutput struct {
 	Path     string  `json:"path"`
 	Bytes    int64   `json:"bytes"`
 	SHA256   string  `json:"sha256"`
-	MBPerSec float64 `json:"verify_mb_per_s"`
+	MBPerSec float64 `json:"verify_mb_per_s,omitempty"` // when the file was read to verify it
+	// Verified says how the SHA-256 was checked: "on arrival" (hashed by
+	// the upload server as the bytes landed) or "file" (read back here).
+	Verified string `json:"verified"`
 }
 
 // storedPath is where a run's file is kept: by day received, prefixed by
@@ -82,11 +85,22 @@ func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error
 		return nil, err
 	}
 	start := time.Now()
-	sum, n, err := checksum.File(ctx, src)
-	if err != nil {
-		return nil, fmt.Errorf("verify %s: %w", src, err)
+	var sum string
+	var n int64
+	how := "on arrival"
+	if up != nil {
+		// Hashed by the server as the bytes arrived (read back from the
+		// file after writing), so the file is not read a second time.
+		sum, n = s.uploads.Digest(up), up.Size
 	}
-	rate := float64(n) / 1e6 / max(time.Since(start).Seconds(), 1e-9)
+	rate := 0.0
+	if sum == "" {
+		how = "file"
+		if sum, n, err = checksum.File(ctx, src); err != nil {
+			return nil, fmt.Errorf("verify %s: %w", src, err)
+		}
+		rate = float64(n) / 1e6 / max(time.Since(start).Seconds(), 1e-9)
+	}
 	if sum != r.SHA256 {
 		// Keep the bytes for inspection; never delete data.
 		q := filepath.Join(s.cfg.DataDir, "quarantine", r.ID+"_"+safeName(r.FileName))
@@ -113,7 +127,7 @@ func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error
 	if err := s.Engine.SetStoredPath(ctx, r.ID, dest); err != nil {
 		return nil, err
 	}
-	return TransferOutput{Path: dest, Bytes: n, SHA256: sum, MBPerSec: rate}, nil
+	return TransferOutput{Path: dest, Bytes: n, SHA256: sum, MBPerSec: rate, Verified: how}, nil
 }
 
 // AnalyzeOutput is the output of the analyze step.

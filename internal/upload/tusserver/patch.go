@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -101,17 +102,39 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
+	// The SHA-256 is computed as the pieces land (see digest.go); without
+	// a hasher the transfer step reads the file instead.
+	hs, herr := s.startHasher(id, path, offset)
+	if herr != nil {
+		hs = nil
+	}
 	// Bytes the server already buffered, then the rest straight from the
 	// socket (os.File.ReadFrom splices from a TCP connection), in pieces
 	// whose writeback to disk starts as soon as each is in the page cache.
 	got, err := io.CopyN(f, brw.Reader, min(int64(brw.Reader.Buffered()), n))
+	if hs != nil {
+		hs.add(offset, got)
+	}
 	for err == nil && got < n {
 		var k int64
 		k, err = f.ReadFrom(io.LimitReader(conn, min(n-got, writebackPiece)))
 		startWriteback(f, offset+got, k)
+		if hs != nil {
+			hs.add(offset+got, k)
+		}
 		got += k
 		if k == 0 && err == nil {
 			err = io.ErrUnexpectedEOF
+		}
+	}
+	if hs != nil {
+		// Saved even after a failed PATCH: it then covers the bytes that
+		// did arrive, which is what the next PATCH resumes from. A state
+		// ahead of the file after a crash does not match and is rebuilt.
+		if h, covered, herr := hs.finish(); herr == nil {
+			if herr := s.saveDigest(id, covered, h); herr != nil {
+				slog.Warn("save upload digest", "upload", id, "error", herr)
+			}
 		}
 	}
 	// Acknowledge only what is on disk: the offset we answer is a promise

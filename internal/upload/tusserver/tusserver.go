@@ -174,7 +174,7 @@ func (s *Server) Remove(id string) error {
 	if id == "" || strings.ContainsAny(id, "/\\.") {
 		return fmt.Errorf("upload %q: %w", id, ErrNotFound)
 	}
-	for _, p := range []string{filepath.Join(s.dir, id), filepath.Join(s.dir, id+".info"), filepath.Join(s.dir, id+".lock")} {
+	for _, p := range []string{filepath.Join(s.dir, id), filepath.Join(s.dir, id+".info"), filepath.Join(s.dir, id+".lock"), s.digestPath(id), s.digestPath(id) + ".tmp"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove upload %s: %w", id, err)
 		}
