@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -61,8 +62,14 @@ func benchTransferCmd() *cobra.Command {
 			ts := httptest.NewServer(http.StripPrefix("/files/", srv.Handler()))
 			defer ts.Close()
 			c := &upload.Client{Endpoint: ts.URL + "/files/"}
-			var cpT, cpSyncT, tusT, verT, hashT []time.Duration
+			var cpT, cpSyncT, tusT, verT, hashT, rawT []time.Duration
 			for i := range rounds {
+				d, err := rawLoopback(cmd.Context(), src, filepath.Join(dir, "raw.emd"))
+				if err != nil {
+					return err
+				}
+				rawT = append(rawT, d)
+
 				dst := filepath.Join(dir, "copy.emd")
 				t0 := time.Now()
 				if out, err := exec.CommandContext(cmd.Context(), "cp", src, dst).CombinedOutput(); err != nil {
@@ -110,19 +117,71 @@ func benchTransferCmd() *cobra.Command {
 				srv.Remove(info.ID)
 			}
 			mb := float64(sizeMB) * 1.048576
-			cp, cs, tu, ve, ha := medianDur(cpT), medianDur(cpSyncT), medianDur(tusT), medianDur(verT), medianDur(hashT)
+			cp, cs, tu, ve, ha, ra := medianDur(cpT), medianDur(cpSyncT), medianDur(tusT), medianDur(verT), medianDur(hashT), medianDur(rawT)
 			fmt.Fprintf(out, "%d MB file, %d alternating rounds, medians:\n", sizeMB, rounds)
 			fmt.Fprintf(out, "  cp                                   %6.0f MB/s (not durable: the page cache)\n", mb/cp.Seconds())
 			fmt.Fprintf(out, "  cp + fdatasync                       %6.0f MB/s\n", mb/cs.Seconds())
 			fmt.Fprintf(out, "  tus upload over loopback (durable)   %6.0f MB/s  = %.2fx cp, %.2fx cp + fdatasync\n", mb/tu.Seconds(), cp.Seconds()/tu.Seconds(), cs.Seconds()/tu.Seconds())
 			fmt.Fprintf(out, "  upload + SHA-256 check at the server %6.0f MB/s  = %.2fx cp, %.2fx cp + fdatasync\n", mb/ve.Seconds(), cp.Seconds()/ve.Seconds(), cs.Seconds()/ve.Seconds())
 			fmt.Fprintf(out, "  SHA-256 at the source (once, before) %6.0f MB/s\n", mb/ha.Seconds())
+			fmt.Fprintf(out, "  ceiling: bare loopback TCP           %6.0f MB/s  = %.2fx cp (sendfile -> splice into a file: no protocol, no check, not durable)\n", mb/ra.Seconds(), cp.Seconds()/ra.Seconds())
 			return nil
 		},
 	}
 	cmd.Flags().IntVar(&sizeMB, "size-mb", 256, "file size in MiB")
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "rounds (each: cp, then upload)")
 	return cmd
+}
+
+// rawLoopback sends src over one loopback TCP connection into dst with no
+// protocol at all (sendfile on one side, splice into the file on the
+// other): the most any upload over loopback can do on this machine.
+func rawLoopback(ctx context.Context, src, dst string) (time.Duration, error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("raw loopback: %w", err)
+	}
+	defer ln.Close()
+	defer os.Remove(dst)
+	recv := make(chan error, 1)
+	t0 := time.Now()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			recv <- err
+			return
+		}
+		defer c.Close()
+		f, err := os.Create(dst)
+		if err != nil {
+			recv <- err
+			return
+		}
+		_, err = f.ReadFrom(c)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		recv <- err
+	}()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		return 0, fmt.Errorf("raw loopback: %w", err)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		c.Close()
+		return 0, err
+	}
+	_, err = c.(*net.TCPConn).ReadFrom(f)
+	f.Close()
+	c.Close()
+	if rerr := <-recv; err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("raw loopback: %w", err)
+	}
+	return time.Since(t0), nil
 }
 
 func benchFlowsCmd(workers *sandbox.Registry) *cobra.Command {
