@@ -13,12 +13,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/picoflow/picoflow/internal/checksum"
+	"github.com/picoflow/picoflow/internal/replicas"
 )
 
 // RunFunc does a task's work: input is the file, products go to outDir;
@@ -50,8 +49,7 @@ type Endpoint struct {
 	wg       sync.WaitGroup
 	done     chan struct{}
 	lastWork atomicTime
-	servers  []string
-	current  atomic.Int64 // index into servers
+	servers  *replicas.Set
 }
 
 type atomicTime struct {
@@ -70,14 +68,9 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	if e.Run == nil || e.Server == "" {
 		return errors.New("endpoint: no server or run function")
 	}
-	e.servers = nil
-	for _, u := range strings.Split(e.Server, ",") {
-		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
-			e.servers = append(e.servers, u)
-		}
-	}
-	if len(e.servers) == 0 {
-		return errors.New("endpoint: no server")
+	var err error
+	if e.servers, err = replicas.Parse(e.Server); err != nil {
+		return fmt.Errorf("endpoint: %w", err)
 	}
 	host, _ := os.Hostname()
 	e.Name = cmp.Or(e.Name, host)
@@ -85,6 +78,7 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	if e.Logger == nil {
 		e.Logger = slog.Default()
 	}
+	e.servers.Logger = e.Logger
 	if e.HTTP == nil {
 		e.HTTP = &http.Client{}
 	}
@@ -169,10 +163,8 @@ func (e *Endpoint) url(path string, q url.Values) string {
 // send sends one request to the current server; when the server cannot be
 // reached it tries the next replica (each once), rewinding body.
 func (e *Endpoint) send(ctx context.Context, method, path string, body io.ReadSeeker) (*http.Response, error) {
-	var lastErr error
-	for range len(e.servers) {
-		i := e.current.Load()
-		base := e.servers[int(i)%len(e.servers)]
+	var resp *http.Response
+	err := e.servers.Do(ctx, func(base string) error {
 		var rd io.Reader
 		var size int64
 		if body != nil {
@@ -180,10 +172,10 @@ func (e *Endpoint) send(ctx context.Context, method, path string, body io.ReadSe
 			// body is kept open for the next replica and sent with its length.
 			var err error
 			if size, err = body.Seek(0, io.SeekEnd); err != nil {
-				return nil, err
+				return err
 			}
 			if _, err := body.Seek(0, io.SeekStart); err != nil {
-				return nil, err
+				return err
 			}
 			rd = io.NopCloser(body)
 			if ra, ok := body.(io.ReaderAt); ok {
@@ -194,7 +186,7 @@ func (e *Endpoint) send(ctx context.Context, method, path string, body io.ReadSe
 		}
 		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if body != nil {
 			req.ContentLength = size
@@ -203,19 +195,13 @@ func (e *Endpoint) send(ctx context.Context, method, path string, body io.ReadSe
 			}
 		}
 		req.Header.Set("Authorization", "Bearer "+e.Token)
-		resp, err := e.HTTP.Do(req)
-		if err == nil {
-			return resp, nil
-		}
-		lastErr = err
-		if ctx.Err() != nil || len(e.servers) == 1 {
-			break
-		}
-		if e.current.CompareAndSwap(i, i+1) {
-			e.Logger.Warn("server unreachable, trying the next", "server", base, "next", e.servers[int(i+1)%len(e.servers)], "error", err)
-		}
+		resp, err = e.HTTP.Do(req)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	return resp, nil
 }
 
 func (e *Endpoint) call(ctx context.Context, method, u string, body io.ReadSeeker, out any) (int, error) {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/picoflow/picoflow/internal/replicas"
 )
 
 // TestSendMovesToNextReplica: a request with a file body goes to the next
@@ -41,14 +43,14 @@ func TestSendMovesToNextReplica(t *testing.T) {
 	defer f.Close()
 	e := &Endpoint{Server: down + "," + live.URL, Run: func(context.Context, *Task, string, string) (any, error) { return nil, nil },
 		Logger: slog.New(slog.DiscardHandler), HTTP: &http.Client{}}
-	e.servers = []string{down, live.URL}
+	e.servers, _ = replicas.Parse(e.Server)
 	if _, err := e.call(context.Background(), http.MethodPut, "/p", f, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) || length != int64(len(want)) {
 		t.Fatalf("the live server got %d bytes (Content-Length %d), want %d", len(got), length, len(want))
 	}
-	if e.current.Load() != 1 {
+	if e.servers.Current() != live.URL {
 		t.Fatal("the endpoint did not stay on the live server")
 	}
 }
