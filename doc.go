@@ -6,7 +6,8 @@
 //	internal/agentcli             the agent's command line, shared by both binaries
 //	internal/watch                fsnotify + periodic rescan + settle detection
 //	internal/upload               tus 1.0 client (stdlib only, for the agent)
-//	internal/upload/tusserver     tusd mount with metadata checks and a zero-copy PATCH
+//	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, hashing on arrival
+//	internal/replicas             several server replicas for a client: move on when one is down
 //	internal/server               the facility service: ingest, flow steps, REST API, endpoint protocol, Start/Stop
 //	internal/compute              tasks for compute endpoints (leases), the endpoint runner, block scaling;
 //	                              Provider backends local/ slurm/ pbs/; computetest/

@@ -4,10 +4,13 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/picoflow/picoflow/internal/agent"
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/pgtest"
 	"github.com/picoflow/picoflow/internal/store"
@@ -69,5 +72,67 @@ func TestServerReplicaKill9(t *testing.T) {
 	var res struct{ Total int }
 	if err := r.get(t, "/api/v1/records?limit=1", &res); err != nil || res.Total != n {
 		t.Fatalf("%d records for %d files (%v)", res.Total, n, err)
+	}
+}
+
+// TestAgentFailsOver: an agent given two server replicas uploads to the
+// first, which is killed with SIGKILL mid-upload; the agent goes on with
+// the second, resuming the same upload from the offset the replicas share,
+// and the file's flow runs once.
+func TestAgentFailsOver(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	dir := t.TempDir()
+	r := &rig{dir: dir, data: filepath.Join(dir, "shared"), folder: filepath.Join(dir, "instrument"), ledger: filepath.Join(dir, "agent.db")}
+	os.MkdirAll(r.folder, 0o755)
+	db, err := store.OpenPostgres(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.token, err = auth.NewTokens(db.Write, db.Read).Create(context.Background(), "t", "agent:pc", auth.RoleAgent, auth.RoleAdmin)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	a := replica(t, dir, "server-a", url, r.data, addrA, "3s")
+	replica(t, dir, "server-b", url, r.data, addrB, "3s")
+	r.base = "http://" + addrB
+	writeSI(t, filepath.Join(r.folder, "si.emd"), 40)
+	ag := start(t, dir, "agent", []string{"PICOFLOW_TOKEN=" + r.token}, "agent", "run", "--server", "http://"+addrA+",http://"+addrB,
+		"--folder", r.folder+"=hyperspectral", "--ledger", r.ledger, "--settle", "200ms", "--max-mb-per-s", "10")
+	var before *agent.Entry
+	eventually(t, 60*time.Second, "the upload to replica A to be under way", func() bool {
+		e := r.entry(t)
+		if e == nil || e.State != agent.StateUploading || !strings.HasPrefix(e.UploadURL, "http://"+addrA+"/") {
+			return false
+		}
+		fi, err := os.Stat(filepath.Join(r.data, "uploads", e.UploadURL[strings.LastIndex(e.UploadURL, "/")+1:]))
+		if err == nil && fi.Size() > 2<<20 && fi.Size() < e.Size/2 {
+			before = e
+			return true
+		}
+		return false
+	})
+	a.kill()
+	eventually(t, 90*time.Second, "the file to be done", func() bool {
+		e := r.entry(t)
+		return e != nil && (e.State == agent.StateDone || e.State == agent.StateFailed)
+	})
+	e := r.entry(t)
+	if e.State != agent.StateDone {
+		t.Fatalf("file %s: %s", e.State, e.Error)
+	}
+	runs := r.runsFor(t, e.SHA256)
+	if len(runs) != 1 || runs[0].State != "succeeded" {
+		t.Fatalf("runs %+v", runs)
+	}
+	if !strings.HasSuffix(before.UploadURL, "/"+runs[0].UploadID) {
+		t.Fatalf("the run used upload %s, not the interrupted %s: the upload restarted", runs[0].UploadID, before.UploadURL)
+	}
+	ag.kill()
+	log, _ := os.ReadFile(ag.log)
+	if !strings.Contains(string(log), "trying the next") {
+		t.Errorf("the agent's log does not tell of the move to replica B:\n%s", log)
 	}
 }

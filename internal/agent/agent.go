@@ -20,6 +20,7 @@ import (
 
 	"github.com/picoflow/picoflow/internal/checksum"
 	"github.com/picoflow/picoflow/internal/emd/superblock"
+	"github.com/picoflow/picoflow/internal/replicas"
 	"github.com/picoflow/picoflow/internal/upload"
 	"github.com/picoflow/picoflow/internal/watch"
 )
@@ -35,7 +36,9 @@ type Folder struct {
 
 // Config configures an Agent.
 type Config struct {
-	// Server is the facility server's base URL.
+	// Server is the facility server's base URL, or several replicas' URLs
+	// separated by commas: when one cannot be reached the agent goes on
+	// with the next, uploads included.
 	Server string `yaml:"server"`
 	// Token is the agent's API token (keep it out of the YAML file: the
 	// PICOFLOW_TOKEN environment variable overrides it).
@@ -115,8 +118,14 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), ledger: l, kick: make(chan struct{}, 1), cancel: func() {}, inFlight: map[int64]bool{}}
-	a.api = &apiClient{base: cfg.Server, token: cfg.Token}
-	a.tus = &upload.Client{Endpoint: cfg.Server + "/files/", Token: cfg.Token, MaxBytesPerSecond: cfg.MaxBytesPerSecond}
+	servers, err := replicas.Parse(cfg.Server)
+	if err != nil {
+		l.close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	servers.Logger = a.log
+	a.api = &apiClient{servers: servers, token: cfg.Token}
+	a.tus = &upload.Client{Replicas: servers, Token: cfg.Token, MaxBytesPerSecond: cfg.MaxBytesPerSecond}
 	var dirs []string
 	for _, f := range cfg.Folders {
 		dirs = append(dirs, f.Path)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/picoflow/picoflow/internal/replicas"
 	"github.com/picoflow/picoflow/internal/upload"
 )
 
@@ -235,8 +236,9 @@ func (a *Agent) finished(ctx context.Context, e *Entry, run *runView) {
 
 // apiClient is the agent's view of the server's REST API.
 type apiClient struct {
-	base, token string
-	http        http.Client
+	servers *replicas.Set
+	token   string
+	http    http.Client
 }
 
 type runView struct {
@@ -255,42 +257,54 @@ type runView struct {
 func (r *runView) terminal() bool { return r.State == "succeeded" || r.State == "failed" }
 
 func (c *apiClient) do(ctx context.Context, method, path string, body any, out any) (int, error) {
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return 0, err
 		}
-		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	var status int
+	var reply []byte
+	err := c.servers.Do(ctx, func(base string) error {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		status = resp.StatusCode
+		if status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout {
+			return fmt.Errorf("%s %s: %s: %w", method, path, resp.Status, replicas.ErrUnavailable)
+		}
+		reply, err = io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		return err
+	})
 	if err != nil {
-		return 0, err
+		return status, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode >= 300 {
+	if status >= 300 {
 		var e struct{ Error string }
-		json.Unmarshal(b, &e)
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
+		json.Unmarshal(reply, &e)
+		return status, fmt.Errorf("%s %s: %d %s: %s", method, path, status, http.StatusText(status), e.Error)
 	}
 	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
+		if err := json.Unmarshal(reply, out); err != nil {
+			return status, fmt.Errorf("%s %s: %w", method, path, err)
 		}
 	}
-	return resp.StatusCode, nil
+	return status, nil
 }
 
 func (c *apiClient) runFor(ctx context.Context, sha, flowName string) (*runView, error) {

@@ -109,7 +109,7 @@ Example:
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfgPath, "config", "", "agent YAML configuration")
-	f.StringVar(&server, "server", "", "server base URL")
+	f.StringVar(&server, "server", "", "server base URL, or several replicas' URLs separated by commas")
 	f.StringArrayVar(&folders, "folder", nil, "DIR=FLOW to watch (repeatable)")
 	f.StringVar(&ledger, "ledger", "", "ledger database (default picoflow-agent.db)")
 	f.StringVar(&name, "name", "", "agent name (default: host name)")

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/picoflow/picoflow/internal/replicas"
 )
 
 // Errors.
@@ -42,10 +44,17 @@ const (
 
 const tusVersion = "1.0.0"
 
-// Client talks tus 1.0 to one server endpoint.
+// Client talks tus 1.0 to one server endpoint, or to the same endpoint on
+// several server replicas.
 type Client struct {
 	// Endpoint is the creation URL, e.g. https://host/files/.
 	Endpoint string
+	// Replicas, when set, replaces Endpoint: uploads are created at
+	// Files (default "/files/") under the current replica, and an upload
+	// whose replica cannot be reached goes on at the next, from the
+	// offset that one reports (replicas share their uploads).
+	Replicas *replicas.Set
+	Files    string
 	// Token is sent as a bearer token.
 	Token string
 	// HTTP defaults to a client without an overall timeout (uploads are
@@ -97,6 +106,14 @@ func NewTransport() *http.Transport {
 
 func (c *Client) http() *http.Client { return cmp.Or(c.HTTP, defaultHTTP) }
 
+// endpoint is the creation URL on the current replica.
+func (c *Client) endpoint() string {
+	if c.Replicas == nil {
+		return c.Endpoint
+	}
+	return c.Replicas.Current() + cmp.Or(c.Files, "/files/")
+}
+
 func (c *Client) do(req *http.Request) (*http.Response, error) {
 	req.Header.Set("Tus-Resumable", tusVersion)
 	if c.Token != "" {
@@ -107,7 +124,7 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 
 // Create starts an upload of size bytes and returns its URL.
 func (c *Client) Create(ctx context.Context, size int64, meta map[string]string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoint, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(), nil)
 	if err != nil {
 		return "", fmt.Errorf("create upload: %w", err)
 	}
@@ -194,7 +211,15 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 	}
 	size := fi.Size()
 	backoff := 200 * time.Millisecond
+	moves := 0 // replicas tried since the last backoff
 	for {
+		base := ""
+		if c.Replicas != nil {
+			base = c.Replicas.Current()
+			if uploadURL != "" {
+				uploadURL = c.Replicas.Rebase(uploadURL, base)
+			}
+		}
 		err := func() error {
 			if uploadURL == "" {
 				u, err := c.Create(ctx, size, meta)
@@ -227,6 +252,14 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 		if errors.Is(err, ErrRejected) || ctx.Err() != nil {
 			return uploadURL, fmt.Errorf("upload %s: %w", path, err)
 		}
+		if c.Replicas != nil && replicas.Unreachable(err) && moves < c.Replicas.Len()-1 {
+			// Straight on at the next replica; once all were tried, wait.
+			if c.Replicas.Failed(base, err) != base {
+				moves++
+				continue
+			}
+		}
+		moves = 0
 		select {
 		case <-ctx.Done():
 			return uploadURL, fmt.Errorf("upload %s: %w", path, ctx.Err())
