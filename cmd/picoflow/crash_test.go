@@ -240,6 +240,13 @@ func TestAgentKill9MidUpload(t *testing.T) {
 		t.Fatalf("after kill: %s", e.State)
 	}
 	r.agent(t, "--max-mb-per-s", "10")
+	r.doneOnce(t, before)
+}
+
+// doneOnce waits for the rig's file to be done and checks it ran once, on
+// the upload that was under way (before), which was resumed, not restarted.
+func (r *rig) doneOnce(t *testing.T, before *agent.Entry) {
+	t.Helper()
 	eventually(t, 90*time.Second, "the file to be done", func() bool {
 		e := r.entry(t)
 		return e != nil && (e.State == agent.StateDone || e.State == agent.StateFailed)

@@ -115,21 +115,7 @@ func TestAgentFailsOver(t *testing.T) {
 		return false
 	})
 	a.kill()
-	eventually(t, 90*time.Second, "the file to be done", func() bool {
-		e := r.entry(t)
-		return e != nil && (e.State == agent.StateDone || e.State == agent.StateFailed)
-	})
-	e := r.entry(t)
-	if e.State != agent.StateDone {
-		t.Fatalf("file %s: %s", e.State, e.Error)
-	}
-	runs := r.runsFor(t, e.SHA256)
-	if len(runs) != 1 || runs[0].State != "succeeded" {
-		t.Fatalf("runs %+v", runs)
-	}
-	if !strings.HasSuffix(before.UploadURL, "/"+runs[0].UploadID) {
-		t.Fatalf("the run used upload %s, not the interrupted %s: the upload restarted", runs[0].UploadID, before.UploadURL)
-	}
+	r.doneOnce(t, before)
 	ag.kill()
 	log, _ := os.ReadFile(ag.log)
 	if !strings.Contains(string(log), "trying the next") {
