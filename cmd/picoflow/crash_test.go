@@ -33,6 +33,14 @@ func TestMain(m *testing.M) {
 	workers := sandbox.NewRegistry()
 	analysis.RegisterWorkers(workers)
 	workers.Main()
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		// Started as the picoflow binary by a server under test (a batch
+		// block's endpoint): the arguments are on the command line.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, workers, os.Args[1:])
+		stop()
+		os.Exit(code)
+	}
 	if a := os.Getenv(argsEnv); a != "" {
 		var args []string
 		json.Unmarshal([]byte(a), &args)

@@ -135,5 +135,6 @@ func blockScaler(ctx context.Context, srv *server.Server, provider, partition st
 			return compute.BlockSpec{Name: name, Dir: dir, Env: []string{"PICOFLOW_TOKEN=" + token},
 				Command: []string{exe, "endpoint", "--server", srv.URL(), "--name", name, "--exit-when-idle", idle.String()}}
 		}}
+	srv.AttachScaler(sc)
 	return sc, sc.Start(ctx)
 }

@@ -70,14 +70,13 @@ type Queue struct {
 	// hand one task to two endpoints.
 	Postgres bool
 
-	mu         sync.Mutex
-	waiters    map[chan struct{}]struct{}
-	firstClaim map[string]time.Time // endpoint -> first time it asked for work
+	mu      sync.Mutex
+	waiters map[chan struct{}]struct{}
 }
 
 // NewQueue returns a queue on a migrated database.
 func NewQueue(write, read *sql.DB) *Queue {
-	return &Queue{write: write, read: read, Lease: time.Minute, MaxAttempts: 3, waiters: map[chan struct{}]struct{}{}, firstClaim: map[string]time.Time{}}
+	return &Queue{write: write, read: read, Lease: time.Minute, MaxAttempts: 3, waiters: map[chan struct{}]struct{}{}}
 }
 
 func newID() string {
@@ -166,12 +165,12 @@ func (q *Queue) notify() {
 // expired (its endpoint is gone), waiting up to wait for one to appear.
 // It returns nil when there is none.
 func (q *Queue) Claim(ctx context.Context, endpoint string, wait time.Duration) (*Task, error) {
+	if err := q.seen(ctx, endpoint); err != nil {
+		return nil, err
+	}
 	ch := make(chan struct{}, 1)
 	q.mu.Lock()
 	q.waiters[ch] = struct{}{}
-	if _, ok := q.firstClaim[endpoint]; !ok {
-		q.firstClaim[endpoint] = time.Now()
-	}
 	q.mu.Unlock()
 	defer func() {
 		q.mu.Lock()
@@ -254,7 +253,7 @@ func (q *Queue) Heartbeat(ctx context.Context, id, endpoint string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("task %s for %s: %w", id, endpoint, ErrNotFound)
 	}
-	return nil
+	return q.seen(ctx, endpoint)
 }
 
 // Get returns a task held by endpoint.
@@ -295,6 +294,13 @@ func (q *Queue) Complete(ctx context.Context, id, endpoint string, result json.R
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("task %s for %s: %w", id, endpoint, ErrNotFound)
 	}
+	count := "done"
+	if errMsg != "" {
+		count = "failed"
+	}
+	if _, err := q.write.ExecContext(ctx, `UPDATE endpoint SET `+count+` = `+count+` + 1, last_seen = ? WHERE name = ?`, time.Now().UnixMicro(), endpoint); err != nil {
+		return fmt.Errorf("complete task: %w", err)
+	}
 	if q.DoneFunc != nil {
 		var ferr error
 		if errMsg != "" {
@@ -327,13 +333,65 @@ func (q *Queue) PendingCount(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// FirstClaim is when endpoint first claimed a task (nil if never).
+// FirstClaim is when endpoint first asked for work, through any server
+// sharing the database (nil if never).
 func (q *Queue) FirstClaim(ctx context.Context, endpoint string) (*time.Time, error) {
-	q.mu.Lock()
-	t, ok := q.firstClaim[endpoint]
-	q.mu.Unlock()
-	if !ok {
+	var us int64
+	err := q.read.QueryRowContext(ctx, `SELECT first_seen FROM endpoint WHERE name = ?`, endpoint).Scan(&us)
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("first claim: %w", err)
+	}
+	t := time.UnixMicro(us)
 	return &t, nil
+}
+
+// seen records that endpoint asked for work or reported on a task now.
+func (q *Queue) seen(ctx context.Context, endpoint string) error {
+	now := time.Now().UnixMicro()
+	if _, err := q.write.ExecContext(ctx, `INSERT INTO endpoint (name, first_seen, last_seen) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen`, endpoint, now, now); err != nil {
+		return fmt.Errorf("endpoint %s: %w", endpoint, err)
+	}
+	return nil
+}
+
+// EndpointInfo is what the server knows of one compute endpoint.
+type EndpointInfo struct {
+	Name      string    `json:"name"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// Alive: heard from within two leases (claims long-poll for at most
+	// two minutes, heartbeats come every third of a lease).
+	Alive bool `json:"alive"`
+	// Running is how many tasks it holds now.
+	Running int `json:"running"`
+	Done    int `json:"done"`
+	Failed  int `json:"failed"`
+}
+
+// Endpoints lists the endpoints heard from since since, newest first.
+func (q *Queue) Endpoints(ctx context.Context, since time.Time) ([]EndpointInfo, error) {
+	now := time.Now()
+	rows, err := q.read.QueryContext(ctx, `SELECT e.name, e.first_seen, e.last_seen, e.done, e.failed,
+		(SELECT count(*) FROM task t WHERE t.endpoint = e.name AND t.state = ? AND t.lease_until >= ?)
+		FROM endpoint e WHERE e.last_seen >= ? ORDER BY e.last_seen DESC, e.name LIMIT 1000`, Claimed, now.UnixMicro(), since.UnixMicro())
+	if err != nil {
+		return nil, fmt.Errorf("list endpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []EndpointInfo
+	for rows.Next() {
+		var e EndpointInfo
+		var first, last int64
+		if err := rows.Scan(&e.Name, &first, &last, &e.Done, &e.Failed, &e.Running); err != nil {
+			return nil, fmt.Errorf("list endpoints: %w", err)
+		}
+		e.FirstSeen, e.LastSeen = time.UnixMicro(first), time.UnixMicro(last)
+		e.Alive = now.Sub(e.LastSeen) < max(2*q.Lease, 2*time.Minute+5*time.Second)
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }

@@ -31,6 +31,9 @@ type Scaler struct {
 	// Interval between checks (default 5s).
 	Interval time.Duration
 	Logger   *slog.Logger
+	// Started, if set, hears of each block whose endpoint asked for work
+	// (FirstClaim - Submitted is the node start-up time).
+	Started func(Block)
 
 	mu     sync.Mutex
 	blocks map[string]*Block
@@ -87,24 +90,30 @@ func (s *Scaler) Blocks() []Block {
 	return out
 }
 
-// RunOnce refreshes the blocks' states and submits what is missing.
-func (s *Scaler) RunOnce(ctx context.Context) error {
+// Refresh asks the provider for the blocks' states now and returns them.
+func (s *Scaler) Refresh(ctx context.Context) ([]Block, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.blocks == nil {
-		s.blocks = map[string]*Block{}
-	}
-	queued := 0
+	_, err := s.refresh(ctx)
+	s.mu.Unlock()
+	return s.Blocks(), err
+}
+
+// refresh updates the blocks' states and start-up times, forgets finished
+// blocks, and returns how many wait in the scheduler. s.mu is held.
+func (s *Scaler) refresh(ctx context.Context) (queued int, err error) {
 	for id, b := range s.blocks {
 		st, err := s.Provider.Status(ctx, id)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		b.State = st
 		if b.FirstClaim == nil {
 			if t, err := s.Queue.FirstClaim(ctx, b.Name); err == nil && t != nil {
 				b.FirstClaim = t
 				s.log().Info("block started", "block", b.Name, "job", id, "startup_s", t.Sub(b.Submitted).Seconds())
+				if s.Started != nil {
+					s.Started(*b)
+				}
 			}
 		}
 		switch st {
@@ -121,6 +130,20 @@ func (s *Scaler) RunOnce(ctx context.Context) error {
 		case BlockQueued:
 			queued++
 		}
+	}
+	return queued, nil
+}
+
+// RunOnce refreshes the blocks' states and submits what is missing.
+func (s *Scaler) RunOnce(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.blocks == nil {
+		s.blocks = map[string]*Block{}
+	}
+	queued, err := s.refresh(ctx)
+	if err != nil {
+		return err
 	}
 	pending, err := s.Queue.PendingCount(ctx)
 	if err != nil {

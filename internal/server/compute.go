@@ -27,6 +27,71 @@ func (s *Server) computeRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/compute/tasks/{id}/input", auth.Require(http.HandlerFunc(s.taskInput), eps...))
 	mux.Handle("PUT /api/v1/compute/tasks/{id}/products/{name}", auth.Require(http.HandlerFunc(s.taskProduct), eps...))
 	mux.Handle("POST /api/v1/compute/tasks/{id}/complete", auth.Require(http.HandlerFunc(s.completeTask), eps...))
+	mux.Handle("GET /api/v1/compute/endpoints", auth.Require(http.HandlerFunc(s.listEndpoints), auth.RoleAdmin))
+}
+
+// AttachScaler makes the blocks of sc part of the server's view of its
+// compute (the endpoints listing and the block start-up metric). Call it
+// before sc starts.
+func (s *Server) AttachScaler(sc *compute.Scaler) {
+	s.mu.Lock()
+	s.scaler = sc
+	s.mu.Unlock()
+	sc.Started = func(b compute.Block) {
+		if b.FirstClaim != nil {
+			s.metrics.blockStartup.Observe(b.FirstClaim.Sub(b.Submitted).Seconds())
+		}
+	}
+}
+
+// BlockView is a batch block as the API shows it.
+type BlockView struct {
+	compute.Block
+	// StartupSeconds is the node start-up time: from submission to the
+	// endpoint's first request for work (absent until then).
+	StartupSeconds *float64 `json:"startup_s,omitempty"`
+}
+
+// listEndpoints shows the compute endpoints heard from in the last
+// ?since= (default 24h), through any replica, and this server's blocks.
+func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
+	since := 24 * time.Hour
+	if v := r.URL.Query().Get("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("list endpoints: bad since %q", v))
+			return
+		}
+		since = d
+	}
+	eps, err := s.tasks.Endpoints(r.Context(), time.Now().Add(-since))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	blocks := []BlockView{}
+	s.mu.Lock()
+	sc := s.scaler
+	s.mu.Unlock()
+	if sc != nil {
+		bs, err := sc.Refresh(r.Context())
+		if err != nil {
+			writeError(w, http.StatusBadGateway, fmt.Errorf("list blocks: %w", err))
+			return
+		}
+		for _, b := range bs {
+			v := BlockView{Block: b}
+			if b.FirstClaim != nil {
+				d := b.FirstClaim.Sub(b.Submitted).Seconds()
+				v.StartupSeconds = &d
+			}
+			blocks = append(blocks, v)
+		}
+	}
+	if eps == nil {
+		eps = []compute.EndpointInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"endpoints": eps, "blocks": blocks})
 }
 
 func endpointName(r *http.Request) string {

@@ -18,6 +18,8 @@ type metrics struct {
 	steps    *prometheus.HistogramVec
 	runtime  *prometheus.HistogramVec
 	overhead *prometheus.HistogramVec
+	// blockStartup is the node start-up time of batch blocks.
+	blockStartup prometheus.Histogram
 }
 
 func newMetrics(s *Server) *metrics {
@@ -27,7 +29,18 @@ func newMetrics(s *Server) *metrics {
 	m.steps = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "picoflow_step_active_seconds", Help: "Active time of finished steps.", Buckets: buckets}, []string{"flow", "step"})
 	m.runtime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "picoflow_run_seconds", Help: "Runtime of succeeded runs, from the file's arrival.", Buckets: buckets}, []string{"flow"})
 	m.overhead = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "picoflow_run_overhead_seconds", Help: "Runtime not spent in any step (queueing, hand-offs).", Buckets: buckets}, []string{"flow"})
-	m.reg.MustRegister(m.runs, m.steps, m.runtime, m.overhead,
+	m.blockStartup = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "picoflow_block_startup_seconds", Help: "Batch blocks: from submission to their endpoint's first request for work.", Buckets: buckets})
+	m.reg.MustRegister(m.runs, m.steps, m.runtime, m.overhead, m.blockStartup,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "picoflow_endpoints_alive", Help: "Compute endpoints heard from within two leases (through any replica)."}, func() float64 {
+			eps, _ := s.tasks.Endpoints(context.Background(), time.Now().Add(-time.Hour))
+			n := 0
+			for _, e := range eps {
+				if e.Alive {
+					n++
+				}
+			}
+			return float64(n)
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "picoflow_tasks_pending", Help: "Tasks waiting for a compute endpoint."}, func() float64 {
 			n, _ := s.tasks.PendingCount(context.Background())
 			return float64(n)

@@ -93,6 +93,7 @@ type Server struct {
 	uploads  *tusserver.Server
 	tasks    *compute.Queue
 	metrics  *metrics
+	scaler   *compute.Scaler
 	stopBg   context.CancelFunc
 	http     *http.Server
 	closers  []func()

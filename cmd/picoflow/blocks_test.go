@@ -1,0 +1,101 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServerStartsSlurmBlocks: `picoflow server --provider slurm` submits an
+// endpoint block to the real Slurm cluster when hpc work waits; the block's
+// endpoint runs the flows and exits when idle. The server lists the block
+// with its node start-up time and the endpoint with its tasks, and exports
+// the start-up time to Prometheus.
+func TestServerStartsSlurmBlocks(t *testing.T) {
+	t.Parallel()
+	if out, err := exec.Command("sinfo", "-h", "-o", "%T").CombinedOutput(); err != nil || len(out) == 0 {
+		t.Fatalf("no Slurm cluster (run scripts/start-slurm.sh as root): %v %s", err, out)
+	}
+	const n = 3
+	r := newRig(t)
+	start(t, r.dir, "server", nil, "server", "--data", r.data, "--addr", r.addr, "--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s")
+	healthy(t, "server", r.base)
+	sendLoad(t, r.dir, n, []string{r.base}, r.token, "hpc", 24, nil)
+	var runs []struct{ State, Error string }
+	eventually(t, 120*time.Second, "the hpc runs to finish", func() bool {
+		runs = nil
+		if err := r.get(t, "/api/v1/runs?limit=100", &runs); err != nil {
+			return false
+		}
+		done := 0
+		for _, x := range runs {
+			if x.State == "succeeded" || x.State == "failed" {
+				done++
+			}
+		}
+		return len(runs) == n && done == n
+	})
+	for _, x := range runs {
+		if x.State != "succeeded" {
+			t.Fatalf("run %s: %s", x.State, x.Error)
+		}
+	}
+	var view struct {
+		Endpoints []struct {
+			Name        string
+			Done, Alive any
+		}
+		Blocks []struct {
+			ID, Name, State string
+			StartupS        *float64 `json:"startup_s"`
+		}
+	}
+	// The block is listed while it runs: it idles 3 s after the last task.
+	if err := r.get(t, "/api/v1/compute/endpoints", &view); err != nil {
+		t.Fatal(err)
+	}
+	done := 0.0
+	for _, e := range view.Endpoints {
+		if !strings.HasPrefix(e.Name, "block-") {
+			t.Errorf("endpoint %q is not a block's", e.Name)
+		}
+		done += e.Done.(float64)
+	}
+	if done != n {
+		t.Errorf("endpoints report %v tasks done, want %d: %+v", done, n, view.Endpoints)
+	}
+	if len(view.Blocks) != 1 {
+		t.Fatalf("%d blocks listed, want the one still idling", len(view.Blocks))
+	}
+	if b := view.Blocks[0]; b.State != "running" || b.StartupS == nil || *b.StartupS <= 0 || *b.StartupS > 60 {
+		t.Errorf("block %+v: start-up time %v", b, b.StartupS)
+	} else {
+		t.Logf("Slurm job %s (%s): node start-up %.2f s", b.ID, b.Name, *b.StartupS)
+	}
+	resp, err := http.Get(r.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	startups := -1
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "picoflow_block_startup_seconds_count "); ok {
+			startups, _ = strconv.Atoi(v)
+		}
+	}
+	if startups < 1 {
+		t.Errorf("picoflow_block_startup_seconds_count %d, want at least 1", startups)
+	}
+	// Idle, the block's endpoint exits and its Slurm job ends.
+	eventually(t, 60*time.Second, "the block to end", func() bool {
+		view.Blocks = nil
+		return r.get(t, "/api/v1/compute/endpoints", &view) == nil && len(view.Blocks) == 0
+	})
+}
