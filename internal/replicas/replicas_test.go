@@ -68,7 +68,10 @@ func TestDoMovesOnWhenUnreachable(t *testing.T) {
 	}
 	// ErrUnavailable moves on; all replicas failing returns the last error.
 	tried = nil
-	err = s.Do(context.Background(), func(base string) error { tried = append(tried, base); return fmt.Errorf("503: %w", replicas.ErrUnavailable) })
+	err = s.Do(context.Background(), func(base string) error {
+		tried = append(tried, base)
+		return fmt.Errorf("503: %w", replicas.ErrUnavailable)
+	})
 	if !errors.Is(err, replicas.ErrUnavailable) || len(tried) != 2 || tried[0] != live.URL || tried[1] != dead {
 		t.Fatalf("unavailable: err %v, tried %v", err, tried)
 	}
