@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -60,6 +61,13 @@ func TestHPCFlow(t *testing.T) {
 	run, err := b.Server.Engine.Run(ctx, e.RunID)
 	if err != nil || run.Steps[1].State != "succeeded" {
 		t.Fatalf("run %+v %v", run, err)
+	}
+	// Administrators see the endpoint on the runs page: alive, one task done.
+	_, page := signIn(t, b).get("/runs")
+	row := regexp.MustCompile(`(?s)<tr data-endpoint="hpc-1">.*?</tr>`).FindString(page)
+	cells := regexp.MustCompile(`<td[^>]*>([^<]*)</td>`).FindAllStringSubmatch(row, -1)
+	if len(cells) != 7 || cells[1][1] != "alive" || cells[2][1] != "0" || cells[3][1] != "1" || cells[4][1] != "0" {
+		t.Fatalf("endpoint row on the runs page: %q\n%s", row, page)
 	}
 }
 

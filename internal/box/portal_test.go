@@ -65,6 +65,16 @@ func csrfOf(t *testing.T, html string) string {
 	return m[1]
 }
 
+// signIn returns a browser signed in to b's portal as its administrator.
+func signIn(t *testing.T, b *box.Box) *browser {
+	u := newBrowser(t, b.Server.URL())
+	_, login := u.get("/login")
+	if code, body := u.post("/login", url.Values{"csrf": {csrfOf(t, login)}, "user": {"admin"}, "password": {b.AdminPassword}, "next": {"/runs"}}); code != 200 {
+		t.Fatalf("sign in: %d\n%s", code, body)
+	}
+	return u
+}
+
 // startWithRecord runs a box and sends one simulated spectrum image through.
 func startWithRecord(t *testing.T, cfg box.Config) (*box.Box, agent.Entry) {
 	ctx := context.Background()

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/record"
 )
@@ -336,9 +338,10 @@ func (p *Portal) runs(w http.ResponseWriter, r *http.Request) {
 	legend := []string{"transfer", "analyze", "publish", "notify"}
 	data := struct {
 		page
-		Runs   []runRow
-		Legend []string
-	}{p.base(r, "Runs", "runs"), runRows(full, legend), legend}
+		Runs    []runRow
+		Legend  []string
+		Compute *computeView
+	}{p.base(r, "Runs", "runs"), runRows(full, legend), legend, nil}
 	if r.URL.Query().Get("fragment") != "" {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		if err := p.pages["runs"].ExecuteTemplate(w, "rows", data); err != nil {
@@ -346,7 +349,41 @@ func (p *Portal) runs(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if data.Admin && p.cfg.Compute != nil {
+		data.Compute = p.computeView(r.Context())
+	}
 	p.render(w, http.StatusOK, "runs", data)
+}
+
+// computeView is the compute section of the runs page.
+type computeView struct {
+	Endpoints []compute.EndpointInfo
+	Blocks    []blockRow
+	Error     string
+}
+
+type blockRow struct {
+	compute.Block
+	Startup string // node start-up time, "" until the endpoint asked for work
+}
+
+func (p *Portal) computeView(ctx context.Context) *computeView {
+	eps, blocks, err := p.cfg.Compute(ctx)
+	v := &computeView{Endpoints: eps}
+	if err != nil {
+		v.Error = err.Error()
+	}
+	for _, b := range blocks {
+		row := blockRow{Block: b}
+		if b.FirstClaim != nil {
+			row.Startup = fmtDur(b.FirstClaim.Sub(b.Submitted))
+		}
+		v.Blocks = append(v.Blocks, row)
+	}
+	if len(v.Endpoints) == 0 && len(v.Blocks) == 0 && v.Error == "" {
+		return nil
+	}
+	return v
 }
 
 func (p *Portal) run(w http.ResponseWriter, r *http.Request) {

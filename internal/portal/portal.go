@@ -21,6 +21,7 @@ import (
 
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/flow"
 )
 
@@ -47,6 +48,9 @@ type Config struct {
 	// OIDC, when set, offers sign-in through an OpenID Connect provider.
 	OIDC   *OIDC
 	Logger *slog.Logger
+	// Compute, when set, lists the compute endpoints and batch blocks for
+	// administrators on the runs page.
+	Compute func(ctx context.Context) ([]compute.EndpointInfo, []compute.Block, error)
 }
 
 // Portal serves the web interface.

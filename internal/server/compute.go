@@ -52,6 +52,26 @@ type BlockView struct {
 	StartupSeconds *float64 `json:"startup_s,omitempty"`
 }
 
+// computeState returns the endpoints heard from since since, through any
+// replica, and this server's blocks, refreshed from the scheduler.
+func (s *Server) computeState(ctx context.Context, since time.Time) ([]compute.EndpointInfo, []compute.Block, error) {
+	eps, err := s.tasks.Endpoints(ctx, since)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	sc := s.scaler
+	s.mu.Unlock()
+	if sc == nil {
+		return eps, nil, nil
+	}
+	blocks, err := sc.Refresh(ctx)
+	if err != nil {
+		return eps, blocks, fmt.Errorf("blocks: %w", err)
+	}
+	return eps, blocks, nil
+}
+
 // listEndpoints shows the compute endpoints heard from in the last
 // ?since= (default 24h), through any replica, and this server's blocks.
 func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -64,32 +84,22 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 		}
 		since = d
 	}
-	eps, err := s.tasks.Endpoints(r.Context(), time.Now().Add(-since))
+	eps, bs, err := s.computeState(r.Context(), time.Now().Add(-since))
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err)
+		writeError(w, http.StatusBadGateway, fmt.Errorf("list endpoints: %w", err))
 		return
-	}
-	blocks := []BlockView{}
-	s.mu.Lock()
-	sc := s.scaler
-	s.mu.Unlock()
-	if sc != nil {
-		bs, err := sc.Refresh(r.Context())
-		if err != nil {
-			writeError(w, http.StatusBadGateway, fmt.Errorf("list blocks: %w", err))
-			return
-		}
-		for _, b := range bs {
-			v := BlockView{Block: b}
-			if b.FirstClaim != nil {
-				d := b.FirstClaim.Sub(b.Submitted).Seconds()
-				v.StartupSeconds = &d
-			}
-			blocks = append(blocks, v)
-		}
 	}
 	if eps == nil {
 		eps = []compute.EndpointInfo{}
+	}
+	blocks := []BlockView{}
+	for _, b := range bs {
+		v := BlockView{Block: b}
+		if b.FirstClaim != nil {
+			d := b.FirstClaim.Sub(b.Submitted).Seconds()
+			v.StartupSeconds = &d
+		}
+		blocks = append(blocks, v)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"endpoints": eps, "blocks": blocks})
 }

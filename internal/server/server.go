@@ -192,7 +192,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	pcfg := portal.Config{Catalog: s.Catalog, Runs: s.Engine, Sessions: s.sessions, Accounts: s.Accounts, Logger: s.log}
+	pcfg := portal.Config{Catalog: s.Catalog, Runs: s.Engine, Sessions: s.sessions, Accounts: s.Accounts, Logger: s.log,
+		Compute: func(ctx context.Context) ([]compute.EndpointInfo, []compute.Block, error) {
+			return s.computeState(ctx, time.Now().Add(-24*time.Hour))
+		}}
 	if cfg.OIDC != nil {
 		if pcfg.OIDC, err = portal.NewOIDC(ctx, *cfg.OIDC, cfg.SecureCookies); err != nil {
 			db.Close()
