@@ -282,6 +282,9 @@ func statusError(resp *http.Response) error {
 			return fmt.Errorf("%s %s", resp.Status, text)
 		}
 		return fmt.Errorf("%w: %s %s", ErrRejected, resp.Status, text)
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		// A proxy in front of a replica that is down: try the next.
+		return fmt.Errorf("%w: %s %s", replicas.ErrUnavailable, resp.Status, text)
 	}
 	return fmt.Errorf("%s %s", resp.Status, text)
 }
