@@ -36,7 +36,7 @@ func TestPortalInChromium(t *testing.T) {
 		t.Fatal("Debian's chromium is required for the browser test (apt-get install chromium)")
 	}
 	b, e := startWithRecord(t, box.Config{Endpoints: 1}) // an endpoint for the runs page's compute section
-	if _, err := simulate.WriteMovie(context.Background(), filepath.Join(b.Folders["spatiotemporal"], "growth.emd"), simulate.MovieSpec{Frames: 20, Width: 96, Height: 96, Particles: 6, Seed: 3}); err != nil {
+	if _, err := simulate.WriteMovie(context.Background(), filepath.Join(b.Folders["spatiotemporal"], "growth.emd"), simulate.MovieSpec{Frames: 20, Width: 96, Height: 96, Particles: 6, Seed: 3, Drift: 0.3}); err != nil {
 		t.Fatal(err)
 	}
 	var movieRun string

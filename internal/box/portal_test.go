@@ -242,6 +242,14 @@ func TestMovieRecord(t *testing.T) {
 	if !strings.Contains(e.Alerts, "sample drift") {
 		t.Errorf("no drift alert at the instrument: %q", e.Alerts)
 	}
+	// Facility staff see it too: on the runs dashboard and the run's page.
+	staff := signIn(t, b)
+	if _, page := staff.get("/runs"); !regexp.MustCompile(`<span class="warn"[^>]*>⚠ sample drift`).MatchString(page) {
+		t.Errorf("no drift warning on the runs page:\n%s", page)
+	}
+	if _, page := staff.get("/runs/" + e.RunID); !strings.Contains(page, `<div class="alert warn">⚠ sample drift`) {
+		t.Errorf("no drift warning on the run page:\n%s", page)
+	}
 	ent, err := b.Server.Catalog.Get(ctx, e.RunID, nil)
 	if err != nil {
 		t.Fatal(err)

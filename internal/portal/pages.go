@@ -296,6 +296,29 @@ type runRow struct {
 	*flow.Run
 	Runtime, Title string
 	Bars           []barView
+	// Warnings are the quality alerts sent to the operator (drift,
+	// saturation, low counts).
+	Warnings []string
+}
+
+// runWarnings returns the warnings among the alerts a run's steps output
+// for the operator (the notify step's).
+func runWarnings(r *flow.Run) []string {
+	var out []string
+	for _, s := range r.Steps {
+		var o struct {
+			Alerts []struct{ Level, Message string }
+		}
+		if json.Unmarshal(s.Output, &o) != nil {
+			continue
+		}
+		for _, a := range o.Alerts {
+			if a.Level == "warning" {
+				out = append(out, a.Message)
+			}
+		}
+	}
+	return out
 }
 
 func runRows(runs []*flow.Run, legend []string) []runRow {
@@ -307,7 +330,7 @@ func runRows(runs []*flow.Run, legend []string) []runRow {
 			end = *r.Finished
 		}
 		total := max(end.Sub(r.Created), time.Microsecond)
-		row := runRow{Run: r, Runtime: fmtDur(total)}
+		row := runRow{Run: r, Runtime: fmtDur(total), Warnings: runWarnings(r)}
 		var active time.Duration
 		for _, s := range r.Steps {
 			cls := "s" + strconv.Itoa(min(max(slices.Index(legend, s.Name), 0), 4))
@@ -398,8 +421,9 @@ func (p *Portal) run(w http.ResponseWriter, r *http.Request) {
 	}
 	p.render(w, http.StatusOK, "run", struct {
 		page
-		Run *flow.Run
-	}{p.base(r, run.FileName, "runs"), run})
+		Run      *flow.Run
+		Warnings []string
+	}{p.base(r, run.FileName, "runs"), run, runWarnings(run)})
 }
 
 func (p *Portal) retry(w http.ResponseWriter, r *http.Request) {
