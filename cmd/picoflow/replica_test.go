@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,17 @@ func TestAgentFailsOver(t *testing.T) {
 	log, _ := os.ReadFile(ag.log)
 	if !strings.Contains(string(log), "trying the next") {
 		t.Errorf("the agent's log does not tell of the move to replica B:\n%s", log)
+	}
+	// The operator's view: which replica answers, and the file done.
+	st := start(t, dir, "status", nil, "agent", "status", "--ledger", r.ledger, "--server", "http://"+addrA+",http://"+addrB)
+	st.cmd.Wait()
+	out, _ := os.ReadFile(st.log)
+	for _, want := range []string{"server http://" + addrA + ": unreachable", "server http://" + addrB + ": reachable", "files: 1 done\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("agent status lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`\ndone +` + regexp.QuoteMeta(filepath.Join(r.folder, "si.emd"))).Match(out) {
+		t.Errorf("agent status lacks the done file:\n%s", out)
 	}
 }

@@ -25,6 +25,9 @@ const (
 	StateIncomplete = "incomplete" // never became a complete file
 )
 
+// States lists the file states in life-cycle order.
+var States = []string{StateSeen, StateReady, StateUploading, StateUploaded, StateStarted, StateDone, StateFailed, StateDuplicate, StateIncomplete}
+
 const schema = `
 CREATE TABLE IF NOT EXISTS file (
   id          INTEGER PRIMARY KEY,
@@ -238,6 +241,30 @@ func ReadLedger(ctx context.Context, path string, limit int) ([]*Entry, error) {
 	}
 	defer l.close()
 	return l.list(ctx, limit)
+}
+
+// LedgerCounts returns how many files of a ledger are in each state.
+func LedgerCounts(ctx context.Context, path string) (map[string]int, error) {
+	l, err := openLedger(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+	rows, err := l.db.QueryContext(ctx, `SELECT state, count(*) FROM file GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("ledger counts: %w", err)
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
 }
 
 func (l *ledger) setAlerts(ctx context.Context, id int64, alerts string) error {

@@ -4,9 +4,11 @@ package agentcli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/picoflow/picoflow/internal/agent"
+	"github.com/picoflow/picoflow/internal/replicas"
 )
 
 // Command returns the agent command with run and status subcommands.
@@ -121,18 +124,43 @@ Example:
 }
 
 func statusCmd() *cobra.Command {
-	var ledger string
+	var ledger, server string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the newest files in the agent's ledger and their state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			entries, err := agent.ReadLedger(context.WithoutCancel(cmd.Context()), ledger, limit)
+			ctx := context.WithoutCancel(cmd.Context())
+			out := cmd.OutOrStdout()
+			if server != "" {
+				set, err := replicas.Parse(server)
+				if err != nil {
+					return err
+				}
+				for _, base := range strings.Split(set.String(), ",") {
+					fmt.Fprintf(out, "server %s: %s\n", base, probe(ctx, base))
+				}
+			}
+			if _, err := os.Stat(ledger); err != nil {
+				return fmt.Errorf("no agent ledger at %s (--ledger): %w", ledger, err)
+			}
+			counts, err := agent.LedgerCounts(ctx, ledger)
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			var parts []string
+			for _, st := range agent.States {
+				if n := counts[st]; n > 0 {
+					parts = append(parts, fmt.Sprintf("%d %s", n, st))
+				}
+			}
+			fmt.Fprintf(out, "files: %s\n\n", cmp.Or(strings.Join(parts, ", "), "none yet"))
+			entries, err := agent.ReadLedger(ctx, ledger, limit)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "STATE\tFILE\tSIZE\tRUN\tUPDATED\tERROR")
 			for _, e := range entries {
 				fmt.Fprintf(tw, "%s\t%s\t%.1f MB\t%s\t%s\t%s\n", e.State, e.Path, float64(e.Size)/1e6, e.RunID, e.Updated.Format(time.DateTime), e.Error)
@@ -147,5 +175,26 @@ func statusCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&ledger, "ledger", "picoflow-agent.db", "ledger database")
 	cmd.Flags().IntVar(&limit, "limit", 30, "number of files")
+	cmd.Flags().StringVar(&server, "server", "", "also check that the server (or each of several replicas, comma-separated) answers")
 	return cmd
+}
+
+// probe asks a server's /healthz and says how it went.
+func probe(ctx context.Context, base string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+	if err != nil {
+		return "bad URL: " + err.Error()
+	}
+	t0 := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "unreachable: " + err.Error()
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "answers " + resp.Status
+	}
+	return fmt.Sprintf("reachable (%.1f ms)", float64(time.Since(t0).Microseconds())/1e3)
 }
