@@ -27,25 +27,7 @@ func TestServerStartsSlurmBlocks(t *testing.T) {
 	start(t, r.dir, "server", nil, "server", "--data", r.data, "--addr", r.addr, "--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s")
 	healthy(t, "server", r.base)
 	sendLoad(t, r.dir, n, []string{r.base}, r.token, "hpc", 24, nil)
-	var runs []struct{ State, Error string }
-	eventually(t, 120*time.Second, "the hpc runs to finish", func() bool {
-		runs = nil
-		if err := r.get(t, "/api/v1/runs?limit=100", &runs); err != nil {
-			return false
-		}
-		done := 0
-		for _, x := range runs {
-			if x.State == "succeeded" || x.State == "failed" {
-				done++
-			}
-		}
-		return len(runs) == n && done == n
-	})
-	for _, x := range runs {
-		if x.State != "succeeded" {
-			t.Fatalf("run %s: %s", x.State, x.Error)
-		}
-	}
+	r.allSucceeded(t, n, 120*time.Second, "the hpc runs to finish")
 	var view struct {
 		Endpoints []struct {
 			Name        string

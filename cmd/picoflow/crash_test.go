@@ -251,6 +251,40 @@ func TestAgentKill9MidUpload(t *testing.T) {
 	r.doneOnce(t, before)
 }
 
+// allSucceeded waits until the server has n runs, all finished, logging
+// their states every 10 s, and requires each to have succeeded.
+func (r *rig) allSucceeded(t *testing.T, n int, within time.Duration, what string) {
+	t.Helper()
+	var runs []struct{ State, Error string }
+	last := time.Now()
+	eventually(t, within, what, func() bool {
+		runs = nil
+		if err := r.get(t, "/api/v1/runs?limit=1000", &runs); err != nil {
+			return false
+		}
+		if time.Since(last) > 10*time.Second {
+			last = time.Now()
+			states := map[string]int{}
+			for _, x := range runs {
+				states[x.State]++
+			}
+			t.Logf("runs: %v", states)
+		}
+		done := 0
+		for _, x := range runs {
+			if x.State == "succeeded" || x.State == "failed" {
+				done++
+			}
+		}
+		return len(runs) == n && done == n
+	})
+	for _, x := range runs {
+		if x.State != "succeeded" {
+			t.Fatalf("run %s: %s", x.State, x.Error)
+		}
+	}
+}
+
 // doneOnce waits for the rig's file to be done and checks it ran once, on
 // the upload that was under way (before), which was resumed, not restarted.
 func (r *rig) doneOnce(t *testing.T, before *agent.Entry) {

@@ -42,34 +42,7 @@ func TestServerReplicaKill9(t *testing.T) {
 	sendLoad(t, dir, n, []string{"http://" + addrA}, token, "hyperspectral", 24, nil)
 	a.kill() // SIGKILL while its steps run
 	r := &rig{base: "http://" + addrB, token: token}
-	var runs []struct{ State, Error string }
-	last := time.Now()
-	eventually(t, 90*time.Second, "replica B to finish every run", func() bool {
-		runs = nil
-		if err := r.get(t, "/api/v1/runs?limit=100", &runs); err != nil {
-			return false
-		}
-		if time.Since(last) > 10*time.Second {
-			last = time.Now()
-			states := map[string]int{}
-			for _, x := range runs {
-				states[x.State]++
-			}
-			t.Logf("runs: %v", states)
-		}
-		done := 0
-		for _, x := range runs {
-			if x.State == "succeeded" || x.State == "failed" {
-				done++
-			}
-		}
-		return len(runs) == n && done == n
-	})
-	for _, x := range runs {
-		if x.State != "succeeded" {
-			t.Fatalf("run %s: %s", x.State, x.Error)
-		}
-	}
+	r.allSucceeded(t, n, 90*time.Second, "replica B to finish every run")
 	var res struct{ Total int }
 	if err := r.get(t, "/api/v1/records?limit=1", &res); err != nil || res.Total != n {
 		t.Fatalf("%d records for %d files (%v)", res.Total, n, err)

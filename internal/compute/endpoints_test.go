@@ -7,7 +7,6 @@ import (
 
 	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/pgtest"
-	"github.com/picoflow/picoflow/internal/store"
 )
 
 // testEndpoints: endpoints that claim through queue a are listed, with
@@ -70,15 +69,7 @@ func TestEndpointsSQLite(t *testing.T) {
 func TestEndpointsPostgres(t *testing.T) {
 	t.Parallel()
 	url := pgtest.URL(t)
-	open := func() *compute.Queue {
-		db, err := store.OpenPostgres(context.Background(), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		q := compute.NewQueue(db.Write, db.Read)
-		q.Postgres = true
-		return q
-	}
-	testEndpoints(t, open(), open())
+	_, a := pgQueue(t, url)
+	_, b := pgQueue(t, url)
+	testEndpoints(t, a, b)
 }

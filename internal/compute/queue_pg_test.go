@@ -10,24 +10,29 @@ import (
 	"github.com/picoflow/picoflow/internal/store"
 )
 
+// pgQueue opens the PostgreSQL database at url as one server does and
+// returns its task queue.
+func pgQueue(t *testing.T, url string) (*store.DB, *compute.Queue) {
+	t.Helper()
+	db, err := store.OpenPostgres(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	q := compute.NewQueue(db.Write, db.Read)
+	q.Postgres = true
+	return db, q
+}
+
 // TestTaskWakesOtherServer: an endpoint long-polling one server gets a
 // task another server (same PostgreSQL database) submits at once, not at
 // its next look at the table.
 func TestTaskWakesOtherServer(t *testing.T) {
 	t.Parallel()
 	url := pgtest.URL(t)
-	open := func() (*store.DB, *compute.Queue) {
-		db, err := store.OpenPostgres(context.Background(), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		q := compute.NewQueue(db.Write, db.Read)
-		q.Postgres, q.Lease = true, time.Hour // the fallback look is then every 5 s
-		return db, q
-	}
-	_, a := open()
-	dbB, b := open()
+	_, a := pgQueue(t, url)
+	dbB, b := pgQueue(t, url)
+	a.Lease, b.Lease = time.Hour, time.Hour // the fallback look is then every 5 s
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go b.ListenPostgres(ctx, dbB.Pgx)
