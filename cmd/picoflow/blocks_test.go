@@ -4,12 +4,19 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/pgtest"
+	"github.com/picoflow/picoflow/internal/store"
 )
 
 // TestServerStartsSlurmBlocks: `picoflow server --provider slurm` submits an
@@ -80,4 +87,71 @@ func TestServerStartsSlurmBlocks(t *testing.T) {
 		view.Blocks = nil
 		return r.get(t, "/api/v1/compute/endpoints", &view) == nil && len(view.Blocks) == 0
 	})
+}
+
+// TestOneReplicaScalesBlocks: two replicas on one PostgreSQL database, both
+// started with --provider slurm --max-blocks 1, run one block between them
+// (one replica holds the scaling), and hpc flows sent to both finish on it.
+func TestOneReplicaScalesBlocks(t *testing.T) {
+	t.Parallel()
+	if out, err := exec.Command("sinfo", "-h", "-o", "%T").CombinedOutput(); err != nil || len(out) == 0 {
+		t.Fatalf("no Slurm cluster (run scripts/start-slurm.sh as root): %v %s", err, out)
+	}
+	const n = 6
+	url := pgtest.URL(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "shared")
+	db, err := store.OpenPostgres(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := auth.NewTokens(db.Write, db.Read).Create(context.Background(), "t", "agent:load", auth.RoleAgent, auth.RoleAdmin)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rigs []*rig
+	for _, name := range []string{"server-a", "server-b"} {
+		addr := freeAddr(t)
+		start(t, dir, name, nil, "server", "--db", url, "--data", data, "--addr", addr, "--rescue-after", "1m",
+			"--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s")
+		healthy(t, name, "http://"+addr)
+		rigs = append(rigs, &rig{base: "http://" + addr, token: token})
+	}
+	var most, polls atomic.Int32
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			blocks := 0
+			for _, r := range rigs {
+				var view struct{ Blocks []struct{ State string } }
+				if err := r.get(t, "/api/v1/compute/endpoints", &view); err != nil {
+					continue
+				}
+				for _, b := range view.Blocks {
+					if b.State != "finished" {
+						blocks++
+					}
+				}
+			}
+			polls.Add(1)
+			if m := most.Load(); int32(blocks) > m {
+				most.Store(int32(blocks))
+			}
+		}
+	}()
+	sendLoad(t, dir, n, []string{rigs[0].base, rigs[1].base}, token, "hpc", 24, nil)
+	rigs[0].allSucceeded(t, n, 120*time.Second, "the hpc runs to finish")
+	close(stop)
+	<-polled
+	if most.Load() != 1 {
+		t.Fatalf("at most %d blocks at once over %d looks, want 1 (max-blocks 1 with two replicas)", most.Load(), polls.Load())
+	}
 }

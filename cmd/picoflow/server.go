@@ -136,5 +136,16 @@ func blockScaler(ctx context.Context, srv *server.Server, provider, partition st
 				Command: []string{exe, "endpoint", "--server", srv.URL(), "--name", name, "--exit-when-idle", idle.String()}}
 		}}
 	srv.AttachScaler(sc)
-	return sc, sc.Start(ctx)
+	// One replica scales the blocks at a time; another takes over when it
+	// stops or its database session fails.
+	go srv.Exclusive(ctx, "block scaler", func(ctx context.Context) {
+		slog.Info("this server scales the endpoint blocks", "provider", provider, "max_blocks", maxB)
+		if err := sc.Start(ctx); err != nil {
+			slog.Error("block scaler", "error", err)
+			return
+		}
+		<-ctx.Done()
+		sc.Stop()
+	})
+	return sc, nil
 }

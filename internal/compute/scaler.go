@@ -42,6 +42,7 @@ type Scaler struct {
 	// a bad partition) back off the next submission exponentially.
 	failed    int
 	notBefore time.Time
+	runMu     sync.Mutex // guards cancel
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 }
@@ -51,7 +52,10 @@ func (s *Scaler) Start(ctx context.Context) error {
 	if s.Provider == nil || s.SpecFunc == nil || s.Queue == nil {
 		return fmt.Errorf("scaler: provider, spec and queue are required")
 	}
-	ctx, s.cancel = context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	s.runMu.Lock()
+	s.cancel = cancel
+	s.runMu.Unlock()
 	s.wg.Go(func() {
 		t := time.NewTicker(cmp.Or(s.Interval, 5*time.Second))
 		defer t.Stop()
@@ -69,11 +73,14 @@ func (s *Scaler) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops scaling (running blocks finish on their own).
+// Stop stops scaling (running blocks finish on their own). The scaler may
+// be started again.
 func (s *Scaler) Stop() {
+	s.runMu.Lock()
 	if s.cancel != nil {
 		s.cancel()
 	}
+	s.runMu.Unlock()
 	s.wg.Wait()
 }
 

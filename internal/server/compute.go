@@ -30,6 +30,13 @@ func (s *Server) computeRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/compute/endpoints", auth.Require(http.HandlerFunc(s.listEndpoints), auth.RoleAdmin))
 }
 
+// Exclusive runs fn on one server at a time among the replicas sharing
+// this server's PostgreSQL database (at once on SQLite), until ctx ends;
+// see store.DB.Exclusive.
+func (s *Server) Exclusive(ctx context.Context, name string, fn func(ctx context.Context)) {
+	s.db.Exclusive(ctx, name, 5*time.Second, fn)
+}
+
 // AttachScaler makes the blocks of sc part of the server's view of its
 // compute (the endpoints listing and the block start-up metric). Call it
 // before sc starts.

@@ -1,0 +1,4 @@
+package store
+
+// ExclusiveKey is the SQL of an Exclusive lock's key, for tests.
+const ExclusiveKey = exclusiveKey
