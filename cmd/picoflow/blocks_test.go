@@ -110,13 +110,24 @@ func TestOneReplicaScalesBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	all := "http://" + addrs[0] + ",http://" + addrs[1]
 	var rigs []*rig
-	for _, name := range []string{"server-a", "server-b"} {
-		addr := freeAddr(t)
-		start(t, dir, name, nil, "server", "--db", url, "--data", data, "--addr", addr, "--rescue-after", "1m",
-			"--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s")
-		healthy(t, name, "http://"+addr)
-		rigs = append(rigs, &rig{base: "http://" + addr, token: token})
+	var procs []*proc
+	for i, name := range []string{"server-a", "server-b"} {
+		procs = append(procs, start(t, dir, name, nil, "server", "--db", url, "--data", data, "--addr", addrs[i], "--rescue-after", "3s",
+			"--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s", "--block-server", all))
+		healthy(t, name, "http://"+addrs[i])
+		rigs = append(rigs, &rig{base: "http://" + addrs[i], token: token})
+	}
+	leader := func() int {
+		for i, r := range rigs {
+			var view struct{ Blocks []struct{ State string } }
+			if r.get(t, "/api/v1/compute/endpoints", &view) == nil && len(view.Blocks) > 0 {
+				return i
+			}
+		}
+		return -1
 	}
 	var most, polls atomic.Int32
 	stop := make(chan struct{})
@@ -148,10 +159,45 @@ func TestOneReplicaScalesBlocks(t *testing.T) {
 		}
 	}()
 	sendLoad(t, dir, n, []string{rigs[0].base, rigs[1].base}, token, "hpc", 24, nil)
+	held := -1
+	eventually(t, 30*time.Second, "a replica to list the block", func() bool { held = leader(); return held >= 0 })
 	rigs[0].allSucceeded(t, n, 120*time.Second, "the hpc runs to finish")
 	close(stop)
 	<-polled
 	if most.Load() != 1 {
 		t.Fatalf("at most %d blocks at once over %d looks, want 1 (max-blocks 1 with two replicas)", most.Load(), polls.Load())
+	}
+	// The scaling replica dies; once its block has gone idle, new work
+	// gets a block from the other.
+	procs[held].kill()
+	other := rigs[1-held]
+	eventually(t, 30*time.Second, "the dead replica's block to end", func() bool {
+		var view struct{ Endpoints []struct{ Running int } }
+		if other.get(t, "/api/v1/compute/endpoints?since=5s", &view) != nil {
+			return false
+		}
+		return len(view.Endpoints) == 0
+	})
+	killed := time.Now()
+	sendLoad(t, filepath.Join(dir, "more"), 2, []string{other.base}, token, "hpc", 24, nil)
+	other.allSucceeded(t, n+2, 120*time.Second, "the runs after the hand-over to finish")
+	var view struct {
+		Endpoints []struct {
+			Name      string
+			FirstSeen time.Time `json:"first_seen"`
+			Done      int
+		}
+	}
+	if err := other.get(t, "/api/v1/compute/endpoints", &view); err != nil {
+		t.Fatal(err)
+	}
+	newBlocks := 0
+	for _, e := range view.Endpoints {
+		if e.FirstSeen.After(killed) && e.Done > 0 {
+			newBlocks++
+		}
+	}
+	if newBlocks == 0 {
+		t.Fatalf("no block started after the scaling replica died did the work: %+v", view.Endpoints)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/picoflow/picoflow/internal/compute/slurm"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/portal"
+	"github.com/picoflow/picoflow/internal/replicas"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/server"
 )
@@ -25,9 +27,8 @@ import (
 func serverCmd(workers *sandbox.Registry) *cobra.Command {
 	var data, addr, flowsPath, catalogURL, model, ortLib, dbURL string
 	var public bool
-	var provider, partition string
-	var minBlocks, maxBlocks int
-	var blockIdle, rescueAfter time.Duration
+	var blocks blockConfig
+	var rescueAfter time.Duration
 	var tlsCert, tlsKey string
 	var oidc portal.OIDCConfig
 	var memMB uint64
@@ -66,8 +67,9 @@ Create tokens for agents and people with 'picoflow token create'.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "picoflow server on %s (data %s)\n", srv.URL(), data)
-			if provider != "" {
-				sc, err := blockScaler(cmd.Context(), srv, provider, partition, minBlocks, maxBlocks, blockIdle, data)
+			if blocks.Provider != "" {
+				blocks.Data = data
+				sc, err := blockScaler(cmd.Context(), srv, blocks)
 				if err != nil {
 					srv.Stop(context.Background())
 					return err
@@ -89,11 +91,12 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f.StringVar(&catalogURL, "catalog", os.Getenv("PICOFLOW_CATALOG"), "PostgreSQL URL for the catalog (default: the embedded SQLite database)")
 	f.StringVar(&model, "model", "", "YOLOv8-format ONNX model for particle detection in movies (default: the classical detector)")
 	f.StringVar(&ortLib, "onnxruntime", "", "libonnxruntime.so (default $ONNXRUNTIME_LIB)")
-	f.StringVar(&provider, "provider", "", "start endpoint blocks for the hpc flow: local, slurm or pbs (default: none; endpoints are started by hand)")
-	f.StringVar(&partition, "partition", "", "Slurm partition or PBS queue of the blocks")
-	f.IntVar(&minBlocks, "min-blocks", 0, "blocks kept running without work")
-	f.IntVar(&maxBlocks, "max-blocks", 2, "most blocks at once")
-	f.DurationVar(&blockIdle, "block-idle", 5*time.Minute, "a block's endpoint exits after this long without work")
+	f.StringVar(&blocks.Provider, "provider", "", "start endpoint blocks for the hpc flow: local, slurm or pbs (default: none; endpoints are started by hand)")
+	f.StringVar(&blocks.Partition, "partition", "", "Slurm partition or PBS queue of the blocks")
+	f.IntVar(&blocks.Min, "min-blocks", 0, "blocks kept running without work")
+	f.IntVar(&blocks.Max, "max-blocks", 2, "most blocks at once")
+	f.DurationVar(&blocks.Idle, "block-idle", 5*time.Minute, "a block's endpoint exits after this long without work")
+	f.StringVar(&blocks.Servers, "block-server", "", "server URL(s) the blocks' endpoints connect to, comma-separated (default: this server's; with replicas, list them all or a load balancer)")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	f.StringVar(&tlsKey, "tls-key", "", "the certificate's key (PEM)")
 	f.StringVar(&oidc.Issuer, "oidc-issuer", "", "OpenID Connect issuer URL for portal sign-in (client secret: PICOFLOW_OIDC_SECRET)")
@@ -108,18 +111,33 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	return cmd
 }
 
+// blockConfig is how the server starts endpoint blocks.
+type blockConfig struct {
+	Provider, Partition string
+	Min, Max            int
+	Idle                time.Duration
+	// Servers are what the blocks' endpoints connect to (default: this
+	// server's URL).
+	Servers string
+	Data    string
+}
+
 // blockScaler starts endpoint blocks on a provider while hpc tasks wait.
-func blockScaler(ctx context.Context, srv *server.Server, provider, partition string, minB, maxB int, idle time.Duration, data string) (*compute.Scaler, error) {
+func blockScaler(ctx context.Context, srv *server.Server, cfg blockConfig) (*compute.Scaler, error) {
 	var p compute.Provider
-	switch provider {
+	switch cfg.Provider {
 	case "local":
 		p = local.New()
 	case "slurm":
-		p = &slurm.Provider{Partition: partition}
+		p = &slurm.Provider{Partition: cfg.Partition}
 	case "pbs":
-		p = &pbs.Provider{Queue: partition}
+		p = &pbs.Provider{Queue: cfg.Partition}
 	default:
-		return nil, fmt.Errorf("server: --provider must be local, slurm or pbs, not %q", provider)
+		return nil, fmt.Errorf("server: --provider must be local, slurm or pbs, not %q", cfg.Provider)
+	}
+	servers := cmp.Or(cfg.Servers, srv.URL())
+	if _, err := replicas.Parse(servers); err != nil {
+		return nil, fmt.Errorf("server: --block-server: %w", err)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -129,17 +147,17 @@ func blockScaler(ctx context.Context, srv *server.Server, provider, partition st
 	if err != nil {
 		return nil, err
 	}
-	dir, _ := filepath.Abs(filepath.Join(data, "blocks"))
-	sc := &compute.Scaler{Queue: srv.Tasks(), Provider: p, Min: minB, Max: maxB, Logger: slog.Default(),
+	dir, _ := filepath.Abs(filepath.Join(cfg.Data, "blocks"))
+	sc := &compute.Scaler{Queue: srv.Tasks(), Provider: p, Min: cfg.Min, Max: cfg.Max, Logger: slog.Default(),
 		SpecFunc: func(name string) compute.BlockSpec {
 			return compute.BlockSpec{Name: name, Dir: dir, Env: []string{"PICOFLOW_TOKEN=" + token},
-				Command: []string{exe, "endpoint", "--server", srv.URL(), "--name", name, "--exit-when-idle", idle.String()}}
+				Command: []string{exe, "endpoint", "--server", servers, "--name", name, "--exit-when-idle", cfg.Idle.String()}}
 		}}
 	srv.AttachScaler(sc)
 	// One replica scales the blocks at a time; another takes over when it
 	// stops or its database session fails.
 	go srv.Exclusive(ctx, "block scaler", func(ctx context.Context) {
-		slog.Info("this server scales the endpoint blocks", "provider", provider, "max_blocks", maxB)
+		slog.Info("this server scales the endpoint blocks", "provider", cfg.Provider, "max_blocks", cfg.Max, "servers", servers)
 		if err := sc.Start(ctx); err != nil {
 			slog.Error("block scaler", "error", err)
 			return
