@@ -34,7 +34,7 @@ func (s *Server) computeRoutes(mux *http.ServeMux) {
 // this server's PostgreSQL database (at once on SQLite), until ctx ends;
 // see store.DB.Exclusive.
 func (s *Server) Exclusive(ctx context.Context, name string, fn func(ctx context.Context)) {
-	s.db.Exclusive(ctx, name, 5*time.Second, fn)
+	s.db.Exclusive(ctx, name, 2*time.Second, fn)
 }
 
 // AttachScaler makes the blocks of sc part of the server's view of its

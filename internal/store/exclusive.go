@@ -12,8 +12,9 @@ import (
 // connection fails (the database restarted, a network cut, the session
 // terminated) fn's context ends and the lock goes to another server. A
 // server that does not hold the lock tries again every retry. On SQLite
-// (one server) fn runs at once. Exclusive returns when ctx ends and fn has
-// returned.
+// (one server) fn runs at once. A server that gets the lock waits two
+// periods before it runs fn, so that a holder whose session was cut has
+// noticed and stopped. Exclusive returns when ctx ends and fn has returned.
 func (db *DB) Exclusive(ctx context.Context, name string, retry time.Duration, fn func(ctx context.Context)) {
 	if db.Pgx == nil {
 		fn(ctx)
@@ -48,6 +49,14 @@ func (db *DB) holdAndRun(ctx context.Context, name string, retry time.Duration, 
 	// is what releases the lock, whatever state the connection is in.
 	conn := pc.Hijack()
 	defer conn.Close(context.Background())
+	// A previous holder whose session was cut stops at its next check
+	// (within two periods: the tick, then a ping that may time out); start
+	// after that, so the two never run at once.
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(2 * retry):
+	}
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})
