@@ -2,6 +2,7 @@ package box_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -131,4 +132,68 @@ func TestLostEndpoint(t *testing.T) {
 	if tasks != 1 {
 		t.Fatalf("%d tasks for one run", tasks)
 	}
+}
+
+// TestIdleEndpointExits: an endpoint with an idle limit exits by itself
+// when no task comes, and tasks arriving around the moment it decides to
+// leave are neither lost nor stranded until their lease lapses (a claim is
+// never cancelled for idleness). Whenever the endpoint has left, a new one
+// is started, as the block scaler does.
+func TestIdleEndpointExits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o := &outcomes{ch: make(chan agent.Entry, 4)}
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	var ep *compute.Endpoint
+	started := 0
+	ensure := func() {
+		if ep != nil {
+			select {
+			case <-ep.Done():
+				ep.Stop()
+			default:
+				return
+			}
+		}
+		started++
+		ep = &compute.Endpoint{Server: b.Server.URL(), Token: b.EndpointToken, Name: fmt.Sprintf("idler-%d", started), Workers: 2,
+			WorkDir: t.TempDir(), Run: analysis.EndpointRun(workers, sandbox.Limits{}), IdleExit: time.Second}
+		if err := ep.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 6 {
+		ensure()
+		// Files land around the moment the endpoint would give up.
+		time.Sleep(time.Duration(400+120*i) * time.Millisecond)
+		ensure()
+		writeHPCFile(t, b, fmt.Sprintf("idle_%d.emd", i))
+		t0 := time.Now()
+	wait:
+		for {
+			select {
+			case e := <-o.ch:
+				if e.State != agent.StateDone {
+					t.Fatalf("file %d: %+v", i, e)
+				}
+				break wait
+			case <-time.After(50 * time.Millisecond):
+				ensure()
+			}
+			if time.Since(t0) > 30*time.Second { // a stranded task waits out its 60 s lease
+				t.Fatalf("file %d not done after 30 s (endpoints started: %d)", i, started)
+			}
+		}
+		t.Logf("file %d done in %v", i, time.Since(t0).Round(time.Millisecond))
+	}
+	select {
+	case <-ep.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle endpoint did not exit")
+	}
+	t.Logf("%d endpoints started for 6 files", started)
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/picoflow/picoflow/internal/checksum"
@@ -49,6 +50,8 @@ type Endpoint struct {
 	wg       sync.WaitGroup
 	done     chan struct{}
 	lastWork atomicTime
+	busy     atomic.Int32 // tasks running
+	idle     atomic.Bool  // IdleExit reached: workers leave
 	servers  *replicas.Set
 }
 
@@ -95,25 +98,13 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	for range e.Workers {
 		e.wg.Go(func() { e.loop(ctx) })
 	}
-	if e.IdleExit > 0 {
-		go func() {
-			t := time.NewTicker(min(e.IdleExit/4, 5*time.Second))
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if time.Since(e.lastWork.get()) > e.IdleExit {
-						e.Logger.Info("endpoint idle, exiting", "idle", e.IdleExit)
-						e.cancel()
-						close(e.done)
-						return
-					}
-				}
-			}
-		}()
-	}
+	go func() {
+		e.wg.Wait()
+		if ctx.Err() == nil { // every worker left idle
+			e.Logger.Info("endpoint idle, exiting", "idle", e.IdleExit)
+			close(e.done)
+		}
+	}()
 	e.Logger.Info("endpoint started", "name", e.Name, "server", e.Server, "workers", e.Workers)
 	return nil
 }
@@ -127,10 +118,28 @@ func (e *Endpoint) Stop() {
 	e.wg.Wait()
 }
 
+// claimWait is how long one claim waits on the server for a task.
+const claimWait = 30 * time.Second
+
+// loop claims and runs tasks until ctx ends, or, with IdleExit, until the
+// endpoint has been idle that long. A claim is never cancelled for being
+// idle (the server might have handed it a task just then, which would
+// wait for its lease to lapse): it waits at most the idle time left.
 func (e *Endpoint) loop(ctx context.Context) {
 	backoff := time.Second
 	for ctx.Err() == nil {
-		t, err := e.claim(ctx)
+		wait := claimWait
+		if e.IdleExit > 0 {
+			// Once idle, no worker claims again; a claim under way
+			// still runs what it gets.
+			left := e.IdleExit - time.Since(e.lastWork.get())
+			if e.idle.Load() || left <= 0 && e.busy.Load() == 0 {
+				e.idle.Store(true)
+				return
+			}
+			wait = min(wait, max(left, time.Second))
+		}
+		t, err := e.claim(ctx, wait)
 		if err != nil {
 			if ctx.Err() == nil {
 				e.Logger.Warn("claim", "error", err)
@@ -144,9 +153,11 @@ func (e *Endpoint) loop(ctx context.Context) {
 		}
 		backoff = time.Second
 		if t != nil {
+			e.busy.Add(1)
 			e.lastWork.set(time.Now())
 			e.do(ctx, t)
 			e.lastWork.set(time.Now())
+			e.busy.Add(-1)
 		}
 	}
 }
@@ -220,9 +231,9 @@ func (e *Endpoint) call(ctx context.Context, method, u string, body io.ReadSeeke
 	return resp.StatusCode, nil
 }
 
-func (e *Endpoint) claim(ctx context.Context) (*Task, error) {
+func (e *Endpoint) claim(ctx context.Context, wait time.Duration) (*Task, error) {
 	var t Task
-	status, err := e.call(ctx, http.MethodPost, e.url("/api/v1/compute/claim", url.Values{"wait": {"30s"}}), nil, &t)
+	status, err := e.call(ctx, http.MethodPost, e.url("/api/v1/compute/claim", url.Values{"wait": {wait.String()}}), nil, &t)
 	if err != nil || status == http.StatusNoContent {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package compute_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -72,4 +73,34 @@ func TestEndpointsPostgres(t *testing.T) {
 	_, a := pgQueue(t, url)
 	_, b := pgQueue(t, url)
 	testEndpoints(t, a, b)
+}
+
+// TestRelease: a task given back by the endpoint that claimed it is
+// pending again at once, its attempt not counted; nobody else can give it
+// back.
+func TestRelease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q := newQueue(t)
+	sub, err := q.Submit(ctx, "run", 1, "analyze", compute.Input{FileName: "x.emd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := q.Claim(ctx, "gone", 0)
+	if err != nil || tk == nil || tk.ID != sub.ID || tk.Attempts != 1 {
+		t.Fatalf("claim: %+v %v", tk, err)
+	}
+	if err := q.Release(ctx, tk.ID, "other"); !errors.Is(err, compute.ErrNotFound) {
+		t.Fatalf("release by another endpoint: %v", err)
+	}
+	if n, _ := q.PendingCount(ctx); n != 0 {
+		t.Fatalf("%d pending while claimed", n)
+	}
+	if err := q.Release(ctx, tk.ID, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := q.Claim(ctx, "next", 0)
+	if err != nil || again == nil || again.ID != sub.ID || again.Attempts != 1 {
+		t.Fatalf("claim after release: %+v %v", again, err)
+	}
 }

@@ -97,15 +97,35 @@ func (q *Queue) Submit(ctx context.Context, runID string, step int, kind string,
 		t.ID, runID, step, kind, string(b), Pending, now, now); err != nil {
 		return nil, fmt.Errorf("submit task: %w", err)
 	}
+	q.wake(ctx)
+	return t, nil
+}
+
+// wake tells waiting claims, here and on other servers sharing the
+// PostgreSQL database (see ListenPostgres), that a task is pending; if the
+// notification is lost they find it at their next look.
+func (q *Queue) wake(ctx context.Context) {
 	q.notify()
 	if q.Postgres {
-		// Other servers' waiting claims (see ListenPostgres); if this is
-		// lost they find the task at their next look.
 		if _, err := q.write.ExecContext(ctx, `SELECT pg_notify('`+taskChannel+`', '')`); err != nil {
 			slog.Debug("notify task", "error", err)
 		}
 	}
-	return t, nil
+}
+
+// Release gives back a task endpoint holds and has not started, at once
+// and without counting the attempt (the endpoint's claim went unanswered).
+func (q *Queue) Release(ctx context.Context, id, endpoint string) error {
+	res, err := q.write.ExecContext(ctx, `UPDATE task SET state = ?, endpoint = '', attempts = attempts - 1, lease_until = 0, updated_at = ?
+		WHERE id = ? AND endpoint = ? AND state = ?`, Pending, time.Now().UnixMicro(), id, endpoint, Claimed)
+	if err != nil {
+		return fmt.Errorf("release task: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("task %s for %s: %w", id, endpoint, ErrNotFound)
+	}
+	q.wake(ctx)
+	return nil
 }
 
 // taskChannel is the PostgreSQL notification channel of new tasks.

@@ -129,6 +129,14 @@ func (s *Server) claimTask(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if r.Context().Err() != nil {
+		// The endpoint left while the task was being handed to it: give it
+		// back now rather than when its lease lapses.
+		if err := s.tasks.Release(context.WithoutCancel(r.Context()), t.ID, t.Endpoint); err != nil {
+			s.log.Warn("release unanswered claim", "task", t.ID, "error", err)
+		}
+		return
+	}
 	s.log.Info("task claimed", "task", t.ID, "run_id", t.RunID, "endpoint", t.Endpoint, "attempt", t.Attempts)
 	writeJSON(w, http.StatusOK, t)
 }
