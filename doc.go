@@ -8,6 +8,7 @@
 //	internal/upload               tus 1.0 client (stdlib only, for the agent)
 //	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, hashing on arrival
 //	internal/replicas             several server replicas for a client: move on when one is down
+//	internal/command              facility-configured commands for flow steps (server or endpoint)
 //	internal/server               the facility service: ingest, flow steps, REST API, endpoint protocol, Start/Stop
 //	internal/compute              tasks for compute endpoints (leases), the endpoint runner, block scaling;
 //	                              Provider backends local/ slurm/ pbs/; computetest/

@@ -10,12 +10,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/picoflow/picoflow/internal/analysis"
+	"github.com/picoflow/picoflow/internal/command"
 	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/sandbox"
 )
 
 func endpointCmd(workers *sandbox.Registry) *cobra.Command {
 	var server, name, workDir string
+	var commands []string
 	var n int
 	var memMB uint64
 	var idle time.Duration
@@ -36,8 +38,12 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
 			if token == "" {
 				return fmt.Errorf("endpoint: no API token (set PICOFLOW_TOKEN)")
 			}
+			cmds, err := command.Parse(commands)
+			if err != nil {
+				return fmt.Errorf("endpoint: %w", err)
+			}
 			e := &compute.Endpoint{Server: strings.TrimRight(server, "/"), Token: token, Name: name, Workers: n, WorkDir: workDir,
-				Run:    analysis.EndpointRun(workers, sandbox.Limits{Memory: memMB << 20}),
+				Run:    command.EndpointRun(cmds, analysis.EndpointRun(workers, sandbox.Limits{Memory: memMB << 20})),
 				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), IdleExit: idle}
 			if err := e.Start(cmd.Context()); err != nil {
 				return err
@@ -57,5 +63,6 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
 	f.StringVar(&workDir, "work-dir", "", "scratch space for inputs and products (default: a temporary directory)")
 	f.DurationVar(&idle, "exit-when-idle", 0, "exit after this long without a task (batch blocks; 0: never)")
 	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
+	f.StringArrayVar(&commands, "command", nil, "NAME=COMMAND LINE that flow steps of type command (where: endpoint) may run here; {input}, {output}, {name}, {run} are replaced (repeatable)")
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/command"
 	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/compute/local"
 	"github.com/picoflow/picoflow/internal/compute/pbs"
@@ -28,6 +29,7 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 	var data, addr, flowsPath, catalogURL, model, ortLib, dbURL string
 	var public bool
 	var blocks blockConfig
+	var commands []string
 	var rescueAfter time.Duration
 	var tlsCert, tlsKey string
 	var oidc portal.OIDCConfig
@@ -52,6 +54,10 @@ Create tokens for agents and people with 'picoflow token create'.`,
 			}
 			if public {
 				cfg.VisibleTo = []string{catalog.Public}
+			}
+			var err error
+			if cfg.Commands, err = command.Parse(commands); err != nil {
+				return fmt.Errorf("server: %w", err)
 			}
 			cfg.TLSCert, cfg.TLSKey = tlsCert, tlsKey
 			if oidc.Issuer != "" {
@@ -108,6 +114,7 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f.BoolVar(&public, "public", false, "publish records to everyone (default: admins only)")
 	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
 	f.IntVar(&analyses, "analysis-workers", 2, "analyses run at once")
+	f.StringArrayVar(&commands, "command", nil, "NAME=COMMAND LINE that flow steps of type command (where: server) may run; {input}, {output}, {name}, {run} are replaced (repeatable)")
 	return cmd
 }
 

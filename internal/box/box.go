@@ -16,7 +16,9 @@ import (
 	"github.com/picoflow/picoflow/internal/analysis"
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/command"
 	"github.com/picoflow/picoflow/internal/compute"
+	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/portal"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/server"
@@ -49,6 +51,12 @@ type Config struct {
 	Endpoints int
 	// TaskLease is the endpoints' lease (tests shorten it).
 	TaskLease time.Duration
+	// Flows replaces the built-in flows; each gets an instrument folder
+	// named after it (the built-in ones keep theirs).
+	Flows *flow.Config
+	// Commands are the commands the server and the endpoints may run for
+	// steps of type command.
+	Commands command.Set
 }
 
 // Box is a running system.
@@ -81,6 +89,7 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 	srv, err := server.New(ctx, server.Config{
 		DataDir: filepath.Join(cfg.Dir, "server"), Addr: cmp.Or(cfg.Addr, "127.0.0.1:0"), VisibleTo: vis,
 		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval, OIDC: cfg.OIDC, CatalogURL: cfg.CatalogURL, DatabaseURL: cfg.DatabaseURL, TaskLease: cfg.TaskLease,
+		Flows: cfg.Flows, Commands: cfg.Commands,
 	})
 	if err != nil {
 		return nil, err
@@ -95,6 +104,13 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 		"emd":            filepath.Join(cfg.Dir, "instrument", "other"),
 		"hpc":            filepath.Join(cfg.Dir, "instrument", "hpc"),
 	}}
+	if cfg.Flows != nil {
+		folders := map[string]string{}
+		for _, f := range cfg.Flows.Flows {
+			folders[f.Name] = cmp.Or(b.Folders[f.Name], filepath.Join(cfg.Dir, "instrument", f.Name))
+		}
+		b.Folders = folders
+	}
 	if b.AdminToken, err = srv.Tokens.Create(ctx, "box admin", "user:admin", auth.RoleAdmin); err != nil {
 		b.Stop(ctx)
 		return nil, fmt.Errorf("box: %w", err)
@@ -142,7 +158,7 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 // StartEndpoint starts one more compute endpoint named name.
 func (b *Box) StartEndpoint(ctx context.Context, name string) (*compute.Endpoint, error) {
 	e := &compute.Endpoint{Server: b.Server.URL(), Token: b.EndpointToken, Name: name, Workers: 1,
-		WorkDir: filepath.Join(b.cfg.Dir, "endpoints", name), Run: analysis.EndpointRun(b.cfg.Workers, sandbox.Limits{}),
+		WorkDir: filepath.Join(b.cfg.Dir, "endpoints", name), Run: command.EndpointRun(b.cfg.Commands, analysis.EndpointRun(b.cfg.Workers, sandbox.Limits{})),
 		Logger: cmp.Or(b.cfg.Logger, slog.Default()).With("side", name)}
 	if err := e.Start(ctx); err != nil {
 		return nil, err

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/picoflow/picoflow/internal/analysis"
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/flow"
@@ -238,12 +237,21 @@ func (s *Server) completeTask(w http.ResponseWriter, r *http.Request) {
 
 // taskDone resumes the flow step that handed out a task.
 func (s *Server) taskDone(ctx context.Context, t *compute.Task, result json.RawMessage, taskErr error) {
-	var out AnalyzeOutput
-	if taskErr == nil {
-		if err := json.Unmarshal(result, &out.Record); err != nil || out.Record == nil {
+	var out any
+	switch {
+	case taskErr != nil:
+	case t.Kind == "command":
+		c := CommandOutput{Where: t.Endpoint}
+		if err := json.Unmarshal(result, &c.Result); err != nil || c.Command == "" {
+			taskErr = fmt.Errorf("endpoint %s sent no command result: %v", t.Endpoint, err)
+		}
+		out = c
+	default:
+		a := AnalyzeOutput{Dir: s.runProducts(t.RunID)}
+		if err := json.Unmarshal(result, &a.Record); err != nil || a.Record == nil {
 			taskErr = fmt.Errorf("endpoint %s sent no record: %v", t.Endpoint, err)
 		}
-		out.Dir = s.runProducts(t.RunID)
+		out = a
 	}
 	if taskErr != nil {
 		taskErr = fmt.Errorf("on endpoint %s: %w", t.Endpoint, taskErr)
@@ -253,18 +261,18 @@ func (s *Server) taskDone(ctx context.Context, t *compute.Task, result json.RawM
 	}
 }
 
-// remoteAnalyze hands the analysis to a compute endpoint (step parameter
-// where: endpoint) and leaves the step waiting. A retried submission reuses
-// the task already queued for this step.
-func (s *Server) remoteAnalyze(ctx context.Context, sr *flow.StepRun, path string, opt analysis.Options) (any, error) {
+// remote hands a step's work to a compute endpoint (step parameter where:
+// endpoint) as a task of kind with options, and leaves the step waiting. A
+// retried submission reuses the task already queued for this step.
+func (s *Server) remote(ctx context.Context, sr *flow.StepRun, kind, path string, options any) (any, error) {
 	if t, err := s.tasks.ForStep(ctx, sr.Run.ID, sr.Def.Name, stepIndex(sr)); err == nil && t != nil {
 		return flow.Wait{Ref: t.ID}, nil
 	}
-	o, err := json.Marshal(opt)
+	o, err := json.Marshal(options)
 	if err != nil {
 		return nil, err
 	}
-	t, err := s.tasks.Submit(ctx, sr.Run.ID, stepIndex(sr), "analyze", compute.Input{FileName: sr.Run.FileName, SHA256: sr.Run.SHA256, Size: sr.Run.Size, Path: path, Options: o})
+	t, err := s.tasks.Submit(ctx, sr.Run.ID, stepIndex(sr), kind, compute.Input{FileName: sr.Run.FileName, SHA256: sr.Run.SHA256, Size: sr.Run.Size, Path: path, Options: o})
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/picoflow/picoflow/internal/catalog"
 	catpg "github.com/picoflow/picoflow/internal/catalog/postgres"
 	catsqlite "github.com/picoflow/picoflow/internal/catalog/sqlite"
+	"github.com/picoflow/picoflow/internal/command"
 	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/portal"
@@ -70,6 +71,9 @@ type Config struct {
 	// Model, when set, is the YOLOv8-format ONNX model movies are analysed
 	// with (ORTLibrary: libonnxruntime.so, default $ONNXRUNTIME_LIB).
 	Model, ORTLibrary string
+	// Commands are the commands flow steps of type command may run on
+	// this server (where: server).
+	Commands command.Set
 	// DatabaseURL, when set (postgres://...), keeps flows, tasks, tokens,
 	// accounts and the catalog in PostgreSQL, so several servers can share
 	// the work (their DataDirs must then be one shared file system).

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/checksum"
+	"github.com/picoflow/picoflow/internal/command"
 	"github.com/picoflow/picoflow/internal/emd"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/record"
@@ -28,6 +31,7 @@ func (s *Server) stepTypes() map[string]flow.StepType {
 		"analyze":  {Func: s.analyzeStep, Queue: flow.QueueAnalyze},
 		"publish":  {Func: s.publishStep},
 		"notify":   {Func: s.notifyStep},
+		"command":  {Func: s.commandStep, Queue: flow.QueueAnalyze},
 	}
 }
 
@@ -140,7 +144,8 @@ func (s *Server) runProducts(runID string) string { return filepath.Join(s.produ
 
 // analyzeStep runs the analysis of the stored file in a memory-limited
 // worker process. Bad input fails the run at once with the reader's message.
-func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error) {
+// stored returns the transfer step's output: where the run's file is kept.
+func stored(sr *flow.StepRun) (TransferOutput, error) {
 	var tr TransferOutput
 	for _, o := range sr.Outputs {
 		var t TransferOutput
@@ -152,12 +157,20 @@ func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		tr.Path = sr.Run.StoredPath
 	}
 	if tr.Path == "" {
-		return nil, fmt.Errorf("no stored file for run %s: %w", sr.Run.ID, flow.ErrPermanent)
+		return tr, fmt.Errorf("no stored file for run %s: %w", sr.Run.ID, flow.ErrPermanent)
+	}
+	return tr, nil
+}
+
+func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error) {
+	tr, err := stored(sr)
+	if err != nil {
+		return nil, err
 	}
 	dir := s.runProducts(sr.Run.ID)
 	opt := analysis.Options{Creator: sr.Run.Agent, Name: sr.Run.FileName, Model: s.cfg.Model, ORTLibrary: s.cfg.ORTLibrary, SHA256: tr.SHA256}
 	if where, _ := sr.Def.Params["where"].(string); where == "endpoint" {
-		return s.remoteAnalyze(ctx, sr, tr.Path, opt)
+		return s.remote(ctx, sr, "analyze", tr.Path, opt)
 	}
 	rec, err := analysis.RunIsolated(ctx, s.cfg.Workers, tr.Path, dir, opt, sandbox.Limits{Memory: s.cfg.AnalysisMemory})
 	if err != nil {
@@ -209,6 +222,16 @@ func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error)
 			}
 		}
 	}
+	for _, o := range sr.Outputs {
+		var c CommandOutput
+		if json.Unmarshal(o, &c) != nil || c.Command == "" {
+			continue
+		}
+		for _, p := range c.Products {
+			an.Record.Files = append(an.Record.Files, record.File{Name: p.Name, Role: "command:" + c.Command,
+				MediaType: cmp.Or(mime.TypeByExtension(filepath.Ext(p.Name)), "application/octet-stream"), Size: p.Size, SHA256: p.SHA256})
+		}
+	}
 	e := &catalog.Entry{ID: sr.Run.ID, Record: an.Record, VisibleTo: visible, RunID: sr.Run.ID, SHA256: sr.Run.SHA256}
 	if sr.Run.Instrument != "" && e.Record.Instrument.Name == "" {
 		e.Record.Instrument.Name = sr.Run.Instrument
@@ -249,4 +272,51 @@ func (s *Server) notifyStep(ctx context.Context, sr *flow.StepRun) (any, error) 
 		}
 	}
 	return out, nil
+}
+
+// CommandOutput is the output of a command step: the configured command's
+// result (its products are in the run's products directory).
+type CommandOutput struct {
+	command.Result
+	// Where ran it: "server" or the endpoint's name.
+	Where string `json:"where"`
+}
+
+// commandStep runs a command the facility configured (params: command, the
+// name; where: server, the default, or endpoint). The flow names the
+// command; the command line is the server's or the endpoint's own.
+func (s *Server) commandStep(ctx context.Context, sr *flow.StepRun) (any, error) {
+	name, _ := sr.Def.Params["command"].(string)
+	if name == "" {
+		return nil, flow.Permanent(fmt.Errorf("step %s: no params.command", sr.Def.Name))
+	}
+	tr, err := stored(sr)
+	if err != nil {
+		return nil, err
+	}
+	if where, _ := sr.Def.Params["where"].(string); where == "endpoint" {
+		return s.remote(ctx, sr, "command", tr.Path, map[string]string{"command": name})
+	}
+	dir := s.runProducts(sr.Run.ID)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp(dir, ".command-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	res, err := s.cfg.Commands.Run(ctx, name, command.Input{Path: tr.Path, OutDir: work, FileName: sr.Run.FileName, RunID: sr.Run.ID, SHA256: tr.SHA256})
+	if errors.Is(err, command.ErrUnknown) {
+		return nil, flow.Permanent(fmt.Errorf("on this server: %w", err))
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range res.Products {
+		if err := os.Rename(filepath.Join(work, p.Name), filepath.Join(dir, p.Name)); err != nil {
+			return nil, err
+		}
+	}
+	return CommandOutput{Result: *res, Where: "server"}, nil
 }
