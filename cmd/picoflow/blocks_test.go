@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -14,10 +13,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/pgtest"
-	"github.com/picoflow/picoflow/internal/store"
 )
+
+// needSlurm fails the test when the Slurm cluster is not up (CI starts it).
+func needSlurm(t *testing.T) {
+	t.Helper()
+	if out, err := exec.Command("sinfo", "-h", "-o", "%T").CombinedOutput(); err != nil || len(out) == 0 {
+		t.Fatalf("no Slurm cluster (run scripts/start-slurm.sh as root): %v %s", err, out)
+	}
+}
 
 // TestServerStartsSlurmBlocks: `picoflow server --provider slurm` submits an
 // endpoint block to the real Slurm cluster when hpc work waits; the block's
@@ -26,9 +31,7 @@ import (
 // the start-up time to Prometheus.
 func TestServerStartsSlurmBlocks(t *testing.T) {
 	t.Parallel()
-	if out, err := exec.Command("sinfo", "-h", "-o", "%T").CombinedOutput(); err != nil || len(out) == 0 {
-		t.Fatalf("no Slurm cluster (run scripts/start-slurm.sh as root): %v %s", err, out)
-	}
+	needSlurm(t)
 	const n = 3
 	r := newRig(t)
 	start(t, r.dir, "server", nil, "server", "--data", r.data, "--addr", r.addr, "--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s")
@@ -94,22 +97,12 @@ func TestServerStartsSlurmBlocks(t *testing.T) {
 // (one replica holds the scaling), and hpc flows sent to both finish on it.
 func TestOneReplicaScalesBlocks(t *testing.T) {
 	t.Parallel()
-	if out, err := exec.Command("sinfo", "-h", "-o", "%T").CombinedOutput(); err != nil || len(out) == 0 {
-		t.Fatalf("no Slurm cluster (run scripts/start-slurm.sh as root): %v %s", err, out)
-	}
+	needSlurm(t)
 	const n = 6
 	url := pgtest.URL(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "shared")
-	db, err := store.OpenPostgres(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := auth.NewTokens(db.Write, db.Read).Create(context.Background(), "t", "agent:load", auth.RoleAgent, auth.RoleAdmin)
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := pgToken(t, url, "agent:load")
 	addrs := []string{freeAddr(t), freeAddr(t)}
 	all := "http://" + addrs[0] + ",http://" + addrs[1]
 	var rigs []*rig

@@ -17,6 +17,22 @@ import (
 	"github.com/picoflow/picoflow/internal/store"
 )
 
+// pgToken creates an API token for principal, agent and admin, in the
+// PostgreSQL database at url, as `picoflow token create` would.
+func pgToken(t *testing.T, url, principal string) string {
+	t.Helper()
+	db, err := store.OpenPostgres(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	token, err := auth.NewTokens(db.Write, db.Read).Create(context.Background(), "t", principal, auth.RoleAgent, auth.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
 // TestServerReplicaKill9: two server processes share one PostgreSQL
 // database and data directory; flows are started on the first, which is
 // killed with SIGKILL while they run; the second finishes all of them,
@@ -27,15 +43,7 @@ func TestServerReplicaKill9(t *testing.T) {
 	url := pgtest.URL(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "shared")
-	db, err := store.OpenPostgres(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := auth.NewTokens(db.Write, db.Read).Create(context.Background(), "t", "agent:load", auth.RoleAgent, auth.RoleAdmin)
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := pgToken(t, url, "agent:load")
 	addrA, addrB := freeAddr(t), freeAddr(t)
 	a := replica(t, dir, "server-a", url, data, addrA, "3s")
 	replica(t, dir, "server-b", url, data, addrB, "3s")
@@ -59,15 +67,7 @@ func TestAgentFailsOver(t *testing.T) {
 	dir := t.TempDir()
 	r := &rig{dir: dir, data: filepath.Join(dir, "shared"), folder: filepath.Join(dir, "instrument"), ledger: filepath.Join(dir, "agent.db")}
 	os.MkdirAll(r.folder, 0o755)
-	db, err := store.OpenPostgres(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.token, err = auth.NewTokens(db.Write, db.Read).Create(context.Background(), "t", "agent:pc", auth.RoleAgent, auth.RoleAdmin)
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r.token = pgToken(t, url, "agent:pc")
 	addrA, addrB := freeAddr(t), freeAddr(t)
 	a := replica(t, dir, "server-a", url, r.data, addrA, "3s")
 	replica(t, dir, "server-b", url, r.data, addrB, "3s")
