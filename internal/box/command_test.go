@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,6 +98,13 @@ flows:
 		resp.Body.Close()
 		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 			t.Fatalf("%s: %d %q, want %q in it", name, resp.StatusCode, body, want)
+		}
+	}
+	// The run page says where each step ran.
+	_, page := signIn(t, b).get("/runs/" + e.RunID)
+	for step, host := range map[string]string{"analyze": "server", "tree": "server", "size": "hpc-1"} {
+		if !regexp.MustCompile(`<tr data-step="` + step + `"><td>` + step + `</td><td>` + host + `</td>`).MatchString(page) {
+			t.Errorf("run page: step %s not shown as run on %s:\n%s", step, host, page)
 		}
 	}
 	e = write("broken", "broken.emd")

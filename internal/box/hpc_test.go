@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,8 +64,13 @@ func TestHPCFlow(t *testing.T) {
 	if err != nil || run.Steps[1].State != "succeeded" {
 		t.Fatalf("run %+v %v", run, err)
 	}
-	// Administrators see the endpoint on the runs page: alive, one task done.
-	_, page := signIn(t, b).get("/runs")
+	// Administrators see the endpoint on the runs page: alive, one task done;
+	// and on the run's page that it ran the analysis.
+	staff := signIn(t, b)
+	if _, page := staff.get("/runs/" + e.RunID); !strings.Contains(page, `<tr data-step="analyze"><td>analyze</td><td>hpc-1</td>`) {
+		t.Errorf("run page does not say the analysis ran on hpc-1:\n%s", page)
+	}
+	_, page := staff.get("/runs")
 	row := regexp.MustCompile(`(?s)<tr data-endpoint="hpc-1">.*?</tr>`).FindString(page)
 	cells := regexp.MustCompile(`<td[^>]*>([^<]*)</td>`).FindAllStringSubmatch(row, -1)
 	if len(cells) != 7 || cells[1][1] != "alive" || cells[2][1] != "0" || cells[3][1] != "1" || cells[4][1] != "0" {

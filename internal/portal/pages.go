@@ -419,11 +419,19 @@ func (p *Portal) run(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
 		return
 	}
+	where := map[string]string{} // step name -> the endpoint that ran it
+	for _, st := range run.Steps {
+		var o struct{ Where string }
+		if json.Unmarshal(st.Output, &o) == nil && o.Where != "" {
+			where[st.Name] = o.Where
+		}
+	}
 	p.render(w, http.StatusOK, "run", struct {
 		page
 		Run      *flow.Run
 		Warnings []string
-	}{p.base(r, run.FileName, "runs"), run, runWarnings(run)})
+		Where    map[string]string
+	}{p.base(r, run.FileName, "runs"), run, runWarnings(run), where})
 }
 
 func (p *Portal) retry(w http.ResponseWriter, r *http.Request) {

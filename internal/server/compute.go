@@ -247,7 +247,7 @@ func (s *Server) taskDone(ctx context.Context, t *compute.Task, result json.RawM
 		}
 		out = c
 	default:
-		a := AnalyzeOutput{Dir: s.runProducts(t.RunID)}
+		a := AnalyzeOutput{Dir: s.runProducts(t.RunID), Where: t.Endpoint}
 		if err := json.Unmarshal(result, &a.Record); err != nil || a.Record == nil {
 			taskErr = fmt.Errorf("endpoint %s sent no record: %v", t.Endpoint, err)
 		}

@@ -138,6 +138,8 @@ func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error
 type AnalyzeOutput struct {
 	Record *record.Record `json:"record"`
 	Dir    string         `json:"dir"`
+	// Where names the compute endpoint that ran it ("" on the server).
+	Where string `json:"where,omitempty"`
 }
 
 func (s *Server) runProducts(runID string) string { return filepath.Join(s.productsDir(), runID) }
