@@ -33,6 +33,12 @@ flows:
       - {name: tree, type: command, params: {command: h5tree}}
       - {name: size, type: command, params: {command: size, where: endpoint}}
       - {name: publish}
+  - name: slow
+    steps:
+      - {name: transfer}
+      - {name: analyze}
+      - {name: wait, type: command, params: {command: hang, where: endpoint}, timeout: 1s, attempts: 1}
+      - {name: publish}
   - name: broken
     steps:
       - {name: transfer}
@@ -46,6 +52,7 @@ flows:
 	cmds, err := command.Parse([]string{
 		`h5tree=sh -c 'h5ls -r "$PICOFLOW_INPUT" > tree.txt'`,
 		`size=sh -c 'n=$(wc -c < "$1"); echo "$n" > size.txt; printf "{\"bytes\": %d}" "$n" > result.json' sh {input}`,
+		`hang=sleep 600`,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +113,13 @@ flows:
 		if !regexp.MustCompile(`<tr data-step="` + step + `"><td>` + step + `</td><td>` + host + `</td>`).MatchString(page) {
 			t.Errorf("run page: step %s not shown as run on %s:\n%s", step, host, page)
 		}
+	}
+	// A command that hangs on the endpoint is stopped at the step's timeout
+	// (counted on the endpoint, not in a batch queue).
+	t0 := time.Now()
+	e = write("slow", "slow.emd")
+	if e.State != agent.StateFailed || !strings.Contains(e.Error, "timed out after 1s on endpoint hpc-1") || time.Since(t0) > 30*time.Second {
+		t.Fatalf("a hung command on the endpoint: %+v after %v", e, time.Since(t0))
 	}
 	e = write("broken", "broken.emd")
 	if e.State != agent.StateFailed || !strings.Contains(e.Error, `command "rm-everything"`) || !strings.Contains(e.Error, "no such command") {

@@ -270,9 +270,19 @@ func (e *Endpoint) do(ctx context.Context, t *Task) {
 	})
 	defer hb.Wait()
 	defer cancel()
-	result, runErr := e.runTask(tctx, t, dir)
+	rctx := tctx
+	limit := time.Duration(t.Input.Timeout * float64(time.Second))
+	if limit > 0 {
+		var rcancel context.CancelFunc
+		rctx, rcancel = context.WithTimeout(tctx, limit)
+		defer rcancel()
+	}
+	result, runErr := e.runTask(rctx, t, dir)
 	if tctx.Err() != nil && ctx.Err() != nil {
 		return // stopping: the lease lapses and the task goes elsewhere
+	}
+	if tctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		result, runErr = nil, fmt.Errorf("timed out after %s on endpoint %s", limit, e.Name)
 	}
 	body := map[string]any{"result": result}
 	if runErr != nil {

@@ -41,6 +41,10 @@ type Input struct {
 	Size     int64           `json:"size"`
 	Path     string          `json:"path"` // on the server; used directly where the file system is shared
 	Options  json.RawMessage `json:"options,omitempty"`
+	// Timeout bounds the work on the endpoint, in seconds (0: none): the
+	// step's timeout, counted from the claim, so hours in a batch queue
+	// do not count but a hung analysis does.
+	Timeout float64 `json:"timeout_s,omitempty"`
 }
 
 // Task is one unit of work.

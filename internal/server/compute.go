@@ -272,7 +272,8 @@ func (s *Server) remote(ctx context.Context, sr *flow.StepRun, kind, path string
 	if err != nil {
 		return nil, err
 	}
-	t, err := s.tasks.Submit(ctx, sr.Run.ID, stepIndex(sr), kind, compute.Input{FileName: sr.Run.FileName, SHA256: sr.Run.SHA256, Size: sr.Run.Size, Path: path, Options: o})
+	t, err := s.tasks.Submit(ctx, sr.Run.ID, stepIndex(sr), kind, compute.Input{FileName: sr.Run.FileName, SHA256: sr.Run.SHA256, Size: sr.Run.Size, Path: path, Options: o,
+		Timeout: time.Duration(sr.Def.Timeout).Seconds()})
 	if err != nil {
 		return nil, err
 	}
