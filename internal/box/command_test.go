@@ -39,6 +39,11 @@ flows:
       - {name: analyze}
       - {name: wait, type: command, params: {command: hang, where: endpoint}, timeout: 1s, attempts: 1}
       - {name: publish}
+  - name: typo
+    steps:
+      - {name: transfer}
+      - {name: analyze, params: {where: endpiont}}
+      - {name: publish}
   - name: broken
     steps:
       - {name: transfer}
@@ -120,6 +125,9 @@ flows:
 	e = write("slow", "slow.emd")
 	if e.State != agent.StateFailed || !strings.Contains(e.Error, "timed out after 1s on endpoint hpc-1") || time.Since(t0) > 30*time.Second {
 		t.Fatalf("a hung command on the endpoint: %+v after %v", e, time.Since(t0))
+	}
+	if e = write("typo", "typo.emd"); e.State != agent.StateFailed || !strings.Contains(e.Error, "where must be server or endpoint, not endpiont") {
+		t.Fatalf("a misspelt where: %+v", e)
 	}
 	e = write("broken", "broken.emd")
 	if e.State != agent.StateFailed || !strings.Contains(e.Error, `command "rm-everything"`) || !strings.Contains(e.Error, "no such command") {

@@ -146,6 +146,19 @@ func (s *Server) runProducts(runID string) string { return filepath.Join(s.produ
 
 // analyzeStep runs the analysis of the stored file in a memory-limited
 // worker process. Bad input fails the run at once with the reader's message.
+// whereEndpoint reads a step's where parameter: server (the default) or
+// endpoint.
+func whereEndpoint(sr *flow.StepRun) (bool, error) {
+	switch w := sr.Def.Params["where"]; w {
+	case nil, "server":
+		return false, nil
+	case "endpoint":
+		return true, nil
+	default:
+		return false, flow.Permanent(fmt.Errorf("step %s: where must be server or endpoint, not %v", sr.Def.Name, w))
+	}
+}
+
 // stored returns the transfer step's output: where the run's file is kept.
 func stored(sr *flow.StepRun) (TransferOutput, error) {
 	var tr TransferOutput
@@ -171,7 +184,11 @@ func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error)
 	}
 	dir := s.runProducts(sr.Run.ID)
 	opt := analysis.Options{Creator: sr.Run.Agent, Name: sr.Run.FileName, Model: s.cfg.Model, ORTLibrary: s.cfg.ORTLibrary, SHA256: tr.SHA256}
-	if where, _ := sr.Def.Params["where"].(string); where == "endpoint" {
+	onEndpoint, err := whereEndpoint(sr)
+	if err != nil {
+		return nil, err
+	}
+	if onEndpoint {
 		return s.remote(ctx, sr, "analyze", tr.Path, opt)
 	}
 	rec, err := analysis.RunIsolated(ctx, s.cfg.Workers, tr.Path, dir, opt, sandbox.Limits{Memory: s.cfg.AnalysisMemory})
@@ -296,7 +313,11 @@ func (s *Server) commandStep(ctx context.Context, sr *flow.StepRun) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	if where, _ := sr.Def.Params["where"].(string); where == "endpoint" {
+	onEndpoint, err := whereEndpoint(sr)
+	if err != nil {
+		return nil, err
+	}
+	if onEndpoint {
 		return s.remote(ctx, sr, "command", tr.Path, map[string]string{"command": name})
 	}
 	dir := s.runProducts(sr.Run.ID)
