@@ -8,3 +8,4 @@ CREATE TABLE endpoint (
   done       INTEGER NOT NULL DEFAULT 0,
   failed     INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX endpoint_last_seen ON endpoint (last_seen);
