@@ -4,7 +4,9 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -26,7 +28,8 @@ func needSlurm(t *testing.T) {
 
 // TestServerStartsSlurmBlocks: `picoflow server --provider slurm` submits an
 // endpoint block to the real Slurm cluster when hpc work waits; the block's
-// endpoint runs the flows and exits when idle. The server lists the block
+// endpoint runs the flows (the analysis, and a command given to the blocks
+// with --block-command) and exits when idle. The server lists the block
 // with its node start-up time and the endpoint with its tasks, and exports
 // the start-up time to Prometheus.
 func TestServerStartsSlurmBlocks(t *testing.T) {
@@ -34,10 +37,39 @@ func TestServerStartsSlurmBlocks(t *testing.T) {
 	needSlurm(t)
 	const n = 3
 	r := newRig(t)
-	start(t, r.dir, "server", nil, "server", "--data", r.data, "--addr", r.addr, "--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s")
+	flows := filepath.Join(r.dir, "flows.yaml")
+	os.WriteFile(flows, []byte(`flows:
+  - name: hpc
+    steps:
+      - {name: transfer}
+      - {name: analyze, params: {where: endpoint}}
+      - {name: size, type: command, params: {command: size, where: endpoint}}
+      - {name: publish}
+`), 0o644)
+	start(t, r.dir, "server", nil, "server", "--data", r.data, "--addr", r.addr, "--flows", flows,
+		"--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s",
+		"--block-command", `size=sh -c 'printf "{\"bytes\": %d}" $(wc -c < "$PICOFLOW_INPUT") > result.json'`)
 	healthy(t, "server", r.base)
 	sendLoad(t, r.dir, n, []string{r.base}, r.token, "hpc", 24, nil)
 	r.allSucceeded(t, n, 120*time.Second, "the hpc runs to finish")
+	var runs []struct{ ID string }
+	if err := r.get(t, "/api/v1/runs?limit=10", &runs); err != nil || len(runs) != n {
+		t.Fatalf("runs: %v", err)
+	}
+	var one struct {
+		Size  int64
+		Steps []struct {
+			Name, Where string
+			Data        json.RawMessage
+		}
+	}
+	if err := r.get(t, "/api/v1/runs/"+runs[0].ID, &one); err != nil {
+		t.Fatal(err)
+	}
+	var data struct{ Bytes int64 }
+	if len(one.Steps) != 4 || json.Unmarshal(one.Steps[2].Data, &data) != nil || data.Bytes != one.Size || !strings.HasPrefix(one.Steps[2].Where, "block-") {
+		t.Fatalf("the command on the block: %+v (data %s)", one, one.Steps[2].Data)
+	}
 	var view struct {
 		Endpoints []struct {
 			Name        string
@@ -59,8 +91,8 @@ func TestServerStartsSlurmBlocks(t *testing.T) {
 		}
 		done += e.Done.(float64)
 	}
-	if done != n {
-		t.Errorf("endpoints report %v tasks done, want %d: %+v", done, n, view.Endpoints)
+	if done != 2*n { // the analysis and the command of each run
+		t.Errorf("endpoints report %v tasks done, want %d: %+v", done, 2*n, view.Endpoints)
 	}
 	if len(view.Blocks) != 1 {
 		t.Fatalf("%d blocks listed, want the one still idling", len(view.Blocks))

@@ -102,6 +102,7 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f.IntVar(&blocks.Min, "min-blocks", 0, "blocks kept running without work")
 	f.IntVar(&blocks.Max, "max-blocks", 2, "most blocks at once")
 	f.DurationVar(&blocks.Idle, "block-idle", 5*time.Minute, "a block's endpoint exits after this long without work")
+	f.StringArrayVar(&blocks.Commands, "block-command", nil, "NAME=COMMAND LINE for the blocks' endpoints (steps of type command with where: endpoint; repeatable)")
 	f.StringVar(&blocks.Servers, "block-server", "", "server URL(s) the blocks' endpoints connect to, comma-separated (default: this server's; with replicas, list them all or a load balancer)")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	f.StringVar(&tlsKey, "tls-key", "", "the certificate's key (PEM)")
@@ -126,7 +127,9 @@ type blockConfig struct {
 	// Servers are what the blocks' endpoints connect to (default: this
 	// server's URL).
 	Servers string
-	Data    string
+	// Commands are the blocks' endpoints' commands (NAME=ARGV).
+	Commands []string
+	Data     string
 }
 
 // blockScaler starts endpoint blocks on a provider while hpc tasks wait.
@@ -146,6 +149,9 @@ func blockScaler(ctx context.Context, srv *server.Server, cfg blockConfig) (*com
 	if _, err := replicas.Parse(servers); err != nil {
 		return nil, fmt.Errorf("server: --block-server: %w", err)
 	}
+	if _, err := command.Parse(cfg.Commands); err != nil {
+		return nil, fmt.Errorf("server: --block-command: %w", err)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -157,8 +163,11 @@ func blockScaler(ctx context.Context, srv *server.Server, cfg blockConfig) (*com
 	dir, _ := filepath.Abs(filepath.Join(cfg.Data, "blocks"))
 	sc := &compute.Scaler{Queue: srv.Tasks(), Provider: p, Min: cfg.Min, Max: cfg.Max, Logger: slog.Default(),
 		SpecFunc: func(name string) compute.BlockSpec {
-			return compute.BlockSpec{Name: name, Dir: dir, Env: []string{"PICOFLOW_TOKEN=" + token},
-				Command: []string{exe, "endpoint", "--server", servers, "--name", name, "--exit-when-idle", cfg.Idle.String()}}
+			argv := []string{exe, "endpoint", "--server", servers, "--name", name, "--exit-when-idle", cfg.Idle.String()}
+			for _, c := range cfg.Commands {
+				argv = append(argv, "--command", c)
+			}
+			return compute.BlockSpec{Name: name, Dir: dir, Env: []string{"PICOFLOW_TOKEN=" + token}, Command: argv}
 		}}
 	srv.AttachScaler(sc)
 	// One replica scales the blocks at a time; another takes over when it

@@ -77,6 +77,10 @@ type StepView struct {
 	Finished *time.Time `json:"finished,omitempty"`
 	ActiveMS float64    `json:"active_ms"`
 	Error    string     `json:"error,omitempty"`
+	// Where names the compute endpoint that ran the step ("" on the server).
+	Where string `json:"where,omitempty"`
+	// Data is what a command step's result.json held.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // RunView is a run as the API shows it.
@@ -106,8 +110,19 @@ func viewRun(r *flow.Run) RunView {
 		v.RuntimeMS = float64(r.Finished.Sub(r.Created).Microseconds()) / 1e3
 	}
 	for _, st := range r.Steps {
-		v.Steps = append(v.Steps, StepView{Name: st.Name, Type: st.Type, State: st.State, Attempts: st.Attempts, Started: st.Started,
-			Finished: st.Finished, ActiveMS: float64(st.Active.Microseconds()) / 1e3, Error: st.Error})
+		sv := StepView{Name: st.Name, Type: st.Type, State: st.State, Attempts: st.Attempts, Started: st.Started,
+			Finished: st.Finished, ActiveMS: float64(st.Active.Microseconds()) / 1e3, Error: st.Error}
+		var out struct {
+			Where string          `json:"where"`
+			Data  json.RawMessage `json:"data"`
+		}
+		if json.Unmarshal(st.Output, &out) == nil {
+			if out.Where != "server" {
+				sv.Where = out.Where
+			}
+			sv.Data = out.Data
+		}
+		v.Steps = append(v.Steps, sv)
 		if st.Type == "notify" && st.State == flow.StateSucceeded {
 			var n NotifyOutput
 			if json.Unmarshal(st.Output, &n) == nil {
