@@ -144,8 +144,6 @@ type AnalyzeOutput struct {
 
 func (s *Server) runProducts(runID string) string { return filepath.Join(s.productsDir(), runID) }
 
-// analyzeStep runs the analysis of the stored file in a memory-limited
-// worker process. Bad input fails the run at once with the reader's message.
 // whereEndpoint reads a step's where parameter: server (the default) or
 // endpoint.
 func whereEndpoint(sr *flow.StepRun) (bool, error) {
@@ -177,6 +175,9 @@ func stored(sr *flow.StepRun) (TransferOutput, error) {
 	return tr, nil
 }
 
+// analyzeStep runs the analysis of the stored file in a memory-limited
+// worker process (or hands it to a compute endpoint: where: endpoint). Bad
+// input fails the run at once with the reader's message.
 func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error) {
 	tr, err := stored(sr)
 	if err != nil {
