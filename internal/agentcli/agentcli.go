@@ -138,7 +138,7 @@ func statusCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				for _, base := range strings.Split(set.String(), ",") {
+				for _, base := range set.Bases() {
 					fmt.Fprintf(out, "server %s: %s\n", base, probe(ctx, base))
 				}
 			}

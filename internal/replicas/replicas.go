@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -50,6 +51,9 @@ func Parse(lists ...string) (*Set, error) {
 
 // Len is the number of replicas.
 func (s *Set) Len() int { return len(s.bases) }
+
+// Bases lists the replicas' base URLs in order.
+func (s *Set) Bases() []string { return slices.Clone(s.bases) }
 
 // String lists the replicas, comma-separated.
 func (s *Set) String() string { return strings.Join(s.bases, ",") }
