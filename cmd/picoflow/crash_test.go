@@ -366,3 +366,30 @@ func TestAgentOffline(t *testing.T) {
 		return e != nil && e.State == agent.StateDone
 	})
 }
+
+// TestAgentWrongToken: an agent whose token the server refuses keeps its
+// files waiting, says why, and sends them once restarted with the right
+// token; nothing is marked failed.
+func TestAgentWrongToken(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	writeSI(t, filepath.Join(r.folder, "early.emd"), 5)
+	r.server(t)
+	good := r.token
+	r.token = "pf_" + strings.Repeat("0", 40)
+	a := r.agent(t)
+	eventually(t, 30*time.Second, "the agent to be refused", func() bool {
+		e := r.entry(t)
+		return e != nil && e.Attempts > 0 && strings.Contains(e.Error, "refuses this agent's token")
+	})
+	if e := r.entry(t); e.State != agent.StateReady {
+		t.Fatalf("a refused token changed the file's state to %s", e.State)
+	}
+	a.kill()
+	r.token = good
+	r.agent(t)
+	eventually(t, 90*time.Second, "the file to be done", func() bool {
+		e := r.entry(t)
+		return e != nil && e.State == agent.StateDone
+	})
+}

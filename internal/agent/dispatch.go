@@ -96,6 +96,16 @@ func backoff(attempts int) time.Time {
 	return time.Now().Add(d)
 }
 
+// serverError says why the server did not serve a request: it refused the
+// agent's token (the operator must fix it; files wait), or it could not be
+// reached.
+func serverError(err error) error {
+	if errors.Is(err, upload.ErrUnauthorized) {
+		return fmt.Errorf("the server refuses this agent's token (check PICOFLOW_TOKEN; files wait): %w", err)
+	}
+	return fmt.Errorf("server unreachable: %w", err)
+}
+
 // retryLater records a transient failure and schedules another try.
 func (a *Agent) retryLater(ctx context.Context, e *Entry, state, uploadURL string, err error) {
 	if ctx.Err() != nil {
@@ -123,7 +133,7 @@ func (a *Agent) deliver(ctx context.Context, e *Entry) {
 	// Does the server already have this content for this flow (an earlier
 	// attempt finished, or the ledger was lost)?
 	if run, err := a.api.runFor(ctx, e.SHA256, e.Flow); err != nil {
-		a.retryLater(ctx, e, e.State, e.UploadURL, fmt.Errorf("server unreachable: %w", err))
+		a.retryLater(ctx, e, e.State, e.UploadURL, serverError(err))
 		return
 	} else if run != nil {
 		a.started(ctx, e, run)
@@ -151,6 +161,9 @@ func (a *Agent) deliver(ctx context.Context, e *Entry) {
 		if errors.Is(err, upload.ErrRejected) {
 			a.fail(ctx, e, err)
 			return
+		}
+		if errors.Is(err, upload.ErrUnauthorized) {
+			err = serverError(err)
 		}
 		if err != nil {
 			a.retryLater(ctx, e, StateUploading, url, err)
@@ -195,7 +208,7 @@ func (a *Agent) started(ctx context.Context, e *Entry, run *runView) {
 func (a *Agent) await(ctx context.Context, e *Entry) {
 	run, err := a.api.waitRun(ctx, e.RunID, 60*time.Second)
 	if err != nil {
-		a.retryLater(ctx, e, StateStarted, e.UploadURL, fmt.Errorf("server unreachable: %w", err))
+		a.retryLater(ctx, e, StateStarted, e.UploadURL, serverError(err))
 		return
 	}
 	if run.terminal() {
@@ -285,8 +298,11 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any, out a
 		}
 		defer resp.Body.Close()
 		status = resp.StatusCode
-		if status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout {
+		switch status {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			return fmt.Errorf("%s %s: %s: %w", method, path, resp.Status, replicas.ErrUnavailable)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%s %s: %s: %w", method, path, resp.Status, upload.ErrUnauthorized)
 		}
 		reply, err = io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 		return err

@@ -29,6 +29,9 @@ var (
 	// ErrRejected means the server refused the upload for good (bad
 	// metadata, too large, unauthorised).
 	ErrRejected = errors.New("upload rejected")
+	// ErrUnauthorized means the server refused the client's token (401,
+	// 403): nothing is wrong with the file; fix the token and try again.
+	ErrUnauthorized = errors.New("the server refuses this token")
 )
 
 // Metadata keys the server understands.
@@ -249,7 +252,7 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 		if err == nil {
 			return uploadURL, nil
 		}
-		if errors.Is(err, ErrRejected) || ctx.Err() != nil {
+		if errors.Is(err, ErrRejected) || errors.Is(err, ErrUnauthorized) || ctx.Err() != nil {
 			return uploadURL, fmt.Errorf("upload %s: %w", path, err)
 		}
 		if c.Replicas != nil && replicas.Unreachable(err) && moves < c.Replicas.Len()-1 {
@@ -275,8 +278,9 @@ func statusError(resp *http.Response) error {
 	switch resp.StatusCode {
 	case http.StatusNotFound, http.StatusGone:
 		return fmt.Errorf("%w: %s %s", ErrGone, resp.Status, text)
-	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestEntityTooLarge,
-		http.StatusConflict, http.StatusUnprocessableEntity:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("%w: %s %s", ErrUnauthorized, resp.Status, text)
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusConflict, http.StatusUnprocessableEntity:
 		// 409 is an offset mismatch: resumable by asking for the offset again.
 		if resp.StatusCode == http.StatusConflict {
 			return fmt.Errorf("%s %s", resp.Status, text)
