@@ -47,7 +47,7 @@ func TestServerStartsSlurmBlocks(t *testing.T) {
       - {name: publish}
 `), 0o644)
 	start(t, r.dir, "server", nil, "server", "--data", r.data, "--addr", r.addr, "--flows", flows,
-		"--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s",
+		"--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s", "--command-memory-mb", "256",
 		"--block-command", `size=sh -c 'printf "{\"bytes\": %d}" $(wc -c < "$PICOFLOW_INPUT") > result.json'`)
 	healthy(t, "server", r.base)
 	sendLoad(t, r.dir, n, []string{r.base}, r.token, "hpc", 24, nil)
@@ -141,7 +141,7 @@ func TestOneReplicaScalesBlocks(t *testing.T) {
 	var procs []*proc
 	for i, name := range []string{"server-a", "server-b"} {
 		procs = append(procs, start(t, dir, name, nil, "server", "--db", url, "--data", data, "--addr", addrs[i], "--rescue-after", "3s",
-			"--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s", "--block-server", all))
+			"--provider", "slurm", "--max-blocks", "1", "--block-idle", "3s", "--command-memory-mb", "256", "--block-server", all))
 		healthy(t, name, "http://"+addrs[i])
 		rigs = append(rigs, &rig{base: "http://" + addrs[i], token: token})
 	}

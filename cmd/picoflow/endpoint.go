@@ -18,6 +18,7 @@ import (
 func endpointCmd(workers *sandbox.Registry) *cobra.Command {
 	var server, name, workDir string
 	var commands []string
+	var cmdMemMB uint64
 	var n int
 	var memMB uint64
 	var idle time.Duration
@@ -43,7 +44,7 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
 				return fmt.Errorf("endpoint: %w", err)
 			}
 			e := &compute.Endpoint{Server: strings.TrimRight(server, "/"), Token: token, Name: name, Workers: n, WorkDir: workDir,
-				Run:    command.EndpointRun(cmds, analysis.EndpointRun(workers, sandbox.Limits{Memory: memMB << 20})),
+				Run:    command.EndpointRun(cmds, cmdMemMB<<20, analysis.EndpointRun(workers, sandbox.Limits{Memory: memMB << 20})),
 				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), IdleExit: idle}
 			if err := e.Start(cmd.Context()); err != nil {
 				return err
@@ -63,6 +64,7 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
 	f.StringVar(&workDir, "work-dir", "", "scratch space for inputs and products (default: a temporary directory)")
 	f.DurationVar(&idle, "exit-when-idle", 0, "exit after this long without a task (batch blocks; 0: never)")
 	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
+	f.Uint64Var(&cmdMemMB, "command-memory-mb", 0, "address-space cap of each command (MiB; 0: none; Linux, via prlimit; not for Java or CUDA programs)")
 	f.StringArrayVar(&commands, "command", nil, "NAME=COMMAND LINE that flow steps of type command (where: endpoint) may run here; {input}, {output}, {name}, {run} are replaced (repeatable)")
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,7 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 	var public bool
 	var blocks blockConfig
 	var commands []string
+	var cmdMemMB uint64
 	var rescueAfter time.Duration
 	var tlsCert, tlsKey string
 	var oidc portal.OIDCConfig
@@ -59,6 +61,8 @@ Create tokens for agents and people with 'picoflow token create'.`,
 			if cfg.Commands, err = command.Parse(commands); err != nil {
 				return fmt.Errorf("server: %w", err)
 			}
+			cfg.CommandMemory = cmdMemMB << 20
+			blocks.CommandMemMB = cmdMemMB
 			cfg.TLSCert, cfg.TLSKey = tlsCert, tlsKey
 			if oidc.Issuer != "" {
 				oidc.ClientSecret = os.Getenv("PICOFLOW_OIDC_SECRET")
@@ -115,6 +119,7 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f.BoolVar(&public, "public", false, "publish records to everyone (default: admins only)")
 	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
 	f.IntVar(&analyses, "analysis-workers", 2, "analyses run at once")
+	f.Uint64Var(&cmdMemMB, "command-memory-mb", 0, "address-space cap of each command here and on the blocks (MiB; 0: none; Linux, via prlimit; not for Java or CUDA programs)")
 	f.StringArrayVar(&commands, "command", nil, "NAME=COMMAND LINE that flow steps of type command (where: server) may run; {input}, {output}, {name}, {run} are replaced (repeatable)")
 	return cmd
 }
@@ -127,9 +132,11 @@ type blockConfig struct {
 	// Servers are what the blocks' endpoints connect to (default: this
 	// server's URL).
 	Servers string
-	// Commands are the blocks' endpoints' commands (NAME=ARGV).
-	Commands []string
-	Data     string
+	// Commands are the blocks' endpoints' commands (NAME=ARGV), each
+	// capped at CommandMemMB of address space (0: none).
+	Commands     []string
+	CommandMemMB uint64
+	Data         string
 }
 
 // blockScaler starts endpoint blocks on a provider while hpc tasks wait.
@@ -166,6 +173,9 @@ func blockScaler(ctx context.Context, srv *server.Server, cfg blockConfig) (*com
 			argv := []string{exe, "endpoint", "--server", servers, "--name", name, "--exit-when-idle", cfg.Idle.String()}
 			for _, c := range cfg.Commands {
 				argv = append(argv, "--command", c)
+			}
+			if cfg.CommandMemMB > 0 {
+				argv = append(argv, "--command-memory-mb", strconv.FormatUint(cfg.CommandMemMB, 10))
 			}
 			return compute.BlockSpec{Name: name, Dir: dir, Env: []string{"PICOFLOW_TOKEN=" + token}, Command: argv}
 		}}

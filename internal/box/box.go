@@ -158,7 +158,7 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 // StartEndpoint starts one more compute endpoint named name.
 func (b *Box) StartEndpoint(ctx context.Context, name string) (*compute.Endpoint, error) {
 	e := &compute.Endpoint{Server: b.Server.URL(), Token: b.EndpointToken, Name: name, Workers: 1,
-		WorkDir: filepath.Join(b.cfg.Dir, "endpoints", name), Run: command.EndpointRun(b.cfg.Commands, analysis.EndpointRun(b.cfg.Workers, sandbox.Limits{})),
+		WorkDir: filepath.Join(b.cfg.Dir, "endpoints", name), Run: command.EndpointRun(b.cfg.Commands, 0, analysis.EndpointRun(b.cfg.Workers, sandbox.Limits{})),
 		Logger: cmp.Or(b.cfg.Logger, slog.Default()).With("side", name)}
 	if err := e.Start(ctx); err != nil {
 		return nil, err

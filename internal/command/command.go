@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -128,6 +129,10 @@ type Input struct {
 	Path, OutDir string
 	// FileName, RunID and SHA256 describe the file for the command.
 	FileName, RunID, SHA256 string
+	// Memory, when set, caps the command's address space in bytes
+	// (RLIMIT_AS through util-linux prlimit; Linux only). Leave it unset
+	// for programs that reserve large virtual ranges (Java, CUDA).
+	Memory uint64
 }
 
 // Product is a file a command left in its output directory.
@@ -162,6 +167,16 @@ func (s Set) Run(ctx context.Context, name string, in Input) (*Result, error) {
 	argv := make([]string, len(tmpl))
 	for i, a := range tmpl {
 		argv[i] = r.Replace(a)
+	}
+	if in.Memory > 0 {
+		if runtime.GOOS != "linux" {
+			return nil, fmt.Errorf("command %s: a memory limit needs Linux", name)
+		}
+		pl, err := exec.LookPath("prlimit")
+		if err != nil {
+			return nil, fmt.Errorf("command %s: a memory limit needs prlimit (util-linux): %w", name, err)
+		}
+		argv = append([]string{pl, fmt.Sprintf("--as=%d", in.Memory), "--"}, argv...)
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = in.OutDir

@@ -112,3 +112,20 @@ func TestParse(t *testing.T) {
 		t.Error("a command configured twice was accepted")
 	}
 }
+
+// TestRunMemoryLimit: with a memory limit a command that allocates more
+// fails with its own out-of-memory message; without, it runs.
+func TestRunMemoryLimit(t *testing.T) {
+	t.Parallel()
+	set, _ := command.Parse([]string{`big=/usr/bin/python3 -c 'x = bytearray(400_000_000); print(len(x))'`})
+	in := input(t)
+	in.Memory = 200 << 20
+	if _, err := set.Run(context.Background(), "big", in); err == nil || !strings.Contains(err.Error(), "MemoryError") {
+		t.Fatalf("400 MB under a 200 MiB limit: %v", err)
+	}
+	in = input(t)
+	res, err := set.Run(context.Background(), "big", in)
+	if err != nil || strings.TrimSpace(res.Output) != "400000000" {
+		t.Fatalf("without a limit: %v %+v", err, res)
+	}
+}

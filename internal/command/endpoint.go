@@ -9,8 +9,9 @@ import (
 )
 
 // EndpointRun runs tasks of kind "command" with the endpoint's own
-// commands and hands every other task to next.
-func EndpointRun(set Set, next compute.RunFunc) compute.RunFunc {
+// commands, each under memory bytes of address space (0: no cap), and
+// hands every other task to next.
+func EndpointRun(set Set, memory uint64, next compute.RunFunc) compute.RunFunc {
 	return func(ctx context.Context, t *compute.Task, input, outDir string) (any, error) {
 		if t.Kind != "command" {
 			return next(ctx, t, input, outDir)
@@ -21,6 +22,6 @@ func EndpointRun(set Set, next compute.RunFunc) compute.RunFunc {
 		if err := json.Unmarshal(t.Input.Options, &o); err != nil || o.Command == "" {
 			return nil, fmt.Errorf("command task without a command name: %v", err)
 		}
-		return set.Run(ctx, o.Command, Input{Path: input, OutDir: outDir, FileName: t.Input.FileName, RunID: t.RunID, SHA256: t.Input.SHA256})
+		return set.Run(ctx, o.Command, Input{Path: input, OutDir: outDir, FileName: t.Input.FileName, RunID: t.RunID, SHA256: t.Input.SHA256, Memory: memory})
 	}
 }

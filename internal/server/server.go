@@ -72,8 +72,10 @@ type Config struct {
 	// with (ORTLibrary: libonnxruntime.so, default $ONNXRUNTIME_LIB).
 	Model, ORTLibrary string
 	// Commands are the commands flow steps of type command may run on
-	// this server (where: server).
-	Commands command.Set
+	// this server (where: server); CommandMemory caps each one's address
+	// space in bytes (0: no cap).
+	Commands      command.Set
+	CommandMemory uint64
 	// DatabaseURL, when set (postgres://...), keeps flows, tasks, tokens,
 	// accounts and the catalog in PostgreSQL, so several servers can share
 	// the work (their DataDirs must then be one shared file system).

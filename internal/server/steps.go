@@ -330,7 +330,8 @@ func (s *Server) commandStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	res, err := s.cfg.Commands.Run(ctx, name, command.Input{Path: tr.Path, OutDir: work, FileName: sr.Run.FileName, RunID: sr.Run.ID, SHA256: tr.SHA256})
+	res, err := s.cfg.Commands.Run(ctx, name, command.Input{Path: tr.Path, OutDir: work, FileName: sr.Run.FileName, RunID: sr.Run.ID, SHA256: tr.SHA256,
+		Memory: s.cfg.CommandMemory})
 	if errors.Is(err, command.ErrUnknown) {
 		return nil, flow.Permanent(fmt.Errorf("on this server: %w", err))
 	}
