@@ -19,6 +19,15 @@ type Block struct {
 	FirstClaim *time.Time
 }
 
+// Startup is the node start-up time, known once the endpoint asked for
+// work.
+func (b Block) Startup() (time.Duration, bool) {
+	if b.FirstClaim == nil {
+		return 0, false
+	}
+	return b.FirstClaim.Sub(b.Submitted), true
+}
+
 // Scaler keeps blocks of endpoints on a Provider: at least Min, and one
 // more while tasks wait and fewer than Max run, up to Max. Blocks end by
 // themselves when idle (their endpoints run with --exit-when-idle).

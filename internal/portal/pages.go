@@ -387,7 +387,7 @@ type computeView struct {
 
 type blockRow struct {
 	compute.Block
-	Startup string // node start-up time, "" until the endpoint asked for work
+	StartupText string // node start-up time, "" until the endpoint asked for work
 }
 
 func (p *Portal) computeView(ctx context.Context) *computeView {
@@ -398,8 +398,8 @@ func (p *Portal) computeView(ctx context.Context) *computeView {
 	}
 	for _, b := range blocks {
 		row := blockRow{Block: b}
-		if b.FirstClaim != nil {
-			row.Startup = fmtDur(b.FirstClaim.Sub(b.Submitted))
+		if d, ok := b.Startup(); ok {
+			row.StartupText = fmtDur(d)
 		}
 		v.Blocks = append(v.Blocks, row)
 	}

@@ -44,8 +44,8 @@ func (s *Server) AttachScaler(sc *compute.Scaler) {
 	s.scaler = sc
 	s.mu.Unlock()
 	sc.Started = func(b compute.Block) {
-		if b.FirstClaim != nil {
-			s.metrics.blockStartup.Observe(b.FirstClaim.Sub(b.Submitted).Seconds())
+		if d, ok := b.Startup(); ok {
+			s.metrics.blockStartup.Observe(d.Seconds())
 		}
 	}
 }
@@ -101,9 +101,9 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	blocks := []BlockView{}
 	for _, b := range bs {
 		v := BlockView{Block: b}
-		if b.FirstClaim != nil {
-			d := b.FirstClaim.Sub(b.Submitted).Seconds()
-			v.StartupSeconds = &d
+		if d, ok := b.Startup(); ok {
+			sec := d.Seconds()
+			v.StartupSeconds = &sec
 		}
 		blocks = append(blocks, v)
 	}

@@ -14,6 +14,10 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 )
 
+// writebackPiece is how much of a PATCH body is received before its
+// writeback to disk is started.
+const writebackPiece = 8 << 20
+
 // patch appends a tus PATCH body to the upload with splice(2): the request
 // is hijacked and the socket's bytes move to the file inside the kernel,
 // never through this process. tusd's own PATCH copies every byte through a
@@ -22,10 +26,6 @@ import (
 // declared offset equal to the stored one, and no bytes past the declared
 // length; the upload lock is the one tusd uses, so HEAD and PATCH never
 // interleave.
-// writebackPiece is how much of a PATCH body is received before its
-// writeback to disk is started.
-const writebackPiece = 8 << 20
-
 func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	id := strings.Trim(r.URL.Path, "/")
 	fail := func(status int, msg string) {
@@ -104,10 +104,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	// The SHA-256 is computed as the pieces land (see digest.go); without
 	// a hasher the transfer step reads the file instead.
-	hs, herr := s.startHasher(id, path, offset)
-	if herr != nil {
-		hs = nil
-	}
+	hs, _ := s.startHasher(id, path, offset)
 	// Bytes the server already buffered, then the rest straight from the
 	// socket (os.File.ReadFrom splices from a TCP connection), in pieces
 	// whose writeback to disk starts as soon as each is in the page cache.

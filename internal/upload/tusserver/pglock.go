@@ -29,9 +29,6 @@ func NewPostgresLocker(pool *pgxpool.Pool) *PostgresLocker {
 	return &PostgresLocker{pool: pool, local: memorylocker.New(), Poll: 100 * time.Millisecond}
 }
 
-// UseIn makes composer use the locker.
-func (l *PostgresLocker) UseIn(composer *handler.StoreComposer) { composer.UseLocker(l) }
-
 // NewLock implements handler.Locker.
 func (l *PostgresLocker) NewLock(id string) (handler.Lock, error) {
 	local, err := l.local.NewLock(id)
