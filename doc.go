@@ -13,6 +13,7 @@
 //	internal/compute              tasks for compute endpoints (leases), the endpoint runner, block scaling;
 //	                              Provider backends local/ slurm/ pbs/; computetest/
 //	internal/flow                 YAML flows, runs and steps on River jobs, events, statistics
+//	internal/sqlitewal            open SQLite in WAL mode, safe when several processes create one file at once
 //	internal/store                SQLite: one writer, a read pool, River and picoflow migrations
 //	internal/catalog              records, ACLs, search and facets (Index seam); sqlite/ FTS5, postgres/; catalogtest/
 //	internal/pgtest               a real PostgreSQL for tests

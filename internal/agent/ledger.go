@@ -5,11 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // pure-Go SQLite: the agent builds with CGO off
+	"github.com/picoflow/picoflow/internal/sqlitewal" // pure-Go SQLite: the agent builds with CGO off
 )
 
 // File states in the ledger, in life-cycle order.
@@ -74,12 +72,7 @@ type Entry struct {
 type ledger struct{ db *sql.DB }
 
 func openLedger(ctx context.Context, path string) (*ledger, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
-	u := (&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath()
-	db, err := sql.Open("sqlite", "file:"+u+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate")
+	db, err := sqlitewal.Open(ctx, path, "_pragma=synchronous(FULL)", "_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}

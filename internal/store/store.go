@@ -11,8 +11,8 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
+	"github.com/picoflow/picoflow/internal/sqlitewal"
 	"io/fs"
-	"net/url"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -109,8 +109,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	pragmas := "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
-	w, err := sql.Open("sqlite", "file:"+escapePath(abs)+"?"+pragmas)
+	w, err := sqlitewal.Open(ctx, abs, "_pragma=synchronous(NORMAL)", "_pragma=foreign_keys(ON)", "_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", abs, err)
 	}
@@ -124,7 +123,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
-	r, err := sql.Open("sqlite", "file:"+escapePath(abs)+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	rdsn, err := sqlitewal.DSN(abs, "mode=ro", "_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s read-only: %w", abs, err)
+	}
+	r, err := sql.Open("sqlite", rdsn)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open store %s read-only: %w", abs, err)
@@ -132,10 +136,6 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	r.SetMaxOpenConns(4)
 	db.Read = r
 	return db, nil
-}
-
-func escapePath(p string) string {
-	return (&url.URL{Path: filepath.ToSlash(p)}).EscapedPath()
 }
 
 // Close closes both pools.
