@@ -21,6 +21,7 @@ import (
 	"github.com/picoflow/picoflow/internal/agent"
 	"github.com/picoflow/picoflow/internal/box"
 	"github.com/picoflow/picoflow/internal/checksum"
+	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/simulate"
 	"github.com/picoflow/picoflow/internal/upload"
@@ -240,7 +241,7 @@ func benchFlowsCmd(workers *sandbox.Registry) *cobra.Command {
 					time.Sleep(20 * time.Millisecond)
 				}
 			}
-			st, err := b.Server.Engine.Stats(cmd.Context(), t0.Add(-time.Minute))
+			st, err := b.Server.Engine.Stats(cmd.Context(), t0.Add(-time.Minute), flow.ListQuery{All: true})
 			if err != nil {
 				return err
 			}

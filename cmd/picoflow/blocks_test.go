@@ -102,7 +102,9 @@ func TestServerStartsSlurmBlocks(t *testing.T) {
 	} else {
 		t.Logf("Slurm job %s (%s): node start-up %.2f s", b.ID, b.Name, *b.StartupS)
 	}
-	resp, err := http.Get(r.base + "/metrics")
+	req, _ := http.NewRequest(http.MethodGet, r.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

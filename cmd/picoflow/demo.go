@@ -15,6 +15,7 @@ import (
 
 	"github.com/picoflow/picoflow/internal/agent"
 	"github.com/picoflow/picoflow/internal/box"
+	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/simulate"
 )
@@ -223,7 +224,7 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 		time.Sleep(200 * time.Millisecond)
 	}
 	fmt.Fprintln(out)
-	st, err := b.Server.Engine.Stats(context.Background(), time.Time{})
+	st, err := b.Server.Engine.Stats(context.Background(), time.Time{}, flow.ListQuery{All: true})
 	if err != nil {
 		return err
 	}

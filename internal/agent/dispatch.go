@@ -182,6 +182,10 @@ func (a *Agent) deliver(ctx context.Context, e *Entry) {
 		// The upload is gone: either its run exists (found above next time)
 		// or it expired; send the file again.
 		a.retryLater(ctx, e, StateReady, "", fmt.Errorf("upload %s is gone at the server", url))
+	case status == http.StatusUnprocessableEntity:
+		// The bytes that arrived are not the file's (the server kept them
+		// aside): send the file again.
+		a.retryLater(ctx, e, StateReady, "", err)
 	case status == http.StatusBadRequest:
 		a.fail(ctx, e, err)
 	case err != nil:
@@ -329,7 +333,9 @@ func (c *apiClient) runFor(ctx context.Context, sha, flowName string) (*runView,
 		return nil, err
 	}
 	for i := range out.Runs {
-		if out.Runs[i].Flow == flowName {
+		// A failed run does not count: sending the file again restarts it
+		// (the failure may have been the bytes of an earlier attempt).
+		if out.Runs[i].Flow == flowName && out.Runs[i].State != "failed" {
 			return &out.Runs[i], nil
 		}
 	}

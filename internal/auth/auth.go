@@ -35,6 +35,25 @@ type Identity struct {
 	Name string
 	// Groups are further principals ("group:picoprobe", "role:admin").
 	Groups []string
+	// Flows, when not empty, are the only flows the caller may start (a
+	// token restricted with --flows).
+	Flows []string
+}
+
+// MayStart reports whether the identity may start flow name.
+func (id *Identity) MayStart(name string) bool {
+	if id == nil {
+		return false
+	}
+	if len(id.Flows) == 0 || id.Has(RoleAdmin) {
+		return true
+	}
+	for _, f := range id.Flows {
+		if f == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Principals returns Subject and Groups.
@@ -60,6 +79,8 @@ const (
 	RoleAdmin    = "role:admin"
 	RoleAgent    = "role:agent"
 	RoleEndpoint = "role:endpoint"
+	// RoleMetrics may read /metrics (a Prometheus scraper's token).
+	RoleMetrics = "role:metrics"
 )
 
 type ctxKey struct{}
@@ -91,6 +112,19 @@ func ValidPrincipal(p string) bool { return principalRe.MatchString(p) }
 // Create makes a token for subject with extra groups (comma-separated in
 // storage) and returns the secret, which is shown once and never stored.
 func (t *Tokens) Create(ctx context.Context, name, subject string, groups ...string) (string, error) {
+	return t.CreateRestricted(ctx, name, subject, nil, groups...)
+}
+
+var flowNameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// CreateRestricted is Create for a token that may start only the given
+// flows (none: any flow).
+func (t *Tokens) CreateRestricted(ctx context.Context, name, subject string, flows []string, groups ...string) (string, error) {
+	for _, f := range flows {
+		if !flowNameRe.MatchString(f) {
+			return "", fmt.Errorf("create token: invalid flow name %q", f)
+		}
+	}
 	for _, p := range append([]string{subject}, groups...) {
 		if !ValidPrincipal(p) {
 			return "", fmt.Errorf("create token: invalid principal %q", p)
@@ -102,8 +136,8 @@ func (t *Tokens) Create(ctx context.Context, name, subject string, groups ...str
 	}
 	secret := "pf_" + base64.RawURLEncoding.EncodeToString(b)
 	principal := strings.Join(append([]string{subject}, groups...), ",")
-	if _, err := t.write.ExecContext(ctx, `INSERT INTO token (hash, name, principal, created_at) VALUES (?, ?, ?, ?)`,
-		hash(secret), name, principal, time.Now().UnixMicro()); err != nil {
+	if _, err := t.write.ExecContext(ctx, `INSERT INTO token (hash, name, principal, created_at, flows) VALUES (?, ?, ?, ?, ?)`,
+		hash(secret), name, principal, time.Now().UnixMicro(), strings.Join(flows, ",")); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	return secret, nil
@@ -119,8 +153,8 @@ func (t *Tokens) Verify(ctx context.Context, secret string) (*Identity, error) {
 	if !strings.HasPrefix(secret, "pf_") || len(secret) > 100 {
 		return nil, ErrUnauthenticated
 	}
-	var principal string
-	err := t.read.QueryRowContext(ctx, `SELECT principal FROM token WHERE hash = ?`, hash(secret)).Scan(&principal)
+	var principal, flows string
+	err := t.read.QueryRowContext(ctx, `SELECT principal, flows FROM token WHERE hash = ?`, hash(secret)).Scan(&principal, &flows)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrUnauthenticated
 	}
@@ -128,7 +162,11 @@ func (t *Tokens) Verify(ctx context.Context, secret string) (*Identity, error) {
 		return nil, fmt.Errorf("verify token: %w", err)
 	}
 	parts := strings.Split(principal, ",")
-	return &Identity{Subject: parts[0], Groups: parts[1:]}, nil
+	id := &Identity{Subject: parts[0], Groups: parts[1:]}
+	if flows != "" {
+		id.Flows = strings.Split(flows, ",")
+	}
+	return id, nil
 }
 
 // Middleware attaches the identity of a bearer token to the request

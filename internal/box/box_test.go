@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/picoflow/picoflow/internal/agent"
+	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/analysis"
 	"github.com/picoflow/picoflow/internal/box"
 	"github.com/picoflow/picoflow/internal/catalog"
@@ -182,10 +183,19 @@ func TestEndToEnd(t *testing.T) {
 	if len(runs) != 3 {
 		t.Fatalf("%d runs, want 3", len(runs))
 	}
-	// Prometheus series follow the runs.
+	// Prometheus series follow the runs; /metrics wants a token.
+	if resp, err := http.Get(base + "/metrics"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous /metrics: %v %v", resp.Status, err)
+	}
+	metricsToken, err := b.Server.Tokens.Create(ctx, "prometheus", "user:prometheus", auth.RoleMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		resp, err := http.Get(base + "/metrics")
+		req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+metricsToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -46,7 +46,7 @@ func TestPortalInChromium(t *testing.T) {
 			t.Fatal("movie not processed")
 		default:
 		}
-		if runs, err := b.Server.Engine.Runs(context.Background(), flow.ListQuery{Flow: "spatiotemporal", State: flow.StateSucceeded}); err == nil && len(runs) > 0 {
+		if runs, err := b.Server.Engine.Runs(context.Background(), flow.ListQuery{Flow: "spatiotemporal", State: flow.StateSucceeded, All: true}); err == nil && len(runs) > 0 {
 			movieRun = runs[0].ID
 		}
 		time.Sleep(50 * time.Millisecond)

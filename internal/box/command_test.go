@@ -39,11 +39,6 @@ flows:
       - {name: analyze}
       - {name: wait, type: command, params: {command: hang, where: endpoint}, timeout: 1s, attempts: 1}
       - {name: publish}
-  - name: typo
-    steps:
-      - {name: transfer}
-      - {name: analyze, params: {where: endpiont}}
-      - {name: publish}
   - name: broken
     steps:
       - {name: transfer}
@@ -126,8 +121,14 @@ flows:
 	if e.State != agent.StateFailed || !strings.Contains(e.Error, "timed out after 1s on endpoint hpc-1") || time.Since(t0) > 30*time.Second {
 		t.Fatalf("a hung command on the endpoint: %+v after %v", e, time.Since(t0))
 	}
-	if e = write("typo", "typo.emd"); e.State != agent.StateFailed || !strings.Contains(e.Error, "where must be server or endpoint, not endpiont") {
-		t.Fatalf("a misspelt where: %+v", e)
+	// A misspelt where is refused when the flows are loaded, with its line.
+	typo, err := flow.ParseConfig([]byte("flows:\n  - name: typo\n    steps:\n      - {name: transfer}\n      - {name: analyze, params: {where: endpiont}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Flows: &typo}); err == nil ||
+		!strings.Contains(err.Error(), "line 5: flow typo, step analyze: params: where must be server or endpoint, not endpiont") {
+		t.Fatalf("a misspelt where: %v", err)
 	}
 	e = write("broken", "broken.emd")
 	if e.State != agent.StateFailed || !strings.Contains(e.Error, `command "rm-everything"`) || !strings.Contains(e.Error, "no such command") {

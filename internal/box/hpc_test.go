@@ -67,11 +67,11 @@ func TestHPCFlow(t *testing.T) {
 	// Administrators see the endpoint on the runs page: alive, one task done;
 	// and on the run's page that it ran the analysis.
 	staff := signIn(t, b)
-	if _, page := staff.get("/runs/" + e.RunID); !strings.Contains(page, `<tr data-step="analyze"><td>analyze</td><td>hpc-1</td>`) {
+	if _, page := staff.get("/runs/" + e.RunID); !strings.Contains(page, `<tr data-step="analyze"><td>analyze</td><td>hpc-1@endpoint:box</td>`) {
 		t.Errorf("run page does not say the analysis ran on hpc-1:\n%s", page)
 	}
 	_, page := staff.get("/runs")
-	row := regexp.MustCompile(`(?s)<tr data-endpoint="hpc-1">.*?</tr>`).FindString(page)
+	row := regexp.MustCompile(`(?s)<tr data-endpoint="hpc-1@endpoint:box">.*?</tr>`).FindString(page)
 	cells := regexp.MustCompile(`<td[^>]*>([^<]*)</td>`).FindAllStringSubmatch(row, -1)
 	if len(cells) != 7 || cells[1][1] != "alive" || cells[2][1] != "0" || cells[3][1] != "1" || cells[4][1] != "0" {
 		t.Fatalf("endpoint row on the runs page: %q\n%s", row, page)
@@ -130,8 +130,8 @@ func TestLostEndpoint(t *testing.T) {
 	if err := b.Server.DB().Read.QueryRow(`SELECT attempts, endpoint FROM task WHERE run_id = ?`, e.RunID).Scan(&attempts, &endpoint); err != nil {
 		t.Fatal(err)
 	}
-	if attempts != 2 || endpoint != "survivor" {
-		t.Fatalf("task attempts %d, endpoint %s; want 2, survivor", attempts, endpoint)
+	if attempts != 2 || endpoint != "survivor@endpoint:box" {
+		t.Fatalf("task attempts %d, endpoint %s; want 2, survivor@endpoint:box (its label @ its token's subject)", attempts, endpoint)
 	}
 	var tasks int
 	b.Server.DB().Read.QueryRow(`SELECT count(*) FROM task WHERE run_id = ?`, e.RunID).Scan(&tasks)

@@ -358,17 +358,19 @@ func (q *Queue) PendingCount(ctx context.Context) (int, error) {
 }
 
 // FirstClaim is when endpoint first asked for work, through any server
-// sharing the database (nil if never).
+// sharing the database (nil if never). The server names endpoints
+// LABEL@SUBJECT (see server.endpointName): a label matches too.
 func (q *Queue) FirstClaim(ctx context.Context, endpoint string) (*time.Time, error) {
-	var us int64
-	err := q.read.QueryRowContext(ctx, `SELECT first_seen FROM endpoint WHERE name = ?`, endpoint).Scan(&us)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
+	var us sql.NullInt64
+	err := q.read.QueryRowContext(ctx, `SELECT min(first_seen) FROM endpoint WHERE name = ? OR substr(name, 1, ?) = ?`,
+		endpoint, len(endpoint)+1, endpoint+"@").Scan(&us)
 	if err != nil {
 		return nil, fmt.Errorf("first claim: %w", err)
 	}
-	t := time.UnixMicro(us)
+	if !us.Valid {
+		return nil, nil
+	}
+	t := time.UnixMicro(us.Int64)
 	return &t, nil
 }
 

@@ -36,6 +36,9 @@ type StepType struct {
 	// (analysis is CPU-bound; transfers and publishing are not). Empty means
 	// the default queue.
 	Queue string
+	// Check, when set, checks a step's parameters when the flows are
+	// loaded, so a mistake is reported at start, not by every run.
+	Check func(params map[string]any) error
 }
 
 // StepRun is what a step function gets.
@@ -137,6 +140,13 @@ func New(cfg EngineConfig) (*Engine, error) {
 	}
 	flows := cfg.Flows
 	if err := flows.Validate(known); err != nil {
+		return nil, err
+	}
+	checks := map[string]func(map[string]any) error{}
+	for k, t := range cfg.Types {
+		checks[k] = t.Check
+	}
+	if err := flows.CheckParams(checks); err != nil {
 		return nil, err
 	}
 	e := &Engine{
@@ -301,6 +311,9 @@ type RunSpec struct {
 	// the run and its first step start then. Zero means now.
 	Received time.Time
 	Meta     map[string]any
+	// Readers may read the run besides administrators: the sender and the
+	// record's access list.
+	Readers []string
 }
 
 func now() time.Time { return time.Now().UTC() }
@@ -351,6 +364,9 @@ func (e *Engine) StartRun(ctx context.Context, spec RunSpec) (*Run, bool, error)
 		r, err := e.RunByContent(ctx, spec.Flow, spec.SHA256)
 		return r, false, err
 	}
+	if err := addReaders(ctx, tx, id, spec.Readers); err != nil {
+		return nil, false, fmt.Errorf("start run: %w", err)
+	}
 	for i, s := range def.Steps {
 		state, ready, started := StatePending, any(nil), any(nil)
 		if i == 0 {
@@ -375,6 +391,76 @@ func (e *Engine) StartRun(ctx context.Context, spec RunSpec) (*Run, bool, error)
 
 func (e *Engine) insertOpts(s StepDef) *river.InsertOpts {
 	return &river.InsertOpts{MaxAttempts: s.Attempts, Queue: cmp.Or(e.types[s.Type].Queue, QueueDefault)}
+}
+
+// ErrNotFailed means a run cannot be restarted because it has not failed.
+var ErrNotFailed = errors.New("run has not failed")
+
+// Restart runs a failed run again from its first step on a new upload of
+// the same content (spec's UploadID, FileName, Size, Agent, Instrument,
+// Received, Meta and Readers replace the run's). A run that is
+// not failed is left alone (ErrNotFailed). Earlier step outputs are
+// dropped: they described the failed attempt.
+func (e *Engine) Restart(ctx context.Context, id string, spec RunSpec) (*Run, error) {
+	r, err := e.Run(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	def, ok := e.flows.Flow(r.Flow)
+	if !ok {
+		return nil, fmt.Errorf("restart run %s: flow %q: %w", id, r.Flow, ErrNotFound)
+	}
+	t := now()
+	recv := spec.Received
+	if recv.IsZero() || recv.After(t) {
+		recv = t
+	}
+	if spec.Meta == nil {
+		spec.Meta = map[string]any{}
+	}
+	meta, err := json.Marshal(spec.Meta)
+	if err != nil {
+		return nil, fmt.Errorf("restart run %s: %w", id, err)
+	}
+	tx, err := e.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("restart run %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE run SET state = ?, error = '', finished_at = NULL, updated_at = ?, created_at = ?, upload_id = ?,
+		file_name = ?, size = ?, agent = ?, instrument = ?, meta = ?, stored_path = '', record_id = '' WHERE id = ? AND state = ?`,
+		StateQueued, t.UnixMicro(), recv.UnixMicro(), spec.UploadID, spec.FileName, spec.Size, spec.Agent, spec.Instrument, string(meta), id, StateFailed)
+	if err != nil {
+		return nil, fmt.Errorf("restart run %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return r, fmt.Errorf("restart run %s (%s): %w", id, r.State, ErrNotFailed)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, error = '', attempts = 0, ready_at = NULL, started_at = NULL, finished_at = NULL,
+		active_us = 0, output = '{}' WHERE run_id = ?`, StatePending, id); err != nil {
+		return nil, fmt.Errorf("restart run %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE step SET state = ?, ready_at = ?, started_at = ? WHERE run_id = ? AND idx = 0`, StateQueued, t.UnixMicro(), recv.UnixMicro(), id); err != nil {
+		return nil, fmt.Errorf("restart run %s: %w", id, err)
+	}
+	// The run now belongs to whoever sent these bytes: the readers of the
+	// failed attempt (another sender, perhaps one that only claimed the
+	// content) no longer see it.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM run_reader WHERE run_id = ?`, id); err != nil {
+		return nil, fmt.Errorf("restart run %s: %w", id, err)
+	}
+	if err := addReaders(ctx, tx, id, spec.Readers); err != nil {
+		return nil, fmt.Errorf("restart run %s: %w", id, err)
+	}
+	if _, err := e.client.InsertTx(ctx, tx, stepArgs{RunID: id, Flow: r.Flow, Index: 0}, e.insertOpts(def.Steps[0])); err != nil {
+		return nil, fmt.Errorf("restart run %s: enqueue: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("restart run %s: %w", id, err)
+	}
+	e.wake(ctx, e.insertOpts(def.Steps[0]).Queue)
+	e.events.Publish(Event{RunID: id, Flow: r.Flow, FileName: spec.FileName, State: StateQueued, Time: t})
+	return e.Run(ctx, id)
 }
 
 // Retry restarts a failed run from its failed step.

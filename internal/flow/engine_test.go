@@ -201,7 +201,7 @@ func TestRunSucceedsWithTimingsAndOutputs(t *testing.T) {
 	if strings.Join(states, " ") != want {
 		t.Errorf("events\n%s\nwant\n%s", strings.Join(states, " "), want)
 	}
-	stats, err := b.eng.Stats(context.Background(), time.Time{})
+	stats, err := b.eng.Stats(context.Background(), time.Time{}, ListQuery{All: true})
 	if err != nil || len(stats) != 1 || stats[0].Runs != 1 || len(stats[0].Steps) != 3 {
 		t.Fatalf("stats %+v %v", stats, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/parser"
 )
 
 // Errors.
@@ -74,6 +75,52 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 // Config is the flows section of the server configuration.
 type Config struct {
 	Flows []Definition `yaml:"flows" json:"flows"`
+	// src is the YAML the flows were read from, to name lines in errors.
+	src []byte
+}
+
+// Line returns the line of the YAML source at path ("$.flows[0].steps[2]
+// .params"), or 0 when unknown (flows not read from YAML).
+func (c *Config) Line(path string) int {
+	if len(c.src) == 0 {
+		return 0
+	}
+	p, err := yaml.PathString(path)
+	if err != nil {
+		return 0
+	}
+	f, err := parser.ParseBytes(c.src, 0)
+	if err != nil {
+		return 0
+	}
+	n, err := p.FilterFile(f)
+	if err != nil || n == nil || n.GetToken() == nil {
+		return 0
+	}
+	return n.GetToken().Position.Line
+}
+
+// CheckParams asks each step's type to check the step's parameters (a
+// step type's Check) and names the flow, step and YAML line of the first
+// bad one.
+func (c *Config) CheckParams(check map[string]func(params map[string]any) error) error {
+	for i, f := range c.Flows {
+		for j, s := range f.Steps {
+			fn := check[s.Type]
+			if fn == nil {
+				continue
+			}
+			if err := fn(s.Params); err != nil {
+				path := fmt.Sprintf("$.flows[%d].steps[%d].params", i, j)
+				where := ""
+				if n := c.Line(path); n > 0 {
+					where = fmt.Sprintf("line %d: ", n)
+				}
+				return fmt.Errorf("%w: %sflow %s, step %s: params: %w", ErrConfig, where, f.Name, s.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Definition declares one flow.
@@ -131,6 +178,7 @@ func ParseConfig(b []byte) (Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	c.src = b
 	return c, c.Validate(nil)
 }
 

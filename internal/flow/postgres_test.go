@@ -39,7 +39,7 @@ func TestOnPostgres(t *testing.T) {
 	if r = b.wait(t, r.ID); r.State != StateFailed || !strings.Contains(r.Error, "truncated") {
 		t.Fatalf("bad run %s %q", r.State, r.Error)
 	}
-	st, err := b.eng.Stats(ctx, time.Time{})
+	st, err := b.eng.Stats(ctx, time.Time{}, ListQuery{All: true})
 	if err != nil || len(st) == 0 {
 		t.Fatalf("stats %v %v", st, err)
 	}

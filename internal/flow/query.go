@@ -76,11 +76,90 @@ func getRun(ctx context.Context, db *sql.DB, q string, args ...any) (*Run, error
 	return r, rows.Err()
 }
 
-// ListQuery filters runs. Zero fields do not filter.
+// ListQuery filters runs. Zero fields do not filter, except the caller:
+// a query lists only the runs one of Principals may read (see
+// run_reader), or every run when All is set (administrators, the server's
+// own bookkeeping). A query with neither lists nothing.
 type ListQuery struct {
 	Flow, State, SHA256 string
 	Since               time.Time
 	Limit               int // default 100
+	Principals          []string
+	All                 bool
+}
+
+// readerFilter is the SQL condition (on table alias or name t) that limits
+// runs to those one of principals may read, and its arguments. Principals
+// compare exactly (byte for byte).
+func readerFilter(t string, principals []string, all bool) (string, []any) {
+	if all {
+		return "", nil
+	}
+	if len(principals) == 0 {
+		return "1 = 0", nil
+	}
+	args := make([]any, len(principals))
+	for i, p := range principals {
+		args[i] = p
+	}
+	return `EXISTS (SELECT 1 FROM run_reader rr WHERE rr.run_id = ` + t + `.id AND rr.principal IN (?` + strings.Repeat(", ?", len(principals)-1) + `))`, args
+}
+
+// CanRead reports whether one of principals may read run id.
+func (e *Engine) CanRead(ctx context.Context, id string, principals []string) (bool, error) {
+	if len(principals) == 0 {
+		return false, nil
+	}
+	cond, args := readerFilter("run", principals, false)
+	var n int
+	if err := e.db.Read.QueryRowContext(ctx, `SELECT count(*) FROM run WHERE id = ? AND `+cond, append([]any{id}, args...)...).Scan(&n); err != nil {
+		return false, fmt.Errorf("run %s: readers: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+// Readers returns the principals that may read run id (besides
+// administrators).
+func (e *Engine) Readers(ctx context.Context, id string) ([]string, error) {
+	rows, err := e.db.Read.QueryContext(ctx, `SELECT principal FROM run_reader WHERE run_id = ? ORDER BY principal`, id)
+	if err != nil {
+		return nil, fmt.Errorf("run %s: readers: %w", id, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("run %s: readers: %w", id, err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// AddReaders lets principals read run id as well.
+func (e *Engine) AddReaders(ctx context.Context, id string, principals ...string) error {
+	tx, err := e.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("run %s: add readers: %w", id, err)
+	}
+	defer tx.Rollback()
+	if err := addReaders(ctx, tx, id, principals); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func addReaders(ctx context.Context, tx *sql.Tx, id string, principals []string) error {
+	for _, p := range principals {
+		if p == "" {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_reader (run_id, principal) VALUES (?, ?) ON CONFLICT DO NOTHING`, id, p); err != nil {
+			return fmt.Errorf("run %s: add reader: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // Runs lists runs, newest first, without their steps.
@@ -98,6 +177,9 @@ func (e *Engine) Runs(ctx context.Context, q ListQuery) ([]*Run, error) {
 	}
 	if !q.Since.IsZero() {
 		where, args = append(where, "created_at >= ?"), append(args, q.Since.UnixMicro())
+	}
+	if cond, cargs := readerFilter("run", q.Principals, q.All); cond != "" {
+		where, args = append(where, cond), append(args, cargs...)
 	}
 	w := ""
 	if len(where) > 0 {

@@ -37,16 +37,27 @@ type FlowStats struct {
 }
 
 // Stats computes per-flow statistics over finished runs created since
-// since (zero: all).
-func (e *Engine) Stats(ctx context.Context, since time.Time) ([]FlowStats, error) {
-	return Stats(ctx, e.db.Read, since)
+// since (zero: all) that the caller may read (q's Principals and All; its
+// other fields are ignored).
+func (e *Engine) Stats(ctx context.Context, since time.Time, q ListQuery) ([]FlowStats, error) {
+	return statsOf(ctx, e.db.Read, since, q)
 }
 
-// Stats computes per-flow statistics from a picoflow database.
+// Stats computes per-flow statistics over every run of a picoflow
+// database (the command line, with the database's files at hand).
 func Stats(ctx context.Context, db *sql.DB, since time.Time) ([]FlowStats, error) {
+	return statsOf(ctx, db, since, ListQuery{All: true})
+}
+
+func statsOf(ctx context.Context, db *sql.DB, since time.Time, q ListQuery) ([]FlowStats, error) {
+	cond, cargs := readerFilter("r", q.Principals, q.All)
+	if cond != "" {
+		cond = " AND " + cond
+	}
 	rows, err := db.QueryContext(ctx, `SELECT r.id, r.flow, r.state, r.created_at, COALESCE(r.finished_at, 0), s.name, s.idx, s.active_us
 		FROM run r JOIN step s ON s.run_id = r.id
-		WHERE r.created_at >= ? AND r.state IN (?, ?) ORDER BY r.flow, r.created_at, r.id, s.idx`, since.UnixMicro(), StateSucceeded, StateFailed)
+		WHERE r.created_at >= ? AND r.state IN (?, ?)`+cond+` ORDER BY r.flow, r.created_at, r.id, s.idx`,
+		append([]any{since.UnixMicro(), StateSucceeded, StateFailed}, cargs...)...)
 	if err != nil {
 		return nil, fmt.Errorf("flow stats: %w", err)
 	}

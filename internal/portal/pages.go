@@ -346,7 +346,9 @@ func runRows(runs []*flow.Run, legend []string) []runRow {
 }
 
 func (p *Portal) runs(w http.ResponseWriter, r *http.Request) {
-	list, err := p.cfg.Runs.Runs(r.Context(), flow.ListQuery{State: r.URL.Query().Get("state"), Flow: r.URL.Query().Get("flow"), Limit: 100})
+	id := p.cfg.Sessions.Get(r).Identity
+	list, err := p.cfg.Runs.Runs(r.Context(), flow.ListQuery{State: r.URL.Query().Get("state"), Flow: r.URL.Query().Get("flow"), Limit: 100,
+		Principals: id.Principals(), All: id.Has(auth.RoleAdmin)})
 	if err != nil {
 		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
 		return
@@ -409,7 +411,22 @@ func (p *Portal) computeView(ctx context.Context) *computeView {
 	return v
 }
 
+// mayRead reports whether the signed-in user of r may read run id: one of
+// its readers, or an administrator.
+func (p *Portal) mayRead(r *http.Request, runID string) bool {
+	id := p.cfg.Sessions.Get(r).Identity
+	if id.Has(auth.RoleAdmin) {
+		return true
+	}
+	ok, err := p.cfg.Runs.CanRead(r.Context(), runID, id.Principals())
+	return err == nil && ok
+}
+
 func (p *Portal) run(w http.ResponseWriter, r *http.Request) {
+	if !p.mayRead(r, r.PathValue("id")) {
+		p.fail(w, r, http.StatusNotFound, "Not found", "There is no such run.")
+		return
+	}
 	run, err := p.cfg.Runs.Run(r.Context(), r.PathValue("id"))
 	if errors.Is(err, flow.ErrNotFound) {
 		p.fail(w, r, http.StatusNotFound, "Not found", "There is no such run.")
@@ -452,13 +469,23 @@ func (p *Portal) retry(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) runEvents(w http.ResponseWriter, r *http.Request) {
-	StreamEvents(w, r, p.cfg.Runs.Events())
+	cache := map[string]bool{}
+	StreamEvents(w, r, p.cfg.Runs.Events(), func(runID string) bool {
+		if v, ok := cache[runID]; ok {
+			return v
+		}
+		if len(cache) > 4096 {
+			clear(cache)
+		}
+		cache[runID] = p.mayRead(r, runID)
+		return cache[runID]
+	})
 }
 
 // StreamEvents sends a broker's run and step events as server-sent events
 // ("event: run", JSON data) until the client goes away, with a comment
 // every 15 s to keep proxies from closing the stream.
-func StreamEvents(w http.ResponseWriter, r *http.Request, b *flow.Broker) {
+func StreamEvents(w http.ResponseWriter, r *http.Request, b *flow.Broker, visible func(runID string) bool) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
@@ -481,6 +508,9 @@ func StreamEvents(w http.ResponseWriter, r *http.Request, b *flow.Broker) {
 		case ev, ok := <-ch:
 			if !ok {
 				return
+			}
+			if !visible(ev.RunID) {
+				continue
 			}
 			b, _ := json.Marshal(ev)
 			fmt.Fprintf(w, "event: run\ndata: %s\n\n", b)
@@ -517,11 +547,22 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		p.showLogin(w, r, http.StatusForbidden, errCSRF.Error())
 		return
 	}
+	keys := throttleKeys(r, r.PostFormValue("user"))
+	if d := p.throttle.wait(keys); d > 0 {
+		secs := int(d.Seconds() + 0.999)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		p.log.Warn("sign-in refused: too many wrong passwords", "user", r.PostFormValue("user"), "remote", r.RemoteAddr, "wait_s", secs)
+		p.showLogin(w, r, http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords. Try again in %d s.", secs))
+		return
+	}
 	id, err := p.cfg.Accounts.Check(r.Context(), r.PostFormValue("user"), r.PostFormValue("password"))
 	if err != nil {
+		p.throttle.failed(keys)
+		p.log.Warn("sign-in failed", "user", r.PostFormValue("user"), "remote", r.RemoteAddr)
 		p.showLogin(w, r, http.StatusUnauthorized, "Wrong user name or password.")
 		return
 	}
+	p.throttle.succeeded(keys)
 	if _, err := p.cfg.Sessions.Create(r.Context(), w, id); err != nil {
 		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
 		return

@@ -35,6 +35,7 @@ var staticFS embed.FS
 type runStore interface {
 	Runs(ctx context.Context, q flow.ListQuery) ([]*flow.Run, error)
 	Run(ctx context.Context, id string) (*flow.Run, error)
+	CanRead(ctx context.Context, id string, principals []string) (bool, error)
 	Retry(ctx context.Context, id string) (*flow.Run, error)
 	Events() *flow.Broker
 }
@@ -55,9 +56,10 @@ type Config struct {
 
 // Portal serves the web interface.
 type Portal struct {
-	cfg   Config
-	log   *slog.Logger
-	pages map[string]*template.Template
+	cfg      Config
+	log      *slog.Logger
+	pages    map[string]*template.Template
+	throttle *signInThrottle
 }
 
 var funcs = template.FuncMap{
@@ -100,7 +102,7 @@ func fmtDur(d time.Duration) string {
 
 // New parses the templates.
 func New(cfg Config) (*Portal, error) {
-	p := &Portal{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), pages: map[string]*template.Template{}}
+	p := &Portal{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), pages: map[string]*template.Template{}, throttle: newSignInThrottle()}
 	for _, name := range []string{"search", "record", "runs", "run", "login", "error"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
@@ -196,8 +198,21 @@ func (p *Portal) principals(r *http.Request) []string {
 }
 
 // safeNext keeps redirects on this site.
+// safeNext returns next when it is a path on this site, else /search. A
+// browser drops tabs and newlines from a URL and reads \ as /, so
+// "/\t/evil.example" would leave the site: any control character or
+// backslash is refused, as is anything with a scheme or host.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if next == "" || len(next) > 2048 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return "/search"
+	}
+	for _, c := range []byte(next) {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return "/search"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return "/search"
 	}
 	return next

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/checksum"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/portal"
 	"github.com/picoflow/picoflow/internal/upload"
@@ -34,11 +36,37 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/records", s.searchRecords)
 	mux.HandleFunc("GET /api/v1/records/{id}", s.getRecord)
 	mux.HandleFunc("GET /api/v1/records/{id}/files/{name}", s.getRecordFile)
-	mux.Handle("GET /metrics", s.metrics.handler())
+	if s.cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", auth.Require(s.metrics.handler(), auth.RoleMetrics, auth.RoleAdmin))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	s.computeRoutes(mux)
 	s.portal.Routes(mux)
-	return s.Tokens.Middleware(s.sessionIdentity(mux))
+	return limitRequests(s.Tokens.Middleware(s.sessionIdentity(mux)))
+}
+
+// Request limits. Uploads (/files/) have their own: tusd's network timeout
+// and the zero-copy PATCH's stall watchdog; the endpoint protocol
+// (/api/v1/compute/) has long polls and large products from authenticated
+// endpoints. GET requests have no body; a read deadline there would cancel
+// long polls and event streams.
+const (
+	bodyDeadline = 60 * time.Second // to read any other request's body
+	maxBody      = 1 << 20          // any other request's body
+)
+
+// limitRequests bounds how long and how much a request body may be read,
+// so a slow or endless body (an unauthenticated POST /login, say) cannot
+// hold a connection and its goroutine for ever.
+func limitRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead &&
+			!strings.HasPrefix(r.URL.Path, "/files/") && !strings.HasPrefix(r.URL.Path, "/api/v1/compute/") {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyDeadline))
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // sessionIdentity lets a signed-in portal user read the API (the portal's
@@ -136,7 +164,7 @@ func viewRun(r *flow.Run) RunView {
 // getFile answers "do you have this content?" for an agent that lost track
 // of an upload: the runs for that SHA-256.
 func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
-	runs, err := s.Engine.Runs(r.Context(), flow.ListQuery{SHA256: r.PathValue("sha")})
+	runs, err := s.Engine.Runs(r.Context(), s.readerQuery(r, flow.ListQuery{SHA256: r.PathValue("sha")}))
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -161,9 +189,11 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := req.Upload[strings.LastIndex(req.Upload, "/")+1:]
+	caller := auth.FromContext(r.Context())
 	up, err := s.uploads.Get(r.Context(), id)
-	if errors.Is(err, tusserver.ErrNotFound) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("create run: %w", err))
+	if errors.Is(err, tusserver.ErrNotFound) || (err == nil && !s.ownsUpload(caller, up)) {
+		// Another caller's upload is as good as absent.
+		writeError(w, http.StatusNotFound, fmt.Errorf("create run: upload %s: %w", id, tusserver.ErrNotFound))
 		return
 	}
 	if err != nil {
@@ -174,15 +204,19 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Errorf("create run: upload %s has %d of %d bytes", id, up.Offset, up.Size))
 		return
 	}
-	agent := up.Meta[upload.MetaAgent]
-	if agent == "" {
-		agent = auth.FromContext(r.Context()).Subject
+	flowName, sha := up.Meta[upload.MetaFlow], up.Meta[upload.MetaSHA256]
+	if err := s.mayStartFlow(caller, flowName); err != nil {
+		writeError(w, http.StatusForbidden, fmt.Errorf("create run: %w", err))
+		return
 	}
-	run, created, err := s.Engine.StartRun(r.Context(), flow.RunSpec{
-		Flow: up.Meta[upload.MetaFlow], SHA256: up.Meta[upload.MetaSHA256], FileName: up.Meta[upload.MetaFilename],
-		Size: up.Size, Agent: agent, Instrument: up.Meta[upload.MetaInstrument], UploadID: id, Received: up.Received,
-		Meta: map[string]any{"source_path": up.Meta[upload.MetaSourcePath]},
-	})
+	// The sender is who the token says, never a metadata field.
+	spec := flow.RunSpec{
+		Flow: flowName, SHA256: sha, FileName: up.Meta[upload.MetaFilename],
+		Size: up.Size, Agent: caller.Subject, Instrument: up.Meta[upload.MetaInstrument], UploadID: id, Received: up.Received,
+		Meta:    map[string]any{"source_path": up.Meta[upload.MetaSourcePath], "agent_name": up.Meta[upload.MetaAgent]},
+		Readers: append([]string{caller.Subject}, s.flowReaders(flowName)...),
+	}
+	run, created, err := s.Engine.StartRun(r.Context(), spec)
 	switch {
 	case errors.Is(err, flow.ErrNotFound), errors.Is(err, flow.ErrPermanent):
 		writeError(w, http.StatusBadRequest, err)
@@ -191,21 +225,88 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	status := http.StatusCreated
-	if !created {
-		status = http.StatusOK
-		if run.UploadID != id {
-			// The same content arrived again: the run already has it.
-			s.uploads.Remove(id)
+	if created || run.UploadID == id {
+		// A new run, or the caller asking again for the run of this very
+		// upload (an agent that lost the answer).
+		status := http.StatusCreated
+		if !created {
+			status = http.StatusOK
 		}
+		writeJSON(w, status, viewRun(run))
+		return
 	}
-	writeJSON(w, status, viewRun(run))
+	// A run for this content exists. Does this upload hold that content?
+	// (The hash was computed on arrival; a caller could declare any.)
+	got, err := s.uploadDigest(r.Context(), up)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("create run: %w", err))
+		return
+	}
+	if got != sha {
+		q := s.quarantine(up, "upload-"+id)
+		writeError(w, http.StatusUnprocessableEntity, fmt.Errorf("create run: upload %s: checksum mismatch: declared sha256 %s, received %s (kept in %s); send the file again", id, sha, got, q))
+		return
+	}
+	switch run.State {
+	case flow.StateFailed:
+		// A failed run never blocks the content: it runs again on the
+		// bytes just received.
+		run, err = s.Engine.Restart(r.Context(), run.ID, spec)
+		if errors.Is(err, flow.ErrNotFailed) {
+			writeError(w, http.StatusConflict, fmt.Errorf("create run: run %s for this content was restarted meanwhile; try again", run.ID))
+			return
+		}
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		s.log.Info("failed run restarted on a new upload", "run_id", run.ID, "upload", id, "agent", caller.Subject)
+		writeJSON(w, http.StatusCreated, viewRun(run))
+	case flow.StateSucceeded:
+		// The same bytes are stored and verified already: this upload is
+		// not needed. The sender may read the run it duplicates.
+		if err := s.Engine.AddReaders(r.Context(), run.ID, caller.Subject); err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		if err := s.uploads.Remove(id); err != nil {
+			s.log.Warn("remove duplicate upload", "upload", id, "error", err)
+		}
+		writeJSON(w, http.StatusOK, viewRun(run))
+	default:
+		// Still running on another upload, which may yet turn out bad:
+		// keep this one until that run has finished.
+		writeError(w, http.StatusConflict, fmt.Errorf("create run: run %s for this content is %s; start again when it has finished", run.ID, run.State))
+	}
+}
+
+// uploadDigest is the SHA-256 of a complete upload: computed on arrival,
+// or read from the file (uploads that came through tusd's chunked path).
+func (s *Server) uploadDigest(ctx context.Context, up *tusserver.Upload) (string, error) {
+	if d := s.uploads.Digest(up); d != "" {
+		return d, nil
+	}
+	sum, _, err := checksum.File(ctx, up.Path)
+	return sum, err
+}
+
+// quarantine moves an upload's bytes where nothing deletes them and drops
+// its bookkeeping; it returns where the bytes went.
+func (s *Server) quarantine(up *tusserver.Upload, name string) string {
+	q := filepath.Join(s.cfg.DataDir, "quarantine", boundedName(name+"_"+up.Meta[upload.MetaFilename]))
+	os.MkdirAll(filepath.Dir(q), 0o750)
+	if err := os.Rename(up.Path, q); err != nil {
+		s.log.Error("quarantine", "upload", up.ID, "error", err)
+		return up.Path
+	}
+	s.uploads.Remove(up.ID)
+	return q
 }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, _ := strconv.Atoi(q.Get("limit"))
-	runs, err := s.Engine.Runs(r.Context(), flow.ListQuery{Flow: q.Get("flow"), State: q.Get("state"), Limit: limit})
+	runs, err := s.Engine.Runs(r.Context(), s.readerQuery(r, flow.ListQuery{Flow: q.Get("flow"), State: q.Get("state"), Limit: limit}))
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -222,6 +323,9 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ctx := r.Context()
+	if !s.mayReadRun(w, r, id) {
+		return
+	}
 	var run *flow.Run
 	var err error
 	if d, perr := time.ParseDuration(r.URL.Query().Get("wait")); perr == nil && d > 0 {
@@ -257,7 +361,7 @@ func (s *Server) retryRun(w http.ResponseWriter, r *http.Request) {
 
 // events streams run and step events as server-sent events.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	portal.StreamEvents(w, r, s.Engine.Events())
+	portal.StreamEvents(w, r, s.Engine.Events(), s.runFilter(r))
 }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
@@ -265,7 +369,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if d, err := time.ParseDuration(r.URL.Query().Get("since")); err == nil {
 		since = time.Now().Add(-d)
 	}
-	st, err := s.Engine.Stats(r.Context(), since)
+	st, err := s.Engine.Stats(r.Context(), since, s.readerQuery(r, flow.ListQuery{}))
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -374,15 +478,37 @@ func (s *Server) getRecordFile(w http.ResponseWriter, r *http.Request) {
 		}
 		defer fh.Close()
 		fi, _ := fh.Stat()
-		if f.MediaType != "" {
-			w.Header().Set("Content-Type", f.MediaType)
-		}
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if f.Role == "raw" {
-			w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", safeName(name)))
-		}
+		setFileHeaders(w, f.MediaType, f.Role == "raw", name)
 		http.ServeContent(w, r, safeName(name), fi.ModTime(), fh)
 		return
 	}
 	writeError(w, http.StatusNotFound, fmt.Errorf("record %s has no file %q", e.ID, name))
+}
+
+// inlineTypes are the media types served for display in the portal (as
+// <img>, <video> or fetched data); none of them runs script in a browser.
+var inlineTypes = map[string]bool{
+	"image/png": true, "image/jpeg": true, "image/gif": true, "image/webp": true, "video/mp4": true,
+	"text/csv": true, "text/plain": true, "application/json": true,
+}
+
+// setFileHeaders makes a served product harmless in the portal's origin,
+// whatever an analysis, a command or an endpoint said its type is: a type
+// outside inlineTypes (HTML, SVG, XML, scripts...) goes out as an
+// attachment of type application/octet-stream, nothing is sniffed, and a
+// sandboxing CSP stops script even in a document opened directly.
+func setFileHeaders(w http.ResponseWriter, mediaType string, raw bool, name string) {
+	mt, _, _ := mime.ParseMediaType(mediaType)
+	h := w.Header()
+	if !inlineTypes[mt] || raw {
+		mt = "application/octet-stream"
+		h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", safeName(name)))
+	}
+	if strings.HasPrefix(mt, "text/") {
+		mt += "; charset=utf-8"
+	}
+	h.Set("Content-Type", mt)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'; img-src 'self'; media-src 'self'")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -110,11 +111,20 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"endpoints": eps, "blocks": blocks})
 }
 
+var endpointLabelRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// endpointName is who holds tasks for the caller: its token's subject,
+// with the endpoint's own label (?endpoint=, e.g. a batch block's name)
+// in front when it gives one: "block-3@endpoint:blocks". The label tells
+// apart processes sharing a token; it can never name another token's
+// endpoint, so no endpoint acts for another.
 func endpointName(r *http.Request) string {
-	if n := r.URL.Query().Get("endpoint"); n != "" && len(n) <= 128 {
-		return n
+	subject := auth.FromContext(r.Context()).Subject
+	n := r.URL.Query().Get("endpoint")
+	if n == "" || !endpointLabelRe.MatchString(n) || "endpoint:"+n == subject {
+		return subject
 	}
-	return auth.FromContext(r.Context()).Subject
+	return n + "@" + subject
 }
 
 func (s *Server) claimTask(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -83,6 +84,19 @@ type Config struct {
 	// CatalogURL, when set, keeps the catalog in PostgreSQL
 	// (postgres://...) instead of the embedded SQLite database.
 	CatalogURL string
+	// TrustedProxies are the reverse proxies whose X-Forwarded-* headers
+	// are believed; nobody's by default.
+	TrustedProxies []netip.Prefix
+	// MinFree is the disk space uploads must leave free (default 1 GiB).
+	MinFree int64
+	// UploadExpiry is how long an unfinished upload nobody writes to is
+	// kept (default 7 days); UploadStall ends a PATCH whose body has not
+	// moved for this long (default 2 minutes).
+	UploadExpiry, UploadStall time.Duration
+	// MetricsAddr, when set, serves /metrics there without
+	// authentication (for a scraper on a private network) and not on
+	// Addr, where it needs a token with role:metrics or role:admin.
+	MetricsAddr string
 }
 
 // Server is a running facility service.
@@ -102,11 +116,13 @@ type Server struct {
 	scaler   *compute.Scaler
 	stopBg   context.CancelFunc
 	http     *http.Server
-	closers  []func()
-	ln       net.Listener
-	wg       sync.WaitGroup
-	stopped  bool
-	mu       sync.Mutex
+	// metricsHTTP serves /metrics on Config.MetricsAddr, when set.
+	metricsHTTP *http.Server
+	closers     []func()
+	ln          net.Listener
+	wg          sync.WaitGroup
+	stopped     bool
+	mu          sync.Mutex
 }
 
 // Layout of DataDir.
@@ -179,7 +195,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	for _, f := range cfg.Flows.Flows {
 		flows[f.Name] = true
 	}
-	tc := tusserver.Config{Dir: s.uploadDir(), BasePath: "/files/", Flows: flows}
+	tc := tusserver.Config{Dir: s.uploadDir(), BasePath: "/files/", Flows: flows, TrustedProxies: cfg.TrustedProxies, MinFree: cfg.MinFree, StallTimeout: cfg.UploadStall,
+		Caller: func(ctx context.Context) (string, bool) {
+			id := auth.FromContext(ctx)
+			if id == nil {
+				return "", false
+			}
+			return id.Subject, id.Has(auth.RoleAdmin)
+		},
+		MayStart: func(ctx context.Context, name string) error { return s.mayStartFlow(auth.FromContext(ctx), name) },
+	}
 	if db.Pgx != nil {
 		// Replicas share the upload directory: lock uploads in PostgreSQL.
 		tc.Locker = tusserver.NewPostgresLocker(db.Pgx)
@@ -213,7 +238,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.metrics = newMetrics(s)
-	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	// No overall read or write timeout: uploads, event streams and long
+	// polls last. Headers must come within 10 s, an idle keep-alive
+	// connection closes after 2 minutes, and bodies are bounded per route
+	// (limitRequests, the upload server's stall watchdog).
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	return s, nil
 }
 
@@ -231,6 +261,7 @@ func (s *Server) Start(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBg = cancel
 	s.wg.Go(func() { s.metrics.follow(bg, s) })
+	s.wg.Go(func() { s.sweepUploads(bg) })
 	if s.db.Pgx != nil {
 		s.wg.Go(func() { s.tasks.ListenPostgres(bg, s.db.Pgx) })
 	}
@@ -245,8 +276,44 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("http server", "error", err)
 		}
 	})
+	if s.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			s.Stop(ctx)
+			return fmt.Errorf("server: metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.metrics.handler())
+		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		s.wg.Go(func() {
+			if err := s.metricsHTTP.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics server", "error", err)
+			}
+		})
+		s.log.Info("metrics served without authentication", "addr", mln.Addr().String())
+	}
 	s.log.Info("server started", "addr", s.URL(), "data", s.cfg.DataDir)
 	return nil
+}
+
+// sweepUploads removes abandoned uploads and the leftovers of failures,
+// at start and then hourly.
+func (s *Server) sweepUploads(ctx context.Context) {
+	expiry := cmp.Or(s.cfg.UploadExpiry, 7*24*time.Hour)
+	for {
+		rep, err := s.uploads.Sweep(ctx, expiry)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep uploads", "error", err)
+		}
+		if len(rep.Expired)+len(rep.Orphans) > 0 {
+			s.log.Info("uploads swept", "expired", len(rep.Expired), "orphans", len(rep.Orphans), "after", expiry)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
 }
 
 // URL is the base URL the server listens on.
@@ -276,6 +343,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.stopBg()
 		if err := s.http.Shutdown(ctx); err != nil {
 			s.http.Close()
+		}
+		if s.metricsHTTP != nil {
+			s.metricsHTTP.Close()
 		}
 		s.wg.Wait()
 		if err := s.Engine.Stop(ctx); err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/picoflow/picoflow/internal/analysis"
 	"github.com/picoflow/picoflow/internal/auth"
@@ -28,10 +29,10 @@ import (
 func (s *Server) stepTypes() map[string]flow.StepType {
 	return map[string]flow.StepType{
 		"transfer": {Func: s.transferStep},
-		"analyze":  {Func: s.analyzeStep, Queue: flow.QueueAnalyze},
-		"publish":  {Func: s.publishStep},
+		"analyze":  {Func: s.analyzeStep, Queue: flow.QueueAnalyze, Check: checkWhere},
+		"publish":  {Func: s.publishStep, Check: checkPublish},
 		"notify":   {Func: s.notifyStep},
-		"command":  {Func: s.commandStep, Queue: flow.QueueAnalyze},
+		"command":  {Func: s.commandStep, Queue: flow.QueueAnalyze, Check: checkWhere},
 	}
 }
 
@@ -47,9 +48,33 @@ type TransferOutput struct {
 }
 
 // storedPath is where a run's file is kept: by day received, prefixed by
-// its content hash so two files of the same name never collide.
+// its content hash so two files of the same name never collide, the name
+// cut to fit the file system's 255-byte limit (the whole name stays in the
+// run and the record).
 func (s *Server) storedPath(r *flow.Run) string {
-	return filepath.Join(s.rawDir(), r.Created.Format("2006/01/02"), r.SHA256[:12]+"_"+safeName(r.FileName))
+	return filepath.Join(s.rawDir(), r.Created.Format("2006/01/02"), boundedName(r.SHA256[:12]+"_"+safeName(r.FileName)))
+}
+
+// maxStoredName is the longest file name we write, in bytes: below the
+// common 255-byte limit, with room for suffixes (.tmp, .info).
+const maxStoredName = 200
+
+// boundedName cuts a file name to maxStoredName bytes at a UTF-8 boundary,
+// keeping its extension (up to 16 bytes) so its type stays recognisable.
+func boundedName(n string) string {
+	if len(n) <= maxStoredName {
+		return n
+	}
+	ext := filepath.Ext(n)
+	if len(ext) > 16 {
+		ext = ""
+	}
+	stem := n[:len(n)-len(ext)]
+	cut := maxStoredName - len(ext)
+	for cut > 0 && !utf8.RuneStart(stem[cut]) {
+		cut--
+	}
+	return stem[:cut] + ext
 }
 
 func safeName(n string) string {
@@ -107,7 +132,7 @@ func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error
 	}
 	if sum != r.SHA256 {
 		// Keep the bytes for inspection; never delete data.
-		q := filepath.Join(s.cfg.DataDir, "quarantine", r.ID+"_"+safeName(r.FileName))
+		q := filepath.Join(s.cfg.DataDir, "quarantine", boundedName(r.ID+"_"+safeName(r.FileName)))
 		os.MkdirAll(filepath.Dir(q), 0o750)
 		if err := os.Rename(src, q); err != nil {
 			s.log.Error("quarantine", "run_id", r.ID, "error", err)
@@ -220,6 +245,70 @@ type PublishOutput struct {
 	VisibleTo []string `json:"visible_to"`
 }
 
+// checkWhere checks the where parameter of an analyze or command step.
+func checkWhere(params map[string]any) error {
+	switch w := params["where"]; w {
+	case nil, "server", "endpoint":
+		return nil
+	default:
+		return fmt.Errorf("where must be server or endpoint, not %v", w)
+	}
+}
+
+// checkPublish checks a publish step's visible_to: a list of principals
+// (user:NAME, group:NAME, agent:NAME, role:NAME) or public.
+func checkPublish(params map[string]any) error {
+	for k := range params {
+		if k != "visible_to" {
+			return fmt.Errorf("unknown parameter %q (publish takes visible_to)", k)
+		}
+	}
+	v, ok := params["visible_to"]
+	if !ok {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("visible_to must be a list of principals, e.g. [\"group:picoprobe\"], not %v", v)
+	}
+	if len(list) == 0 {
+		return errors.New("visible_to is empty: the records would be visible to administrators only; leave it out to say so")
+	}
+	for i, p := range list {
+		switch p := p.(type) {
+		case string:
+			if p != catalog.Public && !auth.ValidPrincipal(p) {
+				return fmt.Errorf("visible_to[%d] %q is not a principal (user:, group:, agent:, role: followed by a name) or public", i, p)
+			}
+		case map[string]any:
+			// [group:picoprobe] in YAML's flow style is a map.
+			for k, val := range p {
+				return fmt.Errorf("visible_to[%d] was read as a map {%s: %v}: quote principals in YAML, e.g. [\"%s:%v\"]", i, k, val, k, val)
+			}
+			return fmt.Errorf("visible_to[%d] is an empty map", i)
+		default:
+			return fmt.Errorf("visible_to[%d] is %v, not a principal", i, p)
+		}
+	}
+	return nil
+}
+
+// visibleTo reads a publish step's visible_to parameter (checked when the
+// flows were loaded, see validatePublish), or def when it has none.
+func visibleTo(params map[string]any, def []string) []string {
+	v, ok := params["visible_to"].([]any)
+	if !ok {
+		return def
+	}
+	var out []string
+	for _, p := range v {
+		if ps, ok := p.(string); ok && (ps == catalog.Public || auth.ValidPrincipal(ps)) {
+			out = append(out, ps)
+		}
+	}
+	return out
+}
+
 // publishStep puts the analysed record into the catalog. Params:
 // visible_to (list of principals).
 func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error) {
@@ -233,15 +322,7 @@ func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error)
 	if an.Record == nil {
 		return nil, fmt.Errorf("no analysed record for run %s: %w", sr.Run.ID, flow.ErrPermanent)
 	}
-	visible := s.cfg.VisibleTo
-	if v, ok := sr.Def.Params["visible_to"].([]any); ok {
-		visible = nil
-		for _, p := range v {
-			if ps, ok := p.(string); ok && (ps == catalog.Public || auth.ValidPrincipal(ps)) {
-				visible = append(visible, ps)
-			}
-		}
-	}
+	visible := visibleTo(sr.Def.Params, s.cfg.VisibleTo)
 	for _, o := range sr.Outputs {
 		var c CommandOutput
 		if json.Unmarshal(o, &c) != nil || c.Command == "" {

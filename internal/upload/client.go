@@ -43,6 +43,7 @@ const (
 	MetaInstrument = "instrument"
 	MetaSourcePath = "source_path"
 	MetaReceivedAt = "received_at" // set by the server
+	MetaOwner      = "owner"       // set by the server: the creating token's subject
 )
 
 const tusVersion = "1.0.0"

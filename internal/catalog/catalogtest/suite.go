@@ -114,6 +114,44 @@ func RunSuite(t *testing.T, newIndex func(t *testing.T) catalog.Index) {
 		}
 	})
 
+	// Principals compare exactly, in search (hits and facet counts) as in
+	// Get: group:ALPHA is not group:alpha.
+	t.Run("PrincipalsCompareExactly", func(t *testing.T) {
+		t.Parallel()
+		x := newIndex(t)
+		for _, e := range []*catalog.Entry{
+			NewEntry("lo", "Secret alpha titanium", day(1), "PicoProbe", "hyperspectral", []string{"Ti"}, "group:alpha"),
+			NewEntry("up", "Upper ALPHA vanadium", day(2), "Titan", "hyperspectral", []string{"V"}, "group:ALPHA"),
+		} {
+			if err := x.Put(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range []struct{ who, want, el string }{{"group:ALPHA", "up", "V"}, {"group:alpha", "lo", "Ti"}, {"group:Alpha", "", ""}} {
+			for _, text := range []string{"", "alpha"} {
+				r := search(t, x, catalog.Query{Principals: []string{tc.who}, Text: text})
+				want := []string{}
+				if tc.want != "" {
+					want = []string{tc.want}
+				}
+				if got := ids(r); !slices.Equal(append([]string{}, got...), want) || r.Total != len(want) {
+					t.Errorf("%s searching %q sees %v (total %d), want %v", tc.who, text, got, r.Total, want)
+				}
+				var els []string
+				for _, f := range r.Facets[catalog.FacetElement] {
+					els = append(els, f.Value)
+				}
+				if (tc.el == "" && len(els) > 0) || (tc.el != "" && !slices.Equal(els, []string{tc.el})) {
+					t.Errorf("%s searching %q: element facets %v, want [%s]", tc.who, text, els, tc.el)
+				}
+			}
+			_, err := x.Get(ctx, "up", []string{tc.who})
+			if (err == nil) != (tc.want == "up") {
+				t.Errorf("%s get up: %v", tc.who, err)
+			}
+		}
+	})
+
 	t.Run("FreeText", func(t *testing.T) {
 		t.Parallel()
 		x := seed(t)

@@ -192,11 +192,28 @@ func (x *Index) matchSet(ctx context.Context, q catalog.Query) (ids []int64, all
 	}
 	var match []string
 	if !slices.Contains(q.Principals, catalog.Admin) {
-		var ps []string
-		for _, p := range q.Principals {
-			ps = append(ps, quoteFTS(p))
+		// FTS5 folds case, principals do not: when an access list holds a
+		// case-variant of one of q's principals (group:ALPHA beside
+		// group:alpha), the FTS5 answer is too wide and the exact one is
+		// taken from record_acl instead.
+		variant, err := x.caseVariants(ctx, q.Principals)
+		if err != nil {
+			return nil, false, err
 		}
-		match = append(match, "acl : ("+strings.Join(ps, " OR ")+")")
+		if variant {
+			s, err := x.rowids(ctx, `SELECT r.rowid FROM record r WHERE EXISTS (SELECT 1 FROM record_acl a WHERE a.record_id = r.id AND a.principal IN (?`+
+				strings.Repeat(", ?", len(q.Principals)-1)+`)) ORDER BY r.rowid`, anys(q.Principals)...)
+			if err != nil {
+				return nil, false, err
+			}
+			sets = append(sets, s)
+		} else {
+			var ps []string
+			for _, p := range q.Principals {
+				ps = append(ps, quoteFTS(p))
+			}
+			match = append(match, "acl : ("+strings.Join(ps, " OR ")+")")
+		}
 	}
 	for _, el := range q.Elements {
 		match = append(match, "elements : "+quoteFTS(el))
@@ -216,6 +233,41 @@ func (x *Index) matchSet(ctx context.Context, q catalog.Query) (ids []int64, all
 		ids = intersect(ids, s)
 	}
 	return ids, false, nil
+}
+
+// caseVariants reports whether some access list holds a principal that
+// equals one of principals but for case.
+func (x *Index) caseVariants(ctx context.Context, principals []string) (bool, error) {
+	if len(principals) == 0 {
+		return false, nil
+	}
+	lower := make([]any, len(principals))
+	for i, p := range principals {
+		lower[i] = strings.ToLower(p)
+	}
+	rows, err := x.read.QueryContext(ctx, `SELECT DISTINCT principal FROM record_acl WHERE lower(principal) IN (?`+strings.Repeat(", ?", len(principals)-1)+`)`, lower...)
+	if err != nil {
+		return false, fmt.Errorf("search: access lists: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return false, err
+		}
+		if !slices.Contains(principals, p) {
+			return true, nil
+		}
+	}
+	return false, rows.Err()
+}
+
+func anys(v []string) []any {
+	out := make([]any, len(v))
+	for i, s := range v {
+		out[i] = s
+	}
+	return out
 }
 
 func (x *Index) rowids(ctx context.Context, query string, args ...any) ([]int64, error) {

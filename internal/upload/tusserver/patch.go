@@ -1,15 +1,19 @@
 package tusserver
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 )
@@ -59,7 +63,21 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, err.Error())
 		return
 	}
-	if err := lock.Lock(r.Context(), func() {}); err != nil {
+	// Another request for this upload (a HEAD or PATCH from an agent that
+	// resumes) asks the holder to let go: the body read is ended at once,
+	// the bytes that arrived are kept.
+	var conn net.Conn
+	var connMu sync.Mutex
+	released := false
+	abort := func() {
+		connMu.Lock()
+		defer connMu.Unlock()
+		released = true
+		if conn != nil {
+			conn.SetReadDeadline(time.Now())
+		}
+	}
+	if err := lock.Lock(r.Context(), abort); err != nil {
 		fail(http.StatusLocked, "upload is locked by another request")
 		return
 	}
@@ -95,13 +113,24 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, err.Error())
 		return
 	}
-	conn, brw, err := w.(http.Hijacker).Hijack()
+	hconn, brw, err := w.(http.Hijacker).Hijack()
 	if err != nil {
 		f.Close()
 		fail(http.StatusInternalServerError, err.Error())
 		return
 	}
-	defer conn.Close()
+	defer hconn.Close()
+	hconn.SetDeadline(time.Time{}) // the server's deadlines; the watchdog rules here
+	connMu.Lock()
+	conn = hconn
+	if released {
+		conn.SetReadDeadline(time.Now())
+	}
+	connMu.Unlock()
+	// A body that stops moving (a client gone silent, a half-open link)
+	// must not hold the upload's lock for ever.
+	stop := s.watchStall(f, abort)
+	defer stop()
 	// The SHA-256 is computed as the pieces land (see digest.go); without
 	// a hasher the transfer step reads the file instead.
 	hs, _ := s.startHasher(id, path, offset)
@@ -146,10 +175,51 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
+		if isNoSpace(err) {
+			// Say so instead of dropping the connection; the bytes that
+			// arrived are kept and the client resumes when there is room.
+			slog.Error("upload: disk full", "upload", id, "dir", s.dir, "error", err)
+			fmt.Fprintf(brw, "HTTP/1.1 507 Insufficient Storage\r\nTus-Resumable: 1.0.0\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\ndisk full at the server: %v\n", err)
+			brw.Flush()
+		}
 		// The bytes that arrived are kept; the client asks for the offset
 		// and resumes.
 		return
 	}
 	fmt.Fprintf(brw, "HTTP/1.1 204 No Content\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: %d\r\nConnection: close\r\n\r\n", offset+got)
 	brw.Flush()
+}
+
+// watchStall calls abort when f has not grown for the stall timeout; the
+// returned function stops watching.
+func (s *Server) watchStall(f *os.File, abort func()) (stop func()) {
+	limit := cmp.Or(s.cfg.StallTimeout, 2*time.Minute)
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(max(limit/8, 10*time.Millisecond))
+		defer tick.Stop()
+		var last int64 = -1
+		moved := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			fi, err := f.Stat()
+			if err != nil {
+				continue
+			}
+			if fi.Size() != last {
+				last, moved = fi.Size(), time.Now()
+				continue
+			}
+			if time.Since(moved) >= limit {
+				slog.Warn("upload stalled: closing its request", "file", f.Name(), "idle", time.Since(moved).Round(time.Second))
+				abort()
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }

@@ -5,11 +5,13 @@
 package tusserver
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +48,7 @@ type Server struct {
 	store   filestore.FileStore
 	locker  handler.Locker
 	dir     string
+	cfg     Config
 }
 
 // Config configures a Server.
@@ -62,6 +65,25 @@ type Config struct {
 	// when one server owns Dir; servers sharing Dir (replicas on one
 	// PostgreSQL database) need a PostgresLocker.
 	Locker handler.Locker
+	// Caller, when set, names who makes a request (the token's subject)
+	// and whether they may touch every upload (an administrator). The
+	// creator is stamped into the upload's metadata (upload.MetaOwner, a
+	// client's own value is replaced) and only the creator may read, write
+	// or delete it; others get 404. Nil: no ownership (tests).
+	Caller func(ctx context.Context) (subject string, admin bool)
+	// MayStart, when set, refuses an upload for a flow the caller may not
+	// start (403).
+	MayStart func(ctx context.Context, flow string) error
+	// TrustedProxies are the addresses whose X-Forwarded-* and Forwarded
+	// headers are believed (they shape the Location of new uploads); the
+	// headers of anyone else are dropped.
+	TrustedProxies []netip.Prefix
+	// MinFree is the free space an upload must leave on Dir's file system
+	// (default 1 GiB); an upload that does not fit is refused with 507.
+	MinFree int64
+	// StallTimeout ends a PATCH whose body has not moved for this long
+	// (default 2 minutes), releasing its upload for a resume.
+	StallTimeout time.Duration
 }
 
 // New creates the upload directory and the handler.
@@ -97,9 +119,22 @@ func New(cfg Config) (*Server, error) {
 			if err := validate(meta, hook.Upload.SizeIsDeferred, cfg.Flows); err != nil {
 				return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_INVALID_METADATA", err.Error(), http.StatusBadRequest)
 			}
+			if cfg.MayStart != nil {
+				if err := cfg.MayStart(hook.Context, meta[upload.MetaFlow]); err != nil {
+					return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_FLOW_NOT_ALLOWED", err.Error(), http.StatusForbidden)
+				}
+			}
+			if err := checkSpace(cfg.Dir, hook.Upload.Size, cmp.Or(cfg.MinFree, 1<<30)); err != nil {
+				return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_DISK_FULL", err.Error(), http.StatusInsufficientStorage)
+			}
 			changed := handler.MetaData{}
 			for k, v := range meta {
 				changed[k] = v
+			}
+			delete(changed, upload.MetaOwner)
+			if cfg.Caller != nil {
+				subject, _ := cfg.Caller(hook.Context)
+				changed[upload.MetaOwner] = subject
 			}
 			changed[upload.MetaReceivedAt] = time.Now().UTC().Format(time.RFC3339Nano)
 			return handler.HTTPResponse{}, handler.FileInfoChanges{MetaData: changed}, nil
@@ -108,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upload server: %w", err)
 	}
-	return &Server{handler: h, store: store, locker: locker, dir: cfg.Dir}, nil
+	return &Server{handler: h, store: store, locker: locker, dir: cfg.Dir, cfg: cfg}, nil
 }
 
 // validate checks an upload's metadata before any byte is stored.
@@ -135,6 +170,16 @@ func validate(meta handler.MetaData, deferred bool, flows map[string]bool) error
 // patch); everything else is tusd's.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.trusted(r.RemoteAddr) {
+			for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For", "Forwarded"} {
+				r.Header.Del(h)
+			}
+		}
+		if r.Method != http.MethodPost && r.Method != http.MethodOptions && !s.mayTouch(r) {
+			w.Header().Set("Tus-Resumable", "1.0.0")
+			http.Error(w, "upload not found", http.StatusNotFound)
+			return
+		}
 		if r.Method == http.MethodPatch && r.ProtoMajor == 1 {
 			if _, ok := w.(http.Hijacker); ok {
 				s.patch(w, r)
@@ -143,6 +188,41 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.handler.ServeHTTP(w, r)
 	})
+}
+
+// trusted reports whether addr is one of the configured proxies.
+func (s *Server) trusted(addr string) bool {
+	if len(s.cfg.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayTouch reports whether the caller of r created the upload it names
+// (or is an administrator). An upload that does not exist passes: the
+// handler answers 404 itself.
+func (s *Server) mayTouch(r *http.Request) bool {
+	if s.cfg.Caller == nil {
+		return true
+	}
+	subject, admin := s.cfg.Caller(r.Context())
+	if admin {
+		return true
+	}
+	up, err := s.Get(r.Context(), strings.Trim(r.URL.Path, "/"))
+	if err != nil {
+		return errors.Is(err, ErrNotFound)
+	}
+	return subject != "" && up.Meta[upload.MetaOwner] == subject
 }
 
 // Get returns an upload's state.

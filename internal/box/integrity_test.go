@@ -1,0 +1,513 @@
+package box_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/agent"
+	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/box"
+	"github.com/picoflow/picoflow/internal/catalog"
+	"github.com/picoflow/picoflow/internal/checksum"
+	"github.com/picoflow/picoflow/internal/compute"
+	"github.com/picoflow/picoflow/internal/flow"
+	"github.com/picoflow/picoflow/internal/record"
+	"github.com/picoflow/picoflow/internal/simulate"
+	"github.com/picoflow/picoflow/internal/upload"
+)
+
+// call makes one API request with a bearer token and returns the status,
+// the body and the headers.
+func call(t *testing.T, method, url, token string, body io.Reader) (int, []byte, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, body)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if method == http.MethodPost || method == http.MethodPatch || method == http.MethodHead || method == http.MethodDelete {
+		req.Header.Set("Tus-Resumable", "1.0.0")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+type runReply struct {
+	ID, State, Error, Agent, FileName string
+	Status                            int
+}
+
+// sendBytes uploads data as name declaring sha, then asks for its run.
+func sendBytes(t *testing.T, base, token string, data []byte, name, sha, flowName string) (uploadURL string, run runReply) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &upload.Client{Endpoint: base + "/files/", Token: token}
+	u, err := c.Upload(context.Background(), src, "", map[string]string{upload.MetaFilename: name, upload.MetaSHA256: sha, upload.MetaFlow: flowName,
+		upload.MetaAgent: "agent:someone-else"}, func(string) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, startRun(t, base, token, u)
+}
+
+func startRun(t *testing.T, base, token, uploadURL string) runReply {
+	t.Helper()
+	status, body, _ := call(t, http.MethodPost, base+"/api/v1/runs", token, strings.NewReader(`{"upload":"`+uploadURL+`"}`))
+	var r runReply
+	json.Unmarshal(body, &r)
+	r.Status = status
+	if status >= 300 {
+		r.Error = string(body)
+	}
+	return r
+}
+
+func waitRun(t *testing.T, b *box.Box, id string) *flow.Run {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := b.Server.Engine.Wait(ctx, id)
+	if err != nil || !r.Terminal() {
+		t.Fatalf("run %s did not finish: %+v %v", id, r, err)
+	}
+	return r
+}
+
+func simulated(t *testing.T, seed uint64) ([]byte, string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "si.emd")
+	if _, err := simulate.WriteSpectrumImage(context.Background(), p, simulate.SpectrumImageSpec{Width: 24, Height: 24, Support: "C", Elements: []string{"Cu"}, CountsPerPixel: 100, Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(p)
+	sum, _, err := checksum.File(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, sum
+}
+
+// TestFailedRunDoesNotBlockContent: a run that failed (here: bytes that
+// were not the declared content, from a careless or hostile sender) never
+// blocks that content. The next correct upload restarts the run on its own
+// bytes, the upload is not deleted, and the run then belongs to its new
+// sender only. A duplicate sent while the content's run is still going is
+// kept until that run has finished.
+func TestFailedRunDoesNotBlockContent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o := &outcomes{ch: make(chan agent.Entry, 8)}
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	base := b.Server.URL()
+	mallory, err := b.Server.Tokens.Create(ctx, "mallory", "agent:mallory", auth.RoleAgent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, sum := simulated(t, 31)
+
+	// Someone declares the file's SHA-256 for other bytes: that run fails.
+	_, first := sendBytes(t, base, mallory, bytes.Repeat([]byte("x"), 4096), "claim.emd", sum, "hyperspectral")
+	if first.Status != http.StatusCreated {
+		t.Fatalf("hostile run: %+v", first)
+	}
+	if r := waitRun(t, b, first.ID); r.State != flow.StateFailed || !strings.Contains(r.Error, "checksum mismatch") {
+		t.Fatalf("hostile run: %s %s", r.State, r.Error)
+	}
+	// The instrument's agent sends the real file: it is analysed.
+	path := filepath.Join(b.Folders["hyperspectral"], "real.emd")
+	os.WriteFile(path, data, 0o644)
+	e := o.next(t)
+	if e.State != agent.StateDone {
+		t.Fatalf("the real file after a failed claim on its content: %+v", e)
+	}
+	r, err := b.Server.Engine.Run(ctx, e.RunID)
+	if err != nil || r.State != flow.StateSucceeded || r.Agent != "agent:picoprobe-pc" || r.FileName != "real.emd" || r.RecordID == "" {
+		t.Fatalf("run %+v %v", r, err)
+	}
+	t.Logf("the failed run %s was restarted as %s on the agent's upload", first.ID, r.ID)
+	// The claimant no longer sees the run.
+	if status, _, _ := call(t, http.MethodGet, base+"/api/v1/runs/"+r.ID, mallory, nil); status != http.StatusNotFound {
+		t.Errorf("the first sender reads the restarted run: %d", status)
+	}
+
+	// An agent's own corrupt attempt, then the right bytes: one run, which
+	// succeeds on the second upload.
+	data2, sum2 := simulated(t, 32)
+	_, bad := sendBytes(t, base, b.AgentToken, append(data2[:len(data2)-10:len(data2)-10], bytes.Repeat([]byte{0}, 10)...), "two.emd", sum2, "hyperspectral")
+	if r := waitRun(t, b, bad.ID); r.State != flow.StateFailed {
+		t.Fatalf("corrupt attempt: %+v", r)
+	}
+	var files struct{ Runs []runReply }
+	getJSON(t, base+"/api/v1/files/"+sum2, b.AgentToken, &files)
+	if len(files.Runs) != 1 || files.Runs[0].State != flow.StateFailed {
+		t.Fatalf("/files/%s: %+v", sum2, files)
+	}
+	u2, good := sendBytes(t, base, b.AgentToken, data2, "two.emd", sum2, "hyperspectral")
+	if good.Status != http.StatusCreated || good.ID != bad.ID {
+		t.Fatalf("the right bytes after a corrupt attempt: %+v (first run %s)", good, bad.ID)
+	}
+	if r := waitRun(t, b, good.ID); r.State != flow.StateSucceeded {
+		t.Fatalf("second attempt: %s %s", r.State, r.Error)
+	}
+	// The same bytes again, after success: the run is returned, the
+	// needless upload removed. While a run is going, a duplicate waits (409).
+	u3, again := sendBytes(t, base, b.AgentToken, data2, "two-again.emd", sum2, "hyperspectral")
+	if again.Status != http.StatusOK || again.ID != good.ID {
+		t.Fatalf("duplicate of a finished run: %+v", again)
+	}
+	if status, _, _ := call(t, http.MethodHead, u3, b.AgentToken, nil); status != http.StatusNotFound {
+		t.Errorf("the duplicate upload is still there: %d", status)
+	}
+	if status, _, _ := call(t, http.MethodHead, u2, b.AgentToken, nil); status != http.StatusNotFound {
+		t.Errorf("the run's own upload is still there after transfer: %d", status)
+	}
+	data3, sum3 := simulated(t, 33)
+	_, r1 := sendBytes(t, base, b.AgentToken, data3, "three.emd", sum3, "hyperspectral")
+	u4, r2 := sendBytes(t, base, b.AgentToken, data3, "three-copy.emd", sum3, "hyperspectral")
+	if r2.Status == http.StatusConflict {
+		if status, _, _ := call(t, http.MethodHead, u4, b.AgentToken, nil); status != http.StatusOK {
+			t.Errorf("a duplicate was deleted while the content's run was going: %d", status)
+		}
+		waitRun(t, b, r1.ID)
+		r2 = startRun(t, base, b.AgentToken, u4)
+	}
+	if r2.Status != http.StatusOK || r2.ID != r1.ID {
+		t.Fatalf("duplicate: %+v, first %+v", r2, r1)
+	}
+}
+
+// TestLongFileNames: names of 243-255 bytes (the limit of the instrument
+// PC's file system) are stored under a bounded name and keep their whole
+// name in the run and the record.
+func TestLongFileNames(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o := &outcomes{ch: make(chan agent.Entry, 8)}
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	for i, name := range []string{strings.Repeat("x", 251) + ".emd", strings.Repeat("é", 125) + ".emd"} {
+		data, _ := simulated(t, uint64(40+i))
+		if err := os.WriteFile(filepath.Join(b.Folders["hyperspectral"], name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e := o.next(t)
+		if e.State != agent.StateDone {
+			t.Fatalf("%d-byte name: %+v", len(name), e)
+		}
+		r, _ := b.Server.Engine.Run(ctx, e.RunID)
+		if r.FileName != name || len(filepath.Base(r.StoredPath)) > 200 {
+			t.Fatalf("%d-byte name: run file name %q, stored as %q", len(name), r.FileName, filepath.Base(r.StoredPath))
+		}
+		ent, err := b.Server.Catalog.Get(ctx, r.RecordID, []string{auth.RoleAdmin})
+		if err != nil || !strings.HasSuffix(ent.Title(), name) {
+			t.Fatalf("record title %q, %v", ent.Title(), err)
+		}
+	}
+}
+
+// events collects the run IDs a server-sent event stream carries.
+type events struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func subscribe(t *testing.T, url, token string) (*events, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("events: %v %v", resp, err)
+	}
+	ev := &events{ids: map[string]bool{}}
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var e struct {
+					RunID string `json:"run_id"`
+				}
+				json.Unmarshal([]byte(data), &e)
+				ev.mu.Lock()
+				ev.ids[e.RunID] = true
+				ev.mu.Unlock()
+			}
+		}
+	}()
+	return ev, cancel
+}
+
+func (e *events) has(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ids[id]
+}
+
+// TestRunsVisibleToReadersOnly: a run is read by the agent that sent its
+// file, by the readers of the record its flow publishes, and by
+// administrators: in the API (list, run, files, events, stats) and in the
+// portal (runs list, run page). Another agent and another group see
+// nothing of it.
+func TestRunsVisibleToReadersOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	flows, err := flow.ParseConfig([]byte(`
+flows:
+  - name: alpha
+    steps:
+      - {name: transfer}
+      - {name: analyze}
+      - {name: publish, params: {visible_to: ["group:alpha"]}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &outcomes{ch: make(chan agent.Entry, 8)}
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange, Flows: &flows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	base := b.Server.URL()
+	other, _ := b.Server.Tokens.Create(ctx, "other", "agent:other", auth.RoleAgent)
+	for _, u := range []struct{ name, group string }{{"alice", "group:alpha"}, {"bob", "group:ALPHA"}} {
+		if err := b.Server.Accounts.Set(ctx, u.name, "pw-"+u.name+"-long-enough", u.group); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine, stopMine := subscribe(t, base+"/api/v1/events", b.AgentToken)
+	defer stopMine()
+	theirs, stopTheirs := subscribe(t, base+"/api/v1/events", other)
+	defer stopTheirs()
+
+	data, sum := simulated(t, 50)
+	os.WriteFile(filepath.Join(b.Folders["alpha"], "alpha.emd"), data, 0o644)
+	e := o.next(t)
+	if e.State != agent.StateDone {
+		t.Fatalf("file: %+v", e)
+	}
+	time.Sleep(300 * time.Millisecond) // the last events reach the streams
+
+	type check struct {
+		path string
+		see  func(body []byte) bool
+	}
+	checks := []check{
+		{"/api/v1/runs", func(b []byte) bool { return strings.Contains(string(b), e.RunID) }},
+		{"/api/v1/runs/" + e.RunID, func(b []byte) bool { return strings.Contains(string(b), e.RunID) }},
+		{"/api/v1/files/" + sum, func(b []byte) bool { return strings.Contains(string(b), e.RunID) }},
+		{"/api/v1/stats", func(b []byte) bool { return strings.Contains(string(b), `"alpha"`) }},
+	}
+	for _, who := range []struct {
+		name, token string
+		sees        bool
+	}{{"sender", b.AgentToken, true}, {"admin", b.AdminToken, true}, {"another agent", other, false}} {
+		for _, c := range checks {
+			status, body, _ := call(t, http.MethodGet, base+c.path, who.token, nil)
+			if got := status == 200 && c.see(body); got != who.sees {
+				t.Errorf("%s GET %s: %d, sees the run: %v, want %v\n%s", who.name, c.path, status, got, who.sees, body)
+			}
+		}
+	}
+	if !mine.has(e.RunID) || theirs.has(e.RunID) {
+		t.Errorf("events: the sender saw the run: %v; another agent: %v", mine.has(e.RunID), theirs.has(e.RunID))
+	}
+	for _, who := range []struct {
+		name string
+		sees bool
+	}{{"alice", true}, {"bob", false}} {
+		u := newBrowser(t, base)
+		_, login := u.get("/login")
+		if code, body := u.post("/login", url.Values{"csrf": {csrfOf(t, login)}, "user": {who.name}, "password": {"pw-" + who.name + "-long-enough"}}); code != 200 {
+			t.Fatalf("sign in %s: %d\n%s", who.name, code, body)
+		}
+		_, list := u.get("/runs")
+		status, _ := u.get("/runs/" + e.RunID)
+		if got := strings.Contains(list, "alpha.emd"); got != who.sees || (status == 200) != who.sees {
+			t.Errorf("%s (portal): runs list shows the run: %v, run page %d; want %v", who.name, got, status, who.sees)
+		}
+	}
+}
+
+// TestEndpointActsOnlyForItself: the endpoint's identity comes from its
+// token; a label (?endpoint=) tells apart processes sharing a token but
+// cannot name another token's endpoint. A task's input, heartbeat,
+// products and completion are accepted only from the endpoint holding it.
+func TestEndpointActsOnlyForItself(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	base := b.Server.URL()
+	one, _ := b.Server.Tokens.Create(ctx, "one", "endpoint:one", auth.RoleEndpoint)
+	two, _ := b.Server.Tokens.Create(ctx, "two", "endpoint:two", auth.RoleEndpoint)
+	in := filepath.Join(t.TempDir(), "x.emd")
+	os.WriteFile(in, []byte("input"), 0o644)
+	if _, err := b.Server.Tasks().Submit(ctx, "run-x", 1, "analyze", compute.Input{FileName: "x.emd", Path: in}); err != nil {
+		t.Fatal(err)
+	}
+	status, body, _ := call(t, http.MethodPost, base+"/api/v1/compute/claim?endpoint=a&wait=2s", one, nil)
+	var task compute.Task
+	if err := json.Unmarshal(body, &task); status != 200 || err != nil || task.Endpoint != "a@endpoint:one" {
+		t.Fatalf("claim: %d %s", status, body)
+	}
+	id := task.ID
+	for _, label := range []string{"a", "a@endpoint:one", "one", ""} {
+		q := "?endpoint=" + url.QueryEscape(label)
+		for _, req := range []struct{ method, path string }{
+			{http.MethodPost, "/heartbeat"}, {http.MethodGet, "/input"}, {http.MethodPut, "/products/map.png"}, {http.MethodPost, "/complete"},
+		} {
+			body := io.Reader(nil)
+			if req.method != http.MethodGet {
+				body = strings.NewReader(`{"error":"taken over"}`)
+			}
+			if status, _, _ := call(t, req.method, base+"/api/v1/compute/tasks/"+id+req.path+q, two, body); status != http.StatusNotFound {
+				t.Errorf("endpoint:two %s %s%s on endpoint:one's task: %d, want 404", req.method, req.path, q, status)
+			}
+		}
+	}
+	if status, _, _ := call(t, http.MethodPost, base+"/api/v1/compute/tasks/"+id+"/heartbeat?endpoint=a", one, nil); status != http.StatusNoContent {
+		t.Errorf("the holder's heartbeat: %d", status)
+	}
+	if status, body, _ := call(t, http.MethodGet, base+"/api/v1/compute/tasks/"+id+"/input?endpoint=a", one, nil); status != 200 || string(body) != "input" {
+		t.Errorf("the holder's input: %d %q", status, body)
+	}
+}
+
+// TestServedProductsCannotRunScript: whatever media type an analysis, a
+// command or an endpoint gave a product, HTML, SVG and other active types
+// are served as attachments of type application/octet-stream, never
+// sniffed, under a sandboxing CSP; PNG figures stay inline.
+func TestServedProductsCannotRunScript(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := box.Start(ctx, box.Config{Dir: dir, Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	products := filepath.Join(dir, "server", "products", "evil")
+	os.MkdirAll(products, 0o750)
+	files := map[string]string{
+		"page.html": "text/html", "pic.svg": "image/svg+xml", "x.xml": "application/xhtml+xml", "run.js": "text/javascript",
+		"plain.png": "image/png", "table.csv": "text/csv",
+	}
+	var rf []record.File
+	for name, mt := range files {
+		os.WriteFile(filepath.Join(products, name), []byte(`<html><script>alert(document.cookie)</script></html>`), 0o644)
+		rf = append(rf, record.File{Name: name, MediaType: mt, Role: "command:evil"})
+	}
+	if err := b.Server.Catalog.Put(ctx, &catalog.Entry{ID: "evil", RunID: "evil", VisibleTo: []string{catalog.Public},
+		Record: &record.Record{ID: "evil", Titles: []record.Title{{Title: "evil"}}, Files: rf}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, mt := range files {
+		status, _, h := call(t, http.MethodGet, b.Server.URL()+"/api/v1/records/evil/files/"+name, "", nil)
+		inline := mt == "image/png" || mt == "text/csv"
+		ct, cd := h.Get("Content-Type"), h.Get("Content-Disposition")
+		if status != 200 || h.Get("X-Content-Type-Options") != "nosniff" || !strings.Contains(h.Get("Content-Security-Policy"), "sandbox") {
+			t.Errorf("%s: %d nosniff=%q csp=%q", name, status, h.Get("X-Content-Type-Options"), h.Get("Content-Security-Policy"))
+		}
+		if inline && (!strings.HasPrefix(ct, mt) || cd != "") {
+			t.Errorf("%s (%s): served as %q, %q", name, mt, ct, cd)
+		}
+		if !inline && (ct != "application/octet-stream" || !strings.HasPrefix(cd, "attachment")) {
+			t.Errorf("%s (%s): served as %q, %q; want an octet-stream attachment", name, mt, ct, cd)
+		}
+	}
+}
+
+// TestUploadsBelongToTheirSender: the token decides who sent a file (a
+// metadata field does not); another agent cannot read, write, delete or
+// start a run on someone's upload; a token restricted to some flows
+// cannot send to others.
+func TestUploadsBelongToTheirSender(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	base := b.Server.URL()
+	other, _ := b.Server.Tokens.Create(ctx, "other", "agent:other", auth.RoleAgent)
+	restricted, _ := b.Server.Tokens.CreateRestricted(ctx, "only emd", "agent:emd-only", []string{"emd"}, auth.RoleAgent)
+	data, sum := simulated(t, 60)
+	meta := map[string]string{upload.MetaFilename: "mine.emd", upload.MetaSHA256: sum, upload.MetaFlow: "emd", upload.MetaAgent: "agent:other",
+		upload.MetaOwner: "agent:other"}
+	c := &upload.Client{Endpoint: base + "/files/", Token: b.AgentToken}
+	u, err := c.Create(ctx, int64(len(data)), meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{http.MethodHead, http.MethodPatch, http.MethodDelete} {
+		var body io.Reader
+		if m == http.MethodPatch {
+			body = bytes.NewReader(data)
+		}
+		req, _ := http.NewRequest(m, u, body)
+		req.Header.Set("Authorization", "Bearer "+other)
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Upload-Offset", "0")
+		req.Header.Set("Content-Type", "application/offset+octet-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("another agent's %s on the upload: %d, want 404", m, resp.StatusCode)
+		}
+	}
+	src := filepath.Join(t.TempDir(), "mine.emd")
+	os.WriteFile(src, data, 0o644)
+	f, _ := os.Open(src)
+	if _, err := c.Send(ctx, u, f, 0, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if r := startRun(t, base, other, u); r.Status != http.StatusNotFound {
+		t.Errorf("another agent starts a run on the upload: %+v", r)
+	}
+	r := startRun(t, base, b.AgentToken, u)
+	if r.Status != http.StatusCreated || r.Agent != "agent:picoprobe-pc" {
+		t.Fatalf("run %+v: the sender must be the token's subject", r)
+	}
+	cr := &upload.Client{Endpoint: base + "/files/", Token: restricted}
+	if _, err := cr.Create(ctx, 10, map[string]string{upload.MetaFilename: "x.emd", upload.MetaSHA256: sum, upload.MetaFlow: "hyperspectral"}); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("a token restricted to emd sends to hyperspectral: %v", err)
+	}
+	if _, err := cr.Create(ctx, 10, map[string]string{upload.MetaFilename: "x.emd", upload.MetaSHA256: sum, upload.MetaFlow: "emd"}); err != nil {
+		t.Errorf("a token restricted to emd sends to emd: %v", err)
+	}
+}
