@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/picoflow/picoflow/internal/agent"
-	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/analysis"
+	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/box"
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/emd/emdtest"
