@@ -80,7 +80,7 @@ flows:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := run.Steps[3]; s.Name != "size" || !strings.Contains(string(s.Output), `"data":{"bytes":`+itoa(e.Size)+`}`) || !strings.Contains(string(s.Output), `"where":"hpc-1"`) {
+	if s := run.Steps[3]; s.Name != "size" || !strings.Contains(string(s.Output), `"data":{"bytes":`+itoa(e.Size)+`}`) || !strings.Contains(string(s.Output), `"where":"hpc-1@endpoint:box"`) {
 		t.Fatalf("size step on the endpoint: %s", s.Output)
 	}
 	ent, err := b.Server.Catalog.Get(ctx, e.RunID, []string{"role:admin"})
@@ -109,7 +109,7 @@ flows:
 	}
 	// The run page says where each step ran.
 	_, page := signIn(t, b).get("/runs/" + e.RunID)
-	for step, host := range map[string]string{"analyze": "server", "tree": "server", "size": "hpc-1"} {
+	for step, host := range map[string]string{"analyze": "server", "tree": "server", "size": "hpc-1@endpoint:box"} {
 		if !regexp.MustCompile(`<tr data-step="` + step + `"><td>` + step + `</td><td>` + host + `</td>`).MatchString(page) {
 			t.Errorf("run page: step %s not shown as run on %s:\n%s", step, host, page)
 		}

@@ -511,3 +511,51 @@ func TestUploadsBelongToTheirSender(t *testing.T) {
 		t.Errorf("a token restricted to emd sends to emd: %v", err)
 	}
 }
+
+// TestSignInHardening: after sign-in the portal only goes to its own pages
+// (a browser reads "/\t/evil.example" as "//evil.example"); wrong
+// passwords slow down further tries for the account and the address, even
+// with the right password, until the back-off has passed.
+func TestSignInHardening(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	u := newBrowser(t, b.Server.URL())
+	u.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	try := func(user, password, next string) (int, string) {
+		_, login := u.get("/login")
+		resp, err := u.c.PostForm(u.base+"/login", url.Values{"csrf": {csrfOf(t, login)}, "user": {user}, "password": {password}, "next": {next}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	for _, next := range []string{"/\t/evil.example", "/\n/evil.example", "/\\evil.example", "//evil.example", "https://evil.example/"} {
+		if code, loc := try("admin", b.AdminPassword, next); code != http.StatusSeeOther || loc != "/search" {
+			t.Errorf("next=%q: %d Location %q, want /search", next, code, loc)
+		}
+	}
+	if code, loc := try("admin", b.AdminPassword, "/runs?state=failed"); loc != "/runs?state=failed" {
+		t.Errorf("a local next: %d %q", code, loc)
+	}
+	for i := range 5 {
+		if code, _ := try("admin", "wrong", ""); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i+1, code)
+		}
+	}
+	if code, _ := try("admin", b.AdminPassword, ""); code != http.StatusTooManyRequests {
+		t.Fatalf("the right password straight after 5 wrong ones: %d, want 429", code)
+	}
+	if code, _ := try("someone-else", "x", ""); code != http.StatusTooManyRequests {
+		t.Fatalf("another account from the same address: %d, want 429", code)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if code, loc := try("admin", b.AdminPassword, ""); code != http.StatusSeeOther || loc != "/search" {
+		t.Fatalf("the right password after the back-off: %d %q", code, loc)
+	}
+}

@@ -78,7 +78,8 @@ func (s *Server) Sweep(ctx context.Context, expireAfter time.Duration) (SweepRep
 		}
 		switch {
 		case id != "":
-			if _, ok := names[id+".info"]; !ok && old(e, time.Hour) {
+			// Bookkeeping of an upload whose data file is gone.
+			if _, ok := names[id]; !ok && old(e, time.Hour) {
 				s.removeOrphan(&rep, name)
 			}
 		case !strings.Contains(name, "."):
