@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +38,10 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 	var oidc portal.OIDCConfig
 	var memMB uint64
 	var analyses int
+	var trusted []string
+	var metricsAddr string
+	var minFreeMB uint64
+	var uploadExpiry time.Duration
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the facility server: ingest, flows, analysis, catalog and API",
@@ -46,7 +51,18 @@ Create tokens for agents and people with 'picoflow token create'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := server.Config{DataDir: data, Addr: addr, Workers: workers, AnalysisMemory: memMB << 20, AnalysisWorkers: analyses, CatalogURL: catalogURL, Model: model, ORTLibrary: ortLib, DatabaseURL: dbURL, RescueAfter: rescueAfter,
-				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), MetricsAddr: metricsAddr, MinFree: int64(minFreeMB << 20), UploadExpiry: uploadExpiry}
+			for _, p := range trusted {
+				pfx, err := netip.ParsePrefix(p)
+				if err != nil {
+					a, aerr := netip.ParseAddr(p)
+					if aerr != nil {
+						return fmt.Errorf("--trusted-proxy %q: want an address or a prefix (10.0.0.0/8)", p)
+					}
+					pfx = netip.PrefixFrom(a, a.BitLen())
+				}
+				cfg.TrustedProxies = append(cfg.TrustedProxies, pfx)
+			}
 			if flowsPath != "" {
 				f, err := flow.LoadConfig(flowsPath)
 				if err != nil {
@@ -117,6 +133,10 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f.StringVar(&oidc.GroupsClaim, "oidc-groups-claim", "groups", "ID-token claim listing the user's groups")
 	f.StringSliceVar(&oidc.AdminGroups, "oidc-admin-group", nil, "provider groups whose members are administrators")
 	f.BoolVar(&public, "public", false, "publish records to everyone (default: admins only)")
+	f.StringSliceVar(&trusted, "trusted-proxy", nil, "reverse proxies (addresses or prefixes) whose X-Forwarded-Host/-Proto are believed (default: none)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics without authentication on this address only, e.g. a private network's (default: on --addr, for tokens with role:metrics or role:admin)")
+	f.Uint64Var(&minFreeMB, "min-free-mb", 1024, "refuse uploads (507) that would leave less free disk space than this (MiB)")
+	f.DurationVar(&uploadExpiry, "upload-expiry", 7*24*time.Hour, "remove unfinished uploads nobody wrote to for this long")
 	f.Uint64Var(&memMB, "analysis-memory-mb", sandbox.DefaultMemory>>20, "memory limit of one analysis worker process (MiB)")
 	f.IntVar(&analyses, "analysis-workers", 2, "analyses run at once")
 	f.Uint64Var(&cmdMemMB, "command-memory-mb", 0, "address-space cap of each command here and on the blocks (MiB; 0: none; Linux, via prlimit; not for Java or CUDA programs)")

@@ -14,13 +14,15 @@ import (
 func tokenCmd() *cobra.Command {
 	root := &cobra.Command{Use: "token", Short: "Manage API tokens"}
 	var data, name, subject string
-	var groups []string
+	var groups, flows []string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create an API token (printed once; only its hash is stored)",
 		Long: `Create an API token. Examples:
   picoflow token create --subject agent:picoprobe-pc --group role:agent
-  picoflow token create --subject user:alice --group group:picoprobe --group role:admin`,
+  picoflow token create --subject agent:picoprobe-pc --group role:agent --flows hyperspectral,spatiotemporal
+  picoflow token create --subject user:alice --group group:picoprobe --group role:admin
+  picoflow token create --subject user:prometheus --group role:metrics`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The first token (or account) may come before the first server start.
@@ -32,7 +34,7 @@ func tokenCmd() *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			tok, err := auth.NewTokens(db.Write, db.Read).Create(cmd.Context(), name, subject, groups...)
+			tok, err := auth.NewTokens(db.Write, db.Read).CreateRestricted(cmd.Context(), name, subject, flows, groups...)
 			if err != nil {
 				return err
 			}
@@ -44,7 +46,8 @@ func tokenCmd() *cobra.Command {
 	f.StringVar(&data, "data", "picoflow-data", "server data directory")
 	f.StringVar(&name, "name", "", "what the token is for")
 	f.StringVar(&subject, "subject", "", "who the token acts as (agent:NAME, user:NAME, endpoint:NAME)")
-	f.StringArrayVar(&groups, "group", nil, "further principals: group:NAME, role:agent, role:admin, role:endpoint")
+	f.StringArrayVar(&groups, "group", nil, "further principals: group:NAME, role:agent, role:admin, role:endpoint, role:metrics")
+	f.StringSliceVar(&flows, "flows", nil, "the only flows this token may start (comma-separated; default: any flow)")
 	create.MarkFlagRequired("subject")
 	root.AddCommand(create)
 	return root

@@ -559,3 +559,60 @@ func TestSignInHardening(t *testing.T) {
 		t.Fatalf("the right password after the back-off: %d %q", code, loc)
 	}
 }
+
+// TestDocumentedAccessList: the flows example of docs/operations.md loads,
+// and its records and runs are visible to the group it names and to no
+// one else; the same example with the principal unquoted (a YAML map) is
+// refused at start with its line.
+func TestDocumentedAccessList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example string
+	for _, block := range strings.Split(string(doc), "```yaml\n")[1:] {
+		if b, _, _ := strings.Cut(block, "```"); strings.Contains(b, "visible_to") {
+			example = b
+		}
+	}
+	if example == "" {
+		t.Fatal("docs/operations.md has no yaml example with visible_to")
+	}
+	flows, err := flow.ParseConfig([]byte(example))
+	if err != nil {
+		t.Fatalf("the documented example: %v", err)
+	}
+	o := &outcomes{ch: make(chan agent.Entry, 4)}
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange, Flows: &flows})
+	if err != nil {
+		t.Fatalf("the documented example: %v", err)
+	}
+	defer b.Stop(ctx)
+	data, _ := simulated(t, 70)
+	os.WriteFile(filepath.Join(b.Folders["hyperspectral"], "doc.emd"), data, 0o644)
+	e := o.next(t)
+	if e.State != agent.StateDone {
+		t.Fatalf("a file through the documented flow: %+v", e)
+	}
+	for _, who := range []struct {
+		principals []string
+		sees       bool
+	}{{[]string{"user:alice", "group:picoprobe"}, true}, {[]string{"user:bob", "group:other"}, false}, {[]string{"user:eve", "group:PicoProbe"}, false}} {
+		_, err := b.Server.Catalog.Get(ctx, e.RunID, who.principals)
+		readable, _ := b.Server.Engine.CanRead(ctx, e.RunID, who.principals)
+		if (err == nil) != who.sees || readable != who.sees {
+			t.Errorf("%v: record %v, run readable %v; want %v", who.principals, err, readable, who.sees)
+		}
+	}
+	unquoted, err := flow.ParseConfig([]byte(strings.Replace(example, `["group:picoprobe"]`, `[group:picoprobe]`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Flows: &unquoted})
+	if err == nil || !strings.Contains(err.Error(), "line 7:") || !strings.Contains(err.Error(), `quote principals`) {
+		t.Fatalf("the example with the principal unquoted: %v", err)
+	}
+	t.Logf("unquoted: %v", err)
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
@@ -125,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 				}
 			}
 			if err := checkSpace(cfg.Dir, hook.Upload.Size, cmp.Or(cfg.MinFree, 1<<30)); err != nil {
+				slog.Warn("upload refused", "file", meta[upload.MetaFilename], "bytes", hook.Upload.Size, "error", err)
 				return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_DISK_FULL", err.Error(), http.StatusInsufficientStorage)
 			}
 			changed := handler.MetaData{}
