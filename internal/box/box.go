@@ -57,6 +57,9 @@ type Config struct {
 	// Commands are the commands the server and the endpoints may run for
 	// steps of type command.
 	Commands command.Set
+	// Server, when set, adjusts the server's configuration before it
+	// starts (tests: limits, metrics address).
+	Server func(*server.Config)
 }
 
 // Box is a running system.
@@ -86,11 +89,15 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 	if cfg.Public {
 		vis = []string{catalog.Public}
 	}
-	srv, err := server.New(ctx, server.Config{
+	scfg := server.Config{
 		DataDir: filepath.Join(cfg.Dir, "server"), Addr: cmp.Or(cfg.Addr, "127.0.0.1:0"), VisibleTo: vis,
 		Workers: cfg.Workers, Logger: log.With("side", "server"), PollInterval: cfg.PollInterval, OIDC: cfg.OIDC, CatalogURL: cfg.CatalogURL, DatabaseURL: cfg.DatabaseURL, TaskLease: cfg.TaskLease,
 		Flows: cfg.Flows, Commands: cfg.Commands,
-	})
+	}
+	if cfg.Server != nil {
+		cfg.Server(&scfg)
+	}
+	srv, err := server.New(ctx, scfg)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +25,7 @@ import (
 	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/record"
+	"github.com/picoflow/picoflow/internal/server"
 	"github.com/picoflow/picoflow/internal/simulate"
 	"github.com/picoflow/picoflow/internal/upload"
 )
@@ -615,4 +618,45 @@ func TestDocumentedAccessList(t *testing.T) {
 		t.Fatalf("the example with the principal unquoted: %v", err)
 	}
 	t.Logf("unquoted: %v", err)
+}
+
+// TestRequestLimits: a request body that trickles (an unauthenticated
+// POST /login that never ends) is cut off after the body timeout instead
+// of holding its connection for ever; bodies outside uploads are capped;
+// /metrics can be served apart, without a token, on a private address.
+func TestRequestLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	metricsAddr := freePort(t)
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Server: func(c *server.Config) {
+		c.BodyTimeout = 500 * time.Millisecond
+		c.MetricsAddr = metricsAddr
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	base := b.Server.URL()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nuser=a")
+	t0 := time.Now()
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	io.Copy(io.Discard, conn) // returns when the server closes the connection
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("a trickling body held its connection for %v", d)
+	}
+	big := strings.NewReader(`{"upload":"` + strings.Repeat("x", 2<<20) + `"}`)
+	if status, _, _ := call(t, http.MethodPost, base+"/api/v1/runs", b.AgentToken, big); status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 2 MiB request body: %d", status)
+	}
+	if status, _, _ := call(t, http.MethodGet, base+"/metrics", b.AgentToken, nil); status != http.StatusNotFound {
+		t.Errorf("/metrics on the main address with --metrics-addr set: %d, want 404", status)
+	}
+	if status, body, _ := call(t, http.MethodGet, "http://"+metricsAddr+"/metrics", "", nil); status != 200 || !strings.Contains(string(body), "picoflow_") {
+		t.Errorf("/metrics on the metrics address: %d", status)
+	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,7 +43,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	s.computeRoutes(mux)
 	s.portal.Routes(mux)
-	return limitRequests(s.Tokens.Middleware(s.sessionIdentity(mux)))
+	return limitRequests(s.Tokens.Middleware(s.sessionIdentity(mux)), cmp.Or(s.cfg.BodyTimeout, bodyDeadline))
 }
 
 // Request limits. Uploads (/files/) have their own: tusd's network timeout
@@ -58,11 +59,11 @@ const (
 // limitRequests bounds how long and how much a request body may be read,
 // so a slow or endless body (an unauthenticated POST /login, say) cannot
 // hold a connection and its goroutine for ever.
-func limitRequests(next http.Handler) http.Handler {
+func limitRequests(next http.Handler, deadline time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead &&
 			!strings.HasPrefix(r.URL.Path, "/files/") && !strings.HasPrefix(r.URL.Path, "/api/v1/compute/") {
-			http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyDeadline))
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(deadline))
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		next.ServeHTTP(w, r)

@@ -93,6 +93,9 @@ type Config struct {
 	// kept (default 7 days); UploadStall ends a PATCH whose body has not
 	// moved for this long (default 2 minutes).
 	UploadExpiry, UploadStall time.Duration
+	// BodyTimeout bounds reading a request body outside uploads and the
+	// endpoint protocol (default 60 s).
+	BodyTimeout time.Duration
 	// MetricsAddr, when set, serves /metrics there without
 	// authentication (for a scraper on a private network) and not on
 	// Addr, where it needs a token with role:metrics or role:admin.
