@@ -183,3 +183,37 @@ func TestSweepRemovesAbandonedUploadsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskFullDuringPatch: when the disk fills during a PATCH, the client
+// is told so (507) instead of losing its connection, and may resume later.
+// The upload's data file is pointed at /dev/full, whose writes fail with
+// ENOSPC.
+func TestDiskFullDuringPatch(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "uploads")
+	_, ts := mount(t, tusserver.Config{Dir: dir})
+	c := &upload.Client{Endpoint: ts.URL + "/files/"}
+	u, err := c.Create(context.Background(), 1<<20, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, u[strings.LastIndex(u, "/")+1:])
+	if err := os.Remove(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/full", data); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPatch, u, strings.NewReader(strings.Repeat("z", 1<<20)))
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	req.Header.Set("Upload-Offset", "0")
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("PATCH on a full disk: %v (want a 507 answer, not a dropped connection)", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInsufficientStorage {
+		t.Fatalf("PATCH on a full disk: %d, want 507", resp.StatusCode)
+	}
+}

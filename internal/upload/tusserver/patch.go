@@ -181,6 +181,13 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 			slog.Error("upload: disk full", "upload", id, "dir", s.dir, "error", err)
 			fmt.Fprintf(brw, "HTTP/1.1 507 Insufficient Storage\r\nTus-Resumable: 1.0.0\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\ndisk full at the server: %v\n", err)
 			brw.Flush()
+			// Close gracefully: a close with the rest of the body unread
+			// would reset the connection and lose the answer.
+			if tc, ok := hconn.(*net.TCPConn); ok {
+				tc.CloseWrite()
+				hconn.SetReadDeadline(time.Now().Add(2 * time.Second))
+				io.Copy(io.Discard, io.LimitReader(brw, n-got))
+			}
 		}
 		// The bytes that arrived are kept; the client asks for the offset
 		// and resumes.
