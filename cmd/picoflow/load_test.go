@@ -146,17 +146,26 @@ func sendLoad(t *testing.T, dir string, n int, bases []string, token, flow strin
 		if err != nil {
 			return err
 		}
-		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/runs", strings.NewReader(`{"upload":"`+u+`"}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
+		// As the agent does: 409 means a run for this content is still
+		// going (a retry after a replica died mid-request); ask again with
+		// the same upload until it has finished.
+		for deadline := time.Now().Add(5 * time.Minute); ; {
+			req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/runs", strings.NewReader(`{"upload":"`+u+`"}`))
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusConflict && time.Now().Before(deadline) {
+				time.Sleep(500 * time.Millisecond)
+				continue
+			}
+			if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("start run for %s: %s", path, resp.Status)
+			}
+			return nil
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("start run for %s: %s", path, resp.Status)
-		}
-		return nil
 	}
 	began := time.Now()
 	var sent atomic.Int64
