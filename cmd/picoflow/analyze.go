@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
+	"github.com/picoflow/picoflow/internal/emd"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -15,6 +18,7 @@ func analyzeCmd(workers *sandbox.Registry) *cobra.Command {
 	var out, creator string
 	var opt analysis.Options
 	var inProcess bool
+	var frames string
 	var memMB uint64
 	cmd := &cobra.Command{
 		Use:   "analyze FILE",
@@ -32,8 +36,11 @@ layer allocate without bound fails cleanly instead of exhausting the machine.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opt.Creator = creator
-			var rec *record.Record
 			var err error
+			if opt.Hyperspectral.Frames, err = parseFrames(frames); err != nil {
+				return err
+			}
+			var rec *record.Record
 			if inProcess {
 				rec, err = analysis.Run(cmd.Context(), args[0], out, opt)
 			} else {
@@ -62,5 +69,41 @@ layer allocate without bound fails cleanly instead of exhausting the machine.`,
 	cmd.Flags().StringVar(&creator, "creator", "", "creator recorded when the file names none")
 	cmd.Flags().Float64Var(&opt.Hyperspectral.Identify.MinSignificance, "min-sigma", 5, "peak detection threshold in standard deviations")
 	cmd.Flags().Float64Var(&opt.Hyperspectral.Identify.FWHMMn, "fwhm-mn", 0.130, "detector resolution at Mn Ka (keV)")
+	cmd.Flags().StringVar(&frames, "frames", "", "spectrum images: frames FIRST:LAST (Python-style, LAST excluded; 2:4, 3:, :5; default all)")
+	cmd.Flags().IntSliceVar(&opt.Hyperspectral.Detectors, "detectors", nil, "spectrum images: detector streams to sum, by index (0,2; default all)")
+	cmd.Flags().Float64Var(&opt.Hyperspectral.MinXRayEnergy, "min-xray-kev", hyperspectral.DefaultMinXRayEnergy, "events below this energy are the detector's zero (strobe) peak, not X-rays")
 	return cmd
+}
+
+// parseFrames reads FIRST:LAST (either may be left out) or a single frame.
+func parseFrames(v string) (emd.FrameRange, error) {
+	if v == "" {
+		return emd.FrameRange{}, nil
+	}
+	a, b, colon := strings.Cut(v, ":")
+	num := func(s string) (int, error) {
+		if s == "" {
+			return 0, nil
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("--frames %q: want FIRST:LAST with frame numbers from 0", v)
+		}
+		return n, nil
+	}
+	first, err := num(a)
+	if err != nil {
+		return emd.FrameRange{}, err
+	}
+	if !colon {
+		return emd.FrameRange{First: first, Last: first + 1}, nil
+	}
+	last, err := num(b)
+	if err != nil {
+		return emd.FrameRange{}, err
+	}
+	if last != 0 && last <= first {
+		return emd.FrameRange{}, fmt.Errorf("--frames %q: LAST must be after FIRST", v)
+	}
+	return emd.FrameRange{First: first, Last: last}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
@@ -213,11 +214,19 @@ func fillHyperspectral(an *record.Analysis, res *hyperspectral.Result, kind stri
 	an.Kind = kind
 	an.Elements = res.ElementSymbols()
 	an.TotalCounts = res.Total
+	an.Events = res.Events
 	an.Frames = res.Frames
-	an.Metrics = map[string]float64{"peaks": float64(len(res.Peaks))}
+	an.Metrics = map[string]float64{"peaks": float64(len(res.Peaks)), "zero_peak_events": float64(res.ZeroPeak.Events)}
+	if res.ZeroPeak.FWHM > 0 {
+		an.Metrics["zero_peak_fwhm_kev"] = res.ZeroPeak.FWHM
+	}
+	if kind == "hyperspectral" {
+		an.Selection = selection(res)
+	}
 	if res.NY > 0 {
 		perPixel := float64(res.Total) / float64(res.NY*res.NX)
 		an.Metrics["mean_counts_per_pixel"] = perPixel
+		an.Metrics["mean_events_per_pixel"] = float64(res.Events) / float64(res.NY*res.NX)
 		if perPixel < LowCountsPerPixel {
 			an.Warnings = append(an.Warnings, fmt.Sprintf("low counts: %.1f X-rays per pixel; element maps will be noisy (dwell time, beam current or frames)", perPixel))
 		}
@@ -228,6 +237,62 @@ func fillHyperspectral(an *record.Analysis, res *hyperspectral.Result, kind stri
 	if len(res.Elements) == 0 {
 		an.Warnings = append(an.Warnings, "no element identified: counts too low or no significant peak")
 	}
+}
+
+// selection describes which detector streams and frames of a spectrum
+// image went into its analysis.
+func selection(res *hyperspectral.Result) string {
+	det := "all detectors"
+	if n := res.DetectorStreams; n > 0 {
+		det = fmt.Sprintf("detectors %s of %d", spans(res.Detectors), n)
+		if len(res.DetectorNames) == len(res.Detectors) && res.DetectorNames[0] != "" {
+			det += " (" + strings.Join(res.DetectorNames, ", ") + ")"
+		}
+		if len(res.Detectors) == n {
+			det = fmt.Sprintf("all %d detector streams", n)
+			if len(res.DetectorNames) == n && res.DetectorNames[0] != "" {
+				det += " (" + strings.Join(res.DetectorNames, ", ") + ")"
+			}
+			if n == 1 {
+				det = "1 detector stream"
+			}
+		}
+	}
+	fr := "all frames"
+	if r := res.FrameRange; r.First > 0 || r.Last > 0 {
+		last := r.Last
+		if last == 0 {
+			last = res.Frames
+		}
+		fr = fmt.Sprintf("frames %d-%d", r.First, last-1)
+		if res.Frames > 0 {
+			fr += fmt.Sprintf(" of %d", res.Frames)
+		}
+	} else if res.Frames > 0 {
+		fr = fmt.Sprintf("all %d frames", res.Frames)
+	}
+	return det + ", " + fr
+}
+
+// spans writes sorted indexes as ranges: "0-2,5".
+func spans(v []int) string {
+	var out string
+	for i := 0; i < len(v); {
+		j := i
+		for j+1 < len(v) && v[j+1] == v[j]+1 {
+			j++
+		}
+		if out != "" {
+			out += ","
+		}
+		if j > i {
+			out += fmt.Sprintf("%d-%d", v[i], v[j])
+		} else {
+			out += fmt.Sprint(v[i])
+		}
+		i = j + 1
+	}
+	return out
 }
 
 func writeJSON(path string, v any) error {

@@ -52,7 +52,7 @@ func TestSyntheticGroundTruth(t *testing.T) {
 			t.Errorf("seed %d: identified %v, ground truth %v", seed, got, truth.Elements)
 			continue
 		}
-		if res.Total != uint64(truth.Events) {
+		if res.Events != uint64(truth.Events) {
 			t.Errorf("seed %d: %d counts, simulated %d", seed, res.Total, truth.Events)
 		}
 		for _, p := range truth.Particles {

@@ -74,7 +74,10 @@ type Signal struct {
 	// attributes.
 	Metadata map[string]any `json:"-"`
 
-	streams []string // SpectrumStream data paths (spectrum images)
+	// DetectorNames names the detector of each event stream of a spectrum
+	// image ("SuperXG21"), in stream order ("" where unrecorded).
+	DetectorNames []string `json:"detector_names,omitempty"`
+	streams       []string // SpectrumStream data paths (spectrum images)
 	frames  int      // frames in the stream (spectrum images)
 	chans   int      // channels per spectrum (spectrum images)
 }

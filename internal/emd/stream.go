@@ -50,6 +50,27 @@ func (f *File) ReadStream(ctx context.Context, s *Signal) (*Stream, error) {
 	return st, nil
 }
 
+// SelectDetectors returns the stream restricted to the given detector
+// streams (indexes into Detectors); none means all.
+func (st *Stream) SelectDetectors(idx []int) (*Stream, error) {
+	if len(idx) == 0 {
+		return st, nil
+	}
+	out := *st
+	out.Detectors = nil
+	seen := map[int]bool{}
+	for _, i := range idx {
+		if i < 0 || i >= len(st.Detectors) {
+			return nil, fmt.Errorf("detector %d: %w: the file has detectors 0-%d", i, ErrNotFound, len(st.Detectors)-1)
+		}
+		if !seen[i] {
+			seen[i] = true
+			out.Detectors = append(out.Detectors, st.Detectors[i])
+		}
+	}
+	return &out, nil
+}
+
 // FrameRange selects scan frames [First, Last) of a stream; Last 0 means all.
 type FrameRange struct{ First, Last int }
 
@@ -172,6 +193,14 @@ func inParallel(parts []part, fn func(w int, p part)) int {
 // channel (the summed spectrum) without building the cube, and the number of
 // events whose channel was outside [0, Channels).
 func (st *Stream) Sum(r FrameRange) (image []uint64, spectrum []uint64, dropped int) {
+	return st.SumFrom(r, 0)
+}
+
+// SumFrom is Sum with the intensity map counting only channels from
+// minChannel up (the X-rays above the detector's zero peak); the spectrum
+// counts every channel.
+func (st *Stream) SumFrom(r FrameRange, minChannel int) (image []uint64, spectrum []uint64, dropped int) {
+	from := uint16(min(max(minChannel, 0), gatePulse))
 	parts := st.parts(r, 4*runtime.GOMAXPROCS(0))
 	nw := min(runtime.GOMAXPROCS(0), len(parts))
 	imgs := make([][]uint64, nw)
@@ -195,7 +224,9 @@ func (st *Stream) Sum(r FrameRange) (image []uint64, spectrum []uint64, dropped 
 				d++
 				continue
 			}
-			img[nav]++
+			if v >= from {
+				img[nav]++
+			}
 			spec[v]++
 		}
 		drops[w] += d

@@ -267,11 +267,20 @@ func (f *File) veloxSpectrumImage(streamGroups, streamData []string, image Signa
 	}
 	e := energyAxis(md, chans)
 	e.Name = "X-ray energy"
+	// Each stream is one detector (SuperX: four), named in its metadata.
+	var names []string
+	for _, p := range streamData {
+		name := ""
+		if m, err := f.frameMetadata(strings.TrimSuffix(p, "Data") + "Metadata"); err == nil {
+			name = jstr(m, "BinaryResult.Detector")
+		}
+		names = append(names, name)
+	}
 	ay, ax := image.Axes[len(image.Axes)-2], image.Axes[len(image.Axes)-1]
 	return Signal{
 		Title: "EDS", Kind: KindSpectrumImage, Path: streamData[0], DType: "uint16",
 		Metadata: md, Axes: []Axis{ay, ax, e},
-		streams: streamData, frames: frames, chans: chans,
+		streams: streamData, frames: frames, chans: chans, DetectorNames: names,
 	}, nil
 }
 

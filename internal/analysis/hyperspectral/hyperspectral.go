@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,7 +22,35 @@ import (
 // Options configure an analysis.
 type Options struct {
 	Identify IdentifyOptions
-	Frames   emd.FrameRange
+	// Frames selects scan frames (zero: all).
+	Frames emd.FrameRange
+	// Detectors selects detector streams by index (none: all, summed).
+	Detectors []int
+	// MinXRayEnergy (keV) separates X-rays from the detector's zero peak
+	// (the strobe or pulser peak Velox records at 0 keV) and its
+	// low-energy noise shoulder: events below it are counted apart and
+	// left out of the intensity map, the alerts and the identification.
+	// Default 0.2 keV: on real Velox files the shoulder reaches 0.19 keV
+	// (velox11: 60-70 counts per 10 eV channel from 0.06 to 0.17 keV,
+	// then 9 at 0.20), well above four standard deviations of the 40 eV
+	// wide peak. C Ka (0.277 keV) stays; set it lower for B Ka (0.183).
+	MinXRayEnergy float64
+}
+
+// DefaultMinXRayEnergy is the default of Options.MinXRayEnergy (keV).
+const DefaultMinXRayEnergy = 0.2
+
+// ZeroPeak describes the detector's zero (strobe) peak: events at about
+// 0 keV that are not X-rays.
+type ZeroPeak struct {
+	// Events below the X-ray threshold (Cutoff).
+	Events uint64 `json:"events"`
+	// Centre and FWHM of the peak (keV), measured from the spectrum; zero
+	// when there is no peak.
+	Centre float64 `json:"centre_kev"`
+	FWHM   float64 `json:"fwhm_kev"`
+	// Cutoff is the energy (keV) from which events count as X-rays.
+	Cutoff float64 `json:"cutoff_kev"`
 }
 
 // Result is the outcome of analysing one spectrum image or spectrum.
@@ -34,13 +63,24 @@ type Result struct {
 	Energy   emd.Axis  `json:"energy"`
 	Y        emd.Axis  `json:"y"`
 	X        emd.Axis  `json:"x"`
-	Total    uint64    `json:"total_counts"`
-	Dropped  int       `json:"dropped_events"`
+	// Total is the number of X-rays (events at or above the zero peak's
+	// cutoff); Events counts every decoded event, ZeroPeak those below.
+	Total    uint64   `json:"total_counts"`
+	Events   uint64   `json:"events"`
+	ZeroPeak ZeroPeak `json:"zero_peak"`
+	Dropped  int      `json:"dropped_events"`
+	// Detectors are the detector streams that went in (indexes), of
+	// DetectorStreams in the file; FrameRange the frames (Last 0: all).
+	Detectors       []int          `json:"detectors,omitempty"`
+	DetectorNames   []string       `json:"detector_names,omitempty"`
+	DetectorStreams int            `json:"detector_streams,omitempty"`
+	FrameRange      emd.FrameRange `json:"frame_range"`
 	Elements []Element `json:"elements"`
 	Peaks    []Peak    `json:"peaks"`
 	// Spectrum is the summed spectrum, one value per channel.
 	Spectrum []uint64 `json:"-"`
-	// Intensity is the summed counts per pixel (NY×NX, row-major).
+	// Intensity is the summed X-rays per pixel (NY×NX, row-major), the
+	// zero peak left out.
 	Intensity []uint64 `json:"-"`
 	// Maps holds one NY×NX count map per element, in Elements order.
 	Maps [][]uint32 `json:"-"`
@@ -52,7 +92,30 @@ func AnalyzeSpectrumImage(ctx context.Context, f *emd.File, s *emd.Signal, opt O
 	if err != nil {
 		return nil, fmt.Errorf("analyze spectrum image: %w", err)
 	}
-	return AnalyzeStream(ctx, st, s.Axes[0], s.Axes[1], opt)
+	n := len(st.Detectors)
+	if st, err = st.SelectDetectors(opt.Detectors); err != nil {
+		return nil, fmt.Errorf("analyze spectrum image: %w", err)
+	}
+	if st.Frames > 0 && (opt.Frames.First >= st.Frames || opt.Frames.Last > st.Frames) {
+		return nil, fmt.Errorf("analyze spectrum image: frames %d:%d: %w: the file has frames 0-%d", opt.Frames.First, opt.Frames.Last, emd.ErrNotFound, st.Frames-1)
+	}
+	r, err := AnalyzeStream(ctx, st, s.Axes[0], s.Axes[1], opt)
+	if err != nil {
+		return nil, err
+	}
+	r.DetectorStreams = n
+	r.Detectors = opt.Detectors
+	if len(r.Detectors) == 0 {
+		for i := range n {
+			r.Detectors = append(r.Detectors, i)
+		}
+	}
+	for _, i := range r.Detectors {
+		if i < len(s.DetectorNames) {
+			r.DetectorNames = append(r.DetectorNames, s.DetectorNames[i])
+		}
+	}
+	return r, nil
 }
 
 // AnalyzeStream analyses a decoded event stream with its spatial axes.
@@ -63,11 +126,11 @@ func AnalyzeStream(ctx context.Context, st *emd.Stream, y, x emd.Axis, opt Optio
 	if st.Energy.Units != "keV" {
 		return nil, fmt.Errorf("analyze spectrum image: energy axis is not calibrated (units %q)", st.Energy.Units)
 	}
-	r := &Result{Title: "EDS", NY: st.NY, NX: st.NX, Channels: st.Channels, Frames: st.Frames, Energy: st.Energy, Y: y, X: x}
-	r.Intensity, r.Spectrum, r.Dropped = st.Sum(opt.Frames)
-	for _, v := range r.Spectrum {
-		r.Total += v
-	}
+	r := &Result{Title: "EDS", NY: st.NY, NX: st.NX, Channels: st.Channels, Frames: st.Frames, Energy: st.Energy, Y: y, X: x, FrameRange: opt.Frames}
+	cal := Calibration{Offset: st.Energy.Offset, Scale: st.Energy.Scale}
+	cut := max(0, int(math.Ceil((minXRay(opt)-cal.Offset)/cal.Scale)))
+	r.Intensity, r.Spectrum, r.Dropped = st.SumFrom(opt.Frames, cut)
+	r.countEvents(cut, cal)
 	r.identify(opt.Identify)
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -77,7 +140,6 @@ func AnalyzeStream(ctx context.Context, st *emd.Stream, y, x emd.Axis, opt Optio
 	for i := range lut {
 		lut[i] = -1
 	}
-	cal := Calibration{Offset: st.Energy.Offset, Scale: st.Energy.Scale}
 	for k, el := range r.Elements {
 		for c := max(0, cal.channel(el.Window[0])); c <= min(st.Channels-1, cal.channel(el.Window[1])); c++ {
 			// Overlapping windows: a channel belongs to the nearest line.
@@ -102,13 +164,62 @@ func AnalyzeSpectrum(ctx context.Context, f *emd.File, s *emd.Signal, opt Option
 	for i, c := range v {
 		if c > 0 {
 			r.Spectrum[i] = uint64(c)
-			r.Total += uint64(c)
 		}
 	}
 	if r.Energy.Units == "keV" {
+		cal := Calibration{Offset: r.Energy.Offset, Scale: r.Energy.Scale}
+		r.countEvents(max(0, int(math.Ceil((minXRay(opt)-cal.Offset)/cal.Scale))), cal)
 		r.identify(opt.Identify)
+	} else {
+		for _, c := range r.Spectrum {
+			r.Total += c
+		}
+		r.Events = r.Total
 	}
 	return r, nil
+}
+
+func minXRay(opt Options) float64 {
+	if opt.MinXRayEnergy > 0 {
+		return opt.MinXRayEnergy
+	}
+	return DefaultMinXRayEnergy
+}
+
+// countEvents splits the spectrum's events into X-rays (channels from cut
+// up) and the zero peak, and measures the zero peak's centre and width.
+func (r *Result) countEvents(cut int, cal Calibration) {
+	r.Total, r.Events = 0, 0
+	for c, v := range r.Spectrum {
+		r.Events += v
+		if c >= cut {
+			r.Total += v
+		}
+	}
+	r.ZeroPeak = ZeroPeak{Events: r.Events - r.Total, Cutoff: cal.energy(cut)}
+	// The peak: the highest channel below the cutoff, its width at half
+	// maximum (interpolated), when it stands out at all.
+	top, at := uint64(0), -1
+	for c := 0; c < min(cut, len(r.Spectrum)); c++ {
+		if r.Spectrum[c] > top {
+			top, at = r.Spectrum[c], c
+		}
+	}
+	if at < 0 || top < 10 {
+		return
+	}
+	half := float64(top) / 2
+	edge := func(step int) float64 {
+		for c := at; c+step >= 0 && c+step < len(r.Spectrum); c += step {
+			if a, b := float64(r.Spectrum[c]), float64(r.Spectrum[c+step]); b < half {
+				return float64(c) + float64(step)*(a-half)/(a-b)
+			}
+		}
+		return float64(at)
+	}
+	lo, hi := edge(-1), edge(1)
+	r.ZeroPeak.Centre = cal.Offset + (lo+hi)/2*cal.Scale
+	r.ZeroPeak.FWHM = (hi - lo) * cal.Scale
 }
 
 func (r *Result) identify(opt IdentifyOptions) {
@@ -163,7 +274,7 @@ func Render(ctx context.Context, r *Result, dir string) ([]Product, error) {
 		}
 	}
 	add("spectrum.png", "spectrum", func(f *os.File) error {
-		return chart.Spectrum(f, chart.SpectrumSpec{Title: fmt.Sprintf("Summed spectrum (%d counts)", r.Total), Energy: energies, Counts: counts, Markers: markers, MaxEnergy: spectrumMax(r)})
+		return chart.Spectrum(f, chart.SpectrumSpec{Title: fmt.Sprintf("Summed spectrum (%d X-rays; %d zero-peak events)", r.Total, r.ZeroPeak.Events), Energy: energies, Counts: counts, Markers: markers, MaxEnergy: spectrumMax(r)})
 	})
 	add("spectrum.csv", "spectrum-data", func(f *os.File) error {
 		w := bufio.NewWriter(f)
