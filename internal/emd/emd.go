@@ -78,8 +78,8 @@ type Signal struct {
 	// image ("SuperXG21"), in stream order ("" where unrecorded).
 	DetectorNames []string `json:"detector_names,omitempty"`
 	streams       []string // SpectrumStream data paths (spectrum images)
-	frames  int      // frames in the stream (spectrum images)
-	chans   int      // channels per spectrum (spectrum images)
+	frames        int      // frames in the stream (spectrum images)
+	chans         int      // channels per spectrum (spectrum images)
 }
 
 // Shape returns the sizes of the signal's axes.

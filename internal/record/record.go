@@ -143,8 +143,8 @@ type Axis struct {
 
 // Analysis summarises what the analysis found.
 type Analysis struct {
-	Kind        string             `json:"kind"`
-	Elements    []string           `json:"elements,omitempty"`
+	Kind     string   `json:"kind"`
+	Elements []string `json:"elements,omitempty"`
 	// TotalCounts is the X-rays of a spectrum (image); Events every
 	// recorded event, the detector's zero (strobe) peak included.
 	TotalCounts uint64 `json:"totalCounts,omitempty"`
@@ -153,7 +153,7 @@ type Analysis struct {
 	// Selection says which part of the data went in: detector streams and
 	// frames of a spectrum image ("detectors 0-3 of 4, frames 2-4 of 10").
 	Selection string             `json:"selection,omitempty"`
-	Metrics     map[string]float64 `json:"metrics,omitempty"`
+	Metrics   map[string]float64 `json:"metrics,omitempty"`
 	// Detector names the particle detector of a movie analysis.
 	Detector   string   `json:"detector,omitempty"`
 	Warnings   []string `json:"warnings,omitempty"`

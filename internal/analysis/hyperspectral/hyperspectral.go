@@ -55,14 +55,14 @@ type ZeroPeak struct {
 
 // Result is the outcome of analysing one spectrum image or spectrum.
 type Result struct {
-	Title    string    `json:"title"`
-	NY       int       `json:"ny"`
-	NX       int       `json:"nx"`
-	Channels int       `json:"channels"`
-	Frames   int       `json:"frames"`
-	Energy   emd.Axis  `json:"energy"`
-	Y        emd.Axis  `json:"y"`
-	X        emd.Axis  `json:"x"`
+	Title    string   `json:"title"`
+	NY       int      `json:"ny"`
+	NX       int      `json:"nx"`
+	Channels int      `json:"channels"`
+	Frames   int      `json:"frames"`
+	Energy   emd.Axis `json:"energy"`
+	Y        emd.Axis `json:"y"`
+	X        emd.Axis `json:"x"`
 	// Total is the number of X-rays (events at or above the zero peak's
 	// cutoff); Events counts every decoded event, ZeroPeak those below.
 	Total    uint64   `json:"total_counts"`
@@ -75,8 +75,8 @@ type Result struct {
 	DetectorNames   []string       `json:"detector_names,omitempty"`
 	DetectorStreams int            `json:"detector_streams,omitempty"`
 	FrameRange      emd.FrameRange `json:"frame_range"`
-	Elements []Element `json:"elements"`
-	Peaks    []Peak    `json:"peaks"`
+	Elements        []Element      `json:"elements"`
+	Peaks           []Peak         `json:"peaks"`
 	// Spectrum is the summed spectrum, one value per channel.
 	Spectrum []uint64 `json:"-"`
 	// Intensity is the summed X-rays per pixel (NY×NX, row-major), the
