@@ -303,3 +303,51 @@ func (st *Stream) Cube(r FrameRange, maxElems int64) ([]uint32, error) {
 	st.Walk(r, func(p, c int) { cube[p*st.Channels+c]++ })
 	return cube, nil
 }
+
+// Project accumulates, for every pixel, n weighted sums of its events:
+// an event in channel c adds coef[c*n+k] to sum k (a linear model's
+// per-pixel estimate, e.g. fitted net intensities). Channels outside
+// [lo, hi) are skipped.
+func (st *Stream) Project(r FrameRange, coef []float32, n, lo, hi int) [][]float32 {
+	npix := st.Pixels()
+	parts := st.parts(r, 4*runtime.GOMAXPROCS(0))
+	nw := min(runtime.GOMAXPROCS(0), len(parts))
+	acc := make([][]float32, nw)
+	for w := range nw {
+		acc[w] = make([]float32, npix*n)
+	}
+	lo, hi = max(lo, 0), min(hi, st.Channels, len(coef)/max(n, 1))
+	inParallel(parts, func(w int, p part) {
+		a := acc[w]
+		nav := p.nav0
+		for _, v := range p.ev {
+			if v == gatePulse {
+				if nav++; nav == p.npix {
+					nav = 0
+				}
+				continue
+			}
+			c := int(v)
+			if c < lo || c >= hi {
+				continue
+			}
+			row := coef[c*n : c*n+n]
+			dst := a[nav*n : nav*n+n]
+			for k, x := range row {
+				dst[k] += x
+			}
+		}
+	})
+	out := make([][]float32, n)
+	for k := range out {
+		out[k] = make([]float32, npix)
+	}
+	for w := range nw {
+		for px := range npix {
+			for k := range n {
+				out[k][px] += acc[w][px*n+k]
+			}
+		}
+	}
+	return out
+}

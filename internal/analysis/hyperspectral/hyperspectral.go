@@ -7,16 +7,22 @@ package hyperspectral
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"image/color"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/picoflow/picoflow/internal/chart"
 	"github.com/picoflow/picoflow/internal/emd"
+	"github.com/picoflow/picoflow/internal/xray"
 )
 
 // Options configure an analysis.
@@ -82,8 +88,18 @@ type Result struct {
 	// Intensity is the summed X-rays per pixel (NY×NX, row-major), the
 	// zero peak left out.
 	Intensity []uint64 `json:"-"`
-	// Maps holds one NY×NX count map per element, in Elements order.
-	Maps [][]uint32 `json:"-"`
+	// MapBin is the binning of Maps (MapBin×MapBin pixels summed, chosen
+	// where counts are low so a map pixel holds about MinMapCounts
+	// X-rays); MapNY×MapNX their size.
+	MapBin       int `json:"map_bin"`
+	MapNY, MapNX int `json:"-"`
+	// Fit is the model fitted to the summed spectrum (background and
+	// element families), which decided the elements.
+	Fit *SpectrumFit `json:"fit,omitempty"`
+	// Maps holds one NY×NX map per element, in Elements order: the fitted
+	// net counts of its map family in each pixel (background and
+	// overlapping families removed; noise can make a pixel negative).
+	Maps [][]float32 `json:"-"`
 }
 
 // AnalyzeSpectrumImage decodes a Velox spectrum image and analyses it.
@@ -135,22 +151,86 @@ func AnalyzeStream(ctx context.Context, st *emd.Stream, y, x emd.Axis, opt Optio
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	lut := make([]int, st.Channels)
-	best := make([]float64, st.Channels)
-	for i := range lut {
-		lut[i] = -1
+	r.Maps = r.fittedMaps(st, opt.Frames)
+	return r, nil
+}
+
+// fittedMaps applies the summed spectrum's model to every pixel: with the
+// shapes of the fitted families and of the background fixed, each pixel's
+// amplitudes are the weighted least-squares solution, a linear function of
+// its counts (weights from the summed fit), so the events are projected
+// one by one without building the cube.
+func (r *Result) fittedMaps(st *emd.Stream, frames emd.FrameRange) [][]float32 {
+	f := r.Fit
+	if f == nil || len(r.Elements) == 0 || len(f.shapes) == 0 {
+		return nil
 	}
-	for k, el := range r.Elements {
-		for c := max(0, cal.channel(el.Window[0])); c <= min(st.Channels-1, cal.channel(el.Window[1])); c++ {
-			// Overlapping windows: a channel belongs to the nearest line.
-			d := abs(cal.energy(c) - el.Energy)
-			if lut[c] < 0 || d < best[c] {
-				lut[c], best[c] = k, d
+	nf := len(f.shapes)
+	m := nf + 1
+	cols := append(append([][]float64{}, f.shapes...), f.bgUnit)
+	span := f.Hi - f.Lo
+	w := make([]float64, span)
+	for c := range span {
+		w[c] = 1 / math.Max(f.Model[f.Lo+c], 1)
+	}
+	G := make([]float64, m*m)
+	for j := range m {
+		for k := j; k < m; k++ {
+			var s float64
+			for c := range span {
+				s += w[c] * cols[j][c] * cols[k][c]
 			}
+			G[j*m+k], G[k*m+j] = s, s
 		}
 	}
-	r.Maps = st.Maps(opt.Frames, lut, len(r.Elements))
-	return r, nil
+	inv, err := invertSPD(G, m)
+	if err != nil {
+		return nil
+	}
+	ne := len(r.Elements)
+	coef := make([]float32, st.Channels*ne)
+	for e, el := range r.Elements {
+		j := slices.IndexFunc(f.Families, func(ff FamilyFit) bool { return ff.Element == el.Symbol && ff.Family == el.Family })
+		if j < 0 {
+			continue
+		}
+		for c := range span {
+			var v float64
+			for k := range m {
+				v += inv[j*m+k] * cols[k][c]
+			}
+			coef[(f.Lo+c)*ne+e] = float32(v * w[c])
+		}
+	}
+	maps := st.Project(frames, coef, ne, f.Lo, f.Hi)
+	r.MapBin, r.MapNY, r.MapNX = 1, r.NY, r.NX
+	if mean := float64(r.Total) / float64(max(r.NY*r.NX, 1)); mean < MinMapCounts && mean > 0 {
+		b := min(int(math.Ceil(math.Sqrt(MinMapCounts/mean))), 8, max(min(r.NY, r.NX)/8, 1))
+		if b > 1 {
+			for k := range maps {
+				maps[k], r.MapNY, r.MapNX = binMap(maps[k], r.NY, r.NX, b)
+			}
+			r.MapBin = b
+		}
+	}
+	return maps
+}
+
+// MinMapCounts is the X-rays a map pixel should hold: below it, maps are
+// binned (Result.MapBin).
+const MinMapCounts = 40
+
+// binMap sums b×b blocks (the last row and column of blocks may be
+// partial).
+func binMap(m []float32, ny, nx, b int) ([]float32, int, int) {
+	by, bx := (ny+b-1)/b, (nx+b-1)/b
+	out := make([]float32, by*bx)
+	for y := range ny {
+		for x := range nx {
+			out[(y/b)*bx+x/b] += m[y*nx+x]
+		}
+	}
+	return out, by, bx
 }
 
 // AnalyzeSpectrum analyses a single spectrum (no maps).
@@ -222,12 +302,45 @@ func (r *Result) countEvents(cut int, cal Calibration) {
 	r.ZeroPeak.FWHM = (hi - lo) * cal.Scale
 }
 
+// identify fits the model to the summed spectrum: the elements are those
+// whose families the fit keeps (see FitSpectrum). Peaks are found too, for
+// the record.
 func (r *Result) identify(opt IdentifyOptions) {
 	counts := make([]float64, len(r.Spectrum))
 	for i, v := range r.Spectrum {
 		counts[i] = float64(v)
 	}
-	r.Elements, r.Peaks = Identify(counts, Calibration{Offset: r.Energy.Offset, Scale: r.Energy.Scale}, opt)
+	o := opt.withDefaults()
+	cal := Calibration{Offset: r.Energy.Offset, Scale: r.Energy.Scale}
+	r.Peaks = FindPeaks(counts, cal, o)
+	r.Fit = FitSpectrum(counts, cal, FitOptions{FWHMMn: o.FWHMMn, BeamEnergy: o.BeamEnergy, MinEnergy: math.Max(o.MinEnergy, DefaultMinXRayEnergy),
+		MinSignificance: o.MinSignificance})
+	r.Elements = elementsOf(r.Fit, o.FWHMMn)
+}
+
+// elementsOf turns the fitted families into elements; each element's map
+// family is its most significant one (the cleanest line).
+func elementsOf(f *SpectrumFit, fwhmMn float64) []Element {
+	var out []Element
+	for _, ff := range f.Families {
+		k := slices.IndexFunc(out, func(e Element) bool { return e.Symbol == ff.Element })
+		if k < 0 {
+			out = append(out, Element{Symbol: ff.Element})
+			k = len(out) - 1
+		}
+		el := &out[k]
+		for _, l := range xray.ElementLines(ff.Element) {
+			el.Z = l.Z
+		}
+		el.Lines = append(el.Lines, LineMatch{Line: ff.Line, Energy: ff.Energy, PeakEnergy: ff.Energy, NetCounts: ff.Counts, Significance: ff.Significance})
+		if el.Family == "" || ff.Significance > el.Significance {
+			el.Family, el.Line, el.Energy, el.Counts, el.Sigma, el.Significance = ff.Family, ff.Line, ff.Energy, ff.Counts, ff.Sigma, ff.Significance
+			hw := 0.6 * FWHM(ff.Energy, fwhmMn)
+			el.Window = [2]float64{ff.Energy - hw, ff.Energy + hw}
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Z < out[b].Z })
+	return out
 }
 
 // ElementSymbols returns the identified elements' symbols.
@@ -278,9 +391,13 @@ func Render(ctx context.Context, r *Result, dir string) ([]Product, error) {
 	})
 	add("spectrum.csv", "spectrum-data", func(f *os.File) error {
 		w := bufio.NewWriter(f)
-		fmt.Fprintln(w, "energy_keV,counts")
+		fmt.Fprintln(w, "energy_keV,counts,model,background")
 		for i := range counts {
-			fmt.Fprintf(w, "%.5f,%d\n", energies[i], r.Spectrum[i])
+			var m, b float64
+			if r.Fit != nil && i < len(r.Fit.Model) {
+				m, b = r.Fit.Model[i], r.Fit.Background[i]
+			}
+			fmt.Fprintf(w, "%.5f,%d,%.3f,%.3f\n", energies[i], r.Spectrum[i], m, b)
 		}
 		return w.Flush()
 	})
@@ -288,16 +405,28 @@ func Render(ctx context.Context, r *Result, dir string) ([]Product, error) {
 		xc := chart.Calib{Scale: r.X.Scale, Offset: r.X.Offset, Units: r.X.Units}
 		yc := chart.Calib{Scale: r.Y.Scale, Offset: r.Y.Offset, Units: r.Y.Units}
 		add("intensity.png", "intensity-map", func(f *os.File) error {
-			return chart.Map(f, chart.MapSpec{Title: "X-ray intensity (all channels)", Data: toF(r.Intensity), NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: "X-ray counts", ClipHigh: 99.5})
+			return chart.Map(f, chart.MapSpec{Title: fmt.Sprintf("X-ray intensity (from %.2f keV)", r.ZeroPeak.Cutoff), Data: toF(r.Intensity), NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: "X-ray counts", ClipHigh: 99.5})
 		})
 		for k, el := range r.Elements {
-			title := fmt.Sprintf("%s %s (%.2f-%.2f keV)", el.Symbol, el.Line, el.Window[0], el.Window[1])
+			if k >= len(r.Maps) {
+				break
+			}
+			title := fmt.Sprintf("%s %s family (%s %.2f keV), fitted", el.Symbol, el.Family, el.Line, el.Energy)
+			mx, my := xc, yc
+			if r.MapBin > 1 {
+				title += fmt.Sprintf(", %d×%d binned", r.MapBin, r.MapBin)
+				mx.Scale *= float64(r.MapBin)
+				my.Scale *= float64(r.MapBin)
+			}
 			add("map-"+el.Symbol+".png", "element-map", func(f *os.File) error {
 				m := make([]float64, len(r.Maps[k]))
 				for i, v := range r.Maps[k] {
-					m[i] = float64(v)
+					m[i] = math.Max(float64(v), 0)
 				}
-				return chart.Map(f, chart.MapSpec{Title: title, Data: m, NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: el.Symbol + " counts", Colors: chart.Mono(elementColors[k%len(elementColors)]), ClipHigh: 99.5})
+				return chart.Map(f, chart.MapSpec{Title: title, Data: m, NY: r.MapNY, NX: r.MapNX, X: mx, Y: my, Label: el.Symbol + " " + el.Family + " net counts", Colors: chart.Mono(elementColors[k%len(elementColors)]), ClipHigh: 99.5})
+			})
+			add("map-"+el.Symbol+".npy", "element-map-data", func(f *os.File) error {
+				return writeNPY(f, r.Maps[k], r.MapNY, r.MapNX)
 			})
 		}
 	}
@@ -371,4 +500,21 @@ func abs(v float64) float64 {
 		return -v
 	}
 	return v
+}
+
+// writeNPY writes a float32 NY×NX array in NumPy's .npy format (version
+// 1.0, little-endian, C order), for reuse in Python (numpy.load).
+func writeNPY(w io.Writer, v []float32, ny, nx int) error {
+	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", ny, nx)
+	pad := 64 - (10+len(header)+1)%64
+	header += strings.Repeat(" ", pad%64) + "\n"
+	b := make([]byte, 0, 10+len(header)+4*len(v))
+	b = append(b, "\x93NUMPY\x01\x00"...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(header)))
+	b = append(b, header...)
+	for _, x := range v {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+	}
+	_, err := w.Write(b)
+	return err
 }

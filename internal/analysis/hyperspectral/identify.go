@@ -42,10 +42,16 @@ type LineMatch struct {
 type Element struct {
 	Symbol string `json:"symbol"`
 	Z      int    `json:"z"`
-	// Line is the line used for the element map (its strongest matched line).
-	Line   string      `json:"line"`
-	Energy float64     `json:"energy"`
-	Lines  []LineMatch `json:"lines"`
+	// Family (K, L or M) is the one its map shows: the most significant in
+	// the fit; Line and Energy its strongest line, Counts its fitted net
+	// counts in the summed spectrum, Sigma their standard error.
+	Family       string      `json:"family"`
+	Line         string      `json:"line"`
+	Energy       float64     `json:"energy"`
+	Counts       float64     `json:"counts"`
+	Sigma        float64     `json:"sigma"`
+	Significance float64     `json:"significance"`
+	Lines        []LineMatch `json:"lines"`
 	// Window is the energy window (keV) of the element map.
 	Window [2]float64 `json:"window"`
 }

@@ -30,7 +30,7 @@
       var e = [], c = [];
       text.split("\n").slice(1).forEach(function (line) {
         var p = line.split(",");
-        if (p.length === 2) { e.push(parseFloat(p[0])); c.push(parseFloat(p[1])); }
+        if (p.length >= 2) { e.push(parseFloat(p[0])); c.push(parseFloat(p[1])); }
       });
       var last = 0;
       for (var i = 0; i < c.length; i++) if (c[i] > 0) last = i;
