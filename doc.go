@@ -25,12 +25,15 @@
 //	internal/emd/emdtest          real test files (../shared/data) and the HyperSpy reference
 //	internal/record               the DataCite-based catalogue record of a file
 //	internal/analysis             picks and runs the analysis for a file, writes record.json
-//	internal/analysis/hyperspectral  summed map and spectrum, element identification, element maps
+//	internal/analysis/hyperspectral  EDS: zero peak, model fit (NNLS: B-spline background + element
+//	                              families), fitted element maps, Cliff-Lorimer quantification;
+//	                              testdata/xraysim.py is the independent (xraylib) simulator of its tests
 //	internal/analysis/movie       movies: 8-bit scaling, MP4 (ffmpeg), detection, tracking, evaluation
 //	internal/analysis/movie/yolo  YOLOv8 ONNX models through ONNX Runtime; yolotest/ builds test models
 //	internal/portal               web pages: search, records, runs, sign-in (local, OIDC)
 //	internal/checksum             the SHA-256 of a file
-//	internal/xray                 characteristic X-ray line table (generated from HyperSpy)
+//	internal/xray                 characteristic X-ray line table (generated from HyperSpy), atomic
+//	                              physics for k-factors (generated from xraylib)
 //	internal/chart                PNG figures: calibrated maps with colour bar, log spectra
 //	internal/simulate             synthetic Velox EMD files with ground truth
 package picoflow

@@ -93,6 +93,18 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 		if err != nil {
 			return nil, fmt.Errorf("analyze %q: %w", path, err)
 		}
+		// Quantify where the beam energy is known.
+		q := opt.Hyperspectral.Quant
+		if q.BeamEnergy == 0 && rec.Instrument.AcceleratingVoltage != nil {
+			q.BeamEnergy = rec.Instrument.AcceleratingVoltage.Value
+		}
+		if q.BeamEnergy > 0 && len(res.Elements) > 0 {
+			if err := res.QuantifyAll(q); err != nil {
+				an.Warnings = append(an.Warnings, "no quantification: "+err.Error())
+			} else {
+				an.Composition = recordComposition(res.Composition)
+			}
+		}
 		if products, err = hyperspectral.Render(ctx, res, outDir); err != nil {
 			return nil, fmt.Errorf("analyze %q: %w", path, err)
 		}
@@ -237,6 +249,15 @@ func fillHyperspectral(an *record.Analysis, res *hyperspectral.Result, kind stri
 	if len(res.Elements) == 0 {
 		an.Warnings = append(an.Warnings, "no element identified: counts too low or no significant peak")
 	}
+}
+
+func recordComposition(c *hyperspectral.Composition) *record.Composition {
+	out := &record.Composition{Method: c.Method, BeamEnergy: c.BeamEnergy, Excluded: c.Excluded}
+	for _, e := range c.Components {
+		out.Elements = append(out.Elements, record.ElementPercent{Element: e.Element, Line: e.Element + " " + e.Line, KFactor: e.KFactor,
+			WeightPercent: e.WeightPercent, AtomicPercent: e.AtomicPercent})
+	}
+	return out
 }
 
 // selection describes which detector streams and frames of a spectrum

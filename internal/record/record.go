@@ -152,12 +152,32 @@ type Analysis struct {
 	Frames      int    `json:"frames,omitempty"`
 	// Selection says which part of the data went in: detector streams and
 	// frames of a spectrum image ("detectors 0-3 of 4, frames 2-4 of 10").
-	Selection string             `json:"selection,omitempty"`
-	Metrics   map[string]float64 `json:"metrics,omitempty"`
+	Selection string `json:"selection,omitempty"`
+	// Composition is the quantification of the whole spectrum (image).
+	Composition *Composition       `json:"composition,omitempty"`
+	Metrics     map[string]float64 `json:"metrics,omitempty"`
 	// Detector names the particle detector of a movie analysis.
 	Detector   string   `json:"detector,omitempty"`
 	Warnings   []string `json:"warnings,omitempty"`
 	DurationMS float64  `json:"durationMs"`
+}
+
+// Composition is a quantification: method, beam energy and one row per
+// element.
+type Composition struct {
+	Method     string           `json:"method"`
+	BeamEnergy float64          `json:"beamEnergyKeV"`
+	Elements   []ElementPercent `json:"elements"`
+	Excluded   []string         `json:"excluded,omitempty"`
+}
+
+// ElementPercent is one element's share of a composition.
+type ElementPercent struct {
+	Element       string  `json:"element"`
+	Line          string  `json:"line"`
+	KFactor       float64 `json:"kFactor"`
+	WeightPercent float64 `json:"weightPercent"`
+	AtomicPercent float64 `json:"atomicPercent"`
 }
 
 // File is one file belonging to the record: the raw data or a product.

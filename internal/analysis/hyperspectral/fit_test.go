@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/picoflow/picoflow/internal/emd"
+	"github.com/picoflow/picoflow/internal/xray"
 )
 
 const python = "/usr/bin/python3"
@@ -182,5 +183,83 @@ func TestIdentificationAccuracy(t *testing.T) {
 	}
 	if median < 0.9 || worst < 0.8 {
 		t.Errorf("map correlation median %.3f (want >= 0.9), worst %.3f (want >= 0.8)", median, worst)
+	}
+}
+
+// TestCliffLorimerMatchesHyperSpy: the same intensities and k-factors give
+// HyperSpy's Cliff-Lorimer weight and atomic percent.
+func TestCliffLorimerMatchesHyperSpy(t *testing.T) {
+	t.Parallel()
+	syms := []string{"Fe", "Cr", "Ni", "Si"}
+	in := []float64{1000, 512, 233, 77}
+	k := []float64{1.21, 1.07, 1.38, 1}
+	script := `
+import sys, json, numpy as np
+from hyperspy.misc.eds.utils import quantification_cliff_lorimer
+from hyperspy.misc.material import weight_to_atomic
+a = json.loads(sys.argv[1])
+w = quantification_cliff_lorimer(np.array(a["i"], dtype=float).reshape(-1, 1), a["k"]).ravel() * 100
+print(json.dumps({"weight": list(w), "atomic": list(weight_to_atomic(w, a["el"]))}))
+`
+	arg, _ := json.Marshal(map[string]any{"i": in, "k": k, "el": syms})
+	out, err := exec.Command(python, "-c", script, string(arg)).Output()
+	if err != nil {
+		t.Fatalf("hyperspy: %v", err)
+	}
+	var ref struct{ Weight, Atomic []float64 }
+	if err := json.Unmarshal(out, &ref); err != nil {
+		t.Fatal(err)
+	}
+	var aw []float64
+	for _, s := range syms {
+		a, _ := xray.AtomOf(s)
+		aw = append(aw, a.Weight)
+	}
+	wt, at := CliffLorimer(in, k, aw)
+	for i := range syms {
+		if math.Abs(wt[i]-ref.Weight[i]) > 1e-6 || math.Abs(at[i]-ref.Atomic[i]) > 0.01 {
+			t.Errorf("%s: %.4f wt%% %.4f at%%; HyperSpy %.4f wt%% %.4f at%%", syms[i], wt[i], at[i], ref.Weight[i], ref.Atomic[i])
+		}
+	}
+}
+
+// TestQuantificationAccuracy: homogeneous alloy regions of spectrum images
+// simulated with xraylib's physics are quantified (fitted intensities,
+// theoretical k-factors, Cliff-Lorimer) within 10 % relative of the true
+// composition.
+func TestQuantificationAccuracy(t *testing.T) {
+	t.Parallel()
+	for i, alloy := range []map[string]float64{
+		{"Fe": 0.7, "Cr": 0.2, "Ni": 0.1}, {"Cu": 0.6, "Zn": 0.4}, {"Ni": 0.55, "Ti": 0.45}, {"Co": 0.5, "Cr": 0.3, "Mo": 0.2},
+	} {
+		var els []string
+		for el := range alloy {
+			els = append(els, el)
+		}
+		slices.Sort(els)
+		sim := simulate(t, 300+i, map[string]any{"elements": els, "support": "C", "ny": 64, "nx": 64, "counts": 300, "alloy": alloy})
+		res, err := AnalyzeStream(context.Background(), sim.stream(), emd.Axis{}, emd.Axis{}, Options{Identify: IdentifyOptions{BeamEnergy: sim.BeamKeV}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The alloy block: the top-left quarter of the image.
+		region := res.regionResult(func(y, x int) bool { return y < sim.NY/4 && x < sim.NX/4 })
+		comp, err := region.Quantify(QuantOptions{BeamEnergy: sim.BeamKeV, Exclude: []string{"C"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range comp.Components {
+			want := alloy[c.Element]
+			rel := (c.WeightPercent/100 - want) / want
+			got = append(got, fmt.Sprintf("%s %.1f wt%% (true %.1f, %+.1f%%, k %.2f)", c.Element, c.WeightPercent, 100*want, 100*rel, c.KFactor))
+			if want == 0 || math.Abs(rel) > 0.10 {
+				t.Errorf("%v: %s %.1f wt%%, true %.1f wt%% (%+.1f%% relative)", els, c.Element, c.WeightPercent, 100*want, 100*rel)
+			}
+		}
+		if len(comp.Components) != len(alloy) {
+			t.Errorf("%v: composition of %d elements: %+v", els, len(comp.Components), comp.Components)
+		}
+		t.Logf("%v", got)
 	}
 }

@@ -28,6 +28,9 @@ import (
 // Options configure an analysis.
 type Options struct {
 	Identify IdentifyOptions
+	// Quant configures the quantification (its BeamEnergy, when zero,
+	// comes from the file's accelerating voltage).
+	Quant QuantOptions
 	// Frames selects scan frames (zero: all).
 	Frames emd.FrameRange
 	// Detectors selects detector streams by index (none: all, summed).
@@ -96,6 +99,11 @@ type Result struct {
 	// Fit is the model fitted to the summed spectrum (background and
 	// element families), which decided the elements.
 	Fit *SpectrumFit `json:"fit,omitempty"`
+	// Composition is the Cliff-Lorimer quantification of the whole
+	// spectrum (image), when the beam energy is known; CompositionMaps the
+	// atomic percent per map pixel (NaN where a pixel has too few counts).
+	Composition     *Composition `json:"composition,omitempty"`
+	CompositionMaps [][]float32  `json:"-"`
 	// Maps holds one NY×NX map per element, in Elements order: the fitted
 	// net counts of its map family in each pixel (background and
 	// overlapping families removed; noise can make a pixel negative).
@@ -428,6 +436,11 @@ func Render(ctx context.Context, r *Result, dir string) ([]Product, error) {
 			add("map-"+el.Symbol+".npy", "element-map-data", func(f *os.File) error {
 				return writeNPY(f, r.Maps[k], r.MapNY, r.MapNX)
 			})
+			if k < len(r.CompositionMaps) && r.CompositionMaps[k] != nil {
+				add("atomic-percent-"+el.Symbol+".npy", "composition-map-data", func(f *os.File) error {
+					return writeNPY(f, r.CompositionMaps[k], r.MapNY, r.MapNX)
+				})
+			}
 		}
 	}
 
