@@ -35,12 +35,14 @@ func benchCmd(workers *sandbox.Registry) *cobra.Command {
 		Short: "Benchmarks against baselines measured in the same run: analysis, transfer, flows",
 		Long: `Benchmarks, each against a baseline measured in the same run:
   analysis  picoflow analyze vs HyperSpy + matplotlib on a 91 MB spectrum image
+  eds       the EDS model fit, fitted maps and quantification vs HyperSpy fitting the same model
   transfer  resumable upload over loopback (and SHA-256 verification) vs cp
   flows     files through agent, server and analysis: orchestration overhead
 'picoflow bench' runs all three.`,
 		Args: cobra.NoArgs,
 	}
 	a, t, f := benchAnalysisCmd(workers), benchTransferCmd(), benchFlowsCmd(workers)
+	root.AddCommand(benchEDSCmd(workers))
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
 		for _, c := range []*cobra.Command{a, t, f} {
 			fmt.Fprintf(cmd.OutOrStdout(), "== %s\n", c.Name())

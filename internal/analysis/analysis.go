@@ -109,16 +109,23 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 			return nil, fmt.Errorf("analyze %q: %w", path, err)
 		}
 		fillHyperspectral(an, res, kind)
-		if kind == "hyperspectral" {
-			if err := writeJSON(filepath.Join(outDir, "elements.json"), res); err != nil {
-				return nil, err
-			}
-			products = append(products, hyperspectral.Product{Name: "elements.json", Role: "elements"})
+		if err := writeJSON(filepath.Join(outDir, "elements.json"), res); err != nil {
+			return nil, err
+		}
+		products = append(products, hyperspectral.Product{Name: "elements.json", Role: "elements"})
+	}
+	// A preview of the first image (frame 0 of a movie, or the image
+	// itself); the HAADF image where there is one (a spectrum image's
+	// element images come first in Velox files).
+	order := make([]int, 0, len(f.Signals))
+	for i, sg := range f.Signals {
+		if strings.Contains(strings.ToUpper(sg.Title), "HAADF") {
+			order = append([]int{i}, order...)
+		} else {
+			order = append(order, i)
 		}
 	}
-	// A preview of the first image (HAADF of a spectrum image, frame 0 of a
-	// movie, or the image itself).
-	for i := range f.Signals {
+	for _, i := range order {
 		s := &f.Signals[i]
 		if s.Kind != emd.KindImage && s.Kind != emd.KindImageStack {
 			continue
@@ -144,6 +151,7 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 			return nil, fmt.Errorf("analyze %q: %w", path, err)
 		}
 		products = append(products, hyperspectral.Product{Name: name, Role: "image-preview"})
+		an.Preview = s.Title
 		if s.Kind == emd.KindImageStack {
 			an.Frames = s.Axes[0].Size
 		}

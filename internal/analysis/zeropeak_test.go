@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"math"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -157,4 +160,64 @@ func hyperspectralErr(t *testing.T, name string, opt hyperspectral.Options) (*hy
 		return nil, err
 	}
 	return hyperspectral.AnalyzeSpectrumImage(context.Background(), f, s, opt)
+}
+
+// TestReaderGaps: the spectrum image's axes carry the scan offset from the
+// stream's own metadata (read here with h5py); the preview is the HAADF
+// image; single spectra get elements.json too.
+func TestReaderGaps(t *testing.T) {
+	t.Parallel()
+	path := emdtest.File(t, "velox/velox11_test_SI_16x16_215kx.emd")
+	script := `
+import sys, json, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    g = f["Data/SpectrumStream"]; k = sorted(g)[0]
+    md = json.loads(bytes(np.asarray(g[k]["Metadata"])[:, 0]).decode("utf-8", "ignore").rstrip("\x00"))
+    print(json.dumps({"x": float(md["BinaryResult"]["Offset"]["x"]) * 1e9, "y": float(md["BinaryResult"]["Offset"]["y"]) * 1e9}))
+`
+	out, err := exec.Command(emdtest.Python, "-c", script, path).Output()
+	if err != nil {
+		t.Fatalf("h5py: %v", err)
+	}
+	var want struct{ X, Y float64 }
+	json.Unmarshal(out, &want)
+	dir := t.TempDir()
+	rec, err := Run(context.Background(), path, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range rec.Signals {
+		if s.Kind != string(emd.KindSpectrumImage) {
+			continue
+		}
+		found = true
+		y, x := s.Axes[0], s.Axes[1]
+		if want.X == 0 || math.Abs(x.Offset-want.X) > 1e-6 || math.Abs(y.Offset-want.Y) > 1e-6 || x.Units != "nm" {
+			t.Errorf("spectrum image offsets x %.4f y %.4f %s, stream metadata %.4f %.4f nm", x.Offset, y.Offset, x.Units, want.X, want.Y)
+		}
+	}
+	if !found {
+		t.Fatalf("no spectrum image among %+v", rec.Signals)
+	}
+	var preview string
+	for _, f := range rec.Files {
+		if f.Role == "image-preview" {
+			preview = f.Name
+		}
+	}
+	if preview == "" {
+		t.Fatal("no preview")
+	}
+	if rec.Analysis.Preview != "HAADF" {
+		t.Errorf("preview of %q, want the HAADF image", rec.Analysis.Preview)
+	}
+	sp := t.TempDir()
+	if _, err := Run(context.Background(), emdtest.File(t, "velox/example_fei_emd_spectrum.emd"), sp, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(sp, "elements.json"))
+	if err != nil || !strings.Contains(string(b), `"symbol": "Cu"`) {
+		t.Errorf("elements.json of a single spectrum: %v", err)
+	}
 }

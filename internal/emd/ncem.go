@@ -2,6 +2,7 @@ package emd
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 )
 
@@ -70,6 +71,17 @@ func (f *File) ncemSignal(group string, attrs map[string]any) (Signal, error) {
 	}
 	if len(di.Shape) == 0 {
 		return Signal{}, fmt.Errorf("data group %s: %w: scalar data", group, ErrFormat)
+	}
+	// Berkeley's acquisition software stores when the data was taken (Unix
+	// seconds) beside it.
+	if _, ok := f.h.datasets[group+"acquisition times"]; ok {
+		if v, _, err := f.h.readFloat64(group + "acquisition times"); err == nil && len(v) > 0 && v[0] > 0 {
+			attrs = maps.Clone(attrs)
+			if attrs == nil {
+				attrs = map[string]any{}
+			}
+			attrs["acquisition times"] = v[0]
+		}
 	}
 	sig := Signal{
 		Title:    strings.TrimSuffix(group[strings.LastIndex(strings.TrimSuffix(group, "/"), "/")+1:], "/"),

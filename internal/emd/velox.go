@@ -277,6 +277,12 @@ func (f *File) veloxSpectrumImage(streamGroups, streamData []string, image Signa
 		names = append(names, name)
 	}
 	ay, ax := image.Axes[len(image.Axes)-2], image.Axes[len(image.Axes)-1]
+	// The stream's own calibration where it has one: Velox 11 gives the
+	// spectrum image its scan offset, which the HAADF image beside it
+	// (offset 0) does not carry.
+	if sy, sx := spatialAxes(md, ay.Size, ax.Size); sx.Units != "px" {
+		ay, ax = sy, sx
+	}
 	return Signal{
 		Title: "EDS", Kind: KindSpectrumImage, Path: streamData[0], DType: "uint16",
 		Metadata: md, Axes: []Axis{ay, ax, e},
@@ -343,12 +349,41 @@ func jstr(m map[string]any, path string) string {
 
 // jfloat returns the number at path (Velox stores numbers as strings), or 0.
 func jfloat(m map[string]any, path string) float64 {
-	s := jstr(m, path)
-	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	v, err := parseQuantity(jstr(m, path))
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 		return 0
 	}
 	return v
+}
+
+// siPrefix scales a unit prefix: "300kV" is 300e3 (in the unit itself).
+var siPrefix = map[string]float64{"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12}
+
+// parseQuantity reads a number, or a number with a unit ("300kV", "1.5 us",
+// "200 kV"), in the unit's base (volts, seconds, metres...): some Velox
+// versions write values that way.
+func parseQuantity(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	if v, err := strconv.ParseFloat(s, 64); err == nil {
+		return v, nil
+	}
+	i := strings.IndexFunc(s, func(r rune) bool { return !strings.ContainsRune("0123456789+-.eE", r) })
+	if i <= 0 {
+		return 0, fmt.Errorf("not a quantity: %q", s)
+	}
+	v, err := strconv.ParseFloat(s[:i], 64)
+	if err != nil {
+		return 0, err
+	}
+	unit := strings.TrimSpace(s[i:])
+	for _, base := range []string{"V", "s", "m", "A", "Hz", "eV", "x"} {
+		if p, ok := strings.CutSuffix(unit, base); ok {
+			if f, ok := siPrefix[p]; ok {
+				return v * f, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("unknown unit in %q", s)
 }
 
 func dtypeName(di dsInfo) string {

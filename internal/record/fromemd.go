@@ -216,8 +216,21 @@ func ncemInstrument(f *emd.File) (Instrument, []Creator) {
 		in.DwellTime = q(round(emd.LookupFloat(m, "dwell time")*1e6), "µs")
 	}
 	if m, ok := f.Meta["user"].(map[string]any); ok {
-		if n := strings.TrimSpace(emd.LookupString(m, "name")); n != "" {
-			creators = append(creators, Creator{Name: n, NameType: "Personal"})
+		// Berkeley's acquisition software writes "User name"; others "name".
+		for _, k := range []string{"name", "User name", "user name", "username"} {
+			if n := strings.TrimSpace(emd.LookupString(m, k)); n != "" {
+				creators = append(creators, Creator{Name: n, NameType: "Personal"})
+				break
+			}
+		}
+	}
+	// The acquisition time: the data group's "acquisition times" (Unix
+	// seconds), which ncempy reads as the file's time.
+	for _, s := range f.Signals {
+		if sec := emd.LookupFloat(s.Metadata, "acquisition times"); sec > 0 {
+			t := time.Unix(int64(sec), 0).UTC()
+			in.AcquisitionStart = &t
+			break
 		}
 	}
 	if len(f.Signals) > 0 && len(f.Signals[0].Axes) >= 2 {

@@ -153,6 +153,8 @@ type Analysis struct {
 	// Selection says which part of the data went in: detector streams and
 	// frames of a spectrum image ("detectors 0-3 of 4, frames 2-4 of 10").
 	Selection string `json:"selection,omitempty"`
+	// Preview names the image shown as the record's preview ("HAADF").
+	Preview string `json:"preview,omitempty"`
 	// Composition is the quantification of the whole spectrum (image).
 	Composition *Composition       `json:"composition,omitempty"`
 	Metrics     map[string]float64 `json:"metrics,omitempty"`
