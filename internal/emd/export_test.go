@@ -34,4 +34,3 @@ func ReadBothWays(f *File, path string) (fast, lib []uint16, err error) {
 
 // FastFrames reports whether a frame reader uses the chunk fast path.
 func FastFrames(r *FrameReader) bool { return r.chunks != nil }
-
