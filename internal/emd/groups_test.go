@@ -2,7 +2,9 @@ package emd_test
 
 import (
 	"context"
+	"errors"
 	"os/exec"
+	"strings"
 	"path/filepath"
 	"testing"
 
@@ -68,5 +70,35 @@ with h5py.File(sys.argv[1], "w") as f:
 	}
 	if len(seen) != n {
 		t.Errorf("%d distinct signals, want %d", len(seen), n)
+	}
+}
+
+// TestComplexDataIsNamed: complex data (a compound of two floats, as h5py
+// and Velox write FFTs) is reported as unsupported complex data, not as a
+// malformed file.
+func TestComplexDataIsNamed(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "fft.emd")
+	script := `
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    f.attrs["version_major"] = 0
+    f.attrs["version_minor"] = 2
+    g = f.create_group("data/fft")
+    g.attrs["emd_group_type"] = 1
+    g.create_dataset("data", data=(np.arange(16) + 1j * np.arange(16)).reshape(4, 4).astype(np.complex64))
+    g.create_dataset("dim1", data=np.arange(4.0))
+    g.create_dataset("dim2", data=np.arange(4.0))
+`
+	if out, err := exec.Command(emdtest.Python, "-c", script, path).CombinedOutput(); err != nil {
+		t.Fatalf("h5py: %v\n%s", err, out)
+	}
+	f, err := emd.Open(context.Background(), path, emd.Options{})
+	if err == nil {
+		defer f.Close()
+		_, err = f.ReadData(context.Background(), &f.Signals[0])
+	}
+	if !errors.Is(err, emd.ErrUnsupported) || !strings.Contains(err.Error(), "unsupported complex data") {
+		t.Fatalf("complex data: %v", err)
 	}
 }

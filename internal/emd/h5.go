@@ -201,14 +201,28 @@ func (h *h5file) checkSize(path string, di dsInfo) error {
 	return nil
 }
 
+// numeric refuses datasets that are not integers or floats: complex data
+// (HDF5 stores it as a compound of two floats, as h5py and Velox write FFTs)
+// is named as such and unsupported, not malformed.
+func numeric(path string, di dsInfo) error {
+	switch {
+	case di.Class == "integer" || di.Class == "float":
+		return nil
+	case di.Class == "compound" && (di.ElemSize == 8 || di.ElemSize == 16):
+		return fmt.Errorf("dataset %q: %w: unsupported complex data (%d-byte complex numbers; picoflow analyses real-valued data)", path, ErrUnsupported, di.ElemSize)
+	default:
+		return fmt.Errorf("dataset %q: %w: %s is not numeric", path, ErrFormat, di.Class)
+	}
+}
+
 // readFloat64 reads a whole numeric dataset, converted to float64.
 func (h *h5file) readFloat64(path string) (v []float64, di dsInfo, err error) {
 	di, err = h.info(path)
 	if err != nil {
 		return nil, di, err
 	}
-	if di.Class != "integer" && di.Class != "float" {
-		return nil, di, fmt.Errorf("dataset %q: %w: %s is not numeric", path, ErrFormat, di.Class)
+	if err := numeric(path, di); err != nil {
+		return nil, di, err
 	}
 	if err := h.checkSize(path, di); err != nil {
 		return nil, di, err
