@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"os/exec"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/picoflow/picoflow/internal/emd"
