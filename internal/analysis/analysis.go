@@ -297,6 +297,8 @@ func selection(res *hyperspectral.Result) string {
 		if res.Frames > 0 {
 			fr += fmt.Sprintf(" of %d", res.Frames)
 		}
+	} else if res.Frames == 1 {
+		fr = "1 frame"
 	} else if res.Frames > 0 {
 		fr = fmt.Sprintf("all %d frames", res.Frames)
 	}

@@ -245,7 +245,7 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(f.MediaType, "video/") {
 			kind = "video"
 		}
-		caption := map[string]string{"intensity-map": "X-ray intensity (all channels)", "spectrum": "Summed spectrum", "image-preview": "Image",
+		caption := map[string]string{"intensity-map": "X-ray intensity (zero peak left out)", "spectrum": "Summed spectrum", "image-preview": "Image",
 			"video": "Movie", "annotated-video": "Detected particles", "counts-plot": "Particles per frame"}[f.Role]
 		if f.Role == "element-map" {
 			caption = "Element map " + strings.TrimSuffix(strings.TrimPrefix(f.Name, "map-"), ".png")
