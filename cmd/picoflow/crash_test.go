@@ -27,10 +27,13 @@ import (
 
 const argsEnv = "PICOFLOW_TEST_ARGS"
 
+// workers is the test binary's analysis worker registry (TestMain).
+var workers *sandbox.Registry
+
 // TestMain lets the test binary act as the picoflow binary: the crash
 // tests start it as real server and agent processes and kill them.
 func TestMain(m *testing.M) {
-	workers := sandbox.NewRegistry()
+	workers = sandbox.NewRegistry()
 	analysis.RegisterWorkers(workers)
 	workers.Main()
 	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {

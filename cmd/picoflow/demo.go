@@ -124,6 +124,12 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 			return err
 		}
 	}
+	// The agent reports absolute paths: the files written below must be
+	// named the same way, or the demo would never see them finish.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
 	level := slog.LevelWarn
 	if o.verbose {
 		level = slog.LevelInfo
@@ -230,6 +236,7 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 	}
 	printStats(out, st)
 	fmt.Fprintf(out, "\ndata kept in %s (picoflow stats --data %s)\n", dir, filepath.Join(dir, "server"))
+	fmt.Fprintf(out, "to browse it again: picoflow server --data %s --public, then open http://127.0.0.1:8470/search\n", filepath.Join(dir, "server"))
 	return nil
 }
 
