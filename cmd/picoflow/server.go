@@ -39,6 +39,7 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 	var memMB uint64
 	var analyses int
 	var trusted []string
+	var replaceFlows bool
 	var metricsAddr string
 	var minFreeMB uint64
 	var uploadExpiry time.Duration
@@ -67,6 +68,9 @@ Create tokens for agents and people with 'picoflow token create'.`,
 				f, err := flow.LoadConfig(flowsPath)
 				if err != nil {
 					return err
+				}
+				if !replaceFlows {
+					f = flow.Merge(flow.DefaultConfig(), f)
 				}
 				cfg.Flows = &f
 			}
@@ -111,7 +115,8 @@ Create tokens for agents and people with 'picoflow token create'.`,
 	f := cmd.Flags()
 	f.StringVar(&data, "data", "picoflow-data", "data directory")
 	f.StringVar(&addr, "addr", "127.0.0.1:8470", "listen address")
-	f.StringVar(&flowsPath, "flows", "", "flow definitions (YAML; default: the built-in flows)")
+	f.StringVar(&flowsPath, "flows", "", "flow definitions (YAML): added to the built-in flows, replacing those of the same name")
+	f.BoolVar(&replaceFlows, "replace-flows", false, "with --flows: use only the file's flows, none of the built-in ones")
 	f.StringVar(&dbURL, "db", os.Getenv("PICOFLOW_DB"), "PostgreSQL URL for flows, tasks, accounts and the catalog, shared by several servers (default: the SQLite file in --data)")
 	f.DurationVar(&rescueAfter, "rescue-after", 0, "with --db: re-run a step that has run this long on a server that died (default: longest step timeout + 1m)")
 	f.StringVar(&catalogURL, "catalog", os.Getenv("PICOFLOW_CATALOG"), "PostgreSQL URL for the catalog (default: the embedded SQLite database)")

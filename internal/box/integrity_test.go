@@ -660,3 +660,26 @@ func TestRequestLimits(t *testing.T) {
 		t.Errorf("/metrics on the metrics address: %d", status)
 	}
 }
+
+// TestSecondServerOnOneDataDir: a second server on the SQLite data
+// directory of a running one refuses to start, naming the first; once the
+// first has stopped, it starts.
+func TestSecondServerOnOneDataDir(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := box.Start(ctx, box.Config{Dir: dir, Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{DataDir: filepath.Join(dir, "server"), Addr: "127.0.0.1:0", Workers: workers}
+	if _, err := server.New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "another picoflow server") {
+		t.Fatalf("a second server on the same data directory: %v", err)
+	}
+	b.Stop(ctx)
+	s, err := server.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	s.Stop(ctx)
+}

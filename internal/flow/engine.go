@@ -202,7 +202,7 @@ func New(cfg EngineConfig) (*Engine, error) {
 	client, err := river.NewClient[*sql.Tx](driver, &river.Config{
 		Queues:               queues,
 		Workers:              workers,
-		Logger:               e.log.With("component", "river"),
+		Logger:               slog.New(warnOnly{e.log.With("component", "river").Handler()}),
 		FetchCooldown:        2 * time.Millisecond,
 		FetchPollInterval:    cmp.Or(cfg.PollInterval, time.Second),
 		JobTimeout:           -1, // per step, from the flow definition
@@ -839,3 +839,16 @@ func (e *Engine) fail(ctx context.Context, job *river.Job[stepArgs], run *Run, s
 	log.Info("step failed, will retry", "error", msg)
 	return stepErr
 }
+
+// warnOnly passes on warnings and errors only: River's info lines (its
+// producers' periodic job counts, "entering poll only mode" for SQLite,
+// which reads like a fault and is how River names its fallback for
+// drivers without LISTEN) are its internals, not the operator's business.
+type warnOnly struct{ slog.Handler }
+
+func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+func (h warnOnly) WithAttrs(a []slog.Attr) slog.Handler { return warnOnly{h.Handler.WithAttrs(a)} }
+func (h warnOnly) WithGroup(n string) slog.Handler      { return warnOnly{h.Handler.WithGroup(n)} }

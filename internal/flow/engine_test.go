@@ -377,3 +377,25 @@ func TestWaitingStepResumes(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeFlows: a flows file adds to the built-in flows and replaces
+// those it names.
+func TestMergeFlows(t *testing.T) {
+	over, err := ParseConfig([]byte("flows:\n  - name: hyperspectral\n    steps:\n      - {name: transfer}\n  - name: extra\n    steps:\n      - {name: transfer}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Merge(DefaultConfig(), over)
+	hs, _ := m.Flow("hyperspectral")
+	if _, ok := m.Flow("extra"); !ok || len(hs.Steps) != 1 {
+		t.Fatalf("merged: %+v", m.Flows)
+	}
+	for _, name := range []string{"spatiotemporal", "emd", "hpc"} {
+		if _, ok := m.Flow(name); !ok {
+			t.Errorf("built-in flow %s lost", name)
+		}
+	}
+	if len(m.Flows) != len(DefaultConfig().Flows)+1 {
+		t.Errorf("%d flows", len(m.Flows))
+	}
+}

@@ -158,6 +158,20 @@ func DefaultConfig() Config {
 	return c
 }
 
+// Merge returns the flows of over and those of base that over does not
+// redefine (by name).
+func Merge(base, over Config) Config {
+	// over's flows first: their indexes stay those of its YAML, so errors
+	// name the right lines.
+	out := Config{src: over.src, Flows: append([]Definition(nil), over.Flows...)}
+	for _, f := range base.Flows {
+		if _, ok := over.Flow(f.Name); !ok {
+			out.Flows = append(out.Flows, f)
+		}
+	}
+	return out
+}
+
 // LoadConfig reads a flow configuration file.
 func LoadConfig(path string) (Config, error) {
 	b, err := os.ReadFile(path)

@@ -122,10 +122,12 @@ type Server struct {
 	// metricsHTTP serves /metrics on Config.MetricsAddr, when set.
 	metricsHTTP *http.Server
 	closers     []func()
-	ln          net.Listener
-	wg          sync.WaitGroup
-	stopped     bool
-	mu          sync.Mutex
+	// unlock releases the SQLite data directory's lock (lockDataDir).
+	unlock  func()
+	ln      net.Listener
+	wg      sync.WaitGroup
+	stopped bool
+	mu      sync.Mutex
 }
 
 // Layout of DataDir.
@@ -158,12 +160,29 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	var db *store.DB
 	var err error
+	built := false
+	defer func() {
+		if built {
+			return
+		}
+		for _, c := range s.closers {
+			c()
+		}
+		if s.unlock != nil {
+			s.unlock()
+		}
+	}()
 	if cfg.DatabaseURL != "" {
 		db, err = store.OpenPostgres(ctx, cfg.DatabaseURL)
 		if cfg.CatalogURL == "" {
 			cfg.CatalogURL = cfg.DatabaseURL
 		}
 	} else {
+		unlock, lerr := lockDataDir(cfg.DataDir)
+		if lerr != nil {
+			return nil, fmt.Errorf("server: %w", lerr)
+		}
+		s.unlock = unlock
 		db, err = store.Open(ctx, s.dbPath())
 	}
 	if err != nil {
@@ -247,6 +266,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	// (limitRequests, the upload server's stall watchdog).
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	built = true
 	return s, nil
 }
 
@@ -360,6 +380,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, err)
+	}
+	if s.unlock != nil {
+		s.unlock()
 	}
 	return errors.Join(errs...)
 }
