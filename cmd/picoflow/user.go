@@ -40,7 +40,15 @@ func userCmd() *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			return auth.NewAccounts(db.Write, db.Read).Set(cmd.Context(), name, pw, groups...)
+			if err := auth.NewAccounts(db.Write, db.Read).Set(cmd.Context(), name, pw, groups...); err != nil {
+				return err
+			}
+			g := "no groups"
+			if len(groups) > 0 {
+				g = strings.Join(groups, ", ")
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "account %s set (user:%s; %s) in %s; sign in at the portal's /login\n", name, name, g, data)
+			return nil
 		},
 	}
 	f := set.Flags()

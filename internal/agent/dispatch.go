@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -231,12 +230,13 @@ func (a *Agent) finished(ctx context.Context, e *Entry, run *runView) {
 	}
 	var alerts []string
 	for _, al := range run.Alerts {
-		level := slog.LevelInfo
 		if al.Level == "warning" {
-			level = slog.LevelWarn
 			alerts = append(alerts, al.Message)
+			a.log.Warn("operator alert", "file", filepath.Base(e.Path), "message", al.Message)
+			continue
 		}
-		a.log.Log(ctx, level, "operator alert", "file", filepath.Base(e.Path), "message", al.Message)
+		// Information (the elements found), not an alert.
+		a.log.Info("analysis", "file", filepath.Base(e.Path), "result", al.Message)
 	}
 	if len(alerts) > 0 {
 		if err := a.ledger.setAlerts(ctx, e.ID, strings.Join(alerts, "\n")); err != nil {

@@ -324,6 +324,12 @@ func (r *Result) identify(opt IdentifyOptions) {
 	r.Fit = FitSpectrum(counts, cal, FitOptions{FWHMMn: o.FWHMMn, BeamEnergy: o.BeamEnergy, MinEnergy: math.Max(o.MinEnergy, DefaultMinXRayEnergy),
 		MinSignificance: o.MinSignificance})
 	r.Elements = elementsOf(r.Fit, o.FWHMMn)
+	if r.Elements == nil {
+		r.Elements = []Element{} // "elements": [] in elements.json, not null
+	}
+	if r.Peaks == nil {
+		r.Peaks = []Peak{}
+	}
 }
 
 // elementsOf turns the fitted families into elements; each element's map
