@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,6 +136,53 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return ok
 	}})
 	return a, nil
+}
+
+// Check validates the configuration before Start: every folder exists and
+// can be read, and, when the server answers, it accepts the token and
+// offers every folder's flow to it. An unreachable server is not an error
+// (the agent queues files until it answers); a refused token or an unknown
+// flow is, with what to do about it.
+func (a *Agent) Check(ctx context.Context) error {
+	var errs []error
+	for _, f := range a.cfg.Folders {
+		fi, err := os.Stat(f.Path)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("folder %s: %w", f.Path, err))
+		case !fi.IsDir():
+			errs = append(errs, fmt.Errorf("folder %s: not a directory", f.Path))
+		default:
+			if _, err := os.ReadDir(f.Path); err != nil {
+				errs = append(errs, fmt.Errorf("folder %s: cannot be read: %w", f.Path, err))
+			}
+		}
+	}
+	flows, err := a.api.flows(ctx)
+	switch {
+	case errors.Is(err, upload.ErrUnauthorized):
+		errs = append(errs, fmt.Errorf("the server refuses this agent's token (check PICOFLOW_TOKEN): %w", err))
+	case err != nil:
+		a.log.Warn("cannot check the flows now: the server does not answer; files wait until it does", "error", err)
+	default:
+		var names []string
+		allowed := map[string]bool{}
+		for _, fl := range flows {
+			if fl.Allowed {
+				names = append(names, fl.Name)
+				allowed[fl.Name] = true
+			}
+		}
+		for _, f := range a.cfg.Folders {
+			if !allowed[f.Flow] {
+				errs = append(errs, fmt.Errorf("folder %s: flow %q is not offered to this agent by the server (it may use: %s)", f.Path, f.Flow, strings.Join(names, ", ")))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("agent: configuration: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // folder returns the folder a path belongs to, if it matches its patterns.

@@ -342,6 +342,20 @@ func (c *apiClient) runFor(ctx context.Context, sha, flowName string) (*runView,
 	return nil, nil
 }
 
+type flowView struct {
+	Name    string `json:"name"`
+	Allowed bool   `json:"allowed"`
+}
+
+// flows lists the server's flows and whether this token may start each.
+func (c *apiClient) flows(ctx context.Context) ([]flowView, error) {
+	var out struct{ Flows []flowView }
+	if _, err := c.do(ctx, http.MethodGet, "/api/v1/flows", nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Flows, nil
+}
+
 func (c *apiClient) startRun(ctx context.Context, uploadURL string) (*runView, int, error) {
 	var out runView
 	status, err := c.do(ctx, http.MethodPost, "/api/v1/runs", map[string]string{"upload": uploadURL}, &out)

@@ -84,7 +84,10 @@ Example:
 				cfg.MaxBytesPerSecond = int64(rateMB * 1e6)
 			}
 			for _, f := range folders {
-				dir, flowName, _ := strings.Cut(f, "=")
+				dir, flowName, ok := strings.Cut(f, "=")
+				if !ok || dir == "" || flowName == "" {
+					return fmt.Errorf("agent: --folder %q: want DIR=FLOW, e.g. --folder D:\\Velox\\SI=hyperspectral", f)
+				}
 				cfg.Folders = append(cfg.Folders, agent.Folder{Path: dir, Flow: flowName})
 			}
 			if t := os.Getenv("PICOFLOW_TOKEN"); t != "" {
@@ -100,6 +103,10 @@ Example:
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			a, err := agent.New(cmd.Context(), cfg)
 			if err != nil {
+				return err
+			}
+			if err := a.Check(cmd.Context()); err != nil {
+				a.Stop()
 				return err
 			}
 			if err := a.Start(cmd.Context()); err != nil {

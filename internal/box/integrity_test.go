@@ -683,3 +683,48 @@ func TestSecondServerOnOneDataDir(t *testing.T) {
 	}
 	s.Stop(ctx)
 }
+
+// TestAgentChecksItsConfiguration: the agent refuses to start with a
+// missing folder, a flow the server does not offer to its token, or a
+// token the server refuses, saying which; an unreachable server is not a
+// reason (files wait).
+func TestAgentChecksItsConfiguration(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	restricted, _ := b.Server.Tokens.CreateRestricted(ctx, "emd only", "agent:emd-only", []string{"emd"}, auth.RoleAgent)
+	dir := t.TempDir()
+	check := func(server, token string, folders ...agent.Folder) error {
+		a, err := agent.New(ctx, agent.Config{Server: server, Token: token, Folders: folders, Ledger: filepath.Join(t.TempDir(), "l.db")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Stop()
+		return a.Check(ctx)
+	}
+	base := b.Server.URL()
+	if err := check(base, b.AgentToken, agent.Folder{Path: dir, Flow: "hyperspectral"}); err != nil {
+		t.Errorf("a good configuration: %v", err)
+	}
+	for _, tc := range []struct {
+		name, server, token string
+		folder              agent.Folder
+		want                string
+	}{
+		{"missing folder", base, b.AgentToken, agent.Folder{Path: filepath.Join(dir, "nope"), Flow: "emd"}, "no such file"},
+		{"misspelt flow", base, b.AgentToken, agent.Folder{Path: dir, Flow: "hyperspectal"}, `flow "hyperspectal" is not offered`},
+		{"flow not for this token", base, restricted, agent.Folder{Path: dir, Flow: "hyperspectral"}, "it may use: emd"},
+		{"refused token", base, "pf_wrong", agent.Folder{Path: dir, Flow: "emd"}, "refuses this agent's token"},
+	} {
+		if err := check(tc.server, tc.token, tc.folder); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if err := check("http://"+freePort(t), b.AgentToken, agent.Folder{Path: dir, Flow: "emd"}); err != nil {
+		t.Errorf("an unreachable server: %v (files should wait)", err)
+	}
+}

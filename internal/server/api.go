@@ -29,6 +29,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/files/", auth.Require(http.StripPrefix("/files/", s.uploads.Handler()), agents...))
 	mux.Handle("GET /api/v1/files/{sha}", auth.Require(http.HandlerFunc(s.getFile), agents...))
 	mux.Handle("POST /api/v1/runs", auth.Require(http.HandlerFunc(s.createRun), agents...))
+	mux.Handle("GET /api/v1/flows", auth.Require(http.HandlerFunc(s.listFlows), agents...))
 	mux.Handle("GET /api/v1/runs", auth.Require(http.HandlerFunc(s.listRuns), agents...))
 	mux.Handle("GET /api/v1/runs/{id}", auth.Require(http.HandlerFunc(s.getRun), agents...))
 	mux.Handle("POST /api/v1/runs/{id}/retry", auth.Require(http.HandlerFunc(s.retryRun), auth.RoleAdmin))
@@ -302,6 +303,23 @@ func (s *Server) quarantine(up *tusserver.Upload, name string) string {
 	}
 	s.uploads.Remove(up.ID)
 	return q
+}
+
+// FlowView is a flow as the API lists it: whether the caller's token may
+// start it (agents check their folders against this at start).
+type FlowView struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Allowed     bool   `json:"allowed"`
+}
+
+func (s *Server) listFlows(w http.ResponseWriter, r *http.Request) {
+	caller := auth.FromContext(r.Context())
+	out := []FlowView{}
+	for _, f := range s.cfg.Flows.Flows {
+		out = append(out, FlowView{Name: f.Name, Description: f.Description, Allowed: caller.MayStart(f.Name)})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"flows": out})
 }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
