@@ -109,7 +109,7 @@ func TestEndToEnd(t *testing.T) {
 		want = append(want, truth.Support)
 	}
 	slices.Sort(want)
-	if !slices.Equal(hit.Elements, want) || hit.Kind != "hyperspectral" || hit.Instrument == "" || !strings.HasSuffix(hit.Title, ": particles_001.emd") {
+	if !slices.Equal(hit.Elements, want) || hit.Kind != "hyperspectral" || hit.Instrument != "PicoProbe" || !strings.HasSuffix(hit.Title, ": particles_001.emd") {
 		t.Fatalf("record %+v, want elements %v", hit, want)
 	}
 	// Records are not public by default.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/picoflow/picoflow/internal/agent"
+	"github.com/picoflow/picoflow/internal/agentcli"
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/box"
 	"github.com/picoflow/picoflow/internal/catalog"
@@ -726,5 +727,34 @@ func TestAgentChecksItsConfiguration(t *testing.T) {
 	}
 	if err := check("http://"+freePort(t), b.AgentToken, agent.Folder{Path: dir, Flow: "emd"}); err != nil {
 		t.Errorf("an unreachable server: %v (files should wait)", err)
+	}
+}
+
+// TestAgentYAMLReference: the agent YAML of docs/operations.md loads with
+// every key understood.
+func TestAgentYAMLReference(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example string
+	for _, block := range strings.Split(string(doc), "```yaml\n")[1:] {
+		if b, _, _ := strings.Cut(block, "```"); strings.Contains(b, "# agent.yaml") {
+			example = b
+		}
+	}
+	if example == "" {
+		t.Fatal("docs/operations.md has no agent.yaml example")
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(path, []byte(example), 0o644)
+	cfg, err := agentcli.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server == "" || cfg.Instrument != "PicoProbe" || len(cfg.Folders) != 2 || cfg.Folders[0].Flow != "hyperspectral" || cfg.Settle != 2*time.Second ||
+		cfg.IncompleteAfter != 10*time.Minute || cfg.Uploads != 2 || cfg.MaxBytesPerSecond != 200000000 || cfg.Folders[0].Path != `D:\Velox\SI` {
+		t.Errorf("loaded %+v", cfg)
 	}
 }

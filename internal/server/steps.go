@@ -334,7 +334,9 @@ func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		}
 	}
 	e := &catalog.Entry{ID: sr.Run.ID, Record: an.Record, VisibleTo: visible, RunID: sr.Run.ID, SHA256: sr.Run.SHA256}
-	if sr.Run.Instrument != "" && e.Record.Instrument.Name == "" {
+	// The agent's --instrument is the facility's name for the microscope:
+	// it wins over the acquisition PC's name the file carries.
+	if sr.Run.Instrument != "" {
 		e.Record.Instrument.Name = sr.Run.Instrument
 	}
 	if err := s.Catalog.Put(ctx, e); err != nil {
