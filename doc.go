@@ -1,6 +1,6 @@
 // Package picoflow is the code map of the picoflow module. It holds no code.
 //
-//	cmd/picoflow                  the binary: server, agent, endpoint, demo, analyze, stats, token, user, simulate, bench
+//	cmd/picoflow                  the binary: server, agent, endpoint, demo, analyze, doctor, stats, token, user, simulate, bench
 //	cmd/picoflow-agent            the small instrument-PC binary (CGO off): run, status
 //	internal/agent                watch -> check complete -> hash -> ledger (SQLite outbox) -> upload -> flow
 //	internal/agentcli             the agent's command line, shared by both binaries

@@ -39,7 +39,7 @@ func run(ctx context.Context, workers *sandbox.Registry, args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(analyzeCmd(workers), simulateCmd(), benchCmd(workers), serverCmd(workers), demoCmd(workers), statsCmd(), tokenCmd(), userCmd(), endpointCmd(workers), agentcli.Command("agent"))
+	root.AddCommand(analyzeCmd(workers), doctorCmd(), simulateCmd(), benchCmd(workers), serverCmd(workers), demoCmd(workers), statsCmd(), tokenCmd(), userCmd(), endpointCmd(workers), agentcli.Command("agent"))
 	root.SetArgs(args)
 	return exitCode(root.ExecuteContext(ctx))
 }
