@@ -36,4 +36,7 @@
 //	                              physics for k-factors (generated from xraylib)
 //	internal/chart                PNG figures: calibrated maps with colour bar, log spectra
 //	internal/simulate             synthetic Velox EMD files with ground truth
+//	deploy/systemd                systemd units (server, endpoint, agent user service), verified in tests
+//	scripts/setup.sh              the README's two commands: install what the demo or the tests need, run them
+//	third_party/scigolib-hdf5     scigolib/hdf5 v0.14.1 with one patch (groups with many members)
 package picoflow
