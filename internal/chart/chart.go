@@ -2,6 +2,7 @@ package chart
 
 import (
 	"fmt"
+	xdraw "golang.org/x/image/draw"
 	"image"
 	"image/color"
 	"image/png"
@@ -65,8 +66,8 @@ func Map(w io.Writer, s MapSpec) error {
 	p.Title.Text = s.Title
 	p.X.Label.Text = axisLabel("x", s.X.Units)
 	p.Y.Label.Text = axisLabel("y", s.Y.Units)
-	// Image row 0 is the top of the scan: draw y increasing downwards.
-	p.Add(plotter.NewImage(img, x0, -y1, x1, -y0))
+	// Image row 0 is the top of the scan: draw y increasing downwards. The
+	// raster itself is drawn after the axes (below), pixel for pixel.
 	p.Y.Tick.Marker = negTicks{}
 	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = x0, x1, -y1, -y0
 
@@ -80,25 +81,43 @@ func Map(w io.Writer, s MapSpec) error {
 	c := vgimg.New(width, height)
 	dc := draw.New(c)
 	aspect := float64(s.NY) / float64(s.NX)
+	// The map on the left, the colour bar beside it (never over it).
+	const barWidth = 1.2 * vg.Inch
 	left := dc
-	left.Max.X = dc.Min.X + (dc.Max.X-dc.Min.X)*0.82
-	right := dc
-	right.Min.X = left.Max.X
-	right.Min.Y += (dc.Max.Y - dc.Min.Y) * 0.08
-	right.Max.Y -= (dc.Max.Y - dc.Min.Y) * 0.08
+	left.Max.X = dc.Max.X - barWidth
 	if aspect > 0 {
-		// Keep pixels square: shrink the plot area to the image aspect.
+		// Keep pixels square: narrow the plot to the image's aspect (the
+		// axes take about 0.9 in beside the data and 0.8 in below it).
 		wid := left.Max.X - left.Min.X
 		hgt := left.Max.Y - left.Min.Y
-		if vg.Length(aspect)*wid > hgt {
-			nw := hgt / vg.Length(aspect)
+		if nw := (hgt-0.8*vg.Inch)/vg.Length(aspect) + 0.9*vg.Inch; nw < wid {
 			left.Min.X += (wid - nw) / 2
-			left.Max.X = left.Min.X + nw + 0.9*vg.Inch
+			left.Max.X = left.Min.X + nw
 		}
 	}
+	right := dc
+	right.Min.X = left.Max.X + 0.1*vg.Inch
+	right.Max.X = right.Min.X + barWidth - 0.1*vg.Inch
+	right.Min.Y += (dc.Max.Y - dc.Min.Y) * 0.08
+	right.Max.Y -= (dc.Max.Y - dc.Min.Y) * 0.08
 	p.Draw(left)
 	bar.Draw(right)
+	drawRaster(c, p.DataCanvas(left), img)
 	return encodePNG(w, c)
+}
+
+// drawRaster paints img over the data area of a plot, each map pixel a
+// block of canvas pixels (nearest neighbour: a map shows its pixels, not a
+// blur, and the scaling costs a fraction of a smoothing kernel's).
+func drawRaster(c *vgimg.Canvas, da draw.Canvas, img image.Image) {
+	dst, ok := c.Image().(xdraw.Image)
+	if !ok {
+		return
+	}
+	px := func(l vg.Length) float64 { return float64(l) * c.DPI() / 72 }
+	h := float64(dst.Bounds().Dy())
+	r := image.Rect(int(math.Round(px(da.Min.X))), int(math.Round(h-px(da.Max.Y))), int(math.Round(px(da.Max.X))), int(math.Round(h-px(da.Min.Y))))
+	xdraw.NearestNeighbor.Scale(dst, r, img, img.Bounds(), xdraw.Over, nil)
 }
 
 // encodePNG writes a canvas as PNG with fast compression: plots are mostly
