@@ -13,6 +13,8 @@
 //	internal/compute              tasks for compute endpoints (leases), the endpoint runner, block scaling;
 //	                              Provider backends local/ slurm/ pbs/; computetest/
 //	internal/flow                 YAML flows, runs and steps on River jobs, events, statistics
+//	internal/logging              the services' loggers: text or JSON lines (--log-format)
+//	internal/configfile           a service's YAML settings into its flags (--config; flags win)
 //	internal/sqlitewal            open SQLite in WAL mode, safe when several processes create one file at once
 //	internal/store                SQLite: one writer, a read pool, River and picoflow migrations
 //	internal/catalog              records, ACLs, search and facets (Index seam); sqlite/ FTS5, postgres/; catalogtest/

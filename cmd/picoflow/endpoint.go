@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"github.com/picoflow/picoflow/internal/configfile"
+	"github.com/picoflow/picoflow/internal/logging"
 	"log/slog"
 	"os"
 	"strings"
@@ -22,6 +24,7 @@ func endpointCmd(workers *sandbox.Registry) *cobra.Command {
 	var n int
 	var memMB uint64
 	var idle time.Duration
+	var cfgFile string
 	cmd := &cobra.Command{
 		Use:   "endpoint",
 		Short: "Run a compute endpoint: pull analysis tasks from the server over HTTPS and run them here",
@@ -35,6 +38,11 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
   picoflow token create --subject endpoint:polaris --group role:endpoint`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgFile != "" {
+				if err := configfile.Apply(cmd.Flags(), cfgFile); err != nil {
+					return err
+				}
+			}
 			token := os.Getenv("PICOFLOW_TOKEN")
 			if token == "" {
 				return fmt.Errorf("endpoint: no API token (set PICOFLOW_TOKEN)")
@@ -45,7 +53,7 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
 			}
 			e := &compute.Endpoint{Server: strings.TrimRight(server, "/"), Token: token, Name: name, Workers: n, WorkDir: workDir,
 				Run:    command.EndpointRun(cmds, cmdMemMB<<20, analysis.EndpointRun(workers, sandbox.Limits{Memory: memMB << 20})),
-				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), IdleExit: idle}
+				Logger: logging.New(slog.LevelInfo), IdleExit: idle}
 			if err := e.Start(cmd.Context()); err != nil {
 				return err
 			}
@@ -58,6 +66,7 @@ The token (PICOFLOW_TOKEN) needs role:endpoint:
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&cfgFile, "config", "", "YAML file of settings: each key a flag's name (server: https://..., workers: 4, command: [...]); flags given here win")
 	f.StringVar(&server, "server", "http://127.0.0.1:8470", "server base URL, or several replicas' URLs separated by commas (tried in turn when one is unreachable)")
 	f.StringVar(&name, "name", "", "endpoint name (default: the host name)")
 	f.IntVar(&n, "workers", 2, "tasks run at once")

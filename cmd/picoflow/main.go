@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/picoflow/picoflow/internal/logging"
 	"os"
 	"os/signal"
 	"syscall"
@@ -39,6 +40,7 @@ func run(ctx context.Context, workers *sandbox.Registry, args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	logging.AddFlag(root.PersistentFlags())
 	root.AddCommand(analyzeCmd(workers), doctorCmd(), simulateCmd(), benchCmd(workers), serverCmd(workers), demoCmd(workers), statsCmd(), tokenCmd(), userCmd(), endpointCmd(workers), agentcli.Command("agent"))
 	root.SetArgs(args)
 	return exitCode(root.ExecuteContext(ctx))

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/picoflow/picoflow/internal/configfile"
+	"github.com/picoflow/picoflow/internal/logging"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -43,6 +45,7 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 	var metricsAddr string
 	var minFreeMB uint64
 	var uploadExpiry time.Duration
+	var cfgFile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the facility server: ingest, flows, analysis, catalog and API",
@@ -51,8 +54,13 @@ func serverCmd(workers *sandbox.Registry) *cobra.Command {
 Create tokens for agents and people with 'picoflow token create'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgFile != "" {
+				if err := configfile.Apply(cmd.Flags(), cfgFile); err != nil {
+					return err
+				}
+			}
 			cfg := server.Config{DataDir: data, Addr: addr, Workers: workers, AnalysisMemory: memMB << 20, AnalysisWorkers: analyses, CatalogURL: catalogURL, Model: model, ORTLibrary: ortLib, DatabaseURL: dbURL, RescueAfter: rescueAfter,
-				Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), MetricsAddr: metricsAddr, MinFree: int64(minFreeMB << 20), UploadExpiry: uploadExpiry}
+				Logger: logging.New(slog.LevelInfo), MetricsAddr: metricsAddr, MinFree: int64(minFreeMB << 20), UploadExpiry: uploadExpiry}
 			for _, p := range trusted {
 				pfx, err := netip.ParsePrefix(p)
 				if err != nil {
@@ -113,6 +121,7 @@ Create tokens for agents and people with 'picoflow token create'.`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&cfgFile, "config", "", "YAML file of settings: each key a flag's name (data: /srv/picoflow, flows: flows.yaml, command: [...]); flags given here win")
 	f.StringVar(&data, "data", "picoflow-data", "data directory")
 	f.StringVar(&addr, "addr", "127.0.0.1:8470", "listen address")
 	f.StringVar(&flowsPath, "flows", "", "flow definitions (YAML): added to the built-in flows, replacing those of the same name")

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/picoflow/picoflow/internal/logging"
 	"log/slog"
 	"net/http"
 	"os"
@@ -24,6 +25,7 @@ import (
 // Command returns the agent command with run and status subcommands.
 func Command(use string) *cobra.Command {
 	root := &cobra.Command{Use: use, Short: "Watch instrument folders and send every finished file to the picoflow server"}
+	logging.AddFlag(root.PersistentFlags())
 	root.AddCommand(runCmd(), statusCmd())
 	return root
 }
@@ -100,7 +102,7 @@ Example:
 			if verbose {
 				level = slog.LevelDebug
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.Logger = logging.New(level)
 			a, err := agent.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
