@@ -105,6 +105,15 @@ Create tokens for agents and people with 'picoflow token create'.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "picoflow server on %s (data %s)\n", srv.URL(), data)
+			// Say at start what the configured features lack (picoflow doctor).
+			for _, c := range doctorChecks(cmd.Context(), data, "") {
+				used := c.Feature == "movies (MP4 videos)" || c.Required ||
+					(c.Feature == "movies with --model (YOLO)" && model != "") ||
+					(c.Feature == "--provider slurm" && blocks.Provider == "slurm") || (c.Feature == "--provider pbs" && blocks.Provider == "pbs")
+				if used && !c.OK {
+					cfg.Logger.Warn("missing: "+c.Need, "feature", c.Feature, "detail", c.Detail, "fix", c.Fix)
+				}
+			}
 			if blocks.Provider != "" {
 				blocks.Data = data
 				sc, err := blockScaler(cmd.Context(), srv, blocks)
