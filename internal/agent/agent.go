@@ -56,6 +56,10 @@ type Config struct {
 	Settle time.Duration `yaml:"settle"`
 	// Rescan is the period of the full folder rescan (default 30s).
 	Rescan time.Duration `yaml:"rescan"`
+	// RecheckFailed is how often the runs of failed files are asked for
+	// again, so a run an administrator retried at the server shows as done
+	// here too (default 2m).
+	RecheckFailed time.Duration `yaml:"recheck_failed"`
 	// IncompleteAfter: a file whose HDF5 header still claims more bytes
 	// than it has after this long is sent anyway, so the server records
 	// why it cannot be read (default 10m).
@@ -212,6 +216,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.wg.Go(func() { a.intake(ctx) })
 	a.wg.Go(func() { a.dispatch(ctx) })
+	a.wg.Go(func() { a.recheckFailed(ctx) })
 	a.log.Info("agent started", "name", a.cfg.Name, "server", a.cfg.Server, "folders", len(a.cfg.Folders))
 	return nil
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -157,6 +158,12 @@ func (a *Agent) deliver(ctx context.Context, e *Entry) {
 			return err
 		})
 		cancel()
+		if errors.Is(err, upload.ErrRejected) && strings.Contains(err.Error(), "is not configured on this server") {
+			// The server's configuration, not the file: it is sent once
+			// the server offers the flow again.
+			a.retryLater(ctx, e, StateReady, "", fmt.Errorf("waiting for the server to offer flow %q: %w", e.Flow, err))
+			return
+		}
 		if errors.Is(err, upload.ErrRejected) {
 			a.fail(ctx, e, err)
 			return
@@ -191,6 +198,39 @@ func (a *Agent) deliver(ctx context.Context, e *Entry) {
 		a.retryLater(ctx, e, StateUploaded, url, err)
 	default:
 		a.started(ctx, e, run)
+	}
+}
+
+// recheckFailed asks the server, now and then, about the runs of files that
+// failed: a run retried at the server (by an administrator, or restarted
+// by a new upload) that has succeeded or is going again is followed here.
+func (a *Agent) recheckFailed(ctx context.Context) {
+	t := time.NewTicker(cmp.Or(a.cfg.RecheckFailed, 2*time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		failed, err := a.ledger.failedWithRuns(ctx, 64)
+		if err != nil {
+			continue
+		}
+		for _, e := range failed {
+			run, err := a.api.run(ctx, e.RunID)
+			if err != nil || run.State == "failed" {
+				continue
+			}
+			a.log.Info("a failed file's run was retried at the server", "file", e.Path, "run_id", run.ID, "state", run.State)
+			if run.terminal() {
+				a.finished(ctx, e, run)
+				continue
+			}
+			if err := a.ledger.update(ctx, e.ID, StateStarted, e.UploadURL, run.ID, "", time.Time{}); err == nil {
+				a.changed(ctx, e.ID)
+			}
+		}
 	}
 }
 
@@ -363,6 +403,14 @@ func (c *apiClient) startRun(ctx context.Context, uploadURL string) (*runView, i
 		return nil, status, err
 	}
 	return &out, status, nil
+}
+
+func (c *apiClient) run(ctx context.Context, id string) (*runView, error) {
+	var out runView
+	if _, err := c.do(ctx, http.MethodGet, "/api/v1/runs/"+url.PathEscape(id), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 func (c *apiClient) waitRun(ctx context.Context, id string, d time.Duration) (*runView, error) {

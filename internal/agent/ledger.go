@@ -209,6 +209,12 @@ func (l *ledger) entries(ctx context.Context, q string, args ...any) ([]*Entry, 
 	return out, rows.Err()
 }
 
+// failedWithRuns returns the newest failed rows that have a run at the
+// server.
+func (l *ledger) failedWithRuns(ctx context.Context, limit int) ([]*Entry, error) {
+	return l.entries(ctx, `SELECT `+entryCols+` FROM file WHERE state = ? AND run_id != '' ORDER BY updated_at DESC LIMIT ?`, StateFailed, limit)
+}
+
 // list returns the newest rows first.
 func (l *ledger) list(ctx context.Context, limit int) ([]*Entry, error) {
 	return l.entries(ctx, `SELECT `+entryCols+` FROM file ORDER BY id DESC LIMIT ?`, limit)

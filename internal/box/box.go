@@ -57,6 +57,9 @@ type Config struct {
 	// Commands are the commands the server and the endpoints may run for
 	// steps of type command.
 	Commands command.Set
+	// RecheckFailed is the agent's period of asking about failed files'
+	// runs again (agent.Config).
+	RecheckFailed time.Duration
 	// Server, when set, adjusts the server's configuration before it
 	// starts (tests: limits, metrics address).
 	Server func(*server.Config)
@@ -148,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 	b.Agent, err = agent.New(ctx, agent.Config{
 		Server: srv.URL(), Token: b.AgentToken, Name: "picoprobe-pc", Instrument: "PicoProbe",
 		Folders: folders, Ledger: filepath.Join(cfg.Dir, "instrument", "agent.db"),
-		Settle: cmp.Or(cfg.Settle, time.Second), Logger: log.With("side", "agent"), OnChange: cfg.OnChange,
+		Settle: cmp.Or(cfg.Settle, time.Second), Logger: log.With("side", "agent"), OnChange: cfg.OnChange, RecheckFailed: cfg.RecheckFailed,
 	})
 	if err != nil {
 		b.Stop(ctx)

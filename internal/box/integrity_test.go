@@ -23,6 +23,7 @@ import (
 	"github.com/picoflow/picoflow/internal/box"
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/checksum"
+	"github.com/picoflow/picoflow/internal/command"
 	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/record"
@@ -756,5 +757,68 @@ func TestAgentYAMLReference(t *testing.T) {
 	if cfg.Server == "" || cfg.Instrument != "PicoProbe" || len(cfg.Folders) != 2 || cfg.Folders[0].Flow != "hyperspectral" || cfg.Settle != 2*time.Second ||
 		cfg.IncompleteAfter != 10*time.Minute || cfg.Uploads != 2 || cfg.MaxBytesPerSecond != 200000000 || cfg.Folders[0].Path != `D:\Velox\SI` {
 		t.Errorf("loaded %+v", cfg)
+	}
+}
+
+// TestAgentFollowsServerRetry: a file whose run failed shows as done at
+// the agent once an administrator's retry at the server has succeeded.
+func TestAgentFollowsServerRetry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	marker := filepath.Join(t.TempDir(), "fixed")
+	flows, err := flow.ParseConfig([]byte(`
+flows:
+  - name: picky
+    steps:
+      - {name: transfer}
+      - {name: analyze}
+      - {name: check, type: command, params: {command: check}, attempts: 1}
+      - {name: publish}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := command.Parse([]string{`check=sh -c 'test -f ` + marker + `'`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	states := map[string]bool{}
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, Flows: &flows, Commands: cmds,
+		RecheckFailed: 200 * time.Millisecond, OnChange: func(e agent.Entry) {
+			mu.Lock()
+			states[e.State] = true
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	data, _ := simulated(t, 80)
+	os.WriteFile(filepath.Join(b.Folders["picky"], "p.emd"), data, 0o644)
+	entry := func() *agent.Entry {
+		es, _ := b.Agent.Entries(ctx, 10)
+		if len(es) == 0 {
+			return nil
+		}
+		return es[0]
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for e := entry(); e == nil || e.State != agent.StateFailed; e = entry() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the file did not fail: %+v", e)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	os.WriteFile(marker, nil, 0o644)
+	if status, body, _ := call(t, http.MethodPost, b.Server.URL()+"/api/v1/runs/"+entry().RunID+"/retry", b.AdminToken, nil); status != 200 {
+		t.Fatalf("retry: %d %s", status, body)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for e := entry(); e.State != agent.StateDone; e = entry() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent still shows %s after the retry succeeded at the server", e.State)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
