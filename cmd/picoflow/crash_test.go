@@ -370,9 +370,9 @@ func TestAgentOffline(t *testing.T) {
 	})
 }
 
-// TestAgentWrongToken: an agent whose token the server refuses keeps its
-// files waiting, says why, and sends them once restarted with the right
-// token; nothing is marked failed.
+// TestAgentWrongToken: an agent whose token the server refuses says so and
+// does not start (it checks its configuration first); the files wait and go
+// once it is restarted with the right token; nothing is marked failed.
 func TestAgentWrongToken(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
@@ -380,15 +380,24 @@ func TestAgentWrongToken(t *testing.T) {
 	r.server(t)
 	good := r.token
 	r.token = "pf_" + strings.Repeat("0", 40)
+	// A token the server refuses: the agent says so and does not start
+	// (it checks its configuration first); the file stays where it is.
 	a := r.agent(t)
-	eventually(t, 30*time.Second, "the agent to be refused", func() bool {
-		e := r.entry(t)
-		return e != nil && e.Attempts > 0 && strings.Contains(e.Error, "refuses this agent's token")
-	})
-	if e := r.entry(t); e.State != agent.StateReady {
+	exited := make(chan error, 1)
+	go func() { exited <- a.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		b, _ := os.ReadFile(a.log)
+		if err == nil || !strings.Contains(string(b), "refuses this agent's token") {
+			t.Fatalf("agent with a refused token: exit %v, log:\n%s", err, b)
+		}
+	case <-time.After(30 * time.Second):
+		a.kill()
+		t.Fatal("the agent with a refused token did not stop")
+	}
+	if e := r.entry(t); e != nil && e.State != agent.StateReady && e.State != agent.StateSeen {
 		t.Fatalf("a refused token changed the file's state to %s", e.State)
 	}
-	a.kill()
 	r.token = good
 	r.agent(t)
 	eventually(t, 90*time.Second, "the file to be done", func() bool {
