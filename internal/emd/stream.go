@@ -278,18 +278,24 @@ func (st *Stream) Maps(r FrameRange, lut []int, n int) [][]uint32 {
 			}
 		}
 	})
-	maps := make([][]uint32, n)
-	for i := range maps {
-		maps[i] = make([]uint32, npix)
+	return gather(acc, n, npix)
+}
+
+// gather sums the workers' pixel-interleaved accumulators (acc[w][px*n+k])
+// into n maps of npix pixels.
+func gather[T uint32 | float32](acc [][]T, n, npix int) [][]T {
+	out := make([][]T, n)
+	for k := range out {
+		out[k] = make([]T, npix)
 	}
-	for w := range nw {
+	for _, a := range acc {
 		for px := range npix {
-			for l := range n {
-				maps[l][px] += acc[w][px*n+l]
+			for k := range n {
+				out[k][px] += a[px*n+k]
 			}
 		}
 	}
-	return maps
+	return out
 }
 
 // Cube builds the full NY×NX×Channels count cube. It refuses cubes larger
@@ -338,16 +344,5 @@ func (st *Stream) Project(r FrameRange, coef []float32, n, lo, hi int) [][]float
 			}
 		}
 	})
-	out := make([][]float32, n)
-	for k := range out {
-		out[k] = make([]float32, npix)
-	}
-	for w := range nw {
-		for px := range npix {
-			for k := range n {
-				out[k][px] += acc[w][px*n+k]
-			}
-		}
-	}
-	return out
+	return gather(acc, n, npix)
 }

@@ -155,22 +155,28 @@ func cholSolve(a, b []float64, n int) ([]float64, error) {
 	if err := cholesky(a, n); err != nil {
 		return nil, err
 	}
+	return substitute(a, b, n), nil
+}
+
+// substitute solves L Lᵀ y = b for the Cholesky factor L (lower triangle
+// of l): forward, then back substitution.
+func substitute(l, b []float64, n int) []float64 {
 	y := make([]float64, n)
 	for i := range n {
 		s := b[i]
 		for k := range i {
-			s -= a[i*n+k] * y[k]
+			s -= l[i*n+k] * y[k]
 		}
-		y[i] = s / a[i*n+i]
+		y[i] = s / l[i*n+i]
 	}
 	for i := n - 1; i >= 0; i-- {
 		s := y[i]
 		for k := i + 1; k < n; k++ {
-			s -= a[k*n+i] * y[k]
+			s -= l[k*n+i] * y[k]
 		}
-		y[i] = s / a[i*n+i]
+		y[i] = s / l[i*n+i]
 	}
-	return y, nil
+	return y
 }
 
 // invertSPD returns the inverse of the symmetric positive definite a.
@@ -184,23 +190,8 @@ func invertSPD(a []float64, n int) ([]float64, error) {
 	for c := range n {
 		clear(e)
 		e[c] = 1
-		y := make([]float64, n)
-		for i := range n {
-			s := e[i]
-			for k := range i {
-				s -= l[i*n+k] * y[k]
-			}
-			y[i] = s / l[i*n+i]
-		}
-		for i := n - 1; i >= 0; i-- {
-			s := y[i]
-			for k := i + 1; k < n; k++ {
-				s -= l[k*n+i] * y[k]
-			}
-			y[i] = s / l[i*n+i]
-		}
-		for i := range n {
-			inv[i*n+c] = y[i]
+		for i, v := range substitute(l, e, n) {
+			inv[i*n+c] = v
 		}
 	}
 	return inv, nil
