@@ -318,6 +318,21 @@ type RunSpec struct {
 
 func now() time.Time { return time.Now().UTC() }
 
+// times returns now, when the file started to arrive (never after now) and
+// the run's metadata as JSON.
+func (spec RunSpec) times() (t, recv time.Time, meta []byte, err error) {
+	t = now()
+	recv = spec.Received
+	if recv.IsZero() || recv.After(t) {
+		recv = t
+	}
+	if spec.Meta == nil {
+		spec.Meta = map[string]any{}
+	}
+	meta, err = json.Marshal(spec.Meta)
+	return t, recv, meta, err
+}
+
 func newID(t time.Time) string {
 	b := make([]byte, 5)
 	rand.Read(b)
@@ -335,15 +350,7 @@ func (e *Engine) StartRun(ctx context.Context, spec RunSpec) (*Run, bool, error)
 	if len(spec.SHA256) != 64 {
 		return nil, false, fmt.Errorf("start run: %w: sha256 must be 64 hex digits", ErrPermanent)
 	}
-	t := now()
-	recv := spec.Received
-	if recv.IsZero() || recv.After(t) {
-		recv = t
-	}
-	if spec.Meta == nil {
-		spec.Meta = map[string]any{}
-	}
-	meta, err := json.Marshal(spec.Meta)
+	t, recv, meta, err := spec.times()
 	if err != nil {
 		return nil, false, fmt.Errorf("start run: %w", err)
 	}
@@ -410,15 +417,7 @@ func (e *Engine) Restart(ctx context.Context, id string, spec RunSpec) (*Run, er
 	if !ok {
 		return nil, fmt.Errorf("restart run %s: flow %q: %w", id, r.Flow, ErrNotFound)
 	}
-	t := now()
-	recv := spec.Received
-	if recv.IsZero() || recv.After(t) {
-		recv = t
-	}
-	if spec.Meta == nil {
-		spec.Meta = map[string]any{}
-	}
-	meta, err := json.Marshal(spec.Meta)
+	t, recv, meta, err := spec.times()
 	if err != nil {
 		return nil, fmt.Errorf("restart run %s: %w", id, err)
 	}
