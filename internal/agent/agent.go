@@ -272,6 +272,7 @@ func (a *Agent) intake(ctx context.Context) {
 				fi, err := os.Stat(p)
 				if err != nil {
 					delete(incomplete, p)
+					a.ledger.clearWaiting(ctx, p)
 					continue
 				}
 				f := watch.File{Path: p, Size: fi.Size(), ModTime: fi.ModTime()}
@@ -280,6 +281,16 @@ func (a *Agent) intake(ctx context.Context) {
 				}
 			}
 		}
+	}
+}
+
+// hold records that a file is held back and why (shown by status).
+func (a *Agent) hold(ctx context.Context, f watch.File, since time.Time, reason string) {
+	if since.IsZero() {
+		since = time.Now()
+	}
+	if err := a.ledger.setWaiting(ctx, Waiting{Path: f.Path, Size: f.Size, Reason: reason, Since: since}); err != nil {
+		a.log.Warn("record waiting file", "file", f.Path, "error", err)
 	}
 }
 
@@ -299,6 +310,7 @@ func (a *Agent) admit(ctx context.Context, f watch.File, incompleteSince time.Ti
 	case errors.Is(err, superblock.ErrIncomplete):
 		if incompleteSince.IsZero() || time.Since(incompleteSince) < a.cfg.IncompleteAfter {
 			a.log.Debug("file not complete yet", "file", f.Path, "reason", err)
+			a.hold(ctx, f, incompleteSince, fmt.Sprintf("not complete yet (%v); sent anyway after %s", err, a.cfg.IncompleteAfter))
 			return false
 		}
 		note = fmt.Sprintf("sent incomplete after %s: %v", a.cfg.IncompleteAfter, err)
@@ -312,6 +324,7 @@ func (a *Agent) admit(ctx context.Context, f watch.File, incompleteSince time.Ti
 	}
 	if openForWrite(f.Path) {
 		a.log.Debug("file still open for writing", "file", f.Path)
+		a.hold(ctx, f, incompleteSince, "still open for writing")
 		return false
 	}
 	sum, n, err := checksum.File(ctx, f.Path)
@@ -327,6 +340,7 @@ func (a *Agent) admit(ctx context.Context, f watch.File, incompleteSince time.Ti
 		a.log.Error("record file", "file", f.Path, "error", err)
 		return false
 	}
+	a.ledger.clearWaiting(ctx, f.Path)
 	if e != nil {
 		a.log.Info("file ready", "file", f.Path, "bytes", f.Size, "sha256", sum[:12], "state", e.State)
 		a.changed(ctx, e.ID)

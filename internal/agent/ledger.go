@@ -46,6 +46,14 @@ CREATE TABLE IF NOT EXISTS file (
 );
 CREATE INDEX IF NOT EXISTS file_state ON file (state, next_try);
 CREATE INDEX IF NOT EXISTS file_content ON file (sha256, flow);
+-- Files the agent holds back before hashing them: not complete yet, or
+-- still open for writing; shown by status with the reason.
+CREATE TABLE IF NOT EXISTS waiting (
+  path    TEXT PRIMARY KEY,
+  size    INTEGER NOT NULL,
+  reason  TEXT NOT NULL,
+  since   INTEGER NOT NULL
+);
 `
 
 // Entry is one file's row in the ledger.
@@ -240,6 +248,50 @@ func ReadLedger(ctx context.Context, path string, limit int) ([]*Entry, error) {
 	}
 	defer l.close()
 	return l.list(ctx, limit)
+}
+
+// Waiting is a file the agent holds back before sending it.
+type Waiting struct {
+	Path   string    `json:"path"`
+	Size   int64     `json:"size"`
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+}
+
+func (l *ledger) setWaiting(ctx context.Context, w Waiting) error {
+	_, err := l.db.ExecContext(ctx, `INSERT INTO waiting (path, size, reason, since) VALUES (?, ?, ?, ?)
+		ON CONFLICT (path) DO UPDATE SET size = excluded.size, reason = excluded.reason`, w.Path, w.Size, w.Reason, w.Since.UnixMicro())
+	return err
+}
+
+func (l *ledger) clearWaiting(ctx context.Context, path string) error {
+	_, err := l.db.ExecContext(ctx, `DELETE FROM waiting WHERE path = ?`, path)
+	return err
+}
+
+// ReadWaiting returns the files an agent holds back, oldest first.
+func ReadWaiting(ctx context.Context, path string) ([]Waiting, error) {
+	l, err := openLedger(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+	rows, err := l.db.QueryContext(ctx, `SELECT path, size, reason, since FROM waiting ORDER BY since`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Waiting
+	for rows.Next() {
+		var w Waiting
+		var since int64
+		if err := rows.Scan(&w.Path, &w.Size, &w.Reason, &since); err != nil {
+			return nil, err
+		}
+		w.Since = time.UnixMicro(since)
+		out = append(out, w)
+	}
+	return out, rows.Err()
 }
 
 // LedgerCounts returns how many files of a ledger are in each state.

@@ -164,7 +164,15 @@ func statusCmd() *cobra.Command {
 					parts = append(parts, fmt.Sprintf("%d %s", n, st))
 				}
 			}
-			fmt.Fprintf(out, "files: %s\n\n", cmp.Or(strings.Join(parts, ", "), "none yet"))
+			fmt.Fprintf(out, "files: %s\n", cmp.Or(strings.Join(parts, ", "), "none yet"))
+			waiting, err := agent.ReadWaiting(ctx, ledger)
+			if err != nil {
+				return err
+			}
+			for _, w := range waiting {
+				fmt.Fprintf(out, "waiting: %s (%.1f MB, since %s): %s\n", w.Path, float64(w.Size)/1e6, w.Since.Format(time.DateTime), w.Reason)
+			}
+			fmt.Fprintln(out)
 			entries, err := agent.ReadLedger(ctx, ledger, limit)
 			if err != nil {
 				return err

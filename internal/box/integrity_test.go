@@ -822,3 +822,41 @@ flows:
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestStatusShowsWaitingFiles: a file that is not complete yet (its HDF5
+// header claims more bytes than are there) is listed as waiting, with the
+// reason, while the agent holds it; once complete it is sent and no longer
+// waiting.
+func TestStatusShowsWaitingFiles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o := &outcomes{ch: make(chan agent.Entry, 4)}
+	dir := t.TempDir()
+	b, err := box.Start(ctx, box.Config{Dir: dir, Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	data, _ := simulated(t, 90)
+	path := filepath.Join(b.Folders["hyperspectral"], "growing.emd")
+	os.WriteFile(path, data[:len(data)/2], 0o644)
+	ledger := filepath.Join(dir, "instrument", "agent.db")
+	var waiting []agent.Waiting
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		waiting, _ = agent.ReadWaiting(ctx, ledger)
+		if len(waiting) == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(waiting) != 1 || waiting[0].Path != path || !strings.Contains(waiting[0].Reason, "not complete yet") {
+		t.Fatalf("waiting: %+v", waiting)
+	}
+	os.WriteFile(path, data, 0o644)
+	if e := o.next(t); e.State != agent.StateDone || e.Path != path {
+		t.Fatalf("the completed file: %+v", e)
+	}
+	if w, _ := agent.ReadWaiting(ctx, ledger); len(w) != 0 {
+		t.Errorf("still waiting after it was sent: %+v", w)
+	}
+}
