@@ -18,6 +18,7 @@ func main() {
 	defer stop()
 	cmd := agentcli.Command("picoflow-agent")
 	cmd.SilenceUsage = true
+	cmd.SilenceErrors = true // main prints the error once
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "picoflow-agent:", err)
 		os.Exit(1)
