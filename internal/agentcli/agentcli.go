@@ -26,7 +26,7 @@ import (
 func Command(use string) *cobra.Command {
 	root := &cobra.Command{Use: use, Short: "Watch instrument folders and send every finished file to the picoflow server"}
 	logging.AddFlag(root.PersistentFlags())
-	root.AddCommand(runCmd(), statusCmd())
+	root.AddCommand(runCmd(), statusCmd(), serviceCmd())
 	return root
 }
 
@@ -103,20 +103,27 @@ Example:
 				level = slog.LevelDebug
 			}
 			cfg.Logger = logging.New(level)
-			a, err := agent.New(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			if err := a.Check(cmd.Context()); err != nil {
+			runAgent := func(ctx context.Context) error {
+				a, err := agent.New(ctx, cfg)
+				if err != nil {
+					return err
+				}
+				if err := a.Check(ctx); err != nil {
+					a.Stop()
+					return err
+				}
+				if err := a.Start(ctx); err != nil {
+					return err
+				}
+				<-ctx.Done()
 				a.Stop()
+				return nil
+			}
+			// Started by the Windows service manager: run under it.
+			if ok, err := runAsService(runAgent); ok {
 				return err
 			}
-			if err := a.Start(cmd.Context()); err != nil {
-				return err
-			}
-			<-cmd.Context().Done()
-			a.Stop()
-			return nil
+			return runAgent(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
