@@ -33,6 +33,11 @@ type Folder struct {
 	Flow string `yaml:"flow" json:"flow"`
 	// Patterns select files by base name (default ["*.emd"]).
 	Patterns []string `yaml:"patterns" json:"patterns"`
+	// Instrument, Proposal and Sample describe this folder's files in their
+	// records (Instrument overrides the agent's).
+	Instrument string `yaml:"instrument" json:"instrument,omitempty"`
+	Proposal   string `yaml:"proposal" json:"proposal,omitempty"`
+	Sample     string `yaml:"sample" json:"sample,omitempty"`
 }
 
 // Config configures an Agent.

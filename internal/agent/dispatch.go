@@ -150,6 +150,14 @@ func (a *Agent) deliver(ctx context.Context, e *Entry) {
 			upload.MetaFilename: filepath.Base(e.Path), upload.MetaSHA256: e.SHA256, upload.MetaFlow: e.Flow,
 			upload.MetaAgent: a.cfg.Name, upload.MetaInstrument: a.cfg.Instrument, upload.MetaSourcePath: e.Path,
 		}
+		if f, ok := a.folder(e.Path); ok {
+			meta[upload.MetaInstrument] = cmp.Or(f.Instrument, a.cfg.Instrument)
+			for k, v := range map[string]string{upload.MetaProposal: f.Proposal, upload.MetaSample: f.Sample} {
+				if v != "" {
+					meta[k] = v
+				}
+			}
+		}
 		uctx, cancel := context.WithTimeout(ctx, 6*time.Hour)
 		url, err = a.tus.Upload(uctx, e.Path, e.UploadURL, meta, func(u string) error {
 			e.UploadURL = u

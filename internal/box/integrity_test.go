@@ -860,3 +860,54 @@ func TestStatusShowsWaitingFiles(t *testing.T) {
 		t.Errorf("still waiting after it was sent: %+v", w)
 	}
 }
+
+// TestFolderSettingsReachTheRecord: a folder's instrument, proposal and
+// sample (agent settings) are in the record, and the record is found by
+// them.
+func TestFolderSettingsReachTheRecord(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	dir := t.TempDir()
+	a, err := agent.New(ctx, agent.Config{Server: b.Server.URL(), Token: b.AgentToken, Ledger: filepath.Join(t.TempDir(), "l.db"), Settle: 200 * time.Millisecond,
+		Folders: []agent.Folder{{Path: dir, Flow: "hyperspectral", Instrument: "Spectra Ultra", Proposal: "GUP-81234", Sample: "PtNi octahedra"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	data, _ := simulated(t, 95)
+	os.WriteFile(filepath.Join(dir, "ptni.emd"), data, 0o644)
+	var e *agent.Entry
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if es, _ := a.Entries(ctx, 1); len(es) == 1 && (es[0].State == agent.StateDone || es[0].State == agent.StateFailed) {
+			e = es[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the file did not finish")
+		}
+	}
+	ent, err := b.Server.Catalog.Get(ctx, e.RunID, []string{auth.RoleAdmin})
+	if err != nil {
+		t.Fatalf("%+v: %v", e, err)
+	}
+	subjects := map[string]string{}
+	for _, s := range ent.Record.Subjects {
+		subjects[s.SubjectScheme] = s.Subject
+	}
+	if ent.Record.Instrument.Name != "Spectra Ultra" || subjects["proposal"] != "GUP-81234" || subjects["sample"] != "PtNi octahedra" {
+		t.Errorf("instrument %q, subjects %v", ent.Record.Instrument.Name, subjects)
+	}
+	var res catalog.Result
+	getJSON(t, b.Server.URL()+"/api/v1/records?q=GUP-81234", b.AdminToken, &res)
+	if res.Total != 1 {
+		t.Errorf("search by proposal: %d records", res.Total)
+	}
+}

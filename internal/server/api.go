@@ -215,7 +215,8 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 	spec := flow.RunSpec{
 		Flow: flowName, SHA256: sha, FileName: up.Meta[upload.MetaFilename],
 		Size: up.Size, Agent: caller.Subject, Instrument: up.Meta[upload.MetaInstrument], UploadID: id, Received: up.Received,
-		Meta:    map[string]any{"source_path": up.Meta[upload.MetaSourcePath], "agent_name": up.Meta[upload.MetaAgent]},
+		Meta: map[string]any{"source_path": up.Meta[upload.MetaSourcePath], "agent_name": up.Meta[upload.MetaAgent],
+			"proposal": up.Meta[upload.MetaProposal], "sample": up.Meta[upload.MetaSample]},
 		Readers: append([]string{caller.Subject}, s.flowReaders(flowName)...),
 	}
 	run, created, err := s.Engine.StartRun(r.Context(), spec)

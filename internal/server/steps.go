@@ -334,6 +334,13 @@ func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		}
 	}
 	e := &catalog.Entry{ID: sr.Run.ID, Record: an.Record, VisibleTo: visible, RunID: sr.Run.ID, SHA256: sr.Run.SHA256}
+	// The folder's proposal and sample (agent settings) describe the
+	// experiment; as subjects they are shown and searchable.
+	for _, k := range []string{"proposal", "sample"} {
+		if v, _ := sr.Run.Meta[k].(string); v != "" {
+			e.Record.Subjects = append(e.Record.Subjects, record.Subject{Subject: v, SubjectScheme: k})
+		}
+	}
 	// The agent's --instrument is the facility's name for the microscope:
 	// it wins over the acquisition PC's name the file carries.
 	if sr.Run.Instrument != "" {

@@ -42,6 +42,8 @@ const (
 	MetaAgent      = "agent"
 	MetaInstrument = "instrument"
 	MetaSourcePath = "source_path"
+	MetaProposal   = "proposal" // the experiment's proposal or project
+	MetaSample     = "sample"
 	MetaReceivedAt = "received_at" // set by the server
 	MetaOwner      = "owner"       // set by the server: the creating token's subject
 )
