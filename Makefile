@@ -1,5 +1,5 @@
 # picoflow make targets; CI runs `make test`.
-.PHONY: help build test test/race lint generate bench demo agents ort
+.PHONY: help build install test test/race lint generate bench demo agents ort
 
 help: ## list targets
 	@grep -E '^[a-z/]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -7,6 +7,10 @@ help: ## list targets
 build: ## build bin/picoflow and bin/picoflow-agent
 	go build -o bin/picoflow ./cmd/picoflow
 	CGO_ENABLED=0 go build -o bin/picoflow-agent ./cmd/picoflow-agent
+
+install: ## go install picoflow and picoflow-agent into $(shell go env GOPATH)/bin (put it on PATH)
+	go install ./cmd/picoflow
+	CGO_ENABLED=0 go install ./cmd/picoflow-agent
 
 test: ## run all tests (needs Debian python3-hyperspy and ../shared/data)
 	go vet ./...

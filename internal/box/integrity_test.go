@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -911,3 +912,41 @@ func TestFolderSettingsReachTheRecord(t *testing.T) {
 		t.Errorf("search by proposal: %d records", res.Total)
 	}
 }
+
+// TestQuietServerLog: a server's start and a run log no River internals
+// at info level (no "poll only mode", no producer job counts).
+func TestQuietServerLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	o := &outcomes{ch: make(chan agent.Entry, 4)}
+	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := simulated(t, 97)
+	os.WriteFile(filepath.Join(b.Folders["hyperspectral"], "q.emd"), data, 0o644)
+	o.next(t)
+	b.Stop(ctx)
+	mu.Lock()
+	text := buf.String()
+	mu.Unlock()
+	for _, noise := range []string{"poll only mode", "Producer job counts", "component=river"} {
+		if strings.Contains(text, noise) {
+			t.Errorf("the log has %q", noise)
+		}
+	}
+	if !strings.Contains(text, "server started") {
+		t.Errorf("the log lacks the server's own lines:\n%s", text)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
