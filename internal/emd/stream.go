@@ -245,59 +245,6 @@ func (st *Stream) SumFrom(r FrameRange, minChannel int) (image []uint64, spectru
 	return image, spectrum, dropped
 }
 
-// Maps accumulates one NY×NX map per label: lut[channel] is the label of a
-// channel (-1 for none), and labels run from 0 to n-1.
-func (st *Stream) Maps(r FrameRange, lut []int, n int) [][]uint32 {
-	npix := st.Pixels()
-	parts := st.parts(r, 4*runtime.GOMAXPROCS(0))
-	nw := min(runtime.GOMAXPROCS(0), len(parts))
-	// Per worker, maps interleaved by pixel: acc[w][pixel*n+label].
-	acc := make([][]uint32, nw)
-	for w := range nw {
-		acc[w] = make([]uint32, npix*n)
-	}
-	lab := make([]int32, 65536)
-	for i := range lab {
-		lab[i] = -1
-		if i < len(lut) && lut[i] >= 0 && lut[i] < n {
-			lab[i] = int32(lut[i])
-		}
-	}
-	inParallel(parts, func(w int, p part) {
-		a := acc[w]
-		nav := p.nav0
-		for _, v := range p.ev {
-			if v == gatePulse {
-				if nav++; nav == p.npix {
-					nav = 0
-				}
-				continue
-			}
-			if l := lab[v]; l >= 0 {
-				a[nav*n+int(l)]++
-			}
-		}
-	})
-	return gather(acc, n, npix)
-}
-
-// gather sums the workers' pixel-interleaved accumulators (acc[w][px*n+k])
-// into n maps of npix pixels.
-func gather[T uint32 | float32](acc [][]T, n, npix int) [][]T {
-	out := make([][]T, n)
-	for k := range out {
-		out[k] = make([]T, npix)
-	}
-	for _, a := range acc {
-		for px := range npix {
-			for k := range n {
-				out[k][px] += a[px*n+k]
-			}
-		}
-	}
-	return out
-}
-
 // Cube builds the full NY×NX×Channels count cube. It refuses cubes larger
 // than maxElems elements.
 func (st *Stream) Cube(r FrameRange, maxElems int64) ([]uint32, error) {
@@ -344,5 +291,16 @@ func (st *Stream) Project(r FrameRange, coef []float32, n, lo, hi int) [][]float
 			}
 		}
 	})
-	return gather(acc, n, npix)
+	out := make([][]float32, n)
+	for k := range out {
+		out[k] = make([]float32, npix)
+	}
+	for _, a := range acc {
+		for px := range npix {
+			for k := range n {
+				out[k][px] += a[px*n+k]
+			}
+		}
+	}
+	return out
 }

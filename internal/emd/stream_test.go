@@ -71,14 +71,24 @@ func TestStreamDecodeMatchesReference(t *testing.T) {
 	}
 	for _, r := range []FrameRange{{}, {First: 1}, {First: 1, Last: 2}, {Last: 1}, {First: 2, Last: 3}} {
 		img, spec, dropped := st.Sum(r)
-		maps := st.Maps(r, lut, 3)
+		// The labels as a projection: coefficient 1 for a channel's label.
+		coef := make([]float32, st.Channels*3)
+		for c, l := range lut {
+			if l >= 0 {
+				coef[c*3+l] = 1
+			}
+		}
+		maps := st.Project(r, coef, 3, 0, st.Channels)
 		wImg, wSpec, wMaps, wDropped := reference(st, r, lut, 3)
 		if !slices.Equal(img, wImg) || !slices.Equal(spec, wSpec) || dropped != wDropped {
 			t.Errorf("frames %+v: Sum differs from reference (dropped %d, want %d)", r, dropped, wDropped)
 		}
 		for l := range maps {
-			if !slices.Equal(maps[l], wMaps[l]) {
-				t.Errorf("frames %+v: map %d differs from reference", r, l)
+			for px, v := range maps[l] {
+				if uint32(v) != wMaps[l][px] || float32(wMaps[l][px]) != v {
+					t.Errorf("frames %+v: map %d differs from reference at pixel %d", r, l, px)
+					break
+				}
 			}
 		}
 		var walked uint64

@@ -246,7 +246,10 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if got != sha {
-		q := s.quarantine(up, "upload-"+id)
+		q := s.quarantine(up.Path, "upload-"+id+"_"+up.Meta[upload.MetaFilename])
+		if q != up.Path {
+			s.uploads.Remove(id)
+		}
 		writeError(w, http.StatusUnprocessableEntity, fmt.Errorf("create run: upload %s: checksum mismatch: declared sha256 %s, received %s (kept in %s); send the file again", id, sha, got, q))
 		return
 	}
@@ -293,16 +296,16 @@ func (s *Server) uploadDigest(ctx context.Context, up *tusserver.Upload) (string
 	return sum, err
 }
 
-// quarantine moves an upload's bytes where nothing deletes them and drops
-// its bookkeeping; it returns where the bytes went.
-func (s *Server) quarantine(up *tusserver.Upload, name string) string {
-	q := filepath.Join(s.cfg.DataDir, "quarantine", boundedName(name+"_"+up.Meta[upload.MetaFilename]))
+// quarantine moves the bytes at src where nothing deletes them, under name
+// (made safe and bounded), and returns where they are now (src when the
+// move failed).
+func (s *Server) quarantine(src, name string) string {
+	q := filepath.Join(s.cfg.DataDir, "quarantine", boundedName(safeName(name)))
 	os.MkdirAll(filepath.Dir(q), 0o750)
-	if err := os.Rename(up.Path, q); err != nil {
-		s.log.Error("quarantine", "upload", up.ID, "error", err)
-		return up.Path
+	if err := os.Rename(src, q); err != nil {
+		s.log.Error("quarantine", "file", src, "error", err)
+		return src
 	}
-	s.uploads.Remove(up.ID)
 	return q
 }
 

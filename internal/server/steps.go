@@ -132,11 +132,7 @@ func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error
 	}
 	if sum != r.SHA256 {
 		// Keep the bytes for inspection; never delete data.
-		q := filepath.Join(s.cfg.DataDir, "quarantine", boundedName(r.ID+"_"+safeName(r.FileName)))
-		os.MkdirAll(filepath.Dir(q), 0o750)
-		if err := os.Rename(src, q); err != nil {
-			s.log.Error("quarantine", "run_id", r.ID, "error", err)
-		}
+		q := s.quarantine(src, r.ID+"_"+r.FileName)
 		return nil, fmt.Errorf("checksum mismatch: the agent sent sha256 %s, the server received %s (%d bytes, kept in %s): %w", r.SHA256, sum, n, q, flow.ErrPermanent)
 	}
 	if n != r.Size && r.Size > 0 {

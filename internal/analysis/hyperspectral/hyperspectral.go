@@ -1,7 +1,8 @@
 // Package hyperspectral analyses EDS spectrum images: the summed intensity
-// map, the summed spectrum on a calibrated energy axis, element
-// identification from the X-ray line table, and per-element maps. It works
-// on the event stream directly and never materialises the full cube.
+// map (the detector's zero peak apart), the summed spectrum on a calibrated
+// energy axis, element identification by a model fit (fit.go), fitted
+// per-element maps and Cliff-Lorimer quantification (quant.go). It works on
+// the event stream directly and never materialises the full cube.
 package hyperspectral
 
 import (

@@ -3,6 +3,7 @@ package hyperspectral
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/picoflow/picoflow/internal/xray"
@@ -166,7 +167,7 @@ func (r *Result) Quantify(opt QuantOptions) (*Composition, error) {
 	}
 	var in, ks, ws []float64
 	for _, el := range r.Elements {
-		if contains(opt.Exclude, el.Symbol) {
+		if slices.Contains(opt.Exclude, el.Symbol) {
 			c.Excluded = append(c.Excluded, el.Symbol)
 			continue
 		}
@@ -188,15 +189,6 @@ func (r *Result) Quantify(opt QuantOptions) (*Composition, error) {
 	}
 	sort.Slice(c.Components, func(a, b int) bool { return c.Components[a].AtomicPercent > c.Components[b].AtomicPercent })
 	return c, nil
-}
-
-func contains(v []string, s string) bool {
-	for _, x := range v {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // regionResult returns a copy of r whose elements' intensities are the
