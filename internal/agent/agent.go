@@ -93,6 +93,9 @@ type Agent struct {
 
 	mu       sync.Mutex
 	inFlight map[int64]bool
+	// held are the files intake holds back, as last written to the
+	// ledger's waiting list (intake's goroutine only).
+	held map[string]Waiting
 }
 
 // New opens the ledger; Start starts watching and sending.
@@ -127,7 +130,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), ledger: l, kick: make(chan struct{}, 1), cancel: func() {}, inFlight: map[int64]bool{}}
+	a := &Agent{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), ledger: l, kick: make(chan struct{}, 1), cancel: func() {}, inFlight: map[int64]bool{}, held: map[string]Waiting{}}
 	servers, err := replicas.Parse(cfg.Server)
 	if err != nil {
 		l.close()
@@ -277,7 +280,7 @@ func (a *Agent) intake(ctx context.Context) {
 				fi, err := os.Stat(p)
 				if err != nil {
 					delete(incomplete, p)
-					a.ledger.clearWaiting(ctx, p)
+					a.unhold(ctx, p)
 					continue
 				}
 				f := watch.File{Path: p, Size: fi.Size(), ModTime: fi.ModTime()}
@@ -290,13 +293,27 @@ func (a *Agent) intake(ctx context.Context) {
 }
 
 // hold records that a file is held back and why (shown by status).
+// The ledger is written only when the file's size or reason changed, not
+// at every recheck.
 func (a *Agent) hold(ctx context.Context, f watch.File, since time.Time, reason string) {
+	if w, ok := a.held[f.Path]; ok && w.Size == f.Size && w.Reason == reason {
+		return
+	}
 	if since.IsZero() {
 		since = time.Now()
 	}
-	if err := a.ledger.setWaiting(ctx, Waiting{Path: f.Path, Size: f.Size, Reason: reason, Since: since}); err != nil {
+	w := Waiting{Path: f.Path, Size: f.Size, Reason: reason, Since: since}
+	if err := a.ledger.setWaiting(ctx, w); err != nil {
 		a.log.Warn("record waiting file", "file", f.Path, "error", err)
+		return
 	}
+	a.held[f.Path] = w
+}
+
+// unhold drops a file from the waiting list (sent, or gone).
+func (a *Agent) unhold(ctx context.Context, path string) {
+	delete(a.held, path)
+	a.ledger.clearWaiting(ctx, path)
 }
 
 // admit checks that a settled file is complete, hashes it and records it.
@@ -345,7 +362,7 @@ func (a *Agent) admit(ctx context.Context, f watch.File, incompleteSince time.Ti
 		a.log.Error("record file", "file", f.Path, "error", err)
 		return false
 	}
-	a.ledger.clearWaiting(ctx, f.Path)
+	a.unhold(ctx, f.Path)
 	if e != nil {
 		a.log.Info("file ready", "file", f.Path, "bytes", f.Size, "sha256", sum[:12], "state", e.State)
 		a.changed(ctx, e.ID)

@@ -118,6 +118,31 @@ func (e *Engine) CanRead(ctx context.Context, id string, principals []string) (b
 	return n > 0, nil
 }
 
+// ReadFilter returns which runs one of principals may read (every run when
+// all is set), for filtering a stream of events: answers are cached per
+// run (its readers are fixed when it starts), errors are not. The returned
+// function is not safe for concurrent use.
+func (e *Engine) ReadFilter(ctx context.Context, principals []string, all bool) func(runID string) bool {
+	if all {
+		return func(string) bool { return true }
+	}
+	seen := map[string]bool{}
+	return func(runID string) bool {
+		if v, ok := seen[runID]; ok {
+			return v
+		}
+		ok, err := e.CanRead(ctx, runID, principals)
+		if err != nil {
+			return false // asked again on the next event
+		}
+		if len(seen) > 4096 {
+			clear(seen)
+		}
+		seen[runID] = ok
+		return ok
+	}
+}
+
 // Readers returns the principals that may read run id (besides
 // administrators).
 func (e *Engine) Readers(ctx context.Context, id string) ([]string, error) {

@@ -469,17 +469,8 @@ func (p *Portal) retry(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) runEvents(w http.ResponseWriter, r *http.Request) {
-	cache := map[string]bool{}
-	StreamEvents(w, r, p.cfg.Runs.Events(), func(runID string) bool {
-		if v, ok := cache[runID]; ok {
-			return v
-		}
-		if len(cache) > 4096 {
-			clear(cache)
-		}
-		cache[runID] = p.mayRead(r, runID)
-		return cache[runID]
-	})
+	id := p.cfg.Sessions.Get(r).Identity
+	StreamEvents(w, r, p.cfg.Runs.Events(), p.cfg.Runs.ReadFilter(r.Context(), id.Principals(), id.Has(auth.RoleAdmin)))
 }
 
 // StreamEvents sends a broker's run and step events as server-sent events

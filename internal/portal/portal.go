@@ -36,6 +36,7 @@ type runStore interface {
 	Runs(ctx context.Context, q flow.ListQuery) ([]*flow.Run, error)
 	Run(ctx context.Context, id string) (*flow.Run, error)
 	CanRead(ctx context.Context, id string, principals []string) (bool, error)
+	ReadFilter(ctx context.Context, principals []string, all bool) func(runID string) bool
 	Retry(ctx context.Context, id string) (*flow.Run, error)
 	Events() *flow.Broker
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/picoflow/picoflow/internal/auth"
 	"github.com/picoflow/picoflow/internal/catalog"
@@ -48,33 +47,6 @@ func (s *Server) mayReadRun(w http.ResponseWriter, r *http.Request, id string) b
 		writeError(w, http.StatusNotFound, fmt.Errorf("run %s: %w", id, flow.ErrNotFound))
 	}
 	return ok
-}
-
-// runFilter returns which runs' events the caller of r may see.
-func (s *Server) runFilter(r *http.Request) func(runID string) bool {
-	caller := auth.FromContext(r.Context())
-	if isAdmin(caller) {
-		return func(string) bool { return true }
-	}
-	principals := caller.Principals()
-	var mu sync.Mutex
-	seen := map[string]bool{}
-	return func(runID string) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if v, ok := seen[runID]; ok {
-			return v
-		}
-		ok, err := s.Engine.CanRead(r.Context(), runID, principals)
-		if err != nil {
-			return false // not cached: asked again on the next event
-		}
-		if len(seen) > 4096 {
-			clear(seen)
-		}
-		seen[runID] = ok
-		return ok
-	}
 }
 
 // ownsUpload reports whether caller created up (or is an administrator).

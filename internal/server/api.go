@@ -384,7 +384,8 @@ func (s *Server) retryRun(w http.ResponseWriter, r *http.Request) {
 
 // events streams run and step events as server-sent events.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	portal.StreamEvents(w, r, s.Engine.Events(), s.runFilter(r))
+	caller := auth.FromContext(r.Context())
+	portal.StreamEvents(w, r, s.Engine.Events(), s.Engine.ReadFilter(r.Context(), caller.Principals(), isAdmin(caller)))
 }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
