@@ -121,11 +121,7 @@ func TestFailedRunDoesNotBlockContent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	o := &outcomes{ch: make(chan agent.Entry, 8)}
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{Settle: 200 * time.Millisecond, OnChange: o.onChange})
 	base := b.Server.URL()
 	mallory, err := b.Server.Tokens.Create(ctx, "mallory", "agent:mallory", auth.RoleAgent)
 	if err != nil {
@@ -211,11 +207,7 @@ func TestLongFileNames(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	o := &outcomes{ch: make(chan agent.Entry, 8)}
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{Settle: 200 * time.Millisecond, OnChange: o.onChange})
 	for i, name := range []string{strings.Repeat("x", 251) + ".emd", strings.Repeat("é", 125) + ".emd"} {
 		data, _ := simulated(t, uint64(40+i))
 		if err := os.WriteFile(filepath.Join(b.Folders["hyperspectral"], name), data, 0o644); err != nil {
@@ -295,11 +287,7 @@ flows:
 		t.Fatal(err)
 	}
 	o := &outcomes{ch: make(chan agent.Entry, 8)}
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange, Flows: &flows})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{Settle: 200 * time.Millisecond, OnChange: o.onChange, Flows: &flows})
 	base := b.Server.URL()
 	other, _ := b.Server.Tokens.Create(ctx, "other", "agent:other", auth.RoleAgent)
 	for _, u := range []struct{ name, group string }{{"alice", "group:alpha"}, {"bob", "group:ALPHA"}} {
@@ -368,11 +356,7 @@ flows:
 func TestEndpointActsOnlyForItself(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{})
 	base := b.Server.URL()
 	one, _ := b.Server.Tokens.Create(ctx, "one", "endpoint:one", auth.RoleEndpoint)
 	two, _ := b.Server.Tokens.Create(ctx, "two", "endpoint:two", auth.RoleEndpoint)
@@ -417,11 +401,7 @@ func TestServedProductsCannotRunScript(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	b, err := box.Start(ctx, box.Config{Dir: dir, Workers: workers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{Dir: dir})
 	products := filepath.Join(dir, "server", "products", "evil")
 	os.MkdirAll(products, 0o750)
 	files := map[string]string{
@@ -460,11 +440,7 @@ func TestServedProductsCannotRunScript(t *testing.T) {
 func TestUploadsBelongToTheirSender(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{})
 	base := b.Server.URL()
 	other, _ := b.Server.Tokens.Create(ctx, "other", "agent:other", auth.RoleAgent)
 	restricted, _ := b.Server.Tokens.CreateRestricted(ctx, "only emd", "agent:emd-only", []string{"emd"}, auth.RoleAgent)
@@ -524,12 +500,7 @@ func TestUploadsBelongToTheirSender(t *testing.T) {
 // with the right password, until the back-off has passed.
 func TestSignInHardening(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{})
 	u := newBrowser(t, b.Server.URL())
 	u.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	try := func(user, password, next string) (int, string) {
@@ -629,16 +600,11 @@ func TestDocumentedAccessList(t *testing.T) {
 // /metrics can be served apart, without a token, on a private address.
 func TestRequestLimits(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	metricsAddr := freePort(t)
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Server: func(c *server.Config) {
+	b := startBox(t, box.Config{Server: func(c *server.Config) {
 		c.BodyTimeout = 500 * time.Millisecond
 		c.MetricsAddr = metricsAddr
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
 	base := b.Server.URL()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
@@ -694,11 +660,7 @@ func TestSecondServerOnOneDataDir(t *testing.T) {
 func TestAgentChecksItsConfiguration(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{})
 	restricted, _ := b.Server.Tokens.CreateRestricted(ctx, "emd only", "agent:emd-only", []string{"emd"}, auth.RoleAgent)
 	dir := t.TempDir()
 	check := func(server, token string, folders ...agent.Folder) error {
@@ -785,16 +747,12 @@ flows:
 	}
 	var mu sync.Mutex
 	states := map[string]bool{}
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers, Settle: 200 * time.Millisecond, Flows: &flows, Commands: cmds,
+	b := startBox(t, box.Config{Settle: 200 * time.Millisecond, Flows: &flows, Commands: cmds,
 		RecheckFailed: 200 * time.Millisecond, OnChange: func(e agent.Entry) {
 			mu.Lock()
 			states[e.State] = true
 			mu.Unlock()
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
 	data, _ := simulated(t, 80)
 	os.WriteFile(filepath.Join(b.Folders["picky"], "p.emd"), data, 0o644)
 	entry := func() *agent.Entry {
@@ -833,11 +791,7 @@ func TestStatusShowsWaitingFiles(t *testing.T) {
 	ctx := context.Background()
 	o := &outcomes{ch: make(chan agent.Entry, 4)}
 	dir := t.TempDir()
-	b, err := box.Start(ctx, box.Config{Dir: dir, Workers: workers, Settle: 200 * time.Millisecond, OnChange: o.onChange})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{Dir: dir, Settle: 200 * time.Millisecond, OnChange: o.onChange})
 	data, _ := simulated(t, 90)
 	path := filepath.Join(b.Folders["hyperspectral"], "growing.emd")
 	os.WriteFile(path, data[:len(data)/2], 0o644)
@@ -868,11 +822,7 @@ func TestStatusShowsWaitingFiles(t *testing.T) {
 func TestFolderSettingsReachTheRecord(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b, err := box.Start(ctx, box.Config{Dir: t.TempDir(), Workers: workers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop(ctx)
+	b := startBox(t, box.Config{})
 	dir := t.TempDir()
 	a, err := agent.New(ctx, agent.Config{Server: b.Server.URL(), Token: b.AgentToken, Ledger: filepath.Join(t.TempDir(), "l.db"), Settle: 200 * time.Millisecond,
 		Folders: []agent.Folder{{Path: dir, Flow: "hyperspectral", Instrument: "Spectra Ultra", Proposal: "GUP-81234", Sample: "PtNi octahedra"}}})
@@ -950,3 +900,19 @@ func TestQuietServerLog(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// startBox starts a box for a test (Workers filled in, a new Dir unless
+// given) and stops it when the test ends.
+func startBox(t *testing.T, cfg box.Config) *box.Box {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	cfg.Workers = workers
+	b, err := box.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Stop(context.Background()) })
+	return b
+}
