@@ -9,10 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/picoflow/picoflow/internal/upload/tusserver"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL reachability
 )
@@ -91,7 +92,6 @@ func doctorChecks(ctx context.Context, data, db string) []check {
 	}
 	// Disk and clock.
 	disk := check{Feature: "server", Need: "free disk in --data (1 GiB at least)", Fix: "free space or point --data elsewhere", Required: true}
-	var st syscall.Statfs_t
 	dir := data
 	for dir != "" {
 		if _, err := os.Stat(dir); err == nil {
@@ -102,10 +102,9 @@ func doctorChecks(ctx context.Context, data, db string) []check {
 			break
 		}
 	}
-	if err := syscall.Statfs(dir, &st); err != nil {
-		disk.Detail = err.Error()
+	if free := tusserver.FreeSpace(dir); free < 0 {
+		disk.Detail = "cannot tell the free space of " + dir
 	} else {
-		free := int64(st.Bavail) * int64(st.Bsize)
 		disk.OK = free >= 1<<30
 		disk.Detail = fmt.Sprintf("%.1f GB free in %s", float64(free)/1e9, dir)
 	}

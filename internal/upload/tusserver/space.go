@@ -12,7 +12,7 @@ var ErrDiskFull = errors.New("disk full")
 // checkSpace refuses an upload of size bytes that would leave less than
 // minFree bytes free on dir's file system.
 func checkSpace(dir string, size, minFree int64) error {
-	free := freeSpace(dir)
+	free := FreeSpace(dir)
 	if free < 0 {
 		return nil
 	}

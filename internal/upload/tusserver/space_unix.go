@@ -4,9 +4,9 @@ package tusserver
 
 import "syscall"
 
-// freeSpace is the space an unprivileged process may still write on dir's
+// FreeSpace is the space an unprivileged process may still write on dir's
 // file system, in bytes, or -1 when unknown.
-func freeSpace(dir string) int64 {
+func FreeSpace(dir string) int64 {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return -1
