@@ -405,3 +405,40 @@ func TestAgentWrongToken(t *testing.T) {
 		return e != nil && e.State == agent.StateDone
 	})
 }
+
+// TestFileWaitsForItsFlow: a file for a flow the server does not offer (its
+// configuration changed while the agent ran) is not failed: the agent keeps
+// it, says why in its ledger, and sends it once a server offers the flow
+// again.
+func TestFileWaitsForItsFlow(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	flows := filepath.Join(r.dir, "flows.yaml")
+	os.WriteFile(flows, []byte("flows:\n  - name: eds-v2\n    steps: [{name: transfer}, {name: analyze}, {name: publish}]\n"), 0o644)
+	withFlow := func() *proc {
+		p := start(t, r.dir, "server", nil, "server", "--data", r.data, "--addr", r.addr, "--flows", flows)
+		healthy(t, "server", r.base)
+		return p
+	}
+	srv := withFlow()
+	start(t, r.dir, "agent", []string{"PICOFLOW_TOKEN=" + r.token}, "agent", "run", "--server", r.base,
+		"--folder", r.folder+"=eds-v2", "--ledger", r.ledger, "--settle", "200ms")
+	eventually(t, 30*time.Second, "the agent to start", func() bool { _, err := os.Stat(r.ledger); return err == nil })
+	srv.kill()
+	srv = r.server(t) // the built-in flows only
+	writeSI(t, filepath.Join(r.folder, "v2.emd"), 2)
+	eventually(t, 60*time.Second, "the file to wait for its flow", func() bool {
+		e := r.entry(t)
+		return e != nil && e.State == agent.StateReady && strings.Contains(e.Error, `waiting for the server to offer flow "eds-v2"`)
+	})
+	time.Sleep(2 * time.Second)
+	if e := r.entry(t); e.State != agent.StateReady {
+		t.Fatalf("a file for a flow not offered went to %s: %s", e.State, e.Error)
+	}
+	srv.kill()
+	withFlow()
+	eventually(t, 120*time.Second, "the file to be done once the flow is offered", func() bool {
+		e := r.entry(t)
+		return e != nil && e.State == agent.StateDone
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/picoflow/picoflow/internal/box"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/sandbox"
+	"github.com/picoflow/picoflow/internal/server"
 	"github.com/picoflow/picoflow/internal/simulate"
 )
 
@@ -27,6 +29,7 @@ type demoOptions struct {
 	siMB                       float64
 	settle                     time.Duration
 	verbose                    bool
+	keep                       bool
 }
 
 func demoCmd(workers *sandbox.Registry) *cobra.Command {
@@ -58,7 +61,8 @@ so the REST API answers without a token:
 	f.IntVar(&o.mvSize, "movie-size", 512, "movie frame width and height (pixels)")
 	f.IntVar(&o.mvFrames, "movie-frames", 100, "movie frames (600 at 512x512 is the paper's 1.2 GB)")
 	f.DurationVar(&o.settle, "settle", time.Second, "how long a file must stay unchanged before it is sent")
-	f.BoolVarP(&o.verbose, "verbose", "v", false, "log every component")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "log every component to the terminal (default: to DIR/demo.log)")
+	f.BoolVar(&o.keep, "keep", false, "keep the server and portal running after the summary, until Ctrl-C")
 	return cmd
 }
 
@@ -107,6 +111,11 @@ func (p *demoPrinter) onChange(e agent.Entry) {
 			p.printf("%-16s FAILED: %s", name, run.Error)
 			return
 		}
+		for _, al := range server.RunAlerts(run) {
+			if al.Level == "warning" {
+				p.printf("%-16s alert for the operator: %s", name, al.Message)
+			}
+		}
 		total := run.Finished.Sub(run.Created)
 		extra := ""
 		if e, err := p.b.Server.Catalog.Get(context.Background(), run.RecordID, []string{"role:admin"}); err == nil && len(e.Elements()) > 0 {
@@ -130,13 +139,23 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 	if err != nil {
 		return err
 	}
-	level := slog.LevelWarn
-	if o.verbose {
-		level = slog.LevelInfo
+	// The services log to a file, so their lines do not break up the
+	// demo's own; --verbose shows them on the terminal instead.
+	logTo, logName := io.Writer(os.Stderr), "the terminal"
+	if !o.verbose {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(filepath.Join(dir, "demo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("demo log: %w", err)
+		}
+		defer f.Close()
+		logTo, logName = f, f.Name()
 	}
 	p := &demoPrinter{w: out, start: time.Now(), final: map[string]string{}}
 	b, err := box.Start(ctx, box.Config{Dir: dir, Addr: o.addr, Public: true, Workers: workers, Settle: o.settle,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), OnChange: p.onChange})
+		Logger: slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelInfo})), OnChange: p.onChange})
 	if err != nil {
 		return err
 	}
@@ -150,6 +169,7 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 	fmt.Fprintf(out, "  instrument %s (spectrum images every %s)\n             %s (movies every %s)\n", b.Folders["hyperspectral"], o.siEvery, b.Folders["spatiotemporal"], o.mvEvery)
 	fmt.Fprintf(out, "  portal     %s/search   (sign in as admin / %s)\n", b.Server.URL(), b.AdminPassword)
 	fmt.Fprintf(out, "  API token  %s\n", b.AdminToken)
+	fmt.Fprintf(out, "  logs       %s\n", logName)
 	if o.duration > 0 {
 		fmt.Fprintf(out, "  acquiring for %s, then waiting for the last flows; Ctrl-C stops early\n\n", o.duration)
 	}
@@ -235,9 +255,38 @@ func runDemo(ctx context.Context, out io.Writer, workers *sandbox.Registry, o de
 		return err
 	}
 	printStats(out, st)
-	fmt.Fprintf(out, "\ndata kept in %s (picoflow stats --data %s)\n", dir, filepath.Join(dir, "server"))
-	fmt.Fprintf(out, "to browse it again: picoflow server --data %s --public, then open http://127.0.0.1:8470/search\n", filepath.Join(dir, "server"))
+	self := selfCommand()
+	fmt.Fprintf(out, "\ndata kept in %s (%s stats --data %s)\n", dir, self, filepath.Join(dir, "server"))
+	if o.keep {
+		fmt.Fprintf(out, "the portal stays open at %s/search until Ctrl-C\n", b.Server.URL())
+		<-ctx.Done()
+		return nil
+	}
+	fmt.Fprintf(out, "to browse it again: %s server --data %s --public, then open http://127.0.0.1:8470/search\n", self, filepath.Join(dir, "server"))
 	return nil
+}
+
+// selfCommand is how to call this binary again from the current directory:
+// a relative path when it lies below it (bin/picoflow after make), its name
+// when it is the one on PATH, else its absolute path.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "picoflow"
+	}
+	if onPath, err := exec.LookPath(filepath.Base(exe)); err == nil {
+		if a, _ := filepath.EvalSymlinks(onPath); a != "" {
+			if b, _ := filepath.EvalSymlinks(exe); a == b {
+				return filepath.Base(exe)
+			}
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "./" + rel
+		}
+	}
+	return exe
 }
 
 func quietLogger() *slog.Logger {

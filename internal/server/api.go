@@ -153,14 +153,23 @@ func viewRun(r *flow.Run) RunView {
 			sv.Data = out.Data
 		}
 		v.Steps = append(v.Steps, sv)
+	}
+	v.Alerts = RunAlerts(r)
+	return v
+}
+
+// RunAlerts are the operator alerts and information its notify steps sent.
+func RunAlerts(r *flow.Run) []Alert {
+	var alerts []Alert
+	for _, st := range r.Steps {
 		if st.Type == "notify" && st.State == flow.StateSucceeded {
 			var n NotifyOutput
 			if json.Unmarshal(st.Output, &n) == nil {
-				v.Alerts = append(v.Alerts, n.Alerts...)
+				alerts = append(alerts, n.Alerts...)
 			}
 		}
 	}
-	return v
+	return alerts
 }
 
 // getFile answers "do you have this content?" for an agent that lost track
