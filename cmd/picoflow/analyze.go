@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
-	"github.com/picoflow/picoflow/internal/emd"
 	"strconv"
 	"strings"
 
@@ -41,7 +40,7 @@ layer allocate without bound fails cleanly instead of exhausting the machine.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opt.Creator = creator
 			var err error
-			if opt.Hyperspectral.Frames, err = parseFrames(frames); err != nil {
+			if opt.Hyperspectral.Frames, err = analysis.ParseFrames(frames); err != nil {
 				return err
 			}
 			for _, kv := range kfactors {
@@ -91,37 +90,4 @@ layer allocate without bound fails cleanly instead of exhausting the machine.`,
 	cmd.Flags().IntSliceVar(&opt.Hyperspectral.Detectors, "detectors", nil, "spectrum images: detector streams to sum, by index (0,2; default all)")
 	cmd.Flags().Float64Var(&opt.Hyperspectral.MinXRayEnergy, "min-xray-kev", hyperspectral.DefaultMinXRayEnergy, "events below this energy are the detector's zero (strobe) peak, not X-rays")
 	return cmd
-}
-
-// parseFrames reads FIRST:LAST (either may be left out) or a single frame.
-func parseFrames(v string) (emd.FrameRange, error) {
-	if v == "" {
-		return emd.FrameRange{}, nil
-	}
-	a, b, colon := strings.Cut(v, ":")
-	num := func(s string) (int, error) {
-		if s == "" {
-			return 0, nil
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("--frames %q: want FIRST:LAST with frame numbers from 0", v)
-		}
-		return n, nil
-	}
-	first, err := num(a)
-	if err != nil {
-		return emd.FrameRange{}, err
-	}
-	if !colon {
-		return emd.FrameRange{First: first, Last: first + 1}, nil
-	}
-	last, err := num(b)
-	if err != nil {
-		return emd.FrameRange{}, err
-	}
-	if last != 0 && last <= first {
-		return emd.FrameRange{}, fmt.Errorf("--frames %q: LAST must be after FIRST", v)
-	}
-	return emd.FrameRange{First: first, Last: last}, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/picoflow/picoflow/internal/analysis/hyperspectral"
 	"github.com/picoflow/picoflow/internal/analysis/movie"
 	"github.com/picoflow/picoflow/internal/analysis/movie/yolo"
+	"github.com/picoflow/picoflow/internal/buildinfo"
 	"github.com/picoflow/picoflow/internal/chart"
 	"github.com/picoflow/picoflow/internal/checksum"
 	"github.com/picoflow/picoflow/internal/emd"
@@ -48,12 +49,23 @@ type Options struct {
 	// ONNX model through ONNX Runtime instead of the classical detector;
 	// ORTLibrary is libonnxruntime.so (default $ONNXRUNTIME_LIB).
 	Model, ORTLibrary string
+	// Params override settings by name (see ParamNames): from the flow
+	// step or a re-analysis campaign.
+	Params map[string]string
 }
+
+// ErrParams means an analysis parameter is unknown or malformed.
+var ErrParams = errors.New("bad analysis parameter")
 
 // Run analyses the file at path and writes record.json and figures to
 // outDir, which is created if needed.
 func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record, error) {
 	start := time.Now()
+	if err := opt.applyParams(opt.Params); err != nil {
+		return nil, fmt.Errorf("analyze: %w: %w", ErrParams, err)
+	}
+	var software []record.Software
+	var degraded []string
 	var sum string
 	var size int64
 	var err error
@@ -76,6 +88,7 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 	}
 	rec := record.FromEMD(f, record.Source{Name: cmp.Or(opt.Name, filepath.Base(path)), Size: size, SHA256: sum, Creator: opt.Creator})
 	an := &record.Analysis{Kind: "metadata"}
+	beamKeV := 0.0
 	var products []hyperspectral.Product
 
 	// Spectrum images get the full hyperspectral analysis; a file with only
@@ -98,6 +111,7 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 		if q.BeamEnergy == 0 && rec.Instrument.AcceleratingVoltage != nil {
 			q.BeamEnergy = rec.Instrument.AcceleratingVoltage.Value
 		}
+		beamKeV = q.BeamEnergy
 		if q.BeamEnergy > 0 && len(res.Elements) > 0 {
 			if err := res.QuantifyAll(q); err != nil {
 				an.Warnings = append(an.Warnings, "no quantification: "+err.Error())
@@ -167,11 +181,19 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 		} else {
 			an.Detector = "classical"
 		}
-		mp, err := analyzeMovie(ctx, f, st, outDir, mo, an)
+		mp, video, err := analyzeMovie(ctx, f, st, outDir, mo, an)
 		if err != nil {
 			return nil, fmt.Errorf("analyze %q: %w", path, err)
 		}
 		products = append(products, mp...)
+		if video != "" {
+			software = append(software, record.Software{Name: "ffmpeg", Version: video})
+		} else if !mo.NoVideo {
+			degraded = append(degraded, "ffmpeg: not installed, no video")
+		}
+		if opt.Model != "" {
+			software = append(software, record.Software{Name: "ONNX Runtime", Version: yolo.RuntimeVersion()})
+		}
 	}
 	for _, p := range products {
 		fi, err := os.Stat(filepath.Join(outDir, p.Name))
@@ -182,6 +204,17 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 	}
 	an.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	rec.Analysis = an
+	params := opt.effectiveParams(an.Kind, beamKeV)
+	if opt.Model != "" {
+		params["model"] = filepath.Base(opt.Model)
+		if sum, _, err := checksum.File(ctx, opt.Model); err == nil {
+			params["model_sha256"] = sum
+		}
+	}
+	build := buildinfo.Current()
+	rec.Provenance = &record.Provenance{Analysis: "picoflow " + an.Kind, Version: build.Version, Revision: build.Revision,
+		Parameters: params, Software: software, Input: record.Input{Name: cmp.Or(opt.Name, filepath.Base(path)), SHA256: sum, Size: size},
+		Started: start.UTC(), Finished: time.Now().UTC(), Degraded: degraded}
 	if err := writeJSON(filepath.Join(outDir, "record.json"), rec); err != nil {
 		return nil, err
 	}
@@ -372,10 +405,10 @@ func mediaType(name string) string {
 
 // analyzeMovie runs the spatiotemporal analysis. Without ffmpeg it still
 // detects and tracks, and says why there is no video.
-func analyzeMovie(ctx context.Context, f *emd.File, s *emd.Signal, outDir string, opt movie.Options, an *record.Analysis) ([]hyperspectral.Product, error) {
+func analyzeMovie(ctx context.Context, f *emd.File, s *emd.Signal, outDir string, opt movie.Options, an *record.Analysis) (products []hyperspectral.Product, ffmpeg string, err error) {
 	fr, err := f.Frames(ctx, s)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer fr.Close()
 	if t := s.Axes[0]; opt.FPS == 0 && t.Units == "s" && t.Scale > 0 {
@@ -386,9 +419,11 @@ func analyzeMovie(ctx context.Context, f *emd.File, s *emd.Signal, outDir string
 		an.Warnings = append(an.Warnings, "no video: "+err.Error())
 		opt.NoVideo = true
 		res, err = movie.Analyze(ctx, fr, fr.Frames, fr.H, fr.W, outDir, opt)
+	} else if err == nil && !opt.NoVideo {
+		ffmpeg = movie.FFmpegVersion()
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	an.Kind = "spatiotemporal"
 	an.Frames = res.Frames
@@ -425,5 +460,5 @@ func analyzeMovie(ctx context.Context, f *emd.File, s *emd.Signal, outDir string
 	for _, p := range res.Products {
 		out = append(out, hyperspectral.Product{Name: p.Name, Role: p.Role})
 	}
-	return out, nil
+	return out, ffmpeg, nil
 }

@@ -8,6 +8,7 @@ package catalog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -39,6 +40,18 @@ type Entry struct {
 	RunID     string         `json:"run_id,omitempty"`
 	SHA256    string         `json:"sha256,omitempty"`
 	Published time.Time      `json:"published"`
+	// Version counts the record's publications from 1 (set by Put and Get):
+	// a re-analysis makes a new version, the newest is the record.
+	Version int `json:"version"`
+}
+
+// AnalysisVersion is the version of the analysis that made the record ("" when
+// it does not say).
+func (e *Entry) AnalysisVersion() string {
+	if e.Record == nil || e.Record.Provenance == nil {
+		return ""
+	}
+	return e.Record.Provenance.Version
 }
 
 // Title returns the record's main title.
@@ -142,6 +155,10 @@ type Query struct {
 	// Principals are the caller's identities ("user:alice",
 	// "group:picoprobe", Admin). Public is always added.
 	Principals []string
+	// MadeBefore keeps records whose newest version was made by an analysis
+	// version before this one (semantic versions, pseudo-versions by time;
+	// see buildinfo.SortKey). Records of unversioned builds never match.
+	MadeBefore string
 	// Sort is SortNewest (default), SortOldest or SortRelevance.
 	Sort string
 	// Limit (default 20, at most 200) and Offset page the hits.
@@ -180,14 +197,36 @@ type Result struct {
 	Facets map[string][]FacetValue `json:"facets"`
 }
 
-// Index stores and searches entries. Put is idempotent (a second Put of the
-// same ID replaces the entry). Get and Search return only entries visible to
-// the principals; Get returns ErrNotFound otherwise.
+// Index stores and searches entries. A Put of an existing ID makes a new
+// version of the record, which becomes the entry, unless a version came from
+// the same run (a non-empty RunID): that version is replaced, so a retried
+// publication is idempotent. Get, Search and Versions return only entries
+// visible to the principals (through the newest version's access list); Get
+// and Versions return ErrNotFound otherwise. Delete removes every version.
 type Index interface {
 	Put(ctx context.Context, e *Entry) error
 	Get(ctx context.Context, id string, principals []string) (*Entry, error)
+	// Versions returns every version of a record, newest first.
+	Versions(ctx context.Context, id string, principals []string) ([]*Entry, error)
 	Search(ctx context.Context, q Query) (*Result, error)
 	Delete(ctx context.Context, id string) error
+}
+
+// GetVersion returns one version of a record (0: the newest).
+func GetVersion(ctx context.Context, x Index, id string, version int, principals []string) (*Entry, error) {
+	if version == 0 {
+		return x.Get(ctx, id, principals)
+	}
+	vs, err := x.Versions(ctx, id, principals)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vs {
+		if v.Version == version {
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("catalog get %s version %d: %w", id, version, ErrNotFound)
 }
 
 // Normalize applies a query's defaults and bounds.

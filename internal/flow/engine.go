@@ -314,6 +314,11 @@ type RunSpec struct {
 	// Readers may read the run besides administrators: the sender and the
 	// record's access list.
 	Readers []string
+	// RerunKey, for a run that analyses stored content again, makes it
+	// one of its own: one run per (flow, content, key); StoredPath is
+	// where that content is kept (there is no upload).
+	RerunKey   string
+	StoredPath string
 }
 
 func now() time.Time { return time.Now().UTC() }
@@ -360,15 +365,16 @@ func (e *Engine) StartRun(ctx context.Context, spec RunSpec) (*Run, bool, error)
 		return nil, false, fmt.Errorf("start run: %w", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO run (id, flow, sha256, file_name, size, agent, instrument, upload_id, state, created_at, updated_at, meta)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow, sha256) DO NOTHING`,
-		id, spec.Flow, spec.SHA256, spec.FileName, spec.Size, spec.Agent, spec.Instrument, spec.UploadID, StateQueued, recv.UnixMicro(), t.UnixMicro(), string(meta))
+	res, err := tx.ExecContext(ctx, `INSERT INTO run (id, flow, sha256, file_name, size, agent, instrument, upload_id, state, created_at, updated_at, meta, rerun_key, stored_path)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow, sha256, rerun_key) DO NOTHING`,
+		id, spec.Flow, spec.SHA256, spec.FileName, spec.Size, spec.Agent, spec.Instrument, spec.UploadID, StateQueued, recv.UnixMicro(), t.UnixMicro(), string(meta),
+		spec.RerunKey, spec.StoredPath)
 	if err != nil {
 		return nil, false, fmt.Errorf("start run: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		tx.Rollback()
-		r, err := e.RunByContent(ctx, spec.Flow, spec.SHA256)
+		r, err := e.RunByKey(ctx, spec.Flow, spec.SHA256, spec.RerunKey)
 		return r, false, err
 	}
 	if err := addReaders(ctx, tx, id, spec.Readers); err != nil {

@@ -266,7 +266,10 @@ type Run struct {
 	Error      string         `json:"error,omitempty"`
 	RecordID   string         `json:"record_id,omitempty"`
 	Meta       map[string]any `json:"meta,omitempty"`
-	Steps      []Step         `json:"steps,omitempty"`
+	// RerunKey is empty for a run its upload started; a run that analyses
+	// stored content again (a re-analysis) has a key, one run per key.
+	RerunKey string `json:"rerun_key,omitempty"`
+	Steps    []Step `json:"steps,omitempty"`
 }
 
 // Terminal reports whether the run has finished.

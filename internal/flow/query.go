@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-const runCols = `id, flow, sha256, file_name, size, agent, instrument, upload_id, stored_path, state, created_at, updated_at, finished_at, error, record_id, meta`
+const runCols = `id, flow, sha256, file_name, size, agent, instrument, upload_id, stored_path, state, created_at, updated_at, finished_at, error, record_id, meta, rerun_key`
 
 type scanner interface{ Scan(...any) error }
 
@@ -20,7 +20,7 @@ func scanRun(s scanner) (*Run, error) {
 	var finished sql.NullInt64
 	var meta string
 	if err := s.Scan(&r.ID, &r.Flow, &r.SHA256, &r.FileName, &r.Size, &r.Agent, &r.Instrument, &r.UploadID, &r.StoredPath,
-		&r.State, &created, &updated, &finished, &r.Error, &r.RecordID, &meta); err != nil {
+		&r.State, &created, &updated, &finished, &r.Error, &r.RecordID, &meta, &r.RerunKey); err != nil {
 		return nil, err
 	}
 	r.Created, r.Updated = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
@@ -42,9 +42,15 @@ func (e *Engine) Run(ctx context.Context, id string) (*Run, error) {
 	return getRun(ctx, e.db.Read, `SELECT `+runCols+` FROM run WHERE id = ?`, id)
 }
 
-// RunByContent returns the run of a flow for a file's SHA-256.
+// RunByContent returns the run of a flow for a file's SHA-256 that its
+// upload started.
 func (e *Engine) RunByContent(ctx context.Context, flowName, sha string) (*Run, error) {
-	return getRun(ctx, e.db.Read, `SELECT `+runCols+` FROM run WHERE flow = ? AND sha256 = ?`, flowName, sha)
+	return e.RunByKey(ctx, flowName, sha, "")
+}
+
+// RunByKey returns the run of a flow for a file's SHA-256 and rerun key.
+func (e *Engine) RunByKey(ctx context.Context, flowName, sha, key string) (*Run, error) {
+	return getRun(ctx, e.db.Read, `SELECT `+runCols+` FROM run WHERE flow = ? AND sha256 = ? AND rerun_key = ?`, flowName, sha, key)
 }
 
 func getRun(ctx context.Context, db *sql.DB, q string, args ...any) (*Run, error) {
@@ -82,7 +88,9 @@ func getRun(ctx context.Context, db *sql.DB, q string, args ...any) (*Run, error
 // own bookkeeping). A query with neither lists nothing.
 type ListQuery struct {
 	Flow, State, SHA256 string
-	Since               time.Time
+	// Uploads keeps the runs uploads started (no re-analyses).
+	Uploads bool
+	Since   time.Time
 	Limit               int // default 100
 	Principals          []string
 	All                 bool
@@ -199,6 +207,9 @@ func (e *Engine) Runs(ctx context.Context, q ListQuery) ([]*Run, error) {
 	}
 	if q.SHA256 != "" {
 		where, args = append(where, "sha256 = ?"), append(args, q.SHA256)
+	}
+	if q.Uploads {
+		where = append(where, "rerun_key = ''")
 	}
 	if !q.Since.IsZero() {
 		where, args = append(where, "created_at >= ?"), append(args, q.Since.UnixMicro())

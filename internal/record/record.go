@@ -31,6 +31,8 @@ type Record struct {
 	Signals         []Signal      `json:"signals"`
 	Analysis        *Analysis     `json:"analysis,omitempty"`
 	Files           []File        `json:"files"`
+	// Provenance says what made the record, so it can be re-derived.
+	Provenance *Provenance `json:"provenance,omitempty"`
 	// RawMetadata is every metadata document of the file, unchanged.
 	RawMetadata map[string]any `json:"rawMetadata"`
 }
@@ -189,4 +191,46 @@ type File struct {
 	MediaType string `json:"mediaType"`
 	Size      int64  `json:"size"`
 	SHA256    string `json:"sha256,omitempty"`
+}
+
+// Provenance says what made a record: which build of which analysis, with
+// which settings and outside programs, from which input, in which run and
+// on which machine. Two records with the same provenance (input, version,
+// parameters, software) hold the same results.
+type Provenance struct {
+	// Analysis names it ("picoflow hyperspectral").
+	Analysis string `json:"analysis"`
+	// Version is the picoflow build's module version ("v0.3.1", a
+	// pseudo-version, or "devel"); Revision its VCS commit.
+	Version  string `json:"version"`
+	Revision string `json:"revision,omitempty"`
+	// Parameters are the settings used, defaults resolved.
+	Parameters map[string]any `json:"parameters,omitempty"`
+	// Software are the outside programs and libraries used, with versions.
+	Software []Software `json:"software,omitempty"`
+	Input    Input      `json:"input"`
+	// Flow and Run are the flow run that made the record; Machine the
+	// host (server) or compute endpoint it ran on.
+	Flow     string    `json:"flow,omitempty"`
+	Run      string    `json:"run,omitempty"`
+	Machine  string    `json:"machine,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// Degraded lists the outside parts that were missing, and what the
+	// record lacks for it ("ffmpeg: not installed, no video"). A degraded
+	// record is re-run once the part is installed.
+	Degraded []string `json:"degraded,omitempty"`
+}
+
+// Software is an outside program or library an analysis used.
+type Software struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Input is the file an analysis read.
+type Input struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
 }

@@ -188,6 +188,17 @@ func (db *DB) apply(ctx context.Context, fsys embed.FS, pattern, table string) e
 		if err != nil {
 			return fmt.Errorf("migrate %s: %w", name, err)
 		}
+		// A migration that rebuilds a table other tables reference runs
+		// with foreign keys off (SQLite's procedure for schema changes:
+		// dropping the old table would otherwise cascade), checked after.
+		// The writer is one connection, so the pragma applies to the
+		// transaction below.
+		fkOff := strings.HasPrefix(string(body), "-- picoflow:foreign-keys-off")
+		if fkOff {
+			if _, err := db.Write.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+				return fmt.Errorf("migrate %s: %w", name, err)
+			}
+		}
 		tx, err := db.Write.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("migrate %s: %w", name, err)
@@ -200,8 +211,20 @@ func (db *DB) apply(ctx context.Context, fsys embed.FS, pattern, table string) e
 			tx.Rollback()
 			return fmt.Errorf("migrate %s: %w", name, err)
 		}
+		if fkOff {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_foreign_key_check`).Scan(&n); err != nil || n > 0 {
+				tx.Rollback()
+				return fmt.Errorf("migrate %s: foreign key check: %d violations %v", name, n, err)
+			}
+		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("migrate %s: %w", name, err)
+		}
+		if fkOff {
+			if _, err := db.Write.ExecContext(ctx, `PRAGMA foreign_keys = ON`); err != nil {
+				return fmt.Errorf("migrate %s: %w", name, err)
+			}
 		}
 	}
 	return nil

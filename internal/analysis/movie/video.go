@@ -93,3 +93,21 @@ func (w *VideoWriter) Close() error {
 	}
 	return nil
 }
+
+// FFmpegVersion is the version the ffmpeg on PATH reports ("5.1.8-0+deb12u1"),
+// or "" when there is none.
+func FFmpegVersion() string {
+	bin, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		return ""
+	}
+	out, err := exec.Command(bin, "-hide_banner", "-version").Output()
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(out))
+	if len(f) >= 3 && f[0] == "ffmpeg" && f[1] == "version" {
+		return f[2]
+	}
+	return ""
+}

@@ -225,6 +225,75 @@ func RunSuite(t *testing.T, newIndex func(t *testing.T) catalog.Index) {
 		}
 	})
 
+	t.Run("Versions", func(t *testing.T) {
+		t.Parallel()
+		x := seed(t)
+		made := func(e *catalog.Entry, version, run string) *catalog.Entry {
+			e.RunID = run
+			e.Record.Provenance = &record.Provenance{Analysis: "picoflow hyperspectral", Version: version}
+			return e
+		}
+		// a was published without a run (version 1); a re-analysis run
+		// makes version 2, and its retried publication replaces version 2.
+		v2 := made(NewEntry("a", "Gold nanoparticles, re-analysed", day(1), "PicoProbe", "hyperspectral", []string{"Au", "C", "Ti"}, "group:picoprobe"),
+			"v0.2.0", "r2")
+		if err := x.Put(ctx, v2); err != nil || v2.Version != 2 {
+			t.Fatalf("re-analysis: version %d, %v", v2.Version, err)
+		}
+		again := made(NewEntry("a", "Gold nanoparticles, re-analysed (retried)", day(1), "PicoProbe", "hyperspectral", []string{"Au", "C", "Ti"}, "group:picoprobe"),
+			"v0.2.0", "r2")
+		if err := x.Put(ctx, again); err != nil || again.Version != 2 {
+			t.Fatalf("retried publication: version %d, %v", again.Version, err)
+		}
+		e, err := x.Get(ctx, "a", admin)
+		if err != nil || e.Version != 2 || e.Title() != "Gold nanoparticles, re-analysed (retried)" {
+			t.Fatalf("newest: %+v %v", e, err)
+		}
+		vs, err := x.Versions(ctx, "a", []string{"group:picoprobe"})
+		if err != nil || len(vs) != 2 || vs[0].Version != 2 || vs[1].Version != 1 || vs[1].Title() != "Gold nanoparticles on carbon" || vs[0].RunID != "r2" {
+			t.Fatalf("versions: %d %v", len(vs), err)
+		}
+		if _, err := x.Versions(ctx, "a", []string{"user:mallory"}); !errors.Is(err, catalog.ErrNotFound) {
+			t.Errorf("versions of a record mallory cannot see: %v", err)
+		}
+		if old, err := catalog.GetVersion(ctx, x, "a", 1, admin); err != nil || !slices.Equal(old.Elements(), []string{"Au", "C"}) {
+			t.Errorf("version 1: %v", err)
+		}
+		// Search sees the newest version only.
+		if r := search(t, x, catalog.Query{Principals: admin, Elements: []string{"Ti"}}); !slices.Equal(ids(r), []string{"a"}) {
+			t.Errorf("newest elements not indexed: %v", ids(r))
+		}
+		// A late publication of an older run does not replace the newest.
+		v3 := made(NewEntry("a", "third", day(1), "PicoProbe", "hyperspectral", []string{"Au"}, "group:picoprobe"), "v0.3.0", "r3")
+		if err := x.Put(ctx, v3); err != nil || v3.Version != 3 {
+			t.Fatal(v3.Version, err)
+		}
+		late := made(NewEntry("a", "late retry of r2", day(1), "PicoProbe", "hyperspectral", []string{"Au"}, "group:picoprobe"), "v0.2.0", "r2")
+		if err := x.Put(ctx, late); err != nil || late.Version != 2 {
+			t.Fatal(late.Version, err)
+		}
+		if e, _ := x.Get(ctx, "a", admin); e.Title() != "third" {
+			t.Errorf("a late older version replaced the newest: %q", e.Title())
+		}
+		// Made before an analysis version: a (v0.3.0) and d (v0.1.0).
+		d := made(NewEntry("d", "Gold and copper alloy", day(20), "Titan", "hyperspectral", []string{"Au", "Cu", "C"}, "group:picoprobe", "user:bob"), "v0.1.0", "rd")
+		if err := x.Put(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if r := search(t, x, catalog.Query{Principals: admin, MadeBefore: "v0.2.0"}); !slices.Equal(ids(r), []string{"d"}) {
+			t.Errorf("made before v0.2.0: %v", ids(r))
+		}
+		if r := search(t, x, catalog.Query{Principals: admin, MadeBefore: "v0.10.0"}); !slices.Equal(ids(r), []string{"d", "a"}) {
+			t.Errorf("made before v0.10.0: %v", ids(r))
+		}
+		if err := x.Delete(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.Versions(ctx, "a", admin); !errors.Is(err, catalog.ErrNotFound) {
+			t.Errorf("versions after delete: %v", err)
+		}
+	})
+
 	t.Run("PutReplacesAndDeleteRemoves", func(t *testing.T) {
 		t.Parallel()
 		x := seed(t)

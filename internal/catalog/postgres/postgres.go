@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/picoflow/picoflow/internal/buildinfo"
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/record"
 )
@@ -63,6 +64,20 @@ CREATE INDEX IF NOT EXISTS picoflow_record_elements ON picoflow_record USING gin
 CREATE INDEX IF NOT EXISTS picoflow_record_created ON picoflow_record (created_at);
 CREATE INDEX IF NOT EXISTS picoflow_record_kind ON picoflow_record (kind);
 CREATE INDEX IF NOT EXISTS picoflow_record_instrument ON picoflow_record (instrument);
+-- Record versions: every publication kept; picoflow_record holds the newest.
+CREATE TABLE IF NOT EXISTS picoflow_record_version (
+  record_id    text NOT NULL,
+  version      int NOT NULL,
+  run_id       text NOT NULL DEFAULT '',
+  published_at timestamptz NOT NULL,
+  doc          jsonb NOT NULL,
+  PRIMARY KEY (record_id, version)
+);
+CREATE INDEX IF NOT EXISTS picoflow_record_version_run ON picoflow_record_version (record_id, run_id);
+ALTER TABLE picoflow_record ADD COLUMN IF NOT EXISTS version int NOT NULL DEFAULT 1;
+ALTER TABLE picoflow_record ADD COLUMN IF NOT EXISTS version_key text NOT NULL DEFAULT '';
+INSERT INTO picoflow_record_version (record_id, version, run_id, published_at, doc)
+  SELECT id, version, run_id, published_at, doc FROM picoflow_record ON CONFLICT DO NOTHING;
 `
 
 // New creates the tables if needed.
@@ -87,14 +102,38 @@ func params(e *catalog.Entry) ([]any, error) {
 	}
 	c := catalog.CleanText
 	return []any{e.ID, catalog.CleanJSON(doc), c(e.Title()), c(e.Description()), c(e.Keywords()), e.Created(), e.Published, c(e.Instrument()), c(e.Kind()),
-		e.RunID, e.SHA256, els, e.VisibleTo, c(strings.Join(els, " ")), e.Created().UTC().Format("2006-01")}, nil
+		e.RunID, e.SHA256, els, e.VisibleTo, c(strings.Join(els, " ")), e.Created().UTC().Format("2006-01"), e.Version, buildinfo.SortKey(e.AnalysisVersion())}, nil
 }
 
-const upsert = `INSERT INTO picoflow_record (id, doc, title, description, keywords, created_at, published_at, instrument, kind, run_id, sha256, elements, acl, elements_text, month)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+const upsert = `INSERT INTO picoflow_record (id, doc, title, description, keywords, created_at, published_at, instrument, kind, run_id, sha256, elements, acl, elements_text, month, version, version_key)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 	ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, title = excluded.title, description = excluded.description, keywords = excluded.keywords,
 	  created_at = excluded.created_at, published_at = excluded.published_at, instrument = excluded.instrument, kind = excluded.kind,
-	  run_id = excluded.run_id, sha256 = excluded.sha256, elements = excluded.elements, acl = excluded.acl, elements_text = excluded.elements_text, month = excluded.month`
+	  run_id = excluded.run_id, sha256 = excluded.sha256, elements = excluded.elements, acl = excluded.acl, elements_text = excluded.elements_text, month = excluded.month,
+	  version = excluded.version, version_key = excluded.version_key`
+
+// version picks an entry's version (the one its run published before, else
+// the next), records it, and says whether it is the newest.
+func version(ctx context.Context, tx pgx.Tx, e *catalog.Entry, doc []byte) (newest bool, err error) {
+	var top int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM picoflow_record_version WHERE record_id = $1`, e.ID).Scan(&top); err != nil {
+		return false, err
+	}
+	e.Version = 0
+	if e.RunID != "" {
+		err := tx.QueryRow(ctx, `SELECT version FROM picoflow_record_version WHERE record_id = $1 AND run_id = $2`, e.ID, e.RunID).Scan(&e.Version)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return false, err
+		}
+	}
+	if e.Version == 0 {
+		e.Version = top + 1
+		top = e.Version
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO picoflow_record_version (record_id, version, run_id, published_at, doc) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (record_id, version) DO UPDATE SET doc = excluded.doc, published_at = excluded.published_at`, e.ID, e.Version, e.RunID, e.Published, doc)
+	return e.Version == top, err
+}
 
 // Put inserts or replaces an entry.
 func (x *Index) Put(ctx context.Context, e *catalog.Entry) error {
@@ -118,12 +157,32 @@ const (
 	ON CONFLICT (facet, value) DO UPDATE SET n = picoflow_facet_count.n + 1`
 )
 
-// PutMany inserts or replaces entries in one transaction (bulk loads).
+// PutMany inserts entries, as new versions, in one transaction (bulk
+// loads).
 func (x *Index) PutMany(ctx context.Context, es []*catalog.Entry) error {
+	tx, err := x.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog put many: %w", err)
+	}
+	defer tx.Rollback(ctx)
 	b := &pgx.Batch{}
 	for _, e := range es {
 		if err := e.Validate(); err != nil {
 			return fmt.Errorf("catalog put: %w", err)
+		}
+		if e.Published.IsZero() {
+			e.Published = time.Now()
+		}
+		doc, err := json.Marshal(e.Record)
+		if err != nil {
+			return fmt.Errorf("catalog put %s: %w", e.ID, err)
+		}
+		newest, err := version(ctx, tx, e, catalog.CleanJSON(doc))
+		if err != nil {
+			return fmt.Errorf("catalog put %s: %w", e.ID, err)
+		}
+		if !newest {
+			continue // an older version: the record stays the newest
 		}
 		p, err := params(e)
 		if err != nil {
@@ -133,11 +192,6 @@ func (x *Index) PutMany(ctx context.Context, es []*catalog.Entry) error {
 		b.Queue(upsert, p...)
 		b.Queue(count, p[14], p[7], p[8], p[11])
 	}
-	tx, err := x.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("catalog put many: %w", err)
-	}
-	defer tx.Rollback(ctx)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("catalog put many: %w", err)
 	}
@@ -157,6 +211,9 @@ func (x *Index) Delete(ctx context.Context, id string) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM picoflow_record WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("catalog delete %s: %w", id, err)
 	}
+	if _, err := tx.Exec(ctx, `DELETE FROM picoflow_record_version WHERE record_id = $1`, id); err != nil {
+		return fmt.Errorf("catalog delete %s: %w", id, err)
+	}
 	return tx.Commit(ctx)
 }
 
@@ -164,8 +221,8 @@ func (x *Index) Delete(ctx context.Context, id string) error {
 func (x *Index) Get(ctx context.Context, id string, principals []string) (*catalog.Entry, error) {
 	e := &catalog.Entry{ID: id, Record: &record.Record{}}
 	var doc []byte
-	err := x.pool.QueryRow(ctx, `SELECT doc, acl, run_id, sha256, published_at FROM picoflow_record WHERE id = $1`, id).
-		Scan(&doc, &e.VisibleTo, &e.RunID, &e.SHA256, &e.Published)
+	err := x.pool.QueryRow(ctx, `SELECT doc, acl, run_id, sha256, published_at, version FROM picoflow_record WHERE id = $1`, id).
+		Scan(&doc, &e.VisibleTo, &e.RunID, &e.SHA256, &e.Published, &e.Version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("catalog get %s: %w", id, catalog.ErrNotFound)
 	}
@@ -181,6 +238,34 @@ func (x *Index) Get(ctx context.Context, id string, principals []string) (*catal
 		return nil, fmt.Errorf("catalog get %s: %w", id, err)
 	}
 	return e, nil
+}
+
+// Versions returns every version of a record visible to principals,
+// newest first.
+func (x *Index) Versions(ctx context.Context, id string, principals []string) ([]*catalog.Entry, error) {
+	cur, err := x.Get(ctx, id, principals)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := x.pool.Query(ctx, `SELECT version, run_id, published_at, doc FROM picoflow_record_version WHERE record_id = $1 ORDER BY version DESC`, id)
+	if err != nil {
+		return nil, fmt.Errorf("catalog versions %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []*catalog.Entry
+	for rows.Next() {
+		e := &catalog.Entry{ID: id, VisibleTo: cur.VisibleTo, SHA256: cur.SHA256, Record: &record.Record{}}
+		var doc []byte
+		if err := rows.Scan(&e.Version, &e.RunID, &e.Published, &doc); err != nil {
+			return nil, fmt.Errorf("catalog versions %s: %w", id, err)
+		}
+		e.Published = e.Published.UTC()
+		if err := json.Unmarshal(doc, e.Record); err != nil {
+			return nil, fmt.Errorf("catalog versions %s: %w", id, err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }
 
 // tsQuery renders parsed terms as a tsquery: lexemes quoted, phrases with
@@ -259,6 +344,10 @@ func (x *Index) Search(ctx context.Context, q catalog.Query) (*catalog.Result, e
 	}
 	if len(q.Kinds) > 0 {
 		kc = append(kc, w.add("kind = ANY(?)", q.Kinds))
+	}
+	if q.MadeBefore != "" {
+		baseConds = append(baseConds, w.add("version_key <> '' AND version_key < ?", buildinfo.SortKey(q.MadeBefore)))
+		base = and(baseConds)
 	}
 	if base == "true" && len(w.conds) == 0 && q.Sort != catalog.SortRelevance {
 		return x.browse(ctx, q, res)

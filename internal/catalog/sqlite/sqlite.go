@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/picoflow/picoflow/internal/buildinfo"
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/record"
 )
@@ -64,13 +65,39 @@ func putTx(ctx context.Context, tx *sql.Tx, e *catalog.Entry) error {
 	if e.Published.IsZero() {
 		e.Published = time.Now()
 	}
+	clean := string(catalog.CleanJSON(doc))
+	// The version: the one this run published before (a retried step),
+	// else the next.
+	var newest int
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM record_version WHERE record_id = ?`, e.ID).Scan(&newest); err != nil {
+		return fmt.Errorf("catalog put %s: %w", e.ID, err)
+	}
+	e.Version = 0
+	if e.RunID != "" {
+		err := tx.QueryRowContext(ctx, `SELECT version FROM record_version WHERE record_id = ? AND run_id = ?`, e.ID, e.RunID).Scan(&e.Version)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("catalog put %s: %w", e.ID, err)
+		}
+	}
+	if e.Version == 0 {
+		e.Version = newest + 1
+		newest = e.Version
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO record_version (record_id, version, run_id, published_at, doc) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (record_id, version) DO UPDATE SET doc = excluded.doc, published_at = excluded.published_at`,
+		e.ID, e.Version, e.RunID, e.Published.UnixMicro(), clean); err != nil {
+		return fmt.Errorf("catalog put %s: %w", e.ID, err)
+	}
+	if e.Version < newest {
+		return nil // an older version: the record stays the newest
+	}
 	if err := deleteTx(ctx, tx, e.ID); err != nil {
 		return fmt.Errorf("catalog put %s: %w", e.ID, err)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO record (id, doc, title, description, created_at, published_at, instrument, kind, run_id, sha256, month)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.ID, string(catalog.CleanJSON(doc)), catalog.CleanText(e.Title()), catalog.CleanText(e.Description()), e.Created().UnixMicro(), e.Published.UnixMicro(),
-		catalog.CleanText(e.Instrument()), catalog.CleanText(e.Kind()), e.RunID, e.SHA256, e.Created().Format("2006-01"))
+	res, err := tx.ExecContext(ctx, `INSERT INTO record (id, doc, title, description, created_at, published_at, instrument, kind, run_id, sha256, month, version, version_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, clean, catalog.CleanText(e.Title()), catalog.CleanText(e.Description()), e.Created().UnixMicro(), e.Published.UnixMicro(),
+		catalog.CleanText(e.Instrument()), catalog.CleanText(e.Kind()), e.RunID, e.SHA256, e.Created().Format("2006-01"), e.Version, buildinfo.SortKey(e.AnalysisVersion()))
 	if err != nil {
 		return fmt.Errorf("catalog put %s: %w", e.ID, err)
 	}
@@ -128,6 +155,9 @@ func (x *Index) Delete(ctx context.Context, id string) error {
 	if err := deleteTx(ctx, tx, id); err != nil {
 		return fmt.Errorf("catalog delete %s: %w", id, err)
 	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM record_version WHERE record_id = ?`, id); err != nil {
+		return fmt.Errorf("catalog delete %s: %w", id, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("catalog delete %s: %w", id, err)
 	}
@@ -138,7 +168,8 @@ func (x *Index) Delete(ctx context.Context, id string) error {
 func (x *Index) Get(ctx context.Context, id string, principals []string) (*catalog.Entry, error) {
 	var doc, runID, sha string
 	var pub int64
-	err := x.read.QueryRowContext(ctx, `SELECT doc, run_id, sha256, published_at FROM record WHERE id = ?`, id).Scan(&doc, &runID, &sha, &pub)
+	var version int
+	err := x.read.QueryRowContext(ctx, `SELECT doc, run_id, sha256, published_at, version FROM record WHERE id = ?`, id).Scan(&doc, &runID, &sha, &pub, &version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("catalog get %s: %w", id, catalog.ErrNotFound)
 	}
@@ -152,11 +183,40 @@ func (x *Index) Get(ctx context.Context, id string, principals []string) (*catal
 	if !catalog.CanSee(catalog.Query{Principals: principals}.Normalize().Principals, acl) {
 		return nil, fmt.Errorf("catalog get %s: %w", id, catalog.ErrNotFound)
 	}
-	e := &catalog.Entry{ID: id, VisibleTo: acl, RunID: runID, SHA256: sha, Published: time.UnixMicro(pub).UTC(), Record: &record.Record{}}
+	e := &catalog.Entry{ID: id, VisibleTo: acl, RunID: runID, SHA256: sha, Published: time.UnixMicro(pub).UTC(), Record: &record.Record{}, Version: version}
 	if err := json.Unmarshal([]byte(doc), e.Record); err != nil {
 		return nil, fmt.Errorf("catalog get %s: %w", id, err)
 	}
 	return e, nil
+}
+
+// Versions returns every version of a record visible to principals,
+// newest first.
+func (x *Index) Versions(ctx context.Context, id string, principals []string) ([]*catalog.Entry, error) {
+	cur, err := x.Get(ctx, id, principals)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := x.read.QueryContext(ctx, `SELECT version, run_id, published_at, doc FROM record_version WHERE record_id = ? ORDER BY version DESC`, id)
+	if err != nil {
+		return nil, fmt.Errorf("catalog versions %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []*catalog.Entry
+	for rows.Next() {
+		e := &catalog.Entry{ID: id, VisibleTo: cur.VisibleTo, SHA256: cur.SHA256, Record: &record.Record{}}
+		var pub int64
+		var doc string
+		if err := rows.Scan(&e.Version, &e.RunID, &pub, &doc); err != nil {
+			return nil, fmt.Errorf("catalog versions %s: %w", id, err)
+		}
+		e.Published = time.UnixMicro(pub).UTC()
+		if err := json.Unmarshal([]byte(doc), e.Record); err != nil {
+			return nil, fmt.Errorf("catalog versions %s: %w", id, err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }
 
 func (x *Index) acl(ctx context.Context, id string) ([]string, error) {
@@ -335,6 +395,10 @@ func filter(q catalog.Query, except, idsJSON string) (string, []any) {
 		for _, v := range q.Kinds {
 			args = append(args, v)
 		}
+	}
+	if q.MadeBefore != "" {
+		where = append(where, `r.version_key != '' AND r.version_key < ?`)
+		args = append(args, buildinfo.SortKey(q.MadeBefore))
 	}
 	if len(where) == 0 {
 		return "1", nil

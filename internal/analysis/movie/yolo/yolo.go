@@ -243,3 +243,12 @@ func overlap(a, b movie.Detection) float64 {
 	inter := iw * ih
 	return inter / (a.W*a.H + b.W*b.H - inter)
 }
+
+// RuntimeVersion is the version of the ONNX Runtime library loaded, or ""
+// when none is.
+func RuntimeVersion() string {
+	if initRuntime("") != nil {
+		return ""
+	}
+	return ort.GetVersion()
+}
