@@ -81,6 +81,9 @@ const (
 	RoleEndpoint = "role:endpoint"
 	// RoleMetrics may read /metrics (a Prometheus scraper's token).
 	RoleMetrics = "role:metrics"
+	// RoleCurator may start re-analysis campaigns over the records its
+	// holder can see.
+	RoleCurator = "role:curator"
 )
 
 type ctxKey struct{}

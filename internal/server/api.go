@@ -38,6 +38,14 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/records", s.searchRecords)
 	mux.HandleFunc("GET /api/v1/records/{id}", s.getRecord)
 	mux.HandleFunc("GET /api/v1/records/{id}/files/{name}", s.getRecordFile)
+	mux.HandleFunc("GET /api/v1/records/{id}/versions", s.recordVersions)
+	mux.Handle("POST /api/v1/records/{id}/reanalyze", auth.Require(http.HandlerFunc(s.reanalyzeRecord), auth.RoleAdmin))
+	curators := []string{auth.RoleAdmin, auth.RoleCurator}
+	mux.Handle("POST /api/v1/campaigns", auth.Require(http.HandlerFunc(s.createCampaign), curators...))
+	mux.Handle("GET /api/v1/campaigns", auth.Require(http.HandlerFunc(s.listCampaigns), curators...))
+	mux.Handle("GET /api/v1/campaigns/{id}", auth.Require(http.HandlerFunc(s.getCampaign), curators...))
+	mux.Handle("POST /api/v1/campaigns/{id}/cancel", auth.Require(http.HandlerFunc(s.cancelCampaign), curators...))
+	mux.Handle("POST /api/v1/campaigns/{id}/retry", auth.Require(http.HandlerFunc(s.retryCampaign), curators...))
 	if s.cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", auth.Require(s.metrics.handler(), auth.RoleMetrics, auth.RoleAdmin))
 	}
@@ -131,6 +139,10 @@ type RunView struct {
 	RecordID   string     `json:"record_id,omitempty"`
 	Steps      []StepView `json:"steps,omitempty"`
 	Alerts     []Alert    `json:"alerts,omitempty"`
+	// Degraded names the outside parts a succeeded run's analysis lacked.
+	Degraded []string `json:"degraded,omitempty"`
+	// Rerun says the run analysed stored content again (a re-analysis).
+	Rerun bool `json:"rerun,omitempty"`
 }
 
 func viewRun(r *flow.Run) RunView {
@@ -155,7 +167,23 @@ func viewRun(r *flow.Run) RunView {
 		v.Steps = append(v.Steps, sv)
 	}
 	v.Alerts = RunAlerts(r)
+	v.Degraded = RunDegraded(r)
+	v.Rerun = r.RerunKey != ""
 	return v
+}
+
+// RunDegraded names the outside parts a run's analysis lacked (its publish
+// step says so).
+func RunDegraded(r *flow.Run) []string {
+	for _, st := range r.Steps {
+		if st.Type == "publish" && st.State == flow.StateSucceeded {
+			var p PublishOutput
+			if json.Unmarshal(st.Output, &p) == nil {
+				return p.Degraded
+			}
+		}
+	}
+	return nil
 }
 
 // RunAlerts are the operator alerts and information its notify steps sent.
@@ -175,7 +203,7 @@ func RunAlerts(r *flow.Run) []Alert {
 // getFile answers "do you have this content?" for an agent that lost track
 // of an upload: the runs for that SHA-256.
 func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
-	runs, err := s.Engine.Runs(r.Context(), s.readerQuery(r, flow.ListQuery{SHA256: r.PathValue("sha")}))
+	runs, err := s.Engine.Runs(r.Context(), s.readerQuery(r, flow.ListQuery{SHA256: r.PathValue("sha"), Uploads: true}))
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -424,7 +452,17 @@ func ParseQuery(v map[string][]string) (catalog.Query, error) {
 		}
 		return ""
 	}
-	q := catalog.Query{Text: get("q"), Instruments: v["instrument"], Kinds: v["kind"], Elements: v["element"], Sort: get("sort")}
+	q, err := catalog.ParseQuery(get("q"))
+	if err != nil {
+		return q, err
+	}
+	q.Instruments = append(q.Instruments, v["instrument"]...)
+	q.Kinds = append(q.Kinds, v["kind"]...)
+	q.Elements = append(q.Elements, v["element"]...)
+	q.Sort = get("sort")
+	if mb := get("made_before"); mb != "" {
+		q.MadeBefore = mb
+	}
 	for _, p := range []struct {
 		k string
 		t *time.Time
@@ -465,7 +503,15 @@ func (s *Server) searchRecords(w http.ResponseWriter, r *http.Request) {
 // visibleRecord returns the record named in the path if the caller may see
 // it, or writes the error.
 func (s *Server) visibleRecord(w http.ResponseWriter, r *http.Request) (*catalog.Entry, bool) {
-	e, err := s.Catalog.Get(r.Context(), r.PathValue("id"), principals(r))
+	version := 0
+	if v := r.URL.Query().Get("version"); v != "" {
+		var err error
+		if version, err = strconv.Atoi(v); err != nil || version < 1 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("version must be a number from 1, not %q", v))
+			return nil, false
+		}
+	}
+	e, err := catalog.GetVersion(r.Context(), s.Catalog, r.PathValue("id"), version, principals(r))
 	if errors.Is(err, catalog.ErrNotFound) {
 		writeError(w, http.StatusNotFound, err)
 		return nil, false

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/picoflow/picoflow/internal/auth"
+	"github.com/picoflow/picoflow/internal/campaign"
 	"github.com/picoflow/picoflow/internal/catalog"
 	catpg "github.com/picoflow/picoflow/internal/catalog/postgres"
 	catsqlite "github.com/picoflow/picoflow/internal/catalog/sqlite"
@@ -104,21 +105,23 @@ type Config struct {
 
 // Server is a running facility service.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	db       *store.DB
-	Engine   *flow.Engine
-	Catalog  catalog.Index
-	Tokens   *auth.Tokens
-	Accounts *auth.Accounts
-	sessions *auth.Sessions
-	portal   *portal.Portal
-	uploads  *tusserver.Server
-	tasks    *compute.Queue
-	metrics  *metrics
-	scaler   *compute.Scaler
-	stopBg   context.CancelFunc
-	http     *http.Server
+	cfg     Config
+	log     *slog.Logger
+	db      *store.DB
+	Engine  *flow.Engine
+	Catalog catalog.Index
+	// Campaigns re-analyse past records (internal/campaign).
+	Campaigns *campaign.Service
+	Tokens    *auth.Tokens
+	Accounts  *auth.Accounts
+	sessions  *auth.Sessions
+	portal    *portal.Portal
+	uploads   *tusserver.Server
+	tasks     *compute.Queue
+	metrics   *metrics
+	scaler    *compute.Scaler
+	stopBg    context.CancelFunc
+	http      *http.Server
 	// metricsHTTP serves /metrics on Config.MetricsAddr, when set.
 	metricsHTTP *http.Server
 	closers     []func()
@@ -128,6 +131,8 @@ type Server struct {
 	wg      sync.WaitGroup
 	stopped bool
 	mu      sync.Mutex
+	// hostname names this server in the records it makes (provenance).
+	hostname string
 }
 
 // Layout of DataDir.
@@ -153,6 +158,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.VisibleTo = []string{auth.RoleAdmin}
 	}
 	s := &Server{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default())}
+	s.hostname, _ = os.Hostname()
+	s.hostname = cmp.Or(s.hostname, "server")
 	for _, d := range []string{cfg.DataDir, s.rawDir(), s.productsDir()} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
@@ -245,6 +252,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	s.Campaigns = campaign.New(campaign.Config{DB: db, Engine: s.Engine, Catalog: s.Catalog, Logger: s.log, RecordKey: RunRecord, ParamsKey: RunParams})
 	pcfg := portal.Config{Catalog: s.Catalog, Runs: s.Engine, Sessions: s.sessions, Accounts: s.Accounts, Logger: s.log,
 		Compute: func(ctx context.Context) ([]compute.EndpointInfo, []compute.Block, error) {
 			return s.computeState(ctx, time.Now().Add(-24*time.Hour))
@@ -278,6 +286,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	if err := s.Engine.Start(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("server: %w", err)
+	}
+	if err := s.Campaigns.Start(ctx); err != nil {
 		ln.Close()
 		return fmt.Errorf("server: %w", err)
 	}
@@ -371,6 +383,7 @@ func (s *Server) Stop(ctx context.Context) error {
 			s.metricsHTTP.Close()
 		}
 		s.wg.Wait()
+		s.Campaigns.Stop(ctx)
 		if err := s.Engine.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}

@@ -29,7 +29,7 @@ import (
 func (s *Server) stepTypes() map[string]flow.StepType {
 	return map[string]flow.StepType{
 		"transfer": {Func: s.transferStep},
-		"analyze":  {Func: s.analyzeStep, Queue: flow.QueueAnalyze, Check: checkWhere},
+		"analyze":  {Func: s.analyzeStep, Queue: flow.QueueAnalyze, Check: checkAnalyze},
 		"publish":  {Func: s.publishStep, Check: checkPublish},
 		"notify":   {Func: s.notifyStep},
 		"command":  {Func: s.commandStep, Queue: flow.QueueAnalyze, Check: checkWhere},
@@ -98,8 +98,16 @@ func safeName(n string) string {
 func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error) {
 	r := sr.Run
 	dest := s.storedPath(r)
+	if r.UploadID == "" && r.StoredPath != "" {
+		// A re-analysis: the content is in the raw store already; it is
+		// read back and verified against its SHA-256 before it is used.
+		dest = r.StoredPath
+	}
 	src := dest
 	up, err := s.uploads.Get(ctx, r.UploadID)
+	if r.UploadID == "" {
+		up, err = nil, tusserver.ErrNotFound
+	}
 	switch {
 	case err == nil:
 		if !up.Complete() {
@@ -108,6 +116,9 @@ func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error
 		src = up.Path
 	case errors.Is(err, tusserver.ErrNotFound):
 		if _, statErr := os.Stat(dest); statErr != nil {
+			if r.UploadID == "" {
+				return nil, fmt.Errorf("the stored file %s is missing: %w", dest, flow.ErrPermanent)
+			}
 			return nil, fmt.Errorf("upload %s is gone and %s does not exist: %w", r.UploadID, dest, flow.ErrPermanent)
 		}
 	default:
@@ -129,6 +140,11 @@ func (s *Server) transferStep(ctx context.Context, sr *flow.StepRun) (any, error
 			return nil, fmt.Errorf("verify %s: %w", src, err)
 		}
 		rate = float64(n) / 1e6 / max(time.Since(start).Seconds(), 1e-9)
+	}
+	if sum != r.SHA256 && up == nil && r.UploadID == "" {
+		// The raw store's copy changed: leave it where it is for the
+		// facility to look at, and analyse nothing from it.
+		return nil, fmt.Errorf("the stored file %s no longer matches its sha256 %s (it hashes to %s): %w", src, r.SHA256, sum, flow.ErrPermanent)
 	}
 	if sum != r.SHA256 {
 		// Keep the bytes for inspection; never delete data.
@@ -205,7 +221,8 @@ func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		return nil, err
 	}
 	dir := s.runProducts(sr.Run.ID)
-	opt := analysis.Options{Creator: sr.Run.Agent, Name: sr.Run.FileName, Model: s.cfg.Model, ORTLibrary: s.cfg.ORTLibrary, SHA256: tr.SHA256}
+	opt := analysis.Options{Creator: sr.Run.Agent, Name: sr.Run.FileName, Model: s.cfg.Model, ORTLibrary: s.cfg.ORTLibrary, SHA256: tr.SHA256,
+		Params: analysisParams(sr)}
 	onEndpoint, err := whereEndpoint(sr)
 	if err != nil {
 		return nil, err
@@ -217,13 +234,43 @@ func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error)
 	if err != nil {
 		// Name the file as the operator knows it, not the server's copy.
 		err = renamed{err, strings.ReplaceAll(err.Error(), tr.Path, sr.Run.FileName)}
-		if errors.Is(err, emd.ErrFormat) || errors.Is(err, emd.ErrUnsupported) || errors.Is(err, emd.ErrTooLarge) ||
+		if errors.Is(err, emd.ErrFormat) || errors.Is(err, emd.ErrUnsupported) || errors.Is(err, emd.ErrTooLarge) || errors.Is(err, analysis.ErrParams) ||
 			errors.Is(err, emd.ErrNotFound) || errors.Is(err, sandbox.ErrOutOfMemory) || errors.Is(err, sandbox.ErrCrashed) {
 			return nil, flow.Permanent(err)
 		}
 		return nil, err
 	}
 	return AnalyzeOutput{Record: rec, Dir: dir}, nil
+}
+
+// RunParams is the run metadata key of the analysis parameters a
+// re-analysis sets (map of name to value); they override the flow step's.
+const RunParams = "params"
+
+// RunRecord is the run metadata key of the record a re-analysis makes a new
+// version of.
+const RunRecord = "record_id"
+
+// analysisParams are the analysis parameters of a step: the flow step's
+// (all but where), overridden by the run's (a re-analysis campaign's).
+func analysisParams(sr *flow.StepRun) map[string]string {
+	out := map[string]string{}
+	for k, v := range sr.Def.Params {
+		if k != "where" {
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	if m, ok := sr.Run.Meta[RunParams].(map[string]any); ok {
+		for k, v := range m {
+			if k != "where" {
+				out[k] = fmt.Sprint(v)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // renamed is an error with a rewritten message.
@@ -238,7 +285,11 @@ func (r renamed) Unwrap() error { return r.err }
 // PublishOutput is the output of the publish step.
 type PublishOutput struct {
 	RecordID  string   `json:"record_id"`
+	Version   int      `json:"version"`
 	VisibleTo []string `json:"visible_to"`
+	// Degraded names the outside parts the analysis lacked: the run
+	// succeeded, but its record is incomplete until it is re-run.
+	Degraded []string `json:"degraded,omitempty"`
 }
 
 // checkWhere checks the where parameter of an analyze or command step.
@@ -249,6 +300,21 @@ func checkWhere(params map[string]any) error {
 	default:
 		return fmt.Errorf("where must be server or endpoint, not %v", w)
 	}
+}
+
+// checkAnalyze checks an analyze step's parameters: where, and analysis
+// parameters by name.
+func checkAnalyze(params map[string]any) error {
+	if err := checkWhere(params); err != nil {
+		return err
+	}
+	p := map[string]string{}
+	for k, v := range params {
+		if k != "where" {
+			p[k] = fmt.Sprint(v)
+		}
+	}
+	return analysis.CheckParams(p)
 }
 
 // checkPublish checks a publish step's visible_to: a list of principals
@@ -329,7 +395,16 @@ func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error)
 				MediaType: cmp.Or(mime.TypeByExtension(filepath.Ext(p.Name)), "application/octet-stream"), Size: p.Size, SHA256: p.SHA256})
 		}
 	}
-	e := &catalog.Entry{ID: sr.Run.ID, Record: an.Record, VisibleTo: visible, RunID: sr.Run.ID, SHA256: sr.Run.SHA256}
+	// A re-analysis publishes a new version of its record; a first
+	// analysis starts a record named after its run.
+	id := sr.Run.ID
+	if rid, _ := sr.Run.Meta[RunRecord].(string); rid != "" {
+		id = rid
+	}
+	if p := an.Record.Provenance; p != nil {
+		p.Flow, p.Run, p.Machine = sr.Run.Flow, sr.Run.ID, cmp.Or(an.Where, s.hostname)
+	}
+	e := &catalog.Entry{ID: id, Record: an.Record, VisibleTo: visible, RunID: sr.Run.ID, SHA256: sr.Run.SHA256}
 	// The folder's proposal and sample (agent settings) describe the
 	// experiment; as subjects they are shown and searchable.
 	for _, k := range []string{"proposal", "sample"} {
@@ -348,7 +423,11 @@ func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		}
 		return nil, err
 	}
-	return PublishOutput{RecordID: e.ID, VisibleTo: visible}, nil
+	out := PublishOutput{RecordID: e.ID, Version: e.Version, VisibleTo: visible}
+	if p := an.Record.Provenance; p != nil {
+		out.Degraded = p.Degraded
+	}
+	return out, nil
 }
 
 // Alert is a message for the operator at the instrument.

@@ -1,0 +1,23 @@
+package catalog
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestParseQuery(t *testing.T) {
+	q, err := ParseQuery(`gold element:Au element:C kind:hyperspectral instrument:Titan date:2026-11 made-before:v0.2.0 "in situ" note:x`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Text != `gold "in situ" note:x` || !slices.Equal(q.Elements, []string{"Au", "C"}) || !slices.Equal(q.Kinds, []string{"hyperspectral"}) ||
+		!slices.Equal(q.Instruments, []string{"Titan"}) || q.MadeBefore != "v0.2.0" ||
+		!q.From.Equal(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)) || !q.To.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("%+v", q)
+	}
+	if _, err := ParseQuery("date:yesterday"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad date: %v", err)
+	}
+}
