@@ -89,11 +89,11 @@ func getRun(ctx context.Context, db *sql.DB, q string, args ...any) (*Run, error
 type ListQuery struct {
 	Flow, State, SHA256 string
 	// Uploads keeps the runs uploads started (no re-analyses).
-	Uploads bool
-	Since   time.Time
-	Limit               int // default 100
-	Principals          []string
-	All                 bool
+	Uploads    bool
+	Since      time.Time
+	Limit      int // default 100
+	Principals []string
+	All        bool
 }
 
 // readerFilter is the SQL condition (on table alias or name t) that limits
