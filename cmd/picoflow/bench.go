@@ -38,11 +38,12 @@ func benchCmd(workers *sandbox.Registry) *cobra.Command {
   eds       the EDS model fit, fitted maps and quantification vs HyperSpy fitting the same model
   transfer  resumable upload over loopback (and SHA-256 verification) vs cp
   flows     files through agent, server and analysis: orchestration overhead
+  campaign  a re-analysis campaign over N records, the server killed half way (run on its own)
 'picoflow bench' runs all three.`,
 		Args: cobra.NoArgs,
 	}
 	a, t, f := benchAnalysisCmd(workers), benchTransferCmd(), benchFlowsCmd(workers)
-	root.AddCommand(benchEDSCmd(workers))
+	root.AddCommand(benchEDSCmd(workers), benchCampaignCmd(workers))
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
 		for _, c := range []*cobra.Command{a, t, f} {
 			fmt.Fprintf(cmd.OutOrStdout(), "== %s\n", c.Name())

@@ -41,7 +41,7 @@ func run(ctx context.Context, workers *sandbox.Registry, args []string) int {
 		SilenceErrors: true,
 	}
 	logging.AddFlag(root.PersistentFlags())
-	root.AddCommand(analyzeCmd(workers), doctorCmd(), simulateCmd(), benchCmd(workers), serverCmd(workers), demoCmd(workers), statsCmd(), tokenCmd(), userCmd(), endpointCmd(workers), agentcli.Command("agent"))
+	root.AddCommand(analyzeCmd(workers), reanalyzeCmd(), doctorCmd(), simulateCmd(), benchCmd(workers), serverCmd(workers), demoCmd(workers), statsCmd(), tokenCmd(), userCmd(), endpointCmd(workers), agentcli.Command("agent"))
 	root.SetArgs(args)
 	return exitCode(root.ExecuteContext(ctx))
 }

@@ -106,8 +106,8 @@ type Item struct {
 	Updated  time.Time `json:"updated"`
 }
 
-// Finished counts the items that need nothing more.
-func (c *Campaign) finished() int {
+// Settled counts the items that need nothing more (done, failed, skipped, cancelled).
+func (c *Campaign) Settled() int {
 	return c.Counts[ItemDone] + c.Counts[ItemFailed] + c.Counts[ItemSkipped] + c.Counts[ItemCancelled]
 }
 

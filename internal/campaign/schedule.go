@@ -285,9 +285,9 @@ func (s *Service) Get(ctx context.Context, id string) (*Campaign, error) {
 	if c.Finished != nil {
 		end = *c.Finished
 	}
-	if el := end.Sub(c.Created).Seconds(); el > 0 && c.finished() > 0 {
-		c.RatePerSec = float64(c.finished()) / el
-		if left := c.Total - c.finished(); left > 0 && c.State == StateRunning {
+	if el := end.Sub(c.Created).Seconds(); el > 0 && c.Settled() > 0 {
+		c.RatePerSec = float64(c.Settled()) / el
+		if left := c.Total - c.Settled(); left > 0 && c.State == StateRunning {
 			c.ETA = time.Duration(float64(left) / c.RatePerSec * float64(time.Second))
 		}
 	}
