@@ -89,6 +89,30 @@ try {
     document.querySelector("#runs-body tr[data-run] .state-succeeded") !== null, before, { timeout: 60000 });
   await page.screenshot({ path: outDir + "/runs.png", fullPage: true });
 
+  say("STEP campaign");
+  await page.goto(base + "/campaigns");
+  await page.fill('input[name="query"]', "kind:hyperspectral");
+  await page.fill('textarea[name="params"]', "min_significance=6");
+  await Promise.all([page.waitForURL(/\/campaigns\/c/), page.click('#new-campaign button[type="submit"]')]);
+  // The page follows the campaign (htmx) until it is done; the hostile
+  // record has no raw file and is listed as failed, with the reason.
+  await page.waitForFunction(() => document.querySelector("#campaign-state").textContent === "done", null, { timeout: 90000 });
+  const failures = await page.textContent("#failures");
+  check(failures.includes("no raw file"), "the failed record's reason is not shown: " + failures);
+  await page.screenshot({ path: outDir + "/campaign.png", fullPage: true });
+
+  say("STEP versions");
+  await page.goto(base + "/records/" + recordID);
+  const versions = await page.textContent("#versions");
+  check(/version 2 \(newest\)/.test(versions) && versions.includes("min_significance 5 → 6"), "versions panel: " + versions);
+  const prov = await page.textContent("#provenance");
+  check(prov.includes("min_significance") && prov.includes("sha256"), "provenance panel: " + prov);
+  await page.click('#versions a[href$="?version=1"]');
+  await page.waitForSelector("#old-version");
+  await page.waitForFunction(() => [...document.querySelectorAll(".figs img")].length >= 3 &&
+    [...document.querySelectorAll(".figs img")].every((i) => i.complete && i.naturalWidth > 0 && i.src.includes("version=1")));
+  await page.screenshot({ path: outDir + "/record-version.png", fullPage: true });
+
   check(dialogs.length === 0, "a dialog opened (script injection?): " + dialogs.join("; "));
   check(errors.length === 0, "browser errors: " + errors.join("; "));
   say("DONE");

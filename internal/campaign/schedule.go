@@ -172,6 +172,9 @@ func (s *Service) start(ctx context.Context, campaignID string, spec stored, pri
 	if err != nil {
 		return ItemPending, "", "" // the database is busy: next pass
 	}
+	if e.RunID == "" {
+		return ItemFailed, "", "no raw file to analyse: the record was not made by a flow run on this server"
+	}
 	orig, err := s.cfg.Engine.Run(ctx, e.RunID)
 	if err != nil {
 		return ItemFailed, "", fmt.Sprintf("the run that made the record (%s): %v", e.RunID, err)

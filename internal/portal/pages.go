@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -140,7 +141,10 @@ func (p *Portal) search(w http.ResponseWriter, r *http.Request) {
 	p.render(w, http.StatusOK, "search", data)
 }
 
-type figure struct{ URL, Caption, Kind string }
+type figure struct {
+	URL, Caption, Kind string
+	rank               int
+}
 
 type metaRow struct{ Name, Value string }
 
@@ -217,8 +221,13 @@ func metadataRows(r *record.Record) []metaRow {
 var figureOrder = map[string]int{"intensity-map": 0, "spectrum": 1, "image-preview": 2, "video": 3, "annotated-video": 4, "counts-plot": 5, "element-map": 6}
 
 func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
-	e, err := p.cfg.Catalog.Get(r.Context(), r.PathValue("id"), p.principals(r))
-	if errors.Is(err, catalog.ErrNotFound) {
+	version := 0
+	if v := r.URL.Query().Get("version"); v != "" {
+		version, _ = strconv.Atoi(v)
+	}
+	id := r.PathValue("id")
+	versions, err := p.cfg.Catalog.Versions(r.Context(), id, p.principals(r))
+	if errors.Is(err, catalog.ErrNotFound) || err == nil && len(versions) == 0 {
 		p.fail(w, r, http.StatusNotFound, "Not found", "There is no such record, or it is not shared with you.")
 		return
 	}
@@ -226,15 +235,53 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
 		return
 	}
+	e := versions[0]
+	for _, v := range versions {
+		if v.Version == version {
+			e = v
+		}
+	}
+	shown := 0 // the newest: file links need no version
+	if e != versions[0] {
+		shown = e.Version
+	}
 	data := struct {
 		page
 		Entry       *catalog.Entry
 		Figures     []figure
 		Metadata    []metaRow
 		SpectrumCSV string
-	}{page: p.base(r, e.Title(), "search"), Entry: e, Metadata: metadataRows(e.Record)}
+		// Shown is the version on the page when it is not the newest.
+		Shown    int
+		Newest   int
+		Versions []versionRow
+		Params   []metaRow
+	}{page: p.base(r, e.Title(), "search"), Entry: e, Metadata: metadataRows(e.Record), Shown: shown, Newest: versions[0].Version}
+	for i, v := range versions {
+		row := versionRow{Version: v.Version, Published: v.Published, RunID: v.RunID, Current: v == e}
+		if pv := v.Record.Provenance; pv != nil {
+			row.Analysis, row.Degraded = pv.Version, len(pv.Degraded) > 0
+		}
+		if i+1 < len(versions) {
+			row.Changes = record.Diff(versions[i+1].Record, v.Record)
+			if len(row.Changes) == 0 {
+				row.Changes = []string{"same results"}
+			}
+		} else {
+			row.Changes = []string{"first analysis"}
+		}
+		data.Versions = append(data.Versions, row)
+	}
+	if pv := e.Record.Provenance; pv != nil {
+		for _, k := range slices.Sorted(maps.Keys(pv.Parameters)) {
+			data.Params = append(data.Params, metaRow{Name: k, Value: fmt.Sprint(pv.Parameters[k])})
+		}
+	}
 	for _, f := range e.Record.Files {
 		u := fileURL(e.ID, f.Name)
+		if shown > 0 {
+			u += "?version=" + strconv.Itoa(shown)
+		}
 		if f.Name == "spectrum.csv" {
 			data.SpectrumCSV = u
 		}
@@ -250,19 +297,22 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		if f.Role == "element-map" {
 			caption = "Element map " + strings.TrimSuffix(strings.TrimPrefix(f.Name, "map-"), ".png")
 		}
-		data.Figures = append(data.Figures, figure{URL: u, Caption: caption, Kind: kind})
+		data.Figures = append(data.Figures, figure{URL: u, Caption: caption, Kind: kind, rank: figureOrder[f.Role]})
 	}
-	slices.SortStableFunc(data.Figures, func(a, b figure) int { return figRank(e, a) - figRank(e, b) })
+	slices.SortStableFunc(data.Figures, func(a, b figure) int { return a.rank - b.rank })
 	p.render(w, http.StatusOK, "record", data)
 }
 
-func figRank(e *catalog.Entry, f figure) int {
-	for _, rf := range e.Record.Files {
-		if fileURL(e.ID, rf.Name) == f.URL {
-			return figureOrder[rf.Role]
-		}
-	}
-	return 99
+// versionRow is one version in a record page's list.
+type versionRow struct {
+	Version   int
+	Published time.Time
+	RunID     string
+	Analysis  string
+	Degraded  bool
+	Current   bool
+	// Changes from the version before.
+	Changes []string
 }
 
 func (p *Portal) thumb(w http.ResponseWriter, r *http.Request) {
@@ -307,7 +357,8 @@ func runWarnings(r *flow.Run) []string {
 	var out []string
 	for _, s := range r.Steps {
 		var o struct {
-			Alerts []struct{ Level, Message string }
+			Alerts   []struct{ Level, Message string }
+			Degraded []string `json:"degraded"`
 		}
 		if json.Unmarshal(s.Output, &o) != nil {
 			continue
@@ -316,6 +367,11 @@ func runWarnings(r *flow.Run) []string {
 			if a.Level == "warning" {
 				out = append(out, a.Message)
 			}
+		}
+		// A publish step says what the record lacks: the run succeeded
+		// degraded.
+		for _, d := range o.Degraded {
+			out = append(out, "degraded: made without "+d)
 		}
 	}
 	return out

@@ -53,6 +53,9 @@ type Config struct {
 	// Compute, when set, lists the compute endpoints and batch blocks for
 	// administrators on the runs page.
 	Compute func(ctx context.Context) ([]compute.EndpointInfo, []compute.Block, error)
+	// Campaigns, when set, gives administrators and curators the
+	// re-analysis pages and administrators the record page's re-run.
+	Campaigns campaigns
 }
 
 // Portal serves the web interface.
@@ -73,6 +76,12 @@ var funcs = template.FuncMap{
 	"last":    func(v []monthBar) monthBar { return v[len(v)-1] },
 	"thumb":   func(h catalog.Hit) string { return "/records/" + url.PathEscape(h.ID) + "/thumb" },
 	"fileURL": fileURL,
+	"fileURLv": func(id, name string, version int) string {
+		if version > 0 {
+			return fileURL(id, name) + "?version=" + fmt.Sprint(version)
+		}
+		return fileURL(id, name)
+	},
 	"bytes": func(n int64) string {
 		switch {
 		case n >= 1e9:
@@ -104,7 +113,7 @@ func fmtDur(d time.Duration) string {
 // New parses the templates.
 func New(cfg Config) (*Portal, error) {
 	p := &Portal{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), pages: map[string]*template.Template{}, throttle: newSignInThrottle()}
-	for _, name := range []string{"search", "record", "runs", "run", "login", "error"} {
+	for _, name := range []string{"search", "record", "runs", "run", "login", "error", "campaigns", "campaign"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("portal: %w", err)
@@ -126,6 +135,14 @@ func (p *Portal) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /runs/events", p.signedIn(p.runEvents))
 	mux.HandleFunc("GET /runs/{id}", p.signedIn(p.run))
 	mux.HandleFunc("POST /runs/{id}/retry", p.signedIn(p.retry))
+	if p.cfg.Campaigns != nil {
+		mux.HandleFunc("GET /campaigns", p.signedIn(p.campaignList))
+		mux.HandleFunc("POST /campaigns", p.signedIn(p.campaignCreate))
+		mux.HandleFunc("GET /campaigns/{id}", p.signedIn(p.campaignPage))
+		mux.HandleFunc("POST /campaigns/{id}/cancel", p.signedIn(p.campaignAction))
+		mux.HandleFunc("POST /campaigns/{id}/retry", p.signedIn(p.campaignAction))
+		mux.HandleFunc("POST /records/{id}/reanalyze", p.signedIn(p.recordReanalyze))
+	}
 	mux.HandleFunc("GET /login", p.loginPage)
 	mux.HandleFunc("POST /login", p.login)
 	mux.HandleFunc("POST /logout", p.logout)
@@ -147,6 +164,8 @@ type page struct {
 	Title, Nav, Path, CSRF string
 	User                   *auth.Identity
 	Admin                  bool
+	// Curator may run re-analysis campaigns (administrators too).
+	Curator bool
 }
 
 func (p *Portal) base(r *http.Request, title, nav string) page {
@@ -154,6 +173,7 @@ func (p *Portal) base(r *http.Request, title, nav string) page {
 	if s := p.cfg.Sessions.Get(r); s != nil {
 		pg.User, pg.CSRF = s.Identity, s.CSRF
 		pg.Admin = s.Identity.Has(auth.RoleAdmin)
+		pg.Curator = pg.Admin || s.Identity.Has(auth.RoleCurator)
 		if pg.User.Name == "" {
 			pg.User.Name = strings.SplitN(pg.User.Subject, ":", 2)[1]
 		}
