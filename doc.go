@@ -1,6 +1,7 @@
 // Package picoflow is the code map of the picoflow module. It holds no code.
 //
-//	cmd/picoflow                  the binary: server, agent, endpoint, demo, analyze, doctor, stats, token, user, simulate, bench
+//	cmd/picoflow                  the binary: server, agent, endpoint, demo, analyze, reanalyze, doctor, stats, token,
+//	                              user, simulate, bench
 //	cmd/picoflow-agent            the small instrument-PC binary (CGO off): run, status
 //	internal/agent                watch -> check complete -> hash -> ledger (SQLite outbox) -> upload -> flow
 //	internal/agentcli             the agent's command line, shared by both binaries
@@ -13,11 +14,14 @@
 //	internal/compute              tasks for compute endpoints (leases), the endpoint runner, block scaling;
 //	                              Provider backends local/ slurm/ pbs/; computetest/
 //	internal/flow                 YAML flows, runs and steps on River jobs, events, statistics
+//	internal/campaign             re-analysis campaigns: records by search, one keyed run each, throttled, resumable
+//	internal/buildinfo            which build is running (module version, VCS revision), version ordering
 //	internal/logging              the services' loggers: text or JSON lines (--log-format)
 //	internal/configfile           a service's YAML settings into its flags (--config; flags win)
 //	internal/sqlitewal            open SQLite in WAL mode, safe when several processes create one file at once
 //	internal/store                SQLite: one writer, a read pool, River and picoflow migrations
-//	internal/catalog              records, ACLs, search and facets (Index seam); sqlite/ FTS5, postgres/; catalogtest/
+//	internal/catalog              records and their versions, ACLs, search (field terms) and facets (Index seam);
+//	                              sqlite/ FTS5, postgres/; catalogtest/
 //	internal/pgtest               a real PostgreSQL for tests
 //	internal/auth                 API tokens (hashed), local accounts, sessions, principals
 //	internal/box                  the whole system in one process (demo, end-to-end tests)
@@ -25,7 +29,7 @@
 //	internal/emd                  EMD (HDF5) read access: Velox and NCEM, SpectrumStream decoding
 //	internal/emd/superblock       stdlib HDF5 superblock check (is the file complete?)
 //	internal/emd/emdtest          real test files (../shared/data) and the HyperSpy reference
-//	internal/record               the DataCite-based catalogue record of a file
+//	internal/record               the DataCite-based catalogue record of a file, its provenance, version diffs
 //	internal/analysis             picks and runs the analysis for a file, writes record.json
 //	internal/analysis/hyperspectral  EDS: zero peak, model fit (NNLS: B-spline background + element
 //	                              families), fitted element maps, Cliff-Lorimer quantification;

@@ -46,7 +46,7 @@ func tokenCmd() *cobra.Command {
 	f.StringVar(&data, "data", "picoflow-data", "server data directory")
 	f.StringVar(&name, "name", "", "what the token is for")
 	f.StringVar(&subject, "subject", "", "who the token acts as (agent:NAME, user:NAME, endpoint:NAME)")
-	f.StringArrayVar(&groups, "group", nil, "further principals: group:NAME, role:agent, role:admin, role:endpoint, role:metrics")
+	f.StringArrayVar(&groups, "group", nil, "further principals: group:NAME, role:agent, role:admin, role:curator, role:endpoint, role:metrics")
 	f.StringSliceVar(&flows, "flows", nil, "the only flows this token may start (comma-separated; default: any flow)")
 	create.MarkFlagRequired("subject")
 	root.AddCommand(create)

@@ -19,6 +19,7 @@ import (
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/server"
+	"github.com/picoflow/picoflow/internal/simulate"
 )
 
 // ingest sends n small spectrum images into a flow's folder and waits until
@@ -214,5 +215,62 @@ flows:
 	var files struct{ Runs []server.RunView }
 	if st := getJSON(t, b.Server.URL()+"/api/v1/files/"+run.SHA256, b.AdminToken, &files); st != 200 || len(files.Runs) != 1 || files.Runs[0].ID != run.ID {
 		t.Errorf("runs for the content: %d %+v", st, files.Runs)
+	}
+}
+
+// TestDegradedRunRepaired: a movie analysed while ffmpeg is missing makes a
+// run marked degraded (not silently succeeded) and a record that says what
+// it lacks; once ffmpeg is there, an administrator's re-run makes a new,
+// complete version with the video. (Not parallel: it changes PATH.)
+func TestDegradedRunRepaired(t *testing.T) {
+	ctx := context.Background()
+	path := os.Getenv("PATH")
+	t.Setenv("PATH", t.TempDir()) // no ffmpeg; the worker processes inherit it
+	b := startBox(t, box.Config{Settle: 200 * time.Millisecond})
+	if _, err := simulate.WriteMovie(ctx, filepath.Join(b.Folders["spatiotemporal"], "nofm.emd"), simulate.MovieSpec{Frames: 8, Width: 64, Height: 64, Particles: 4, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	var run server.RunView
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		runs, _ := b.Server.Engine.Runs(ctx, flow.ListQuery{Flow: "spatiotemporal", State: flow.StateSucceeded, All: true})
+		if len(runs) == 1 {
+			getJSON(t, b.Server.URL()+"/api/v1/runs/"+runs[0].ID, b.AdminToken, &run)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the movie was not processed")
+		}
+	}
+	if len(run.Degraded) != 1 || run.Degraded[0] != "ffmpeg: not installed, no video" {
+		t.Fatalf("run without ffmpeg: degraded %q", run.Degraded)
+	}
+	e, _ := b.Server.Catalog.Get(ctx, run.RecordID, []string{auth.RoleAdmin})
+	hasVideo := func(e *catalog.Entry) bool {
+		for _, f := range e.Record.Files {
+			if f.Role == "video" {
+				return true
+			}
+		}
+		return false
+	}
+	if hasVideo(e) || len(e.Record.Provenance.Degraded) != 1 {
+		t.Fatalf("degraded record: video %v, degraded %q", hasVideo(e), e.Record.Provenance.Degraded)
+	}
+	// ffmpeg installed: the administrator re-runs the record.
+	os.Setenv("PATH", path)
+	if st, _, _ := call(t, http.MethodPost, b.Server.URL()+"/api/v1/records/"+e.ID+"/reanalyze", b.AgentToken, nil); st != http.StatusForbidden {
+		t.Errorf("an agent re-ran a record: %d", st)
+	}
+	st, out, _ := call(t, http.MethodPost, b.Server.URL()+"/api/v1/records/"+e.ID+"/reanalyze", b.AdminToken, nil)
+	var c campaign.Campaign
+	if json.Unmarshal(out, &c); st != http.StatusCreated {
+		t.Fatalf("re-run: %d %s", st, out)
+	}
+	if c = waitCampaign(t, b, b.AdminToken, c.ID); c.Counts[campaign.ItemDone] != 1 {
+		t.Fatalf("re-run campaign: %+v", c)
+	}
+	e, _ = b.Server.Catalog.Get(ctx, run.RecordID, []string{auth.RoleAdmin})
+	if e.Version != 2 || !hasVideo(e) || len(e.Record.Provenance.Degraded) != 0 || len(e.Record.Provenance.Software) == 0 || e.Record.Provenance.Software[0].Name != "ffmpeg" {
+		t.Fatalf("repaired record: version %d, video %v, provenance %+v", e.Version, hasVideo(e), e.Record.Provenance)
 	}
 }
