@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,4 +274,32 @@ func TestDegradedRunRepaired(t *testing.T) {
 	if e.Version != 2 || !hasVideo(e) || len(e.Record.Provenance.Degraded) != 0 || len(e.Record.Provenance.Software) == 0 || e.Record.Provenance.Software[0].Name != "ffmpeg" {
 		t.Fatalf("repaired record: version %d, video %v, provenance %+v", e.Version, hasVideo(e), e.Record.Provenance)
 	}
+}
+
+// TestCampaignOnEndpoint: --where endpoint sends a campaign's analyses to a
+// compute endpoint, and the new version's provenance names it.
+func TestCampaignOnEndpoint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := startBox(t, box.Config{Settle: 200 * time.Millisecond, Endpoints: 1})
+	ids := ingest(t, b, "hyperspectral", 1, 500)
+	if e, _ := b.Server.Catalog.Get(ctx, ids[0], []string{auth.RoleAdmin}); e.Record.Provenance.Machine != mustHost(t) {
+		t.Fatalf("first analysis ran on %q, not the server", e.Record.Provenance.Machine)
+	}
+	_, c := startCampaign(t, b, b.AdminToken, campaign.Spec{Query: "kind:hyperspectral", Where: "endpoint"})
+	if c.Counts[campaign.ItemDone] != 1 {
+		t.Fatalf("campaign on an endpoint: %+v %+v", c.Counts, c.Failures)
+	}
+	e, _ := b.Server.Catalog.Get(ctx, ids[0], []string{auth.RoleAdmin})
+	if want := b.Endpoints[0].Name; e.Version != 2 || e.Record.Provenance.Machine == mustHost(t) || !strings.HasPrefix(e.Record.Provenance.Machine, want) {
+		t.Fatalf("re-analysis on an endpoint: version %d, machine %q (endpoint %q)", e.Version, e.Record.Provenance.Machine, want)
+	}
+}
+
+func mustHost(t *testing.T) string {
+	h, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

@@ -184,7 +184,11 @@ func (s *Server) runProducts(runID string) string { return filepath.Join(s.produ
 // whereEndpoint reads a step's where parameter: server (the default) or
 // endpoint.
 func whereEndpoint(sr *flow.StepRun) (bool, error) {
-	switch w := sr.Def.Params["where"]; w {
+	w := sr.Def.Params["where"]
+	if m, ok := sr.Run.Meta[RunParams].(map[string]any); ok && m["where"] != nil {
+		w = m["where"] // a re-analysis campaign's choice
+	}
+	switch w {
 	case nil, "server":
 		return false, nil
 	case "endpoint":
