@@ -40,9 +40,18 @@ type facetView struct {
 	Values      []facetValue
 }
 
-// ParseQuery reads a catalog query from URL parameters.
+// ParseQuery reads a catalog query from URL parameters: the search text
+// with its field terms (catalog.ParseQuery; a malformed one stays text),
+// the facets, dates and page.
 func ParseQuery(v url.Values) catalog.Query {
-	q := catalog.Query{Text: strings.TrimSpace(v.Get("q")), Instruments: v["instrument"], Kinds: v["kind"], Elements: v["element"], Sort: v.Get("sort")}
+	q, err := catalog.ParseQuery(strings.TrimSpace(v.Get("q")))
+	if err != nil {
+		q = catalog.Query{Text: strings.TrimSpace(v.Get("q"))}
+	}
+	q.Instruments = append(q.Instruments, v["instrument"]...)
+	q.Kinds = append(q.Kinds, v["kind"]...)
+	q.Elements = append(q.Elements, v["element"]...)
+	q.Sort = v.Get("sort")
 	if t, err := time.Parse("2006-01-02", v.Get("from")); err == nil {
 		q.From = t
 	}
