@@ -119,7 +119,47 @@ func (e *Entry) Keywords() string {
 		b.WriteString(c.Name)
 		b.WriteByte(' ')
 	}
+	// The microscope as the file names it (Titan, Spectra, ...).
+	in := e.Record.Instrument
+	for _, s := range []string{in.Name, in.Manufacturer, in.Model, in.Software} {
+		b.WriteString(s)
+		b.WriteByte(' ')
+	}
 	return b.String()
+}
+
+// Measure returns a number of the record a field query compares (see
+// Fields), in the field's unit, and whether the record has it.
+func (e *Entry) Measure(field string) (float64, bool) {
+	if e.Record == nil {
+		return 0, false
+	}
+	in := e.Record.Instrument
+	switch field {
+	case FieldVoltage:
+		if in.AcceleratingVoltage != nil {
+			return in.AcceleratingVoltage.Value, true
+		}
+	case FieldMagnification:
+		if in.Magnification != nil {
+			return in.Magnification.Value, true
+		}
+	}
+	return 0, false
+}
+
+// Fields a query compares with numbers (Range), with their units.
+const (
+	FieldVoltage       = "voltage"       // accelerating voltage, kV
+	FieldMagnification = "magnification" // ×
+)
+
+// Range is a comparison of a numeric field: voltage >= 200 (kV).
+type Range struct {
+	Field string
+	// Op is one of < <= > >= =.
+	Op    string
+	Value float64
 }
 
 // Validate checks the fields every backend relies on.
@@ -155,6 +195,9 @@ type Query struct {
 	// Principals are the caller's identities ("user:alice",
 	// "group:picoprobe", Admin). Public is always added.
 	Principals []string
+	// Ranges compare numeric fields (every one must hold; a record
+	// without the field does not match).
+	Ranges []Range
 	// MadeBefore keeps records whose newest version was made by an analysis
 	// version before this one (semantic versions, pseudo-versions by time;
 	// see buildinfo.SortKey). Records of unversioned builds never match.

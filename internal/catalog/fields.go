@@ -2,15 +2,19 @@ package catalog
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // ParseQuery reads a search as people type it: free text with field terms
 // that filter, e.g. `gold element:Au kind:hyperspectral instrument:Titan
 // date:2026-11 made-before:v0.2.0`. Field names: element, kind, instrument,
 // date (a year, year-month or day), from and to (dates), made-before (an
-// analysis version). A word with an unknown field stays free text. The
+// analysis version), voltage and magnification with a comparison and a unit
+// (voltage:>=200kV, magnification:<100kx); a bare year is the date. A word
+// with an unknown field stays free text. The
 // principals, sort and paging are the caller's to set.
 func ParseQuery(text string) (Query, error) {
 	var q Query
@@ -23,7 +27,16 @@ func ParseQuery(text string) (Query, error) {
 		}
 		switch strings.ToLower(field) {
 		case "element", "el":
+			if sym, ok := ElementSymbol(value); ok {
+				value = sym // element:gold, element:au
+			}
 			q.Elements = append(q.Elements, value)
+		case "voltage", "kv", "hv", "magnification", "mag":
+			rg, err := parseRange(strings.ToLower(field), value)
+			if err != nil {
+				return q, fmt.Errorf("%w: %s: %w", ErrInvalid, w, err)
+			}
+			q.Ranges = append(q.Ranges, rg)
 		case "kind", "type":
 			q.Kinds = append(q.Kinds, value)
 		case "instrument":
@@ -47,8 +60,52 @@ func ParseQuery(text string) (Query, error) {
 			free = append(free, w)
 		}
 	}
+	// A bare year is when the data was taken (2017), unless a date is given.
+	if q.From.IsZero() && q.To.IsZero() {
+		var rest []string
+		for _, w := range free {
+			if y, err := strconv.Atoi(w); err == nil && len(w) == 4 && y >= 1980 && y <= 2100 && q.From.IsZero() {
+				q.From, q.To = time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(y+1, 1, 1, 0, 0, 0, 0, time.UTC)
+				continue
+			}
+			rest = append(rest, w)
+		}
+		free = rest
+	}
 	q.Text = strings.Join(free, " ")
 	return q, nil
+}
+
+// parseRange reads a numeric field term's value: an optional comparison
+// (< <= > >= =, default =), a number and a unit (voltage: V, kV, MV, default
+// kV; magnification: x, kx, Mx).
+func parseRange(field, v string) (Range, error) {
+	rg := Range{Op: "="}
+	for _, op := range []string{"<=", ">=", "<", ">", "="} {
+		if strings.HasPrefix(v, op) {
+			rg.Op, v = op, v[len(op):]
+			break
+		}
+	}
+	num := strings.TrimRightFunc(v, func(r rune) bool { return unicode.IsLetter(r) || r == '×' })
+	unit := strings.ToLower(strings.TrimSpace(v[len(num):]))
+	x, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil {
+		return rg, fmt.Errorf("want a number, e.g. %s:>=200kV or magnification:<100kx", field)
+	}
+	var scale map[string]float64
+	switch field {
+	case "voltage", "kv", "hv":
+		rg.Field, scale = FieldVoltage, map[string]float64{"": 1, "kv": 1, "v": 1e-3, "mv": 1e3}
+	default:
+		rg.Field, scale = FieldMagnification, map[string]float64{"": 1, "x": 1, "×": 1, "kx": 1e3, "k": 1e3, "mx": 1e6, "m": 1e6}
+	}
+	f, ok := scale[unit]
+	if !ok {
+		return rg, fmt.Errorf("unknown unit %q", unit)
+	}
+	rg.Value = x * f
+	return rg, nil
 }
 
 // dateRange is the interval a year, month or day covers, in UTC.

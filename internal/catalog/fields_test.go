@@ -21,3 +21,23 @@ func TestParseQuery(t *testing.T) {
 		t.Errorf("bad date: %v", err)
 	}
 }
+
+func TestParseQueryMeasures(t *testing.T) {
+	q, err := ParseQuery("voltage:>=200kV mag:<100kx element:gold 2017 Titan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Range{{Field: FieldVoltage, Op: ">=", Value: 200}, {Field: FieldMagnification, Op: "<", Value: 1e5}}
+	if !slices.Equal(q.Ranges, want) || !slices.Equal(q.Elements, []string{"Au"}) || q.Text != "Titan" ||
+		!q.From.Equal(time.Date(2017, 1, 1, 0, 0, 0, 0, time.UTC)) || !q.To.Equal(time.Date(2018, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("%+v", q)
+	}
+	if q, _ := ParseQuery("voltage:300000V"); q.Ranges[0].Value != 300 || q.Ranges[0].Op != "=" {
+		t.Errorf("volts: %+v", q.Ranges)
+	}
+	for _, bad := range []string{"voltage:>=high", "voltage:200parsec"} {
+		if _, err := ParseQuery(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}

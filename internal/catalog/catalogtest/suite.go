@@ -166,7 +166,7 @@ func RunSuite(t *testing.T, newIndex func(t *testing.T) catalog.Index) {
 			{"nano*", []string{"e", "a"}},
 			{"Fe", []string{"b"}},
 			{"in-situ", []string{"e"}},
-			{`gold" OR "x`, nil},
+			{`gold" OR "x`, []string{"d", "a"}}, // our OR, never the backend's syntax
 			{`NEAR(gold copper) AND ) '; DROP TABLE record; --`, nil},
 			{"*", []string{}},
 		}
@@ -222,6 +222,53 @@ func RunSuite(t *testing.T, newIndex func(t *testing.T) catalog.Index) {
 		r := search(t, x, catalog.Query{Principals: admin, Sort: catalog.SortOldest, Limit: 2, Offset: 1})
 		if got := ids(r); !slices.Equal(got, []string{"b", "c"}) || r.Total != 5 {
 			t.Errorf("oldest, page 2 of 2: %v (total %d)", got, r.Total)
+		}
+	})
+
+	t.Run("SearchLanguage", func(t *testing.T) {
+		t.Parallel()
+		x := seed(t)
+		// f: gold found by the analysis, not named in the text; a Titan
+		// at 300 kV and 80 kx.
+		f := NewEntry("f", "Nanoparticles on a holey film", day(21), "PicoProbe", "hyperspectral", []string{"Au", "Pt"}, catalog.Public)
+		f.Record.Instrument.Model = "Titan"
+		f.Record.Instrument.AcceleratingVoltage = &record.Quantity{Value: 300, Unit: "kV"}
+		f.Record.Instrument.Magnification = &record.Quantity{Value: 80000, Unit: "x"}
+		g := NewEntry("g", "Low-voltage image", day(22), "PicoProbe", "image", nil, catalog.Public)
+		g.Record.Instrument.AcceleratingVoltage = &record.Quantity{Value: 80, Unit: "kV"}
+		g.Record.Instrument.Magnification = &record.Quantity{Value: 500000, Unit: "x"}
+		for _, e := range []*catalog.Entry{f, g} {
+			if err := x.Put(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range []struct {
+			text string
+			want []string
+		}{
+			{"gold", []string{"f", "d", "a"}},
+			{"platinum", []string{"f"}},
+			{"spectr", []string{"b"}},
+			{"Fe OR Pt", []string{"f", "b"}},
+			{"gold NOT copper", []string{"f", "a"}},
+			{"gold -copper -holey", []string{"a"}},
+			{"-gold -nanoparticle", []string{"g", "c", "b"}},
+			{"Titan", []string{"e", "f", "d"}},
+			{`"gold and"`, []string{"d"}},
+			{"voltage:>=200kV", []string{"f"}},
+			{"voltage:<100000V", []string{"g"}},
+			{"magnification:>100kx", []string{"g"}},
+			{"element:gold kind:hyperspectral 2026", []string{"f", "d", "a"}},
+			{"2019", nil},
+		} {
+			q, err := catalog.ParseQuery(tc.text)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.text, err)
+			}
+			q.Principals = admin
+			if got := ids(search(t, x, q)); !slices.Equal(got, tc.want) {
+				t.Errorf("%s: %v, want %v", tc.text, got, tc.want)
+			}
 		}
 	})
 

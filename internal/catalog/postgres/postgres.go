@@ -76,6 +76,15 @@ CREATE TABLE IF NOT EXISTS picoflow_record_version (
 CREATE INDEX IF NOT EXISTS picoflow_record_version_run ON picoflow_record_version (record_id, run_id);
 ALTER TABLE picoflow_record ADD COLUMN IF NOT EXISTS version int NOT NULL DEFAULT 1;
 ALTER TABLE picoflow_record ADD COLUMN IF NOT EXISTS version_key text NOT NULL DEFAULT '';
+-- Numbers a search compares: accelerating voltage (kV), magnification.
+ALTER TABLE picoflow_record ADD COLUMN IF NOT EXISTS voltage_kv double precision;
+ALTER TABLE picoflow_record ADD COLUMN IF NOT EXISTS magnification double precision;
+UPDATE picoflow_record SET voltage_kv = (doc->'instrument'->'acceleratingVoltage'->>'value')::float8
+  WHERE voltage_kv IS NULL AND doc->'instrument' ? 'acceleratingVoltage';
+UPDATE picoflow_record SET magnification = (doc->'instrument'->'magnification'->>'value')::float8
+  WHERE magnification IS NULL AND doc->'instrument' ? 'magnification';
+CREATE INDEX IF NOT EXISTS picoflow_record_voltage ON picoflow_record (voltage_kv);
+CREATE INDEX IF NOT EXISTS picoflow_record_magnification ON picoflow_record (magnification);
 INSERT INTO picoflow_record_version (record_id, version, run_id, published_at, doc)
   SELECT id, version, run_id, published_at, doc FROM picoflow_record ON CONFLICT DO NOTHING;
 `
@@ -102,15 +111,24 @@ func params(e *catalog.Entry) ([]any, error) {
 	}
 	c := catalog.CleanText
 	return []any{e.ID, catalog.CleanJSON(doc), c(e.Title()), c(e.Description()), c(e.Keywords()), e.Created(), e.Published, c(e.Instrument()), c(e.Kind()),
-		e.RunID, e.SHA256, els, e.VisibleTo, c(strings.Join(els, " ")), e.Created().UTC().Format("2006-01"), e.Version, buildinfo.SortKey(e.AnalysisVersion())}, nil
+		e.RunID, e.SHA256, els, e.VisibleTo, c(strings.Join(els, " ")), e.Created().UTC().Format("2006-01"), e.Version, buildinfo.SortKey(e.AnalysisVersion()),
+		measure(e, catalog.FieldVoltage), measure(e, catalog.FieldMagnification)}, nil
 }
 
-const upsert = `INSERT INTO picoflow_record (id, doc, title, description, keywords, created_at, published_at, instrument, kind, run_id, sha256, elements, acl, elements_text, month, version, version_key)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+func measure(e *catalog.Entry, field string) *float64 {
+	if v, ok := e.Measure(field); ok {
+		return &v
+	}
+	return nil
+}
+
+const upsert = `INSERT INTO picoflow_record (id, doc, title, description, keywords, created_at, published_at, instrument, kind, run_id, sha256, elements, acl, elements_text, month, version, version_key,
+	  voltage_kv, magnification)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 	ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, title = excluded.title, description = excluded.description, keywords = excluded.keywords,
 	  created_at = excluded.created_at, published_at = excluded.published_at, instrument = excluded.instrument, kind = excluded.kind,
 	  run_id = excluded.run_id, sha256 = excluded.sha256, elements = excluded.elements, acl = excluded.acl, elements_text = excluded.elements_text, month = excluded.month,
-	  version = excluded.version, version_key = excluded.version_key`
+	  version = excluded.version, version_key = excluded.version_key, voltage_kv = excluded.voltage_kv, magnification = excluded.magnification`
 
 // version picks an entry's version (the one its run published before, else
 // the next), records it, and says whether it is the newest.
@@ -268,19 +286,28 @@ func (x *Index) Versions(ctx context.Context, id string, principals []string) ([
 	return out, rows.Err()
 }
 
-// tsQuery renders parsed terms as a tsquery: lexemes quoted, phrases with
-// <->, prefixes with :*, terms ANDed. Empty text gives "".
+// tsQuery renders the search text's clauses as a tsquery: lexemes quoted,
+// phrases with <->, prefixes with :*, the terms of a clause ORed, negated
+// clauses with !, clauses ANDed. Empty text gives "".
 func tsQuery(text string) string {
 	var out []string
-	for _, t := range catalog.ParseText(text) {
-		lex := make([]string, len(t.Words))
-		for i, w := range t.Words {
-			lex[i] = "'" + strings.ReplaceAll(w, "'", "''") + "'"
+	for _, c := range catalog.ParseText(text) {
+		var alts []string
+		for _, t := range c.Any {
+			lex := make([]string, len(t.Words))
+			for i, w := range t.Words {
+				lex[i] = "'" + strings.ReplaceAll(w, "'", "''") + "'"
+			}
+			if t.Prefix {
+				lex[len(lex)-1] += ":*"
+			}
+			alts = append(alts, "("+strings.Join(lex, " <-> ")+")")
 		}
-		if t.Prefix {
-			lex[len(lex)-1] += ":*"
+		cl := "(" + strings.Join(alts, " | ") + ")"
+		if c.Not {
+			cl = "!" + cl
 		}
-		out = append(out, "("+strings.Join(lex, " <-> ")+")")
+		out = append(out, cl)
 	}
 	return strings.Join(out, " & ")
 }
@@ -347,6 +374,15 @@ func (x *Index) Search(ctx context.Context, q catalog.Query) (*catalog.Result, e
 	}
 	if q.MadeBefore != "" {
 		baseConds = append(baseConds, w.add("version_key <> '' AND version_key < ?", buildinfo.SortKey(q.MadeBefore)))
+		base = and(baseConds)
+	}
+	for _, rg := range q.Ranges {
+		col, ok := map[string]string{catalog.FieldVoltage: "voltage_kv", catalog.FieldMagnification: "magnification"}[rg.Field]
+		if !ok || !slices.Contains([]string{"<", "<=", ">", ">=", "="}, rg.Op) {
+			baseConds = append(baseConds, "false")
+		} else {
+			baseConds = append(baseConds, w.add(col+" "+rg.Op+" ?", rg.Value))
+		}
 		base = and(baseConds)
 	}
 	if base == "true" && len(w.conds) == 0 && q.Sort != catalog.SortRelevance {

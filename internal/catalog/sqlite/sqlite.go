@@ -94,10 +94,17 @@ func putTx(ctx context.Context, tx *sql.Tx, e *catalog.Entry) error {
 	if err := deleteTx(ctx, tx, e.ID); err != nil {
 		return fmt.Errorf("catalog put %s: %w", e.ID, err)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO record (id, doc, title, description, created_at, published_at, instrument, kind, run_id, sha256, month, version, version_key)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	measure := func(f string) any {
+		if v, ok := e.Measure(f); ok {
+			return v
+		}
+		return nil
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO record (id, doc, title, description, created_at, published_at, instrument, kind, run_id, sha256, month, version, version_key,
+		voltage_kv, magnification) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.ID, clean, catalog.CleanText(e.Title()), catalog.CleanText(e.Description()), e.Created().UnixMicro(), e.Published.UnixMicro(),
-		catalog.CleanText(e.Instrument()), catalog.CleanText(e.Kind()), e.RunID, e.SHA256, e.Created().Format("2006-01"), e.Version, buildinfo.SortKey(e.AnalysisVersion()))
+		catalog.CleanText(e.Instrument()), catalog.CleanText(e.Kind()), e.RunID, e.SHA256, e.Created().Format("2006-01"), e.Version, buildinfo.SortKey(e.AnalysisVersion()),
+		measure(catalog.FieldVoltage), measure(catalog.FieldMagnification))
 	if err != nil {
 		return fmt.Errorf("catalog put %s: %w", e.ID, err)
 	}
@@ -244,9 +251,25 @@ func (x *Index) acl(ctx context.Context, id string) ([]string, error) {
 func (x *Index) matchSet(ctx context.Context, q catalog.Query) (ids []int64, all bool, err error) {
 	var sets [][]int64
 	if q.Text != "" {
-		s, err := x.rowids(ctx, `SELECT rowid FROM record_fts WHERE record_fts MATCH ? ORDER BY rowid`, ftsQuery(q.Text))
+		pos, neg := ftsQuery(q.Text, false), ftsQuery(q.Text, true)
+		var s []int64
+		var err error
+		switch {
+		case pos != "":
+			s, err = x.rowids(ctx, `SELECT rowid FROM record_fts WHERE record_fts MATCH ? ORDER BY rowid`, pos)
+		case neg != "":
+			s, err = x.rowids(ctx, `SELECT rowid FROM record ORDER BY rowid`)
+		}
 		if err != nil {
 			return nil, false, err
+		}
+		if neg != "" {
+			// NOT: what the excluded terms match is taken away.
+			n, err := x.rowids(ctx, `SELECT rowid FROM record_fts WHERE record_fts MATCH ? ORDER BY rowid`, neg)
+			if err != nil {
+				return nil, false, err
+			}
+			s = subtract(s, n)
 		}
 		sets = append(sets, s)
 	}
@@ -400,6 +423,15 @@ func filter(q catalog.Query, except, idsJSON string) (string, []any) {
 		where = append(where, `r.version_key != '' AND r.version_key < ?`)
 		args = append(args, buildinfo.SortKey(q.MadeBefore))
 	}
+	for _, rg := range q.Ranges {
+		col, op, ok := rangeSQL(rg)
+		if !ok {
+			where = append(where, `0`)
+			continue
+		}
+		where = append(where, `r.`+col+` `+op+` ?`)
+		args = append(args, rg.Value)
+	}
 	if len(where) == 0 {
 		return "1", nil
 	}
@@ -410,21 +442,55 @@ func quoteFTS(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) +
 
 func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
 
-// ftsQuery renders parsed terms as an FTS5 query: each term a quoted
-// string (phrases keep their words in order), ANDed.
-func ftsQuery(text string) string {
+// ftsQuery renders the search text's clauses as an FTS5 query: each term a
+// quoted string (phrases keep their words in order, prefixes a *), the
+// terms of a clause ORed, clauses ANDed. With negated, it renders the
+// negated clauses, ORed (the rows to take away); "" when there are none.
+func ftsQuery(text string, negated bool) string {
 	var out []string
-	for _, t := range catalog.ParseText(text) {
-		q := `"` + strings.Join(t.Words, " ") + `"`
-		if t.Prefix {
-			q += "*"
+	for _, c := range catalog.ParseText(text) {
+		if c.Not != negated {
+			continue
 		}
-		out = append(out, q)
+		var alts []string
+		for _, t := range c.Any {
+			q := `"` + strings.Join(t.Words, " ") + `"`
+			if t.Prefix {
+				q += "*"
+			}
+			alts = append(alts, q)
+		}
+		out = append(out, "("+strings.Join(alts, " OR ")+")")
 	}
-	if len(out) == 0 {
-		return `""`
+	if negated {
+		return strings.Join(out, " OR ")
 	}
-	return strings.Join(out, " ")
+	return strings.Join(out, " AND ")
+}
+
+// rangeSQL is a range's column and operator, from fixed lists only.
+func rangeSQL(rg catalog.Range) (col, op string, ok bool) {
+	col, ok = map[string]string{catalog.FieldVoltage: "voltage_kv", catalog.FieldMagnification: "magnification"}[rg.Field]
+	if !ok || !slices.Contains([]string{"<", "<=", ">", ">=", "="}, rg.Op) {
+		return "", "", false
+	}
+	return col, rg.Op, true
+}
+
+// subtract returns the sorted a without the sorted b.
+func subtract(a, b []int64) []int64 {
+	var out []int64
+	j := 0
+	for _, x := range a {
+		for j < len(b) && b[j] < x {
+			j++
+		}
+		if j < len(b) && b[j] == x {
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 // Search runs a query.
@@ -453,9 +519,9 @@ func (x *Index) Search(ctx context.Context, q catalog.Query) (*catalog.Result, e
 	switch {
 	case q.Sort == catalog.SortOldest:
 		order = `r.created_at ASC, r.id`
-	case q.Sort == catalog.SortRelevance && q.Text != "":
+	case q.Sort == catalog.SortRelevance && ftsQuery(q.Text, false) != "":
 		from = `record r JOIN (SELECT rowid AS fid, bm25(record_fts, 10.0, 3.0, 2.0, 2.0) AS score FROM record_fts WHERE record_fts MATCH ?) f ON f.fid = r.rowid`
-		pageArgs = append([]any{ftsQuery(q.Text)}, args...)
+		pageArgs = append([]any{ftsQuery(q.Text, false)}, args...)
 		order = `f.score, r.created_at DESC`
 	}
 	rows, err := x.read.QueryContext(ctx, `SELECT r.id, r.title, r.description, r.created_at, r.instrument, r.kind,
