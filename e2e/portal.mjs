@@ -47,6 +47,19 @@ try {
   await page.waitForURL(/element=Au/);
   check((await page.locator(".hit").count()) === 1, "element facet Au should leave one record");
 
+  say("STEP search language");
+  await page.goto(base + "/search?q=" + encodeURIComponent("element:gold voltage:>=200kV"));
+  check((await page.locator(".hit").count()) === 1, "element:gold voltage:>=200kV should find the gold record");
+  check((await page.inputValue('input[name="q"]')) === "element:gold voltage:>=200kV", "the search box lost the field terms");
+  await page.goto(base + "/search?q=zzzz&element=Au");
+  const chips = await page.textContent("#chips");
+  check(chips.includes("element: Au") && chips.includes("clear all"), "no filter chips: " + chips);
+  const empty = await page.textContent("#empty");
+  check(empty.includes("without “zzzz”: 1 record"), "the empty result does not say why: " + empty);
+  await page.click("#search-help summary");
+  check(await page.isVisible("#search-help table"), "the search help does not open");
+  await page.screenshot({ path: outDir + "/search-empty.png", fullPage: true });
+
   say("STEP record");
   await page.goto(base + "/records/" + recordID);
   await page.waitForFunction(() => [...document.querySelectorAll(".figs img")].length >= 3 &&

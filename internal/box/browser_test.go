@@ -87,7 +87,7 @@ func TestPortalInChromium(t *testing.T) {
 	if steps[len(steps)-1] != "DONE" {
 		t.Fatalf("browser test stopped after %v", steps)
 	}
-	for _, name := range []string{"search.png", "record.png", "movie.png", "runs.png", "campaign.png", "record-version.png"} {
+	for _, name := range []string{"search.png", "record.png", "movie.png", "runs.png", "campaign.png", "record-version.png", "search-empty.png"} {
 		checkScreenshot(t, filepath.Join(out, name))
 	}
 }

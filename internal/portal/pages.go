@@ -109,7 +109,53 @@ func (p *Portal) search(w http.ResponseWriter, r *http.Request) {
 		Facets                 []facetView
 		ClearDates, Prev, Next string
 		From, To               int
-	}{page: p.base(r, "Search", "search"), Q: q, Result: res}
+		// Raw is the search text as typed (field terms included); URL
+		// the facet values set by links (the form carries them on).
+		Raw                 string
+		URLKinds, URLElements, URLInstruments []string
+		// Chips are the active filters, each with the URL without it.
+		Chips []chip
+		// Why says what an empty result would find with less.
+		Why []chip
+	}{page: p.base(r, "Search", "search"), Q: q, Result: res, Raw: strings.TrimSpace(v.Get("q")),
+		URLKinds: v["kind"], URLElements: v["element"], URLInstruments: v["instrument"]}
+	for _, f := range []struct{ key, label string }{{"kind", "type"}, {"element", "element"}, {"instrument", "instrument"}} {
+		for _, val := range v[f.key] {
+			data.Chips = append(data.Chips, chip{Label: f.label + ": " + val, URL: toggle(v, f.key, val)})
+		}
+	}
+	if v.Get("from") != "" || v.Get("to") != "" {
+		data.Chips = append(data.Chips, chip{Label: "acquired " + strings.TrimSpace(v.Get("from")+" – "+v.Get("to")), URL: with(v, func(c url.Values) { c.Del("from"); c.Del("to") })})
+	}
+	if res.Total == 0 {
+		// Say what a looser search would find, with the links to it.
+		var keep map[string][]catalog.FacetValue
+		try := func(label string, vv url.Values) {
+			qq := ParseQuery(vv)
+			qq.Principals, qq.Limit = q.Principals, 1
+			if r2, err := p.cfg.Catalog.Search(r.Context(), qq); err == nil && r2.Total > 0 {
+				data.Why = append(data.Why, chip{Label: fmt.Sprintf("%s: %d record%s", label, r2.Total, map[bool]string{true: "", false: "s"}[r2.Total == 1]), URL: "/search?" + vv.Encode()})
+				keep = r2.Facets
+			}
+		}
+
+		if data.Raw != "" && len(data.Chips) > 0 {
+			try("without the filters", url.Values{"q": {data.Raw}})
+		}
+		if data.Raw != "" {
+			vv := url.Values{}
+			for k, x := range v {
+				if k != "q" && k != "page" {
+					vv[k] = x
+				}
+			}
+			try("without “"+data.Raw+"”", vv)
+		}
+		if keep != nil {
+			// The facets stay, counted as the looser search would find.
+			res.Facets = keep
+		}
+	}
 	if !q.To.IsZero() {
 		data.Q.To = q.To.AddDate(0, 0, -1) // show the inclusive day
 	}
@@ -154,6 +200,9 @@ type figure struct {
 	URL, Caption, Kind string
 	rank               int
 }
+
+// chip is an active search filter, or a looser search, with its link.
+type chip struct{ Label, URL string }
 
 type metaRow struct{ Name, Value string }
 
