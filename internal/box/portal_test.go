@@ -1,7 +1,9 @@
 package box_test
 
 import (
+	"bytes"
 	"context"
+	"image/jpeg"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -19,6 +21,7 @@ import (
 	"github.com/picoflow/picoflow/internal/catalog"
 	"github.com/picoflow/picoflow/internal/catalog/catalogtest"
 	"github.com/picoflow/picoflow/internal/portal"
+	"github.com/picoflow/picoflow/internal/server"
 	"github.com/picoflow/picoflow/internal/simulate"
 )
 
@@ -274,5 +277,53 @@ func TestMovieRecord(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusPartialContent || len(body) != 100 || resp.Header.Get("Content-Type") != "video/mp4" || !strings.Contains(string(body[:12]), "ftyp") {
 		t.Fatalf("movie.mp4 range request: %d, %d bytes, %s", resp.StatusCode, len(body), resp.Header.Get("Content-Type"))
+	}
+}
+
+// TestThumbnails: search results get small thumbnails (a fraction of the
+// full map's bytes), revalidated by ETag; a version's files are cached for
+// good, the newest version's revalidated.
+func TestThumbnails(t *testing.T) {
+	t.Parallel()
+	b, ae := startWithRecord(t, box.Config{Public: true})
+	base := b.Server.URL()
+	e, err := b.Server.Catalog.Get(context.Background(), ae.RunID, []string{catalog.Admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(base + "/records/" + e.ID + "/thumb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	img, err := jpeg.Decode(bytes.NewReader(body))
+	if err != nil || resp.Header.Get("Content-Type") != "image/jpeg" {
+		t.Fatalf("thumbnail: %s %v", resp.Header.Get("Content-Type"), err)
+	}
+	var full int64
+	for _, f := range e.Record.Files {
+		if f.Role == "intensity-map" {
+			full = f.Size
+		}
+	}
+	if bd := img.Bounds(); max(bd.Dx(), bd.Dy()) > server.ThumbnailWidth || len(body) > 16<<10 {
+		t.Errorf("thumbnail %dx%d, %d bytes (the map: %d bytes)", bd.Dx(), bd.Dy(), len(body), full)
+	}
+	t.Logf("thumbnail %dx%d, %d bytes; the intensity map %d bytes", img.Bounds().Dx(), img.Bounds().Dy(), len(body), full)
+	req, _ := http.NewRequest(http.MethodGet, base+"/records/"+e.ID+"/thumb", nil)
+	req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
+	if r2, err := http.DefaultClient.Do(req); err != nil || r2.StatusCode != http.StatusNotModified {
+		t.Errorf("thumbnail revalidation: %v %v", r2.Status, err)
+	}
+	for q, want := range map[string]string{"": "private, no-cache", "?version=1": "private, max-age=31536000, immutable"} {
+		r3, err := http.Get(base + "/api/v1/records/" + e.ID + "/files/intensity.png" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r3.Body.Close()
+		if got := r3.Header.Get("Cache-Control"); r3.StatusCode != 200 || got != want {
+			t.Errorf("intensity.png%s: %d, Cache-Control %q, want %q", q, r3.StatusCode, got, want)
+		}
 	}
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// Compute, when set, lists the compute endpoints and batch blocks for
 	// administrators on the runs page.
 	Compute func(ctx context.Context) ([]compute.EndpointInfo, []compute.Block, error)
+	// Thumbnail, when set, returns the path of a record's small picture
+	// for search results (ok false: it has none).
+	Thumbnail func(ctx context.Context, e *catalog.Entry) (path string, ok bool, err error)
 	// Campaigns, when set, gives administrators and curators the
 	// re-analysis pages and administrators the record page's re-run.
 	Campaigns campaigns

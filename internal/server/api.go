@@ -558,6 +558,14 @@ func (s *Server) getRecordFile(w http.ResponseWriter, r *http.Request) {
 		defer fh.Close()
 		fi, _ := fh.Stat()
 		setFileHeaders(w, f.MediaType, f.Role == "raw", name)
+		// A version's files never change: cached for good. The newest
+		// version's change with the next version: revalidated by run.
+		if r.URL.Query().Get("version") != "" {
+			w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+		} else {
+			w.Header().Set("Cache-Control", "private, no-cache")
+		}
+		w.Header().Set("ETag", `"`+e.RunID+`-`+safeName(name)+`"`)
 		http.ServeContent(w, r, safeName(name), fi.ModTime(), fh)
 		return
 	}

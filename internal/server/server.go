@@ -253,7 +253,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.Campaigns = campaign.New(campaign.Config{DB: db, Engine: s.Engine, Catalog: s.Catalog, Logger: s.log, RecordKey: RunRecord, ParamsKey: RunParams})
-	pcfg := portal.Config{Catalog: s.Catalog, Runs: s.Engine, Campaigns: s.Campaigns, Sessions: s.sessions, Accounts: s.Accounts, Logger: s.log,
+	pcfg := portal.Config{Catalog: s.Catalog, Runs: s.Engine, Campaigns: s.Campaigns, Thumbnail: s.thumbnail, Sessions: s.sessions, Accounts: s.Accounts, Logger: s.log,
 		Compute: func(ctx context.Context) ([]compute.EndpointInfo, []compute.Block, error) {
 			return s.computeState(ctx, time.Now().Add(-24*time.Hour))
 		}}
