@@ -112,7 +112,7 @@ func (p *Portal) search(w http.ResponseWriter, r *http.Request) {
 		From, To               int
 		// Raw is the search text as typed (field terms included); URL
 		// the facet values set by links (the form carries them on).
-		Raw                 string
+		Raw                                   string
 		URLKinds, URLElements, URLInstruments []string
 		// Chips are the active filters, each with the URL without it.
 		Chips []chip
