@@ -30,6 +30,57 @@ type monthBar struct {
 	On         bool
 }
 
+// histogram lays the month facet on a continuous time axis: a bar for every
+// month from the first to the last (years when that is more than four
+// years), empty ones included, each a link to its interval.
+func histogram(v url.Values, q catalog.Query, months []catalog.FacetValue) []monthBar {
+	counts := map[time.Time]int{}
+	var first, last time.Time
+	for _, m := range months {
+		t, err := time.Parse("2006-01", m.Value)
+		if err != nil {
+			continue
+		}
+		counts[t] += m.Count
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+		if t.After(last) {
+			last = t
+		}
+	}
+	if first.IsZero() {
+		return nil
+	}
+	step, label := func(t time.Time) time.Time { return t.AddDate(0, 1, 0) }, "2006-01"
+	if (last.Year()-first.Year())*12+int(last.Month()-first.Month()) >= 48 {
+		step, label = func(t time.Time) time.Time { return t.AddDate(1, 0, 0) }, "2006"
+		byYear := map[time.Time]int{}
+		for t, n := range counts {
+			byYear[time.Date(t.Year(), 1, 1, 0, 0, 0, 0, time.UTC)] += n
+		}
+		counts = byYear
+		first, last = time.Date(first.Year(), 1, 1, 0, 0, 0, 0, time.UTC), time.Date(last.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	maxN := 1
+	for _, n := range counts {
+		maxN = max(maxN, n)
+	}
+	var out []monthBar
+	for t := first; !t.After(last); t = step(t) {
+		end := step(t).AddDate(0, 0, -1)
+		n := counts[t]
+		on := !q.From.IsZero() && !q.From.Before(t) && !q.To.IsZero() && !q.To.After(end.AddDate(0, 0, 1))
+		h := 0
+		if n > 0 {
+			h = max(4, 100*n/maxN)
+		}
+		out = append(out, monthBar{Label: t.Format(label), Count: n, Height: h, On: on,
+			URL: with(v, func(c url.Values) { c.Set("from", t.Format("2006-01-02")); c.Set("to", end.Format("2006-01-02")) })})
+	}
+	return out
+}
+
 type facetValue struct {
 	Value, URL string
 	Count      int
@@ -110,6 +161,8 @@ func (p *Portal) search(w http.ResponseWriter, r *http.Request) {
 		Facets                 []facetView
 		ClearDates, Prev, Next string
 		From, To               int
+		// PrevWord and NextWord name the pages as the sort orders them.
+		PrevWord, NextWord string
 		// Raw is the search text as typed (field terms included); URL
 		// the facet values set by links (the form carries them on).
 		Raw                                   string
@@ -160,20 +213,7 @@ func (p *Portal) search(w http.ResponseWriter, r *http.Request) {
 	if !q.To.IsZero() {
 		data.Q.To = q.To.AddDate(0, 0, -1) // show the inclusive day
 	}
-	maxN := 1
-	for _, m := range res.Facets[catalog.FacetMonth] {
-		maxN = max(maxN, m.Count)
-	}
-	for _, m := range res.Facets[catalog.FacetMonth] {
-		start, err := time.Parse("2006-01", m.Value)
-		if err != nil {
-			continue
-		}
-		end := start.AddDate(0, 1, -1)
-		on := !q.From.IsZero() && !q.From.Before(start) && !q.To.IsZero() && !q.To.After(end.AddDate(0, 0, 1))
-		data.Months = append(data.Months, monthBar{Label: m.Value, Count: m.Count, Height: max(4, 100*m.Count/maxN), On: on,
-			URL: with(v, func(c url.Values) { c.Set("from", start.Format("2006-01-02")); c.Set("to", end.Format("2006-01-02")) })})
-	}
+	data.Months = histogram(v, q, res.Facets[catalog.FacetMonth])
 	data.ClearDates = with(v, func(c url.Values) { c.Del("from"); c.Del("to") })
 	for _, f := range []struct{ name, title, key string }{
 		{catalog.FacetKind, "Experiment type", "kind"},
@@ -185,6 +225,13 @@ func (p *Portal) search(w http.ResponseWriter, r *http.Request) {
 			fv.Values = append(fv.Values, facetValue{Value: val.Value, Count: val.Count, On: slices.Contains(v[f.key], val.Value), URL: toggle(v, f.key, val.Value)})
 		}
 		data.Facets = append(data.Facets, fv)
+	}
+	data.PrevWord, data.NextWord = "newer", "older"
+	switch q.Sort {
+	case catalog.SortOldest:
+		data.PrevWord, data.NextWord = "older", "newer"
+	case catalog.SortRelevance:
+		data.PrevWord, data.NextWord = "more relevant", "less relevant"
 	}
 	pageNo := q.Offset/pageSize + 1
 	data.From, data.To = q.Offset+1, q.Offset+len(res.Hits)
