@@ -17,6 +17,7 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,6 +161,7 @@ func Run(ctx context.Context, path, outDir string, opt Options) (*record.Record,
 				X:     chart.Calib{Scale: x.Scale, Offset: x.Offset, Units: x.Units},
 				Y:     chart.Calib{Scale: y.Scale, Offset: y.Offset, Units: y.Units},
 				Label: "intensity", Colors: chart.Mono(greyTop), ClipLow: 0.5, ClipHigh: 99.5,
+				ScaleBar: slices.Contains([]string{"nm", "µm", "um", "Å", "pm", "mm"}, x.Units),
 			})
 		}); err != nil {
 			return nil, fmt.Errorf("analyze %q: %w", path, err)

@@ -8,9 +8,11 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"slices"
 	"sort"
 
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
@@ -37,6 +39,8 @@ type MapSpec struct {
 	// Clip is the percentile range used for the colour scale, e.g. 0.5 and
 	// 99.5; zero values mean min and max.
 	ClipLow, ClipHigh float64
+	// ScaleBar draws a scale bar on the data (images in length units).
+	ScaleBar bool
 }
 
 // Map renders a calibrated 2-D map with a colour bar as PNG.
@@ -69,11 +73,13 @@ func Map(w io.Writer, s MapSpec) error {
 	// Image row 0 is the top of the scan: draw y increasing downwards. The
 	// raster itself is drawn after the axes (below), pixel for pixel.
 	p.Y.Tick.Marker = negTicks{}
+	p.X.Tick.Marker = niceTicks{}
 	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = x0, x1, -y1, -y0
 
 	bar := plot.New()
 	bar.HideX()
 	bar.Y.Label.Text = s.Label
+	bar.Y.Tick.Marker = niceTicks{}
 	cb := &plotter.ColorBar{ColorMap: cm, Vertical: true}
 	bar.Add(cb)
 
@@ -102,8 +108,67 @@ func Map(w io.Writer, s MapSpec) error {
 	right.Max.Y -= (dc.Max.Y - dc.Min.Y) * 0.08
 	p.Draw(left)
 	bar.Draw(right)
-	drawRaster(c, p.DataCanvas(left), img)
+	da := p.DataCanvas(left)
+	drawRaster(c, da, img)
+	if s.ScaleBar {
+		drawScaleBar(da, xs*float64(s.NX), s.X.Units)
+	}
 	return encodePNG(w, c)
+}
+
+// drawScaleBar draws a bar of a round length (1, 2 or 5 × 10^n units, about
+// a fifth of the field of view) in the lower left of the data area, white
+// on a dark box so it reads on any image.
+func drawScaleBar(da draw.Canvas, fieldWidth float64, units string) {
+	if units == "" || fieldWidth <= 0 {
+		return
+	}
+	length, label := roundLength(math.Abs(fieldWidth)/5, units)
+	frac := length / math.Abs(fieldWidth)
+	w := (da.Max.X - da.Min.X) * vg.Length(frac)
+	pad := 6 * vg.Length(1)
+	x0, y0 := da.Min.X+2*pad, da.Min.Y+2*pad
+	sty := draw.TextStyle{Color: color.White, Font: font.From(plot.DefaultFont, vg.Points(9)), Handler: plot.DefaultTextHandler, XAlign: draw.XCenter, YAlign: draw.YBottom}
+	textH := sty.Height(label)
+	box := vg.Rectangle{Min: vg.Point{X: x0 - pad, Y: y0 - pad}, Max: vg.Point{X: x0 + w + pad, Y: y0 + 3 + textH + pad + 2}}
+	da.SetColor(color.NRGBA{0, 0, 0, 150})
+	da.Fill(box.Path())
+	da.SetColor(color.White)
+	da.Fill(vg.Rectangle{Min: vg.Point{X: x0, Y: y0}, Max: vg.Point{X: x0 + w, Y: y0 + 3}}.Path())
+	da.FillText(sty, vg.Point{X: x0 + w/2, Y: y0 + 5}, label)
+}
+
+// roundLength is the largest 1, 2 or 5 × 10^n below v, with its label;
+// nanometres of 1000 and more become micrometres.
+func roundLength(v float64, units string) (float64, string) {
+	exp := math.Floor(math.Log10(v))
+	base := math.Pow(10, exp)
+	n := base
+	for _, m := range []float64{5, 2, 1} {
+		if m*base <= v {
+			n = m * base
+			break
+		}
+	}
+	shown, u := n, units
+	if (units == "nm" || units == "1/nm") && n >= 1000 {
+		shown, u = n/1000, map[string]string{"nm": "µm", "1/nm": "1/µm"}[units]
+	}
+	return n, trimFloat(shown) + " " + u
+}
+
+// niceTicks are gonum's default ticks with their labels written as short as
+// the value allows (250, not 250.00).
+type niceTicks struct{}
+
+func (niceTicks) Ticks(min, max float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = trimFloat(ts[i].Value)
+		}
+	}
+	return ts
 }
 
 // drawRaster paints img over the data area of a plot, each map pixel a
@@ -231,7 +296,7 @@ func Spectrum(w io.Writer, s SpectrumSpec) error {
 	p.Y.Label.Text = "Counts (log scale)"
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Y.Min, p.Y.Max = 0.5, peak*3
+	p.Y.Min, p.Y.Max = 0.5, peak*3*16 // room for three rows of labels
 	p.X.Min, p.X.Max = pts[0].X, pts[len(pts)-1].X
 	line, err := plotter.NewLine(pts)
 	if err != nil {
@@ -241,10 +306,25 @@ func Spectrum(w io.Writer, s SpectrumSpec) error {
 	line.Width = vg.Points(0.8)
 	p.Add(plotter.NewGrid(), line)
 	var lbl plotter.XYLabels
-	for _, m := range s.Markers {
+	markers := slices.Clone(s.Markers)
+	sort.Slice(markers, func(a, b int) bool { return markers[a].Energy < markers[b].Energy })
+	// Labels closer than about a label's height along the axis are raised
+	// in turn (three heights), so none is drawn over another.
+	minGap := (p.X.Max - p.X.Min) * 0.022
+	lastAt := map[int]float64{}
+	for _, m := range markers {
 		if m.Energy < p.X.Min || m.Energy > p.X.Max {
 			continue
 		}
+		level := 0
+		for l := 0; l < 3; l++ {
+			if at, ok := lastAt[l]; !ok || m.Energy-at >= minGap {
+				level = l
+				break
+			}
+			level = (l + 1) % 3
+		}
+		lastAt[level] = m.Energy
 		v, err := plotter.NewLine(plotter.XYs{{X: m.Energy, Y: 0.5}, {X: m.Energy, Y: peak * 1.5}})
 		if err != nil {
 			return err
@@ -252,7 +332,7 @@ func Spectrum(w io.Writer, s SpectrumSpec) error {
 		v.Color = color.NRGBA{214, 39, 40, 200}
 		v.Dashes = []vg.Length{vg.Points(3), vg.Points(2)}
 		p.Add(v)
-		lbl.XYs = append(lbl.XYs, plotter.XY{X: m.Energy, Y: peak * 1.6})
+		lbl.XYs = append(lbl.XYs, plotter.XY{X: m.Energy, Y: peak * 1.6 * math.Pow(4, float64(level))})
 		lbl.Labels = append(lbl.Labels, m.Label)
 	}
 	if len(lbl.Labels) > 0 {
@@ -270,5 +350,91 @@ func Spectrum(w io.Writer, s SpectrumSpec) error {
 	}
 	c := vgimg.New(9*vg.Inch, 4.5*vg.Inch)
 	p.Draw(draw.New(c))
+	return encodePNG(w, c)
+}
+
+// Channel is one element map of an overlay, drawn in one colour.
+type Channel struct {
+	Name  string
+	Data  []float64
+	Color color.NRGBA
+}
+
+// OverlaySpec describes a colour overlay of up to three maps of one grid.
+type OverlaySpec struct {
+	Title    string
+	Channels []Channel
+	NY, NX   int
+	X, Y     Calib
+	// ClipHigh is the percentile that saturates each channel (default 99.5).
+	ClipHigh float64
+}
+
+// Overlay renders maps added in their colours (each scaled from 0 to its
+// ClipHigh percentile) over black, with a legend beside the data instead of
+// a colour bar: the composite EDS users look at first.
+func Overlay(w io.Writer, s OverlaySpec) error {
+	if s.NY <= 0 || s.NX <= 0 || len(s.Channels) == 0 || len(s.Channels) > 3 {
+		return fmt.Errorf("chart: overlay %q: %d channels of %d×%d", s.Title, len(s.Channels), s.NY, s.NX)
+	}
+	clip := s.ClipHigh
+	if clip == 0 {
+		clip = 99.5
+	}
+	acc := make([][3]float64, s.NY*s.NX)
+	for _, ch := range s.Channels {
+		if len(ch.Data) != s.NY*s.NX {
+			return fmt.Errorf("chart: overlay %q: channel %s has %d values for %d×%d", s.Title, ch.Name, len(ch.Data), s.NY, s.NX)
+		}
+		_, hi := percentiles(ch.Data, 0, clip)
+		if hi <= 0 {
+			hi = 1
+		}
+		for i, v := range ch.Data {
+			f := math.Min(math.Max(v, 0)/hi, 1)
+			acc[i][0] += f * float64(ch.Color.R)
+			acc[i][1] += f * float64(ch.Color.G)
+			acc[i][2] += f * float64(ch.Color.B)
+		}
+	}
+	img := image.NewNRGBA(image.Rect(0, 0, s.NX, s.NY))
+	for i, a := range acc {
+		img.Pix[i*4], img.Pix[i*4+1], img.Pix[i*4+2], img.Pix[i*4+3] = uint8(math.Min(a[0], 255)), uint8(math.Min(a[1], 255)), uint8(math.Min(a[2], 255)), 255
+	}
+	xs, ys := nonzero(s.X.Scale), nonzero(s.Y.Scale)
+	x0, y0 := s.X.Offset, s.Y.Offset
+	p := plot.New()
+	p.Title.Text = s.Title
+	p.X.Label.Text = axisLabel("x", s.X.Units)
+	p.Y.Label.Text = axisLabel("y", s.Y.Units)
+	p.Y.Tick.Marker = negTicks{}
+	p.X.Tick.Marker = niceTicks{}
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = x0, x0+xs*float64(s.NX), -(y0 + ys*float64(s.NY)), -y0
+
+	const width, height = 7 * vg.Inch, 5.6 * vg.Inch
+	c := vgimg.New(width, height)
+	dc := draw.New(c)
+	const legendWidth = 1.2 * vg.Inch
+	left := dc
+	left.Max.X = dc.Max.X - legendWidth
+	if aspect := float64(s.NY) / float64(s.NX); aspect > 0 {
+		wid, hgt := left.Max.X-left.Min.X, left.Max.Y-left.Min.Y
+		if nw := (hgt-0.8*vg.Inch)/vg.Length(aspect) + 0.9*vg.Inch; nw < wid {
+			left.Min.X += (wid - nw) / 2
+			left.Max.X = left.Min.X + nw
+		}
+	}
+	p.Draw(left)
+	drawRaster(c, p.DataCanvas(left), img)
+	// The legend: a swatch and the element per channel.
+	sty := draw.TextStyle{Color: color.Black, Font: font.From(plot.DefaultFont, vg.Points(12)), Handler: plot.DefaultTextHandler, XAlign: draw.XLeft, YAlign: draw.YCenter}
+	x := left.Max.X + 0.2*vg.Inch
+	y := dc.Max.Y - 0.9*vg.Inch
+	for _, ch := range s.Channels {
+		dc.SetColor(ch.Color)
+		dc.Fill(vg.Rectangle{Min: vg.Point{X: x, Y: y - 6}, Max: vg.Point{X: x + 14, Y: y + 6}}.Path())
+		dc.FillText(sty, vg.Point{X: x + 20, Y: y}, ch.Name)
+		y -= 0.3 * vg.Inch
+	}
 	return encodePNG(w, c)
 }

@@ -324,7 +324,7 @@ func metadataRows(r *record.Record) []metaRow {
 	return rows
 }
 
-var figureOrder = map[string]int{"intensity-map": 0, "spectrum": 1, "image-preview": 2, "video": 3, "annotated-video": 4, "counts-plot": 5, "element-map": 6}
+var figureOrder = map[string]int{"intensity-map": 0, "element-overlay": 1, "spectrum": 2, "image-preview": 3, "video": 4, "annotated-video": 5, "counts-plot": 6, "element-map": 7}
 
 func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 	version := 0
@@ -398,7 +398,7 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(f.MediaType, "video/") {
 			kind = "video"
 		}
-		caption := map[string]string{"intensity-map": "X-ray intensity (zero peak left out)", "spectrum": "Summed spectrum", "image-preview": "Image",
+		caption := map[string]string{"intensity-map": "X-ray intensity (zero peak left out)", "element-overlay": "Element overlay", "spectrum": "Summed spectrum", "image-preview": "Image",
 			"video": "Movie", "annotated-video": "Detected particles", "counts-plot": "Particles per frame"}[f.Role]
 		if f.Role == "element-map" {
 			caption = "Element map " + strings.TrimSuffix(strings.TrimPrefix(f.Name, "map-"), ".png")

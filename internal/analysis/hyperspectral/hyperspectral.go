@@ -422,6 +422,18 @@ func Render(ctx context.Context, r *Result, dir string) ([]Product, error) {
 		add("intensity.png", "intensity-map", func(f *os.File) error {
 			return chart.Map(f, chart.MapSpec{Title: fmt.Sprintf("X-ray intensity (from %.2f keV)", r.ZeroPeak.Cutoff), Data: toF(r.Intensity), NY: r.NY, NX: r.NX, X: xc, Y: yc, Label: "X-ray counts", ClipHigh: 99.5})
 		})
+		if ch := overlayChannels(r); len(ch) >= 2 {
+			mx, my := xc, yc
+			mx.Scale *= float64(max(r.MapBin, 1))
+			my.Scale *= float64(max(r.MapBin, 1))
+			var names []string
+			for _, c := range ch {
+				names = append(names, c.Name)
+			}
+			add("overlay.png", "element-overlay", func(f *os.File) error {
+				return chart.Overlay(f, chart.OverlaySpec{Title: "Element overlay: " + strings.Join(names, ", ") + " (fitted net counts)", Channels: ch, NY: r.MapNY, NX: r.MapNX, X: mx, Y: my})
+			})
+		}
 		for k, el := range r.Elements {
 			if k >= len(r.Maps) {
 				break
@@ -498,13 +510,60 @@ func spectrumMax(r *Result) float64 {
 			last = i
 		}
 	}
-	e := r.Energy.Value(float64(last)) * 1.05
-	for _, p := range r.Peaks {
-		if p.Energy*1.1 > e {
-			e = p.Energy * 1.1
+	top := r.Energy.Value(float64(last)) * 1.02
+	// The range that holds the lines: a quarter beyond the highest
+	// identified line, at least 10 keV (the bremsstrahlung of a 200-300 kV
+	// beam runs on to 40 keV and more, with nothing to read in it).
+	hi := 0.0
+	for _, el := range r.Elements {
+		for _, l := range el.Lines {
+			hi = math.Max(hi, l.Energy)
 		}
 	}
-	return e
+	for _, p := range r.Peaks {
+		hi = math.Max(hi, p.Energy)
+	}
+	e := math.Max(10, hi*1.25)
+	if hi == 0 {
+		// No lines: where 99 % of the X-rays are.
+		var total, sum float64
+		for _, v := range r.Spectrum {
+			total += float64(v)
+		}
+		for i, v := range r.Spectrum {
+			if sum += float64(v); sum >= 0.99*total {
+				e = math.Max(e, r.Energy.Value(float64(i))*1.1)
+				break
+			}
+		}
+	}
+	return math.Min(e, top)
+}
+
+// overlayChannels are the element maps of the colour overlay: the three
+// elements with the most net counts, the support film's carbon left out
+// when there are two others.
+func overlayChannels(r *Result) []chart.Channel {
+	idx := make([]int, 0, len(r.Elements))
+	for k := range r.Elements {
+		if k < len(r.Maps) {
+			idx = append(idx, k)
+		}
+	}
+	if others := slices.DeleteFunc(slices.Clone(idx), func(k int) bool { return r.Elements[k].Symbol == "C" }); len(others) >= 2 {
+		idx = others
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return r.Elements[idx[a]].Counts > r.Elements[idx[b]].Counts })
+	colours := []color.NRGBA{{255, 50, 50, 255}, {50, 230, 50, 255}, {60, 110, 255, 255}}
+	var out []chart.Channel
+	for i, k := range idx[:min(3, len(idx))] {
+		m := make([]float64, len(r.Maps[k]))
+		for j, v := range r.Maps[k] {
+			m[j] = float64(v)
+		}
+		out = append(out, chart.Channel{Name: r.Elements[k].Symbol + " " + r.Elements[k].Family, Data: m, Color: colours[i]})
+	}
+	return out
 }
 
 func toF(v []uint64) []float64 {
