@@ -85,6 +85,16 @@ try {
   }, null, { timeout: 20000 });
   await page.evaluate(() => { const v = document.querySelector("video"); v.currentTime = v.duration / 2; });
   await page.waitForFunction(() => document.querySelector("video").readyState >= 2, null, { timeout: 20000 });
+  // Frame stepping: the readout follows the buttons.
+  const readout = page.locator(".frame-readout").first();
+  await page.locator('.frame-controls button[data-step="-1"]').first().click();
+  await page.waitForFunction(() => /frame \d+ \/ 20/.test(document.querySelector(".frame-readout").textContent));
+  const before = await readout.textContent();
+  await page.locator('.frame-controls button[data-step="1"]').first().click();
+  await page.waitForFunction((b) => document.querySelector(".frame-readout").textContent !== b, before);
+  const after = await readout.textContent();
+  const num = (s) => parseInt(s.match(/frame (\d+)/)[1], 10);
+  check(num(after) === num(before) + 1 && /t = \d+\.\d\d s/.test(after), "frame step: " + before + " → " + after);
   await page.screenshot({ path: outDir + "/movie.png", fullPage: true });
 
   say("STEP hostile");

@@ -416,6 +416,12 @@ func analyzeMovie(ctx context.Context, f *emd.File, s *emd.Signal, outDir string
 	if t := s.Axes[0]; opt.FPS == 0 && t.Units == "s" && t.Scale > 0 {
 		opt.FPS = min(max(1/t.Scale, 1), 100)
 	}
+	if t := s.Axes[0]; t.Units == "s" && t.Scale > 0 {
+		opt.Calibration.FrameTime = t.Scale
+	}
+	if px := s.Axes[len(s.Axes)-1]; px.Scale > 0 && px.Units != "" && px.Units != "px" {
+		opt.Calibration.PixelSize, opt.Calibration.PixelUnits = math.Abs(px.Scale), px.Units
+	}
 	res, err := movie.Analyze(ctx, fr, fr.Frames, fr.H, fr.W, outDir, opt)
 	if errors.Is(err, movie.ErrNoFFmpeg) {
 		an.Warnings = append(an.Warnings, "no video: "+err.Error())

@@ -247,6 +247,9 @@ func (p *Portal) search(w http.ResponseWriter, r *http.Request) {
 type figure struct {
 	URL, Caption, Kind string
 	rank               int
+	// Frames and FrameTime (s) of a movie, for frame stepping.
+	Frames    int
+	FrameTime float64
 }
 
 // chip is an active search filter, or a looser search, with its link.
@@ -403,10 +406,29 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		if f.Role == "element-map" {
 			caption = "Element map " + strings.TrimSuffix(strings.TrimPrefix(f.Name, "map-"), ".png")
 		}
-		data.Figures = append(data.Figures, figure{URL: u, Caption: caption, Kind: kind, rank: figureOrder[f.Role]})
+		fig := figure{URL: u, Caption: caption, Kind: kind, rank: figureOrder[f.Role]}
+		if kind == "video" {
+			fig.Frames, fig.FrameTime = movieTiming(e.Record)
+		}
+		data.Figures = append(data.Figures, fig)
 	}
 	slices.SortStableFunc(data.Figures, func(a, b figure) int { return a.rank - b.rank })
 	p.render(w, http.StatusOK, "record", data)
+}
+
+// movieTiming is the frame count and frame time (s) of a record's image
+// stack, zero where unknown.
+func movieTiming(r *record.Record) (int, float64) {
+	for _, sg := range r.Signals {
+		if sg.Kind == "image_stack" && len(sg.Axes) > 0 {
+			t := sg.Axes[0]
+			if t.Units == "s" && t.Scale > 0 {
+				return t.Size, t.Scale
+			}
+			return t.Size, 0
+		}
+	}
+	return 0, 0
 }
 
 // versionRow is one version in a record page's list.

@@ -50,6 +50,9 @@ type Options struct {
 	NoVideo bool
 	// Workers detect in parallel (default: the number of CPUs).
 	Workers int
+	// Calibration of pixels and frames: the annotated video shows time,
+	// frame and a scale bar, the counts plot seconds.
+	Calibration Calibration
 }
 
 // Product is a file Analyze wrote.
@@ -217,6 +220,7 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 			}
 			if annotated != nil && firstErr == nil {
 				annotate(rgb, s.gray, w, h, step, s.dets)
+				drawOverlays(rgb, aw, ah, step, s.t, n, opt.Calibration)
 				if err := annotated.Write(rgb); err != nil {
 					firstErr = err
 					cancel()
@@ -250,7 +254,7 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 		}
 		res.Products = append(res.Products, Product{"annotated.mp4", "annotated-video"})
 	}
-	if err := writeCounts(filepath.Join(outDir, "counts.png"), res.Counts, opt.FPS); err != nil {
+	if err := writeCounts(filepath.Join(outDir, "counts.png"), res.Counts, opt.Calibration.FrameTime); err != nil {
 		return nil, err
 	}
 	res.Products = append(res.Products, Product{"counts.png", "counts-plot"})
@@ -306,14 +310,20 @@ func put(rgb []uint8, w, h, x, y int, c [3]uint8) {
 	rgb[i], rgb[i+1], rgb[i+2] = c[0], c[1], c[2]
 }
 
-func writeCounts(path string, counts []int, fps float64) error {
+// writeCounts plots the particles detected per frame against time (s)
+// when the frame time is known, else against the frame number.
+func writeCounts(path string, counts []int, frameTime float64) error {
 	p := plot.New()
 	p.Title.Text = "Particles per frame"
 	p.X.Label.Text = "frame"
+	scale := 1.0
+	if frameTime > 0 {
+		p.X.Label.Text, scale = fmt.Sprintf("time (s; %d frames, %.3g s each)", len(counts), frameTime), frameTime
+	}
 	p.Y.Label.Text = "particles detected"
 	pts := make(plotter.XYs, len(counts))
 	for i, c := range counts {
-		pts[i].X, pts[i].Y = float64(i), float64(c)
+		pts[i].X, pts[i].Y = float64(i)*scale, float64(c)
 	}
 	line, err := plotter.NewLine(pts)
 	if err != nil {
