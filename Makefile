@@ -35,7 +35,7 @@ bench: build ## analysis vs HyperSpy, transfer vs cp, flow overhead
 
 demo: build ## the whole system for two minutes with a simulated microscope
 	rm -rf out/demo
-	./bin/picoflow demo --dir out/demo --addr 127.0.0.1:0
+	./bin/picoflow demo --dir out/demo --addr 127.0.0.1:0 $(DEMO_FLAGS)
 
 ort: ## fetch the ONNX Runtime library (YOLO detector) into .cache/onnxruntime
 	./scripts/fetch-onnxruntime.sh
