@@ -89,12 +89,12 @@ try {
   const readout = page.locator(".frame-readout").first();
   await page.locator('.frame-controls button[data-step="-1"]').first().click();
   await page.waitForFunction(() => /frame \d+ \/ 20/.test(document.querySelector(".frame-readout").textContent));
-  const before = await readout.textContent();
+  const frameBefore = await readout.textContent();
   await page.locator('.frame-controls button[data-step="1"]').first().click();
-  await page.waitForFunction((b) => document.querySelector(".frame-readout").textContent !== b, before);
-  const after = await readout.textContent();
+  await page.waitForFunction((b) => document.querySelector(".frame-readout").textContent !== b, frameBefore);
+  const frameAfter = await readout.textContent();
   const num = (s) => parseInt(s.match(/frame (\d+)/)[1], 10);
-  check(num(after) === num(before) + 1 && /t = \d+\.\d\d s/.test(after), "frame step: " + before + " → " + after);
+  check(num(frameAfter) === num(frameBefore) + 1 && /t = \d+\.\d\d s/.test(frameAfter), "frame step: " + frameBefore + " → " + frameAfter);
   await page.screenshot({ path: outDir + "/movie.png", fullPage: true });
 
   say("STEP hostile");

@@ -84,7 +84,17 @@ func drawText(rgb []uint8, aw, ah, x, y int, s string) {
 // drawOverlays burns the time/frame label (top left) and the scale bar
 // (bottom left) into an annotated frame; step is its downsampling.
 func drawOverlays(rgb []uint8, aw, ah, step, t, n int, c Calibration) {
-	drawText(rgb, aw, ah, 6, 16, c.frameLabel(t, n))
+	label := c.frameLabel(t, n)
+	if font.MeasureString(basicfont.Face7x13, label).Ceil() > aw-12 {
+		// A small frame: the time, or the frame number, alone.
+		label = fmt.Sprintf("#%d", t+1)
+		if c.FrameTime > 0 {
+			label = fmt.Sprintf("%.2f s", float64(t)*c.FrameTime)
+		}
+	}
+	if font.MeasureString(basicfont.Face7x13, label).Ceil() <= aw-12 {
+		drawText(rgb, aw, ah, 6, 16, label)
+	}
 	px, label := c.scaleBar(aw * step)
 	if px <= 0 {
 		return
