@@ -73,6 +73,23 @@ try {
   const box = await canvas.boundingBox();
   await canvas.hover({ position: { x: box.width * 0.3, y: box.height / 2 } });
   await page.waitForFunction(() => /keV: \d+ counts/.test(document.querySelector("#spectrum-readout").textContent));
+  // The viewer: linear counts, zoom, a typed element's lines, keyboard.
+  const view0 = await canvas.getAttribute("data-view");
+  check(/^0\.\d+-1\d\.\d+$/.test(view0) || /^0\.\d+-\d+\.\d+$/.test(view0), "initial view: " + view0);
+  await page.click("#spectrum-viewer .zoom-in");
+  check((await canvas.getAttribute("data-view")) !== view0, "zoom did not change the view");
+  await page.click("#spectrum-viewer .scale");
+  check((await canvas.getAttribute("data-scale")) === "linear", "no linear scale");
+  await page.fill('#spectrum-viewer input[name="element"]', "fe");
+  await page.click('#spectrum-viewer form.add-element button');
+  check((await canvas.getAttribute("data-elements")).split(",").includes("Fe"), "typed element not shown: " + await canvas.getAttribute("data-elements"));
+  await page.click("#spectrum-viewer .reset");
+  await canvas.focus();
+  const r1 = await page.textContent("#spectrum-readout");
+  await page.keyboard.press("ArrowRight");
+  await page.keyboard.press("ArrowRight");
+  const r2 = await page.textContent("#spectrum-readout");
+  check(r1 !== r2 && /keV: \d+ counts/.test(r2), "keyboard readout: " + r1 + " → " + r2);
   await page.screenshot({ path: outDir + "/record.png", fullPage: true });
 
   say("STEP movie");

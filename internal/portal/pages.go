@@ -19,6 +19,7 @@ import (
 	"github.com/picoflow/picoflow/internal/compute"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/record"
+	"github.com/picoflow/picoflow/internal/xray"
 )
 
 const pageSize = 20
@@ -365,7 +366,10 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		Newest   int
 		Versions []versionRow
 		Params   []metaRow
-	}{page: p.base(r, e.Title(), "search"), Entry: e, Metadata: metadataRows(e.Record), Shown: shown, Newest: versions[0].Version}
+		// ElementList are the identified elements, for the spectrum's markers.
+		ElementList string
+	}{page: p.base(r, e.Title(), "search"), Entry: e, Metadata: metadataRows(e.Record), Shown: shown, Newest: versions[0].Version,
+		ElementList: strings.Join(e.Elements(), ",")}
 	for i, v := range versions {
 		row := versionRow{Version: v.Version, Published: v.Published, RunID: v.RunID, Current: v == e}
 		if pv := v.Record.Provenance; pv != nil {
@@ -414,6 +418,18 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortStableFunc(data.Figures, func(a, b figure) int { return a.rank - b.rank })
 	p.render(w, http.StatusOK, "record", data)
+}
+
+// xrayLines serves the X-ray line table for the spectrum viewer: per
+// element, [line, energy keV, weight within its family].
+func xrayLines(w http.ResponseWriter, r *http.Request) {
+	out := map[string][][3]any{}
+	for _, l := range xray.Lines() {
+		out[l.Element] = append(out[l.Element], [3]any{l.Name, l.Energy, l.Weight})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	json.NewEncoder(w).Encode(out)
 }
 
 // movieTiming is the frame count and frame time (s) of a record's image

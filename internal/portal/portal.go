@@ -134,6 +134,7 @@ func (p *Portal) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /search", p.search)
 	mux.HandleFunc("GET /records/{id}", p.record)
 	mux.HandleFunc("GET /records/{id}/thumb", p.thumb)
+	mux.HandleFunc("GET /xray-lines.json", xrayLines)
 	mux.HandleFunc("GET /runs", p.signedIn(p.runs))
 	mux.HandleFunc("GET /runs/events", p.signedIn(p.runEvents))
 	mux.HandleFunc("GET /runs/{id}", p.signedIn(p.run))

@@ -1,5 +1,5 @@
-// picoflow portal: live runs table and the interactive spectrum. No
-// framework; htmx handles the search form.
+// picoflow portal: the live runs table and movie frame stepping (the
+// spectrum viewer is spectrum.js). No framework; htmx handles the search form.
 (function () {
   "use strict";
 
@@ -19,52 +19,6 @@
           .then(function (r) { return r.ok ? r.text() : null; })
           .then(function (html) { if (html !== null) runs.innerHTML = html; });
       }, 250);
-    });
-  }
-
-  // Interactive spectrum: log-scale plot of spectrum.csv with a readout.
-  var canvas = document.getElementById("spectrum-canvas");
-  if (canvas) {
-    var readout = document.getElementById("spectrum-readout");
-    fetch(canvas.dataset.src, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (text) {
-      var e = [], c = [];
-      text.split("\n").slice(1).forEach(function (line) {
-        var p = line.split(",");
-        if (p.length >= 2) { e.push(parseFloat(p[0])); c.push(parseFloat(p[1])); }
-      });
-      var last = 0;
-      for (var i = 0; i < c.length; i++) if (c[i] > 0) last = i;
-      var n = Math.min(c.length, Math.max(16, Math.ceil(last * 1.05)));
-      var max = 1;
-      for (i = 0; i < n; i++) max = Math.max(max, c[i]);
-      function draw(hover) {
-        var w = canvas.width = canvas.clientWidth * devicePixelRatio;
-        var h = canvas.height = canvas.clientHeight * devicePixelRatio;
-        var ctx = canvas.getContext("2d");
-        ctx.clearRect(0, 0, w, h);
-        ctx.strokeStyle = "#2f5fb3"; ctx.lineWidth = devicePixelRatio;
-        ctx.beginPath();
-        for (var i = 0; i < n; i++) {
-          var x = i / (n - 1) * w;
-          var y = h - Math.log10(Math.max(c[i], 0.5) / 0.5) / Math.log10(max / 0.5) * (h - 4);
-          if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-        }
-        ctx.stroke();
-        if (hover !== undefined) {
-          ctx.strokeStyle = "#b3261e";
-          ctx.beginPath(); ctx.moveTo(hover / (n - 1) * w, 0); ctx.lineTo(hover / (n - 1) * w, h); ctx.stroke();
-        }
-      }
-      draw();
-      canvas.dataset.ready = "1";
-      canvas.addEventListener("mousemove", function (ev) {
-        var r = canvas.getBoundingClientRect();
-        var i = Math.round((ev.clientX - r.left) / r.width * (n - 1));
-        if (i < 0 || i >= n) return;
-        draw(i);
-        readout.textContent = e[i].toFixed(3) + " keV: " + c[i] + " counts";
-      });
-      window.addEventListener("resize", function () { draw(); });
     });
   }
 })();
