@@ -38,6 +38,11 @@ type Folder struct {
 	Instrument string `yaml:"instrument" json:"instrument,omitempty"`
 	Proposal   string `yaml:"proposal" json:"proposal,omitempty"`
 	Sample     string `yaml:"sample" json:"sample,omitempty"`
+	// Operator is who runs the microscope for this folder's files (their
+	// records' creator); License the data's licence (an SPDX identifier such
+	// as CC-BY-4.0). A sidecar file beside a data file overrides these.
+	Operator string `yaml:"operator" json:"operator,omitempty"`
+	License  string `yaml:"license" json:"license,omitempty"`
 }
 
 // Config configures an Agent.

@@ -152,11 +152,19 @@ func (a *Agent) deliver(ctx context.Context, e *Entry) {
 		}
 		if f, ok := a.folder(e.Path); ok {
 			meta[upload.MetaInstrument] = cmp.Or(f.Instrument, a.cfg.Instrument)
-			for k, v := range map[string]string{upload.MetaProposal: f.Proposal, upload.MetaSample: f.Sample} {
+			for k, v := range map[string]string{upload.MetaProposal: f.Proposal, upload.MetaSample: f.Sample, upload.MetaOperator: f.Operator, upload.MetaLicense: f.License} {
 				if v != "" {
 					meta[k] = v
 				}
 			}
+		}
+		// A sidecar beside the file says more about this acquisition.
+		sc, err := ReadSidecar(e.Path)
+		if err != nil {
+			a.log.Warn("sidecar ignored", "file", e.Path, "error", err)
+		}
+		for k, v := range sc.Meta() {
+			meta[k] = v
 		}
 		uctx, cancel := context.WithTimeout(ctx, 6*time.Hour)
 		url, err = a.tus.Upload(uctx, e.Path, e.UploadURL, meta, func(u string) error {

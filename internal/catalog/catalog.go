@@ -43,6 +43,9 @@ type Entry struct {
 	// Version counts the record's publications from 1 (set by Put and Get):
 	// a re-analysis makes a new version, the newest is the record.
 	Version int `json:"version"`
+	// NewVersion makes Put add a version even for a run that published
+	// one already (an edit of the record's description).
+	NewVersion bool `json:"-"`
 }
 
 // AnalysisVersion is the version of the analysis that made the record ("" when

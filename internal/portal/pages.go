@@ -368,8 +368,14 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		Params   []metaRow
 		// ElementList are the identified elements, for the spectrum's markers.
 		ElementList string
+		// CanEdit shows the edit form (the newest version only).
+		CanEdit  bool
+		Keywords string
 	}{page: p.base(r, e.Title(), "search"), Entry: e, Metadata: metadataRows(e.Record), Shown: shown, Newest: versions[0].Version,
-		ElementList: strings.Join(e.Elements(), ",")}
+		ElementList: strings.Join(e.Elements(), ","), Keywords: strings.Join(e.Record.Keywords(), ", ")}
+	if s := p.cfg.Sessions.Get(r); s != nil && shown == 0 {
+		data.CanEdit = mayEdit(s.Identity, e)
+	}
 	for i, v := range versions {
 		row := versionRow{Version: v.Version, Published: v.Published, RunID: v.RunID, Current: v == e}
 		if pv := v.Record.Provenance; pv != nil {

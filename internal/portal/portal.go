@@ -135,6 +135,7 @@ func (p *Portal) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /records/{id}", p.record)
 	mux.HandleFunc("GET /records/{id}/thumb", p.thumb)
 	mux.HandleFunc("GET /xray-lines.json", xrayLines)
+	mux.HandleFunc("POST /records/{id}/edit", p.signedIn(p.editRecord))
 	mux.HandleFunc("GET /runs", p.signedIn(p.runs))
 	mux.HandleFunc("GET /runs/events", p.signedIn(p.runEvents))
 	mux.HandleFunc("GET /runs/{id}", p.signedIn(p.run))

@@ -14,6 +14,22 @@ import (
 // results are the same.
 func Diff(old, new *Record) []string {
 	var out []string
+	if len(new.Edits) > len(old.Edits) {
+		ed := new.Edits[len(new.Edits)-1]
+		out = append(out, "edited by "+ed.By)
+	}
+	if a, b := old.UserDescription(), new.UserDescription(); a != b {
+		out = append(out, "description changed")
+	}
+	if d := setDiff(old.Keywords(), new.Keywords()); d != "" {
+		out = append(out, "keywords: "+d)
+	}
+	for _, f := range []struct{ name, a, b string }{{"sample", old.Subject("sample"), new.Subject("sample")}, {"licence", old.License(), new.License()},
+		{"operator", old.Operator(), new.Operator()}} {
+		if f.a != f.b {
+			out = append(out, fmt.Sprintf("%s %s → %s", f.name, or(f.a, "none"), or(f.b, "none")))
+		}
+	}
 	po, pn := old.Provenance, new.Provenance
 	if po == nil {
 		po = &Provenance{}

@@ -5,6 +5,7 @@
 package record
 
 import (
+	"strings"
 	"time"
 )
 
@@ -27,6 +28,11 @@ type Record struct {
 	Formats         []string      `json:"formats"`
 	Sizes           []string      `json:"sizes"`
 	Descriptions    []Description `json:"descriptions,omitempty"`
+	// RightsList is the data's licence (DataCite rightsList).
+	RightsList []Rights `json:"rightsList,omitempty"`
+	// Edits are the changes people made to the record's description, with
+	// who and when (each edit is also a version of the record).
+	Edits []Edit `json:"edits,omitempty"`
 	Instrument      Instrument    `json:"instrument"`
 	Signals         []Signal      `json:"signals"`
 	Analysis        *Analysis     `json:"analysis,omitempty"`
@@ -233,4 +239,111 @@ type Input struct {
 	Name   string `json:"name"`
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+}
+
+// Rights is a DataCite rights entry: a licence name or SPDX identifier.
+type Rights struct {
+	Rights           string `json:"rights"`
+	RightsIdentifier string `json:"rightsIdentifier,omitempty"`
+	SchemeURI        string `json:"schemeUri,omitempty"`
+}
+
+// License returns a rights entry for a licence as people write it: an SPDX
+// identifier (CC-BY-4.0) is recorded as one.
+func License(s string) Rights {
+	r := Rights{Rights: s}
+	if s != "" && !strings.ContainsAny(s, " \t") {
+		r.RightsIdentifier, r.SchemeURI = s, "https://spdx.org/licenses/"
+	}
+	return r
+}
+
+// Edit is one change people made to a record.
+type Edit struct {
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	Changes []string  `json:"changes"`
+}
+
+// Operator is the record's first personal creator ("" when none).
+func (r *Record) Operator() string {
+	for _, c := range r.Creators {
+		if c.NameType == "Personal" {
+			return c.Name
+		}
+	}
+	return ""
+}
+
+// Subject returns the subject of a scheme ("sample", "proposal"), or "".
+func (r *Record) Subject(scheme string) string {
+	for _, s := range r.Subjects {
+		if s.SubjectScheme == scheme {
+			return s.Subject
+		}
+	}
+	return ""
+}
+
+// Keywords are the subjects people gave (scheme "keyword").
+func (r *Record) Keywords() []string {
+	var out []string
+	for _, s := range r.Subjects {
+		if s.SubjectScheme == "keyword" {
+			out = append(out, s.Subject)
+		}
+	}
+	return out
+}
+
+// UserDescription is the description people wrote (an Abstract), or "".
+func (r *Record) UserDescription() string {
+	for _, d := range r.Descriptions {
+		if d.DescriptionType == "Abstract" {
+			return d.Description
+		}
+	}
+	return ""
+}
+
+// Describe sets what people say about the record: the description (an
+// Abstract, before the technical one), keywords, sample and licence.
+func (r *Record) Describe(description string, keywords []string, sample, license string) {
+	var ds []Description
+	if description != "" {
+		ds = append(ds, Description{Description: description, DescriptionType: "Abstract"})
+	}
+	for _, d := range r.Descriptions {
+		if d.DescriptionType != "Abstract" {
+			ds = append(ds, d)
+		}
+	}
+	r.Descriptions = ds
+	var subs []Subject
+	for _, s := range r.Subjects {
+		if s.SubjectScheme != "keyword" && s.SubjectScheme != "sample" {
+			subs = append(subs, s)
+		}
+	}
+	if sample != "" {
+		subs = append(subs, Subject{Subject: sample, SubjectScheme: "sample"})
+	}
+	for _, k := range keywords {
+		if k = strings.TrimSpace(k); k != "" {
+			subs = append(subs, Subject{Subject: k, SubjectScheme: "keyword"})
+		}
+	}
+	r.Subjects = subs
+	r.RightsList = nil
+	if license != "" {
+		r.RightsList = []Rights{License(license)}
+	}
+}
+
+// License is the record's licence as written, or "".
+func (r *Record) License() string {
+	if len(r.RightsList) > 0 {
+		return r.RightsList[0].Rights
+	}
+	return ""
 }

@@ -253,7 +253,8 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		Flow: flowName, SHA256: sha, FileName: up.Meta[upload.MetaFilename],
 		Size: up.Size, Agent: caller.Subject, Instrument: up.Meta[upload.MetaInstrument], UploadID: id, Received: up.Received,
 		Meta: map[string]any{"source_path": up.Meta[upload.MetaSourcePath], "agent_name": up.Meta[upload.MetaAgent],
-			"proposal": up.Meta[upload.MetaProposal], "sample": up.Meta[upload.MetaSample]},
+			"proposal": up.Meta[upload.MetaProposal], "sample": up.Meta[upload.MetaSample], "operator": up.Meta[upload.MetaOperator],
+			"description": up.Meta[upload.MetaDescription], "keywords": up.Meta[upload.MetaKeywords], "license": up.Meta[upload.MetaLicense]},
 		Readers: append([]string{caller.Subject}, s.flowReaders(flowName)...),
 	}
 	run, created, err := s.Engine.StartRun(r.Context(), spec)

@@ -225,7 +225,11 @@ func (s *Server) analyzeStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		return nil, err
 	}
 	dir := s.runProducts(sr.Run.ID)
-	opt := analysis.Options{Creator: sr.Run.Agent, Name: sr.Run.FileName, Model: s.cfg.Model, ORTLibrary: s.cfg.ORTLibrary, SHA256: tr.SHA256,
+	// The creator is the operator the instrument side names; without one
+	// the record names the instrument (never the agent's host, which is
+	// not a person).
+	operator, _ := sr.Run.Meta["operator"].(string)
+	opt := analysis.Options{Creator: operator, Name: sr.Run.FileName, Model: s.cfg.Model, ORTLibrary: s.cfg.ORTLibrary, SHA256: tr.SHA256,
 		Params: analysisParams(sr)}
 	onEndpoint, err := whereEndpoint(sr)
 	if err != nil {
@@ -409,11 +413,27 @@ func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		p.Flow, p.Run, p.Machine = sr.Run.Flow, sr.Run.ID, cmp.Or(an.Where, s.hostname)
 	}
 	e := &catalog.Entry{ID: id, Record: an.Record, VisibleTo: visible, RunID: sr.Run.ID, SHA256: sr.Run.SHA256}
-	// The folder's proposal and sample (agent settings) describe the
-	// experiment; as subjects they are shown and searchable.
-	for _, k := range []string{"proposal", "sample"} {
-		if v, _ := sr.Run.Meta[k].(string); v != "" {
-			e.Record.Subjects = append(e.Record.Subjects, record.Subject{Subject: v, SubjectScheme: k})
+	// What the instrument side says of the experiment (agent settings per
+	// folder, a sidecar file): proposal, sample and keywords as subjects
+	// (shown and searchable), the description, the licence.
+	str := func(k string) string { v, _ := sr.Run.Meta[k].(string); return v }
+	if v := str("proposal"); v != "" && e.Record.Subject("proposal") == "" {
+		e.Record.Subjects = append(e.Record.Subjects, record.Subject{Subject: v, SubjectScheme: "proposal"})
+	}
+	var keywords []string
+	if kw := str("keywords"); kw != "" {
+		keywords = strings.Split(kw, ",")
+	}
+	e.Record.Describe(str("description"), keywords, str("sample"), str("license"))
+	if id != sr.Run.ID {
+		// A re-analysis keeps what people wrote into the record since.
+		if cur, err := s.Catalog.Get(ctx, id, []string{auth.RoleAdmin}); err == nil {
+			c := cur.Record
+			e.Record.Describe(c.UserDescription(), c.Keywords(), c.Subject("sample"), c.License())
+			e.Record.Edits = c.Edits
+			if op := c.Operator(); op != "" && e.Record.Operator() == "" {
+				e.Record.Creators = []record.Creator{{Name: op, NameType: "Personal"}}
+			}
 		}
 	}
 	// The agent's --instrument is the facility's name for the microscope:

@@ -44,6 +44,12 @@ const (
 	MetaSourcePath = "source_path"
 	MetaProposal   = "proposal" // the experiment's proposal or project
 	MetaSample     = "sample"
+	// The experiment as the instrument side describes it (agent settings
+	// per folder, or a sidecar file beside the data).
+	MetaOperator    = "operator"
+	MetaDescription = "description"
+	MetaKeywords    = "keywords" // comma-separated
+	MetaLicense     = "license"
 	MetaReceivedAt = "received_at" // set by the server
 	MetaOwner      = "owner"       // set by the server: the creating token's subject
 )

@@ -138,8 +138,8 @@ func version(ctx context.Context, tx pgx.Tx, e *catalog.Entry, doc []byte) (newe
 		return false, err
 	}
 	e.Version = 0
-	if e.RunID != "" {
-		err := tx.QueryRow(ctx, `SELECT version FROM picoflow_record_version WHERE record_id = $1 AND run_id = $2`, e.ID, e.RunID).Scan(&e.Version)
+	if e.RunID != "" && !e.NewVersion {
+		err := tx.QueryRow(ctx, `SELECT max(version) FROM picoflow_record_version WHERE record_id = $1 AND run_id = $2 HAVING count(*) > 0`, e.ID, e.RunID).Scan(&e.Version)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return false, err
 		}

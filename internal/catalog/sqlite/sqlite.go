@@ -73,8 +73,8 @@ func putTx(ctx context.Context, tx *sql.Tx, e *catalog.Entry) error {
 		return fmt.Errorf("catalog put %s: %w", e.ID, err)
 	}
 	e.Version = 0
-	if e.RunID != "" {
-		err := tx.QueryRowContext(ctx, `SELECT version FROM record_version WHERE record_id = ? AND run_id = ?`, e.ID, e.RunID).Scan(&e.Version)
+	if e.RunID != "" && !e.NewVersion {
+		err := tx.QueryRowContext(ctx, `SELECT max(version) FROM record_version WHERE record_id = ? AND run_id = ? HAVING count(*) > 0`, e.ID, e.RunID).Scan(&e.Version)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("catalog put %s: %w", e.ID, err)
 		}

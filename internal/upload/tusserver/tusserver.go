@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/filestore"
@@ -163,6 +164,13 @@ func validate(meta handler.MetaData, deferred bool, flows map[string]bool) error
 	}
 	if flows != nil && !flows[meta[upload.MetaFlow]] {
 		return fmt.Errorf("flow %q is not configured on this server", meta[upload.MetaFlow])
+	}
+	// What describes the experiment stays short, and text.
+	for k, n := range map[string]int{upload.MetaProposal: 200, upload.MetaSample: 200, upload.MetaOperator: 200, upload.MetaLicense: 200,
+		upload.MetaDescription: 4000, upload.MetaKeywords: 8000, upload.MetaInstrument: 200} {
+		if v := meta[k]; utf8.RuneCountInString(v) > n || strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
+			return fmt.Errorf("%s: at most %d characters of text", k, n)
+		}
 	}
 	return nil
 }
