@@ -32,11 +32,11 @@ type Record struct {
 	RightsList []Rights `json:"rightsList,omitempty"`
 	// Edits are the changes people made to the record's description, with
 	// who and when (each edit is also a version of the record).
-	Edits []Edit `json:"edits,omitempty"`
-	Instrument      Instrument    `json:"instrument"`
-	Signals         []Signal      `json:"signals"`
-	Analysis        *Analysis     `json:"analysis,omitempty"`
-	Files           []File        `json:"files"`
+	Edits      []Edit     `json:"edits,omitempty"`
+	Instrument Instrument `json:"instrument"`
+	Signals    []Signal   `json:"signals"`
+	Analysis   *Analysis  `json:"analysis,omitempty"`
+	Files      []File     `json:"files"`
 	// Provenance says what made the record, so it can be re-derived.
 	Provenance *Provenance `json:"provenance,omitempty"`
 	// RawMetadata is every metadata document of the file, unchanged.

@@ -50,8 +50,8 @@ const (
 	MetaDescription = "description"
 	MetaKeywords    = "keywords" // comma-separated
 	MetaLicense     = "license"
-	MetaReceivedAt = "received_at" // set by the server
-	MetaOwner      = "owner"       // set by the server: the creating token's subject
+	MetaReceivedAt  = "received_at" // set by the server
+	MetaOwner       = "owner"       // set by the server: the creating token's subject
 )
 
 const tusVersion = "1.0.0"
