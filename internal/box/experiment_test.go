@@ -67,6 +67,16 @@ func TestExperimentMetadata(t *testing.T) {
 		}
 	}
 
+	// The proposal's page: its records at a glance.
+	anon := newBrowser(t, b.Server.URL())
+	if code, page := anon.get("/proposals/GUP-81234"); code != 200 || !strings.Contains(page, "Proposal GUP-81234") || !strings.Contains(page, "1 record, acquired") ||
+		!strings.Contains(page, "ptni.emd") || strings.Contains(page, "plain.emd") {
+		t.Errorf("proposal page: %d", code)
+	}
+	if _, page := anon.get("/records/" + withSidecar.ID); !strings.Contains(page, `href="/proposals/GUP-81234"`) || !strings.Contains(page, "operator Ada Lovelace") {
+		t.Errorf("record page lacks the experiment line")
+	}
+
 	// Edits through the portal.
 	if err := b.Server.Accounts.Set(ctx, "bob", "pw-bob-long-enough", auth.RoleAdmin); err != nil { // a second admin
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 // ParseQuery reads a search as people type it: free text with field terms
 // that filter, e.g. `gold element:Au kind:hyperspectral instrument:Titan
 // date:2026-11 made-before:v0.2.0`. Field names: element, kind, instrument,
-// date (a year, year-month or day), from and to (dates), made-before (an
+// proposal, sample, operator and keyword (as phrases of the text), date (a year, year-month or day), from and to (dates), made-before (an
 // analysis version), voltage and magnification with a comparison and a unit
 // (voltage:>=200kV, magnification:<100kx); a bare year is the date. A word
 // with an unknown field stays free text. The
@@ -43,6 +43,10 @@ func ParseQuery(text string) (Query, error) {
 			q.Instruments = append(q.Instruments, value)
 		case "made-before", "version<":
 			q.MadeBefore = value
+		case "proposal", "sample", "operator", "keyword":
+			// Indexed as text: the value as a phrase (proposal:"GUP 81234"
+			// keeps its quotes).
+			free = append(free, `"`+strings.Trim(value, `"`)+`"`)
 		case "date", "from", "to":
 			from, to, err := dateRange(value)
 			if err != nil {

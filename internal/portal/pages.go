@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -172,8 +173,30 @@ func (p *Portal) search(w http.ResponseWriter, r *http.Request) {
 		Chips []chip
 		// Why says what an empty result would find with less.
 		Why []chip
+		// Proposal heads the page of one proposal's records.
+		Proposal *proposalSummary
 	}{page: p.base(r, "Search", "search"), Q: q, Result: res, Raw: strings.TrimSpace(v.Get("q")),
 		URLKinds: v["kind"], URLElements: v["element"], URLInstruments: v["instrument"]}
+	if m := proposalRe.FindStringSubmatch(data.Raw); m != nil && res.Total > 0 {
+		ps := &proposalSummary{ID: m[1], Records: res.Total}
+		for _, mv := range res.Facets[catalog.FacetMonth] {
+			if ps.First == "" || mv.Value < ps.First {
+				ps.First = mv.Value
+			}
+			if mv.Value > ps.Last {
+				ps.Last = mv.Value
+			}
+		}
+		for _, f := range []struct {
+			name string
+			dst  *[]string
+		}{{catalog.FacetInstrument, &ps.Instruments}, {catalog.FacetKind, &ps.Kinds}, {catalog.FacetElement, &ps.Elements}} {
+			for _, v := range res.Facets[f.name] {
+				*f.dst = append(*f.dst, v.Value)
+			}
+		}
+		data.Proposal = ps
+	}
 	for _, f := range []struct{ key, label string }{{"kind", "type"}, {"element", "element"}, {"instrument", "instrument"}} {
 		for _, val := range v[f.key] {
 			data.Chips = append(data.Chips, chip{Label: f.label + ": " + val, URL: toggle(v, f.key, val)})
@@ -251,6 +274,17 @@ type figure struct {
 	// Frames and FrameTime (s) of a movie, for frame stepping.
 	Frames    int
 	FrameTime float64
+}
+
+// proposalRe recognises a search for one proposal's records.
+var proposalRe = regexp.MustCompile(`^proposal:"?([^"\s]+)"?$`)
+
+// proposalSummary heads a proposal's page: its records at a glance.
+type proposalSummary struct {
+	ID                           string
+	Records                      int
+	First, Last                  string // months
+	Instruments, Kinds, Elements []string
 }
 
 // chip is an active search filter, or a looser search, with its link.

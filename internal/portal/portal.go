@@ -135,6 +135,9 @@ func (p *Portal) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /records/{id}", p.record)
 	mux.HandleFunc("GET /records/{id}/thumb", p.thumb)
 	mux.HandleFunc("GET /xray-lines.json", xrayLines)
+	mux.HandleFunc("GET /proposals/{id}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/search?"+url.Values{"q": {"proposal:" + r.PathValue("id")}, "sort": {"oldest"}}.Encode(), http.StatusFound)
+	})
 	mux.HandleFunc("POST /records/{id}/edit", p.signedIn(p.editRecord))
 	mux.HandleFunc("GET /runs", p.signedIn(p.runs))
 	mux.HandleFunc("GET /runs/events", p.signedIn(p.runEvents))
