@@ -112,6 +112,9 @@ try {
   const frameAfter = await readout.textContent();
   const num = (s) => parseInt(s.match(/frame (\d+)/)[1], 10);
   check(num(frameAfter) === num(frameBefore) + 1 && /t = \d+\.\d\d s/.test(frameAfter), "frame step: " + frameBefore + " → " + frameAfter);
+  await page.waitForFunction(() => document.querySelector("#particles") && document.querySelector("#particles").dataset.ready === "1");
+  const particles = await page.textContent("#particles");
+  check(/\d+ tracks; median apparent size \d+\.\d nm/.test(particles) && (await page.locator("#particles tbody tr").count()) > 0, "particles panel: " + particles);
   await page.screenshot({ path: outDir + "/movie.png", fullPage: true });
 
   say("STEP hostile");

@@ -405,6 +405,10 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		// CanEdit shows the edit form (the newest version only).
 		CanEdit  bool
 		Keywords string
+		// Tracks is a movie's tracks.csv, with the calibration to read it.
+		Tracks               string
+		PixelSize, FrameTime float64
+		PixelUnits           string
 	}{page: p.base(r, e.Title(), "search"), Entry: e, Metadata: metadataRows(e.Record), Shown: shown, Newest: versions[0].Version,
 		ElementList: strings.Join(e.Elements(), ","), Keywords: strings.Join(e.Record.Keywords(), ", ")}
 	if s := p.cfg.Sessions.Get(r); s != nil && shown == 0 {
@@ -437,6 +441,11 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		}
 		if f.Name == "spectrum.csv" {
 			data.SpectrumCSV = u
+		}
+		if f.Role == "tracks" {
+			data.Tracks = u
+			_, data.FrameTime = movieTiming(e.Record)
+			data.PixelSize, data.PixelUnits = moviePixel(e.Record)
 		}
 		if _, ok := figureOrder[f.Role]; !ok {
 			continue
@@ -485,6 +494,18 @@ func movieTiming(r *record.Record) (int, float64) {
 		}
 	}
 	return 0, 0
+}
+
+// moviePixel is the pixel size and unit of a record's image stack.
+func moviePixel(r *record.Record) (float64, string) {
+	for _, sg := range r.Signals {
+		if sg.Kind == "image_stack" && len(sg.Axes) == 3 {
+			if a := sg.Axes[2]; a.Scale > 0 && a.Units != "" {
+				return a.Scale, a.Units
+			}
+		}
+	}
+	return 0, ""
 }
 
 // versionRow is one version in a record page's list.

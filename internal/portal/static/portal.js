@@ -54,3 +54,40 @@
     show();
   });
 })();
+
+// Movies: the longest particle tracks from tracks.csv, in calibrated units.
+(function () {
+  "use strict";
+  var box = document.getElementById("particles");
+  if (!box) return;
+  var px = parseFloat(box.dataset.pixel) || 0, unit = px > 0 ? box.dataset.units : "px", dt = parseFloat(box.dataset.frameTime) || 0;
+  if (px <= 0) px = 1;
+  fetch(box.dataset.src, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (text) {
+    var tracks = {};
+    text.split("\n").slice(1).forEach(function (line) {
+      var p = line.split(",");
+      if (p.length < 6) return;
+      var id = p[0], f = +p[1];
+      var t = tracks[id] || (tracks[id] = { id: id, first: f, last: f, x0: +p[2], y0: +p[3], x1: +p[2], y1: +p[3], size: 0, n: 0 });
+      if (f < t.first) { t.first = f; t.x0 = +p[2]; t.y0 = +p[3]; }
+      if (f >= t.last) { t.last = f; t.x1 = +p[2]; t.y1 = +p[3]; }
+      t.size += (+p[4] + +p[5]) / 2; t.n++;
+    });
+    var list = Object.keys(tracks).map(function (k) { return tracks[k]; }).filter(function (t) { return t.id !== "-1"; });
+    list.sort(function (a, b) { return (b.last - b.first) - (a.last - a.first); });
+    var sizes = list.map(function (t) { return t.size / t.n * px; }).sort(function (a, b) { return a - b; });
+    var med = sizes.length ? sizes[Math.floor(sizes.length / 2)] : 0;
+    box.querySelector(".summary").textContent = list.length + " tracks; median apparent size " + med.toFixed(1) + " " + unit + "; the " + Math.min(15, list.length) + " longest:";
+    var body = box.querySelector("tbody");
+    list.slice(0, 15).forEach(function (t) {
+      var tr = document.createElement("tr");
+      var dur = dt > 0 ? ((t.last - t.first) * dt).toFixed(2) + " s" : (t.last - t.first) + " frames";
+      [t.id, (t.first + 1) + "–" + (t.last + 1), dur, (t.size / t.n * px).toFixed(1) + " " + unit,
+       (Math.hypot(t.x1 - t.x0, t.y1 - t.y0) * px).toFixed(1) + " " + unit].forEach(function (v, i) {
+        var td = document.createElement("td"); td.textContent = v; if (i !== 1) td.className = "num"; tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+    box.dataset.ready = "1";
+  });
+})();
