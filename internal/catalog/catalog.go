@@ -157,6 +157,17 @@ const (
 	FieldMagnification = "magnification" // ×
 )
 
+// RangeColumn is the column (voltage_kv, magnification: the same in every
+// backend) and operator of a range, taken from fixed lists only, so a
+// range is never SQL text; ok is false for anything else.
+func RangeColumn(rg Range) (col, op string, ok bool) {
+	col, ok = map[string]string{FieldVoltage: "voltage_kv", FieldMagnification: "magnification"}[rg.Field]
+	if !ok || !slices.Contains([]string{"<", "<=", ">", ">=", "="}, rg.Op) {
+		return "", "", false
+	}
+	return col, rg.Op, true
+}
+
 // Range is a comparison of a numeric field: voltage >= 200 (kV).
 type Range struct {
 	Field string

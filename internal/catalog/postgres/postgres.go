@@ -377,11 +377,10 @@ func (x *Index) Search(ctx context.Context, q catalog.Query) (*catalog.Result, e
 		base = and(baseConds)
 	}
 	for _, rg := range q.Ranges {
-		col, ok := map[string]string{catalog.FieldVoltage: "voltage_kv", catalog.FieldMagnification: "magnification"}[rg.Field]
-		if !ok || !slices.Contains([]string{"<", "<=", ">", ">=", "="}, rg.Op) {
-			baseConds = append(baseConds, "false")
+		if col, op, ok := catalog.RangeColumn(rg); ok {
+			baseConds = append(baseConds, w.add(col+" "+op+" ?", rg.Value))
 		} else {
-			baseConds = append(baseConds, w.add(col+" "+rg.Op+" ?", rg.Value))
+			baseConds = append(baseConds, "false")
 		}
 		base = and(baseConds)
 	}

@@ -424,7 +424,7 @@ func filter(q catalog.Query, except, idsJSON string) (string, []any) {
 		args = append(args, buildinfo.SortKey(q.MadeBefore))
 	}
 	for _, rg := range q.Ranges {
-		col, op, ok := rangeSQL(rg)
+		col, op, ok := catalog.RangeColumn(rg)
 		if !ok {
 			where = append(where, `0`)
 			continue
@@ -466,15 +466,6 @@ func ftsQuery(text string, negated bool) string {
 		return strings.Join(out, " OR ")
 	}
 	return strings.Join(out, " AND ")
-}
-
-// rangeSQL is a range's column and operator, from fixed lists only.
-func rangeSQL(rg catalog.Range) (col, op string, ok bool) {
-	col, ok = map[string]string{catalog.FieldVoltage: "voltage_kv", catalog.FieldMagnification: "magnification"}[rg.Field]
-	if !ok || !slices.Contains([]string{"<", "<=", ">", ">=", "="}, rg.Op) {
-		return "", "", false
-	}
-	return col, rg.Op, true
 }
 
 // subtract returns the sorted a without the sorted b.
