@@ -424,7 +424,8 @@ func analyzeMovie(ctx context.Context, f *emd.File, s *emd.Signal, outDir string
 	}
 	res, err := movie.Analyze(ctx, fr, fr.Frames, fr.H, fr.W, outDir, opt)
 	if errors.Is(err, movie.ErrNoFFmpeg) {
-		an.Warnings = append(an.Warnings, "no video: "+err.Error())
+		// A setup problem, not a finding: the provenance says the record
+		// is degraded (and the operator is told), not its warnings.
 		opt.NoVideo = true
 		res, err = movie.Analyze(ctx, fr, fr.Frames, fr.H, fr.W, outDir, opt)
 	} else if err == nil && !opt.NoVideo {

@@ -257,6 +257,19 @@ func TestDegradedRunRepaired(t *testing.T) {
 	if hasVideo(e) || len(e.Record.Provenance.Degraded) != 1 {
 		t.Fatalf("degraded record: video %v, degraded %q", hasVideo(e), e.Record.Provenance.Degraded)
 	}
+	// A setup problem is told to the operator, not published as a finding.
+	for _, w := range e.Record.Analysis.Warnings {
+		if strings.Contains(w, "ffmpeg") {
+			t.Errorf("the record's science warnings carry a setup problem: %q", w)
+		}
+	}
+	told := false
+	for _, al := range run.Alerts {
+		told = told || al.Level == "warning" && strings.Contains(al.Message, "setup at the facility: ffmpeg")
+	}
+	if !told {
+		t.Errorf("the operator is not told ffmpeg is missing: %+v", run.Alerts)
+	}
 	// ffmpeg installed: the administrator re-runs the record.
 	os.Setenv("PATH", path)
 	if st, _, _ := call(t, http.MethodPost, b.Server.URL()+"/api/v1/records/"+e.ID+"/reanalyze", b.AgentToken, nil); st != http.StatusForbidden {

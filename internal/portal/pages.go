@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -303,6 +304,22 @@ func q(v *record.Quantity) string {
 	return s
 }
 
+// groupDigits writes a whole number with thousands separators
+// (1,271,519); others as they are.
+func groupDigits(v float64) string {
+	if v != math.Trunc(v) || math.Abs(v) >= 1e15 {
+		return strconv.FormatFloat(v, 'g', 6, 64)
+	}
+	s := strconv.FormatInt(int64(math.Abs(v)), 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if v < 0 {
+		s = "-" + s
+	}
+	return s
+}
+
 func metadataRows(r *record.Record) []metaRow {
 	in := r.Instrument
 	var rows []metaRow
@@ -316,7 +333,9 @@ func metadataRows(r *record.Record) []metaRow {
 		add("Acquisition start", in.AcquisitionStart.UTC().Format("2006-01-02 15:04:05 MST"))
 	}
 	add("Accelerating voltage", q(in.AcceleratingVoltage))
-	add("Magnification", q(in.Magnification))
+	if m := in.Magnification; m != nil {
+		add("Magnification", groupDigits(m.Value)+"×")
+	}
 	add("Camera length", q(in.CameraLength))
 	add("Pixel size x", q(in.PixelSizeX))
 	add("Pixel size y", q(in.PixelSizeY))

@@ -131,6 +131,16 @@ func (p *Portal) Routes(mux *http.ServeMux) {
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(http.FileServerFS(static), time.Hour)))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/search", http.StatusFound) })
+	// Any other address: a page in words, not Go's plain "404 page not found".
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"error":"no such API endpoint"}` + "\n"))
+			return
+		}
+		p.fail(w, r, http.StatusNotFound, "Not found", "There is no page at this address. Search the records, or look at the runs.")
+	})
 	mux.HandleFunc("GET /search", p.search)
 	mux.HandleFunc("GET /records/{id}", p.record)
 	mux.HandleFunc("GET /records/{id}/thumb", p.thumb)

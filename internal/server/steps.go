@@ -475,6 +475,11 @@ func (s *Server) notifyStep(ctx context.Context, sr *flow.StepRun) (any, error) 
 			for _, w := range a.Record.Analysis.Warnings {
 				out.Alerts = append(out.Alerts, Alert{Level: "warning", Message: w})
 			}
+			if p := a.Record.Provenance; p != nil {
+				for _, d := range p.Degraded {
+					out.Alerts = append(out.Alerts, Alert{Level: "warning", Message: "setup at the facility: " + d})
+				}
+			}
 			if len(a.Record.Analysis.Elements) > 0 {
 				out.Alerts = append(out.Alerts, Alert{Level: "info", Message: "elements: " + strings.Join(a.Record.Analysis.Elements, ", ")})
 			}

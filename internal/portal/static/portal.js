@@ -91,3 +91,16 @@
     box.dataset.ready = "1";
   });
 })();
+
+// "back to the search" goes back in history when the search led here.
+(function () {
+  "use strict";
+  document.querySelectorAll("a.back").forEach(function (a) {
+    a.addEventListener("click", function (ev) {
+      if (document.referrer && new URL(document.referrer).origin === location.origin && history.length > 1) {
+        ev.preventDefault();
+        history.back();
+      }
+    });
+  });
+})();
