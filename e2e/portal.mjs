@@ -156,6 +156,36 @@ try {
     [...document.querySelectorAll(".figs img")].every((i) => i.complete && i.naturalWidth > 0 && i.src.includes("version=1")));
   await page.screenshot({ path: outDir + "/record-version.png", fullPage: true });
 
+  say("STEP a11y");
+  // Every page at 1280 and 390 px: no horizontal overflow, and axe-core
+  // finds no serious or critical violation.
+  const axePath = new URL("../node_modules/axe-core/axe.min.js", import.meta.url).pathname;
+  const pages = ["/search", "/search?q=zzzz&element=Au", "/records/" + recordID, "/records/" + movieID, "/runs", "/campaigns", "/nowhere"];
+  const problems = [];
+  // axe is injected as a script, which our CSP rightly refuses: this
+  // context (signed in as the same user) lets the test inject it.
+  const actx = await browser.newContext({ bypassCSP: true, storageState: await page.context().storageState() });
+  const ap = await actx.newPage();
+  for (const width of [1280, 390]) {
+    await ap.setViewportSize({ width, height: 900 });
+    for (const path of pages) {
+      await ap.goto(base + path);
+      await ap.waitForLoadState("networkidle").catch(() => {});
+      const over = await ap.evaluate(() => document.documentElement.scrollWidth);
+      if (over > width + 1) problems.push(width + "px " + path + ": page is " + over + " px wide");
+      await ap.addScriptTag({ path: axePath });
+      const res = await ap.evaluate(async () => {
+        const r = await window.axe.run(document, { resultTypes: ["violations"] });
+        return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+          .map((v) => v.id + " (" + v.impact + "): " + v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | "));
+      });
+      res.forEach((v) => problems.push(width + "px " + path + ": " + v));
+    }
+    if (width === 390) await ap.goto(base + "/records/" + recordID).then(() => ap.screenshot({ path: outDir + "/record-390.png", fullPage: true }));
+  }
+  await actx.close();
+  check(problems.length === 0, "accessibility and layout:\n  " + problems.join("\n  "));
+
   check(dialogs.length === 0, "a dialog opened (script injection?): " + dialogs.join("; "));
   check(errors.length === 0, "browser errors: " + errors.join("; "));
   say("DONE");

@@ -104,3 +104,22 @@
     });
   });
 })();
+
+// A table wider than its panel (on a phone) scrolls: make it reachable by
+// keyboard, with a name, so it can be scrolled without a pointer.
+(function () {
+  "use strict";
+  function mark() {
+    document.querySelectorAll("main table").forEach(function (t) {
+      if (t.scrollWidth > t.clientWidth + 1) {
+        t.setAttribute("tabindex", "0");
+        if (!t.hasAttribute("aria-label")) t.setAttribute("aria-label", "table (scrolls sideways)");
+      } else if (t.getAttribute("tabindex") === "0") {
+        t.removeAttribute("tabindex");
+      }
+    });
+  }
+  mark();
+  window.addEventListener("resize", mark);
+  new MutationObserver(mark).observe(document.querySelector("main") || document.body, { childList: true, subtree: true });
+})();
