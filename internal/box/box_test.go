@@ -3,6 +3,7 @@ package box_test
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -171,6 +172,13 @@ func TestEndToEnd(t *testing.T) {
 	getJSON(t, base+"/api/v1/runs/"+e.RunID, b.AdminToken, &run)
 	if run.State != "failed" {
 		t.Fatalf("damaged run %+v", run)
+	}
+	// The run page says in words what is wrong, what to do and where the
+	// file is, shows the reader's error once, and offers no retry that
+	// would fail the same way.
+	if _, page := signIn(t, b).get("/runs/" + e.RunID); !strings.Contains(page, "could not be read as an EMD file") || !strings.Contains(page, "Original: <code>"+badPath) ||
+		strings.Contains(page, "Retry from the failed step") || strings.Count(page, html.EscapeString(e.Error)) > 1 {
+		t.Errorf("failed run page:\n%s", page)
 	}
 
 	// The same content under another name: no new run.

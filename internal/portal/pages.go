@@ -745,12 +745,55 @@ func (p *Portal) run(w http.ResponseWriter, r *http.Request) {
 			where[st.Name] = o.Where
 		}
 	}
+	source, _ := run.Meta["source_path"].(string)
 	p.render(w, http.StatusOK, "run", struct {
 		page
 		Run      *flow.Run
 		Warnings []string
 		Where    map[string]string
-	}{p.base(r, run.FileName, "runs"), run, runWarnings(run), where})
+		Failure  failure
+		Source   string
+	}{p.base(r, run.FileName, "runs"), run, runWarnings(run), where, explainFailure(run), source})
+}
+
+// failure says in words what went wrong with a run, what to do, and
+// whether retrying the failed step can help.
+type failure struct {
+	What, Todo string
+	Retry      bool
+}
+
+func explainFailure(r *flow.Run) failure {
+	if r.State != flow.StateFailed {
+		return failure{}
+	}
+	e := r.Error
+	has := func(s ...string) bool {
+		for _, x := range s {
+			if strings.Contains(e, x) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("checksum mismatch", "size mismatch"):
+		return failure{What: "The bytes the server received are not the file the instrument PC hashed: the transfer was corrupted, or the file changed while it was being sent.",
+			Todo: "Nothing was analysed. The agent sends the file again by itself; if this keeps happening, check the instrument PC's disk and network."}
+	case has("no longer matches its sha256", "stored file", "is missing"):
+		return failure{What: "The server's stored copy of this file is missing or has changed since it arrived.",
+			Todo: "The copy is left where it is for the facility to look at. Restore it from a backup or send the original again."}
+	case has("malformed emd file", "not a valid HDF5 file", "unsupported emd layout"):
+		return failure{What: "The file could not be read as an EMD file. It is probably incomplete (the instrument was still writing it, or its disk was full) or not an EMD file at all.",
+			Todo: "Retrying reads the same bytes and fails the same way. Check the original on the instrument PC and send it again once it is complete."}
+	case has("dataset too large", "out of memory", "worker process crashed"):
+		return failure{What: "The file is larger, or stranger, than the analysis may take on: it was stopped to protect the server.",
+			Todo: "Ask the facility to raise the analysis memory limit (--analysis-memory) if the file is genuine, then retry.", Retry: true}
+	case has("bad analysis parameter", "unknown analysis parameter"):
+		return failure{What: "The flow gives the analysis a parameter it does not know or cannot use.",
+			Todo: "An administrator corrects the flow's parameters (or the campaign's) and retries.", Retry: true}
+	}
+	return failure{What: "A step failed; the error is below.", Todo: "If the cause is gone (a service was down, a disk was full), retry from the failed step.", Retry: true}
 }
 
 func (p *Portal) retry(w http.ResponseWriter, r *http.Request) {
