@@ -89,8 +89,12 @@ func getRun(ctx context.Context, db *sql.DB, q string, args ...any) (*Run, error
 type ListQuery struct {
 	Flow, State, SHA256 string
 	// Uploads keeps the runs uploads started (no re-analyses).
-	Uploads    bool
-	Since      time.Time
+	Uploads bool
+	Since   time.Time
+	// Before pages back: runs created before this time.
+	Before time.Time
+	// Steps loads each listed run's steps too (in one query).
+	Steps      bool
 	Limit      int // default 100
 	Principals []string
 	All        bool
@@ -195,8 +199,8 @@ func addReaders(ctx context.Context, tx *sql.Tx, id string, principals []string)
 	return nil
 }
 
-// Runs lists runs, newest first, without their steps.
-func (e *Engine) Runs(ctx context.Context, q ListQuery) ([]*Run, error) {
+// where is a list query's condition and arguments (without paging).
+func (q ListQuery) where() (string, []any) {
 	var where []string
 	var args []any
 	if q.Flow != "" {
@@ -217,9 +221,22 @@ func (e *Engine) Runs(ctx context.Context, q ListQuery) ([]*Run, error) {
 	if cond, cargs := readerFilter("run", q.Principals, q.All); cond != "" {
 		where, args = append(where, cond), append(args, cargs...)
 	}
-	w := ""
-	if len(where) > 0 {
-		w = " WHERE " + strings.Join(where, " AND ")
+	if len(where) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(where, " AND "), args
+}
+
+// Runs lists runs, newest first, without their steps unless q.Steps.
+func (e *Engine) Runs(ctx context.Context, q ListQuery) ([]*Run, error) {
+	w, args := q.where()
+	if !q.Before.IsZero() {
+		if w == "" {
+			w = " WHERE created_at < ?"
+		} else {
+			w += " AND created_at < ?"
+		}
+		args = append(args, q.Before.UnixMicro())
 	}
 	limit := q.Limit
 	if limit <= 0 {
@@ -237,6 +254,65 @@ func (e *Engine) Runs(ctx context.Context, q ListQuery) ([]*Run, error) {
 			return nil, fmt.Errorf("list runs: %w", err)
 		}
 		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if q.Steps && len(out) > 0 {
+		if err := e.loadSteps(ctx, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// loadSteps fills the runs' steps with one query.
+func (e *Engine) loadSteps(ctx context.Context, runs []*Run) error {
+	byID := make(map[string]*Run, len(runs))
+	args := make([]any, len(runs))
+	for i, r := range runs {
+		byID[r.ID], args[i] = r, r.ID
+	}
+	rows, err := e.db.Read.QueryContext(ctx, `SELECT run_id, idx, name, kind, state, attempts, ready_at, started_at, finished_at, active_us, error, output
+		FROM step WHERE run_id IN (?`+strings.Repeat(", ?", len(runs)-1)+`) ORDER BY run_id, idx`, args...)
+	if err != nil {
+		return fmt.Errorf("list runs: steps: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s Step
+		var runID, out string
+		var ready, started, finished sql.NullInt64
+		var activeUS int64
+		if err := rows.Scan(&runID, &s.Index, &s.Name, &s.Type, &s.State, &s.Attempts, &ready, &started, &finished, &activeUS, &s.Error, &out); err != nil {
+			return fmt.Errorf("list runs: steps: %w", err)
+		}
+		s.Ready, s.Started, s.Finished = tptr(ready), tptr(started), tptr(finished)
+		s.Active = time.Duration(activeUS) * time.Microsecond
+		s.Output = []byte(out)
+		if r := byID[runID]; r != nil {
+			r.Steps = append(r.Steps, s)
+		}
+	}
+	return rows.Err()
+}
+
+// CountRuns counts the runs a query selects, by state (paging aside).
+func (e *Engine) CountRuns(ctx context.Context, q ListQuery) (map[string]int, error) {
+	w, args := q.where()
+	rows, err := e.db.Read.QueryContext(ctx, `SELECT state, count(*) FROM run`+w+` GROUP BY state`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("count runs: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("count runs: %w", err)
+		}
+		out[st] = n
 	}
 	return out, rows.Err()
 }

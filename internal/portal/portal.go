@@ -39,6 +39,8 @@ type runStore interface {
 	ReadFilter(ctx context.Context, principals []string, all bool) func(runID string) bool
 	Retry(ctx context.Context, id string) (*flow.Run, error)
 	Events() *flow.Broker
+	CountRuns(ctx context.Context, q flow.ListQuery) (map[string]int, error)
+	Flows() flow.Config
 }
 
 // Config configures the portal.

@@ -60,9 +60,21 @@ func runWarnings(r *flow.Run) []string {
 	return out
 }
 
-func runRows(runs []*flow.Run, legend []string) []runRow {
+// runRows lays out the runs' bars on one time scale (the longest run of
+// the page fills the width): per step its wait in the queue (ready to
+// started) and its active time, and the rest of the run's time as
+// hand-off overhead. A running run runs on to now.
+func runRows(runs []*flow.Run, legend []string, now time.Time) []runRow {
 	var out []runRow
-	now := time.Now()
+	longest := time.Microsecond
+	for _, r := range runs {
+		end := now
+		if r.Finished != nil {
+			end = *r.Finished
+		}
+		longest = max(longest, end.Sub(r.Created))
+	}
+	pct := func(d time.Duration) float64 { return 100 * float64(max(d, 0)) / float64(longest) }
 	for _, r := range runs {
 		end := now
 		if r.Finished != nil {
@@ -70,43 +82,84 @@ func runRows(runs []*flow.Run, legend []string) []runRow {
 		}
 		total := max(end.Sub(r.Created), time.Microsecond)
 		row := runRow{Run: r, Runtime: fmtDur(total), Warnings: runWarnings(r)}
-		var active time.Duration
+		var active, waited time.Duration
 		for _, s := range r.Steps {
+			if s.Ready != nil && s.Started != nil && s.Started.After(*s.Ready) {
+				w := s.Started.Sub(*s.Ready)
+				waited += w
+				row.Bars = append(row.Bars, barView{Class: "wait", Width: pct(w), Title: s.Name + " waited in the queue " + fmtDur(w)})
+			}
+			a := s.Active
+			if s.State == flow.StateRunning && s.Started != nil {
+				a = now.Sub(*s.Started) // so far
+			}
 			cls := "s" + strconv.Itoa(min(max(slices.Index(legend, s.Name), 0), 4))
-			row.Bars = append(row.Bars, barView{Class: cls, Width: 100 * float64(s.Active) / float64(total), Title: s.Name + " " + fmtDur(s.Active)})
-			active += s.Active
+			row.Bars = append(row.Bars, barView{Class: cls, Width: pct(a), Title: s.Name + " " + fmtDur(a)})
+			active += a
 		}
-		gap := max(total-active, 0)
-		row.Bars = append(row.Bars, barView{Class: "gap", Width: 100 * float64(gap) / float64(total), Title: "overhead " + fmtDur(gap)})
-		row.Title = fmt.Sprintf("runtime %s, overhead %s", fmtDur(total), fmtDur(gap))
+		gap := max(total-active-waited, 0)
+		row.Bars = append(row.Bars, barView{Class: "gap", Width: pct(gap), Title: "hand-off overhead " + fmtDur(gap)})
+		row.Title = fmt.Sprintf("runtime %s: active %s, waiting for a worker %s, hand-off overhead %s", fmtDur(total), fmtDur(active), fmtDur(waited), fmtDur(gap))
 		out = append(out, row)
 	}
 	return out
 }
 
+// runsSince are the runs page's time filters.
+var runsSince = []struct{ Key, Label string }{{"1h", "last hour"}, {"24h", "last day"}, {"168h", "last week"}, {"", "all"}}
+
 func (p *Portal) runs(w http.ResponseWriter, r *http.Request) {
 	id := p.cfg.Sessions.Get(r).Identity
-	list, err := p.cfg.Runs.Runs(r.Context(), flow.ListQuery{State: r.URL.Query().Get("state"), Flow: r.URL.Query().Get("flow"), Limit: 100,
-		Principals: id.Principals(), All: id.Has(auth.RoleAdmin)})
+	v := r.URL.Query()
+	q := flow.ListQuery{State: v.Get("state"), Flow: v.Get("flow"), Limit: 50, Steps: true, Principals: id.Principals(), All: id.Has(auth.RoleAdmin)}
+	if d, err := time.ParseDuration(v.Get("since")); err == nil && d > 0 {
+		q.Since = time.Now().Add(-d)
+	}
+	counts, err := p.cfg.Runs.CountRuns(r.Context(), q)
 	if err != nil {
 		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
 		return
 	}
-	// The list has no steps; load them for the bars.
-	full := make([]*flow.Run, 0, len(list))
-	for _, run := range list {
-		if fr, err := p.cfg.Runs.Run(r.Context(), run.ID); err == nil {
-			full = append(full, fr)
-		}
+	if b, err := strconv.ParseInt(v.Get("before"), 10, 64); err == nil {
+		q.Before = time.UnixMicro(b)
+	}
+	list, err := p.cfg.Runs.Runs(r.Context(), q)
+	if err != nil {
+		p.fail(w, r, http.StatusInternalServerError, "Error", err.Error())
+		return
 	}
 	legend := []string{"transfer", "analyze", "publish", "notify"}
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
 	data := struct {
 		page
 		Runs    []runRow
 		Legend  []string
 		Compute *computeView
-	}{p.base(r, "Runs", "runs"), runRows(full, legend), legend, nil}
-	if r.URL.Query().Get("fragment") != "" {
+		// Filters and totals.
+		State, Flow, Since string
+		States             []string
+		Flows              []string
+		SinceOptions       []struct{ Key, Label string }
+		Counts             map[string]int
+		Total              int
+		Older, Newest      string
+	}{page: p.base(r, "Runs", "runs"), Runs: runRows(list, legend, time.Now()), Legend: legend,
+		State: q.State, Flow: q.Flow, Since: v.Get("since"), States: []string{flow.StateQueued, flow.StateRunning, flow.StateSucceeded, flow.StateFailed},
+		SinceOptions: runsSince, Counts: counts, Total: total}
+	for _, f := range p.cfg.Runs.Flows().Flows {
+		data.Flows = append(data.Flows, f.Name)
+	}
+	if len(list) == q.Limit {
+		data.Older = with(v, func(c url.Values) { c.Set("before", strconv.FormatInt(list[len(list)-1].Created.UnixMicro(), 10)) })
+		data.Older = strings.Replace(data.Older, "/search?", "/runs?", 1)
+	}
+	if v.Get("before") != "" {
+		data.Newest = strings.Replace(with(v, func(c url.Values) { c.Del("before") }), "/search?", "/runs?", 1)
+	}
+	if v.Get("fragment") != "" {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		if err := p.pages["runs"].ExecuteTemplate(w, "rows", data); err != nil {
 			p.log.Error("render runs", "error", err)

@@ -15,9 +15,17 @@
       if (pending) return;
       pending = setTimeout(function () {
         pending = null;
-        fetch(location.pathname + location.search + (location.search ? "&" : "?") + "fragment=1", { credentials: "same-origin" })
+        fetch(location.pathname + location.search, { credentials: "same-origin" })
           .then(function (r) { return r.ok ? r.text() : null; })
-          .then(function (html) { if (html !== null) runs.innerHTML = html; });
+          .then(function (html) {
+            if (html === null) return;
+            // The rows and the totals, from the page as it is now.
+            var doc = new DOMParser().parseFromString(html, "text/html");
+            ["runs-body", "run-totals"].forEach(function (id) {
+              var fresh = doc.getElementById(id), here = document.getElementById(id);
+              if (fresh && here) here.innerHTML = fresh.innerHTML;
+            });
+          });
       }, 250);
     });
   }
@@ -122,4 +130,15 @@
   mark();
   window.addEventListener("resize", mark);
   new MutationObserver(mark).observe(document.querySelector("main") || document.body, { childList: true, subtree: true });
+})();
+
+// Running runs: their runtime counts on between updates.
+(function () {
+  "use strict";
+  setInterval(function () {
+    document.querySelectorAll("#runs-body td[data-created]").forEach(function (td) {
+      var s = (Date.now() - parseInt(td.dataset.created, 10)) / 1000;
+      td.textContent = s >= 10 ? s.toFixed(1) + " s" : s.toFixed(2) + " s";
+    });
+  }, 1000);
 })();
