@@ -104,8 +104,10 @@ try {
   await page.waitForFunction(() => document.querySelector("video").readyState >= 2, null, { timeout: 20000 });
   // Frame stepping: the readout follows the buttons.
   const readout = page.locator(".frame-readout").first();
-  await page.locator('.frame-controls button[data-step="-1"]').first().click();
   await page.waitForFunction(() => /frame \d+ \/ 20/.test(document.querySelector(".frame-readout").textContent));
+  const frameStart = await readout.textContent();
+  await page.locator('.frame-controls button[data-step="-1"]').first().click();
+  await page.waitForFunction((b) => document.querySelector(".frame-readout").textContent !== b, frameStart);
   const frameBefore = await readout.textContent();
   await page.locator('.frame-controls button[data-step="1"]').first().click();
   await page.waitForFunction((b) => document.querySelector(".frame-readout").textContent !== b, frameBefore);

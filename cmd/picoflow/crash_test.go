@@ -420,12 +420,15 @@ func TestFileWaitsForItsFlow(t *testing.T) {
 		healthy(t, "server", r.base)
 		return p
 	}
-	srv := withFlow()
-	start(t, r.dir, "agent", []string{"PICOFLOW_TOKEN=" + r.token}, "agent", "run", "--server", r.base,
+	// The agent starts while no server answers (it cannot check the flow,
+	// and waits); then a server without the flow comes up.
+	a := start(t, r.dir, "agent", []string{"PICOFLOW_TOKEN=" + r.token}, "agent", "run", "--server", r.base,
 		"--folder", r.folder+"=eds-v2", "--ledger", r.ledger, "--settle", "200ms")
-	eventually(t, 30*time.Second, "the agent to start", func() bool { _, err := os.Stat(r.ledger); return err == nil })
-	srv.kill()
-	srv = r.server(t) // the built-in flows only
+	eventually(t, 30*time.Second, "the agent to start", func() bool {
+		b, _ := os.ReadFile(a.log)
+		return strings.Contains(string(b), "cannot check the flows now")
+	})
+	srv := r.server(t) // the built-in flows only
 	writeSI(t, filepath.Join(r.folder, "v2.emd"), 2)
 	eventually(t, 60*time.Second, "the file to wait for its flow", func() bool {
 		e := r.entry(t)
