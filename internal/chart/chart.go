@@ -86,29 +86,18 @@ func Map(w io.Writer, s MapSpec) error {
 	const width, height = 7 * vg.Inch, 5.6 * vg.Inch
 	c := vgimg.New(width, height)
 	dc := draw.New(c)
-	aspect := float64(s.NY) / float64(s.NX)
 	// The map on the left, the colour bar beside it (never over it).
 	const barWidth = 1.2 * vg.Inch
 	left := dc
 	left.Max.X = dc.Max.X - barWidth
-	if aspect > 0 {
-		// Keep pixels square: narrow the plot to the image's aspect (the
-		// axes take about 0.9 in beside the data and 0.8 in below it).
-		wid := left.Max.X - left.Min.X
-		hgt := left.Max.Y - left.Min.Y
-		if nw := (hgt-0.8*vg.Inch)/vg.Length(aspect) + 0.9*vg.Inch; nw < wid {
-			left.Min.X += (wid - nw) / 2
-			left.Max.X = left.Min.X + nw
-		}
-	}
+	left = fitAspect(p, left, math.Abs(xs*float64(s.NX))/math.Abs(ys*float64(s.NY)))
 	right := dc
 	right.Min.X = left.Max.X + 0.1*vg.Inch
 	right.Max.X = right.Min.X + barWidth - 0.1*vg.Inch
-	right.Min.Y += (dc.Max.Y - dc.Min.Y) * 0.08
-	right.Max.Y -= (dc.Max.Y - dc.Min.Y) * 0.08
+	da := p.DataCanvas(left)
+	right.Min.Y, right.Max.Y = da.Min.Y, da.Max.Y // the bar as tall as the data
 	p.Draw(left)
 	bar.Draw(right)
-	da := p.DataCanvas(left)
 	drawRaster(c, da, img)
 	if s.ScaleBar {
 		drawScaleBar(da, xs*float64(s.NX), s.X.Units)
@@ -169,6 +158,32 @@ func (niceTicks) Ticks(min, max float64) []plot.Tick {
 		}
 	}
 	return ts
+}
+
+// fitAspect shrinks area so the plot's data area has width/height ratio
+// (the field of view's: its pixels come out square), keeping the area's
+// top left corner and centring it horizontally. The axes' margins do not
+// depend on the area's size, so measuring once and correcting twice is
+// exact.
+func fitAspect(p *plot.Plot, area draw.Canvas, ratio float64) draw.Canvas {
+	if ratio <= 0 || math.IsNaN(ratio) || math.IsInf(ratio, 0) {
+		return area
+	}
+	for range 2 {
+		da := p.DataCanvas(area)
+		dw, dh := float64(da.Max.X-da.Min.X), float64(da.Max.Y-da.Min.Y)
+		if dw <= 0 || dh <= 0 {
+			return area
+		}
+		if dw/dh > ratio {
+			cut := vg.Length(dw - dh*ratio)
+			area.Min.X += cut / 2
+			area.Max.X -= cut / 2
+		} else {
+			area.Min.Y += vg.Length(dh - dw/ratio) // keep the top
+		}
+	}
+	return area
 }
 
 // drawRaster paints img over the data area of a plot, each map pixel a
@@ -417,13 +432,7 @@ func Overlay(w io.Writer, s OverlaySpec) error {
 	const legendWidth = 1.2 * vg.Inch
 	left := dc
 	left.Max.X = dc.Max.X - legendWidth
-	if aspect := float64(s.NY) / float64(s.NX); aspect > 0 {
-		wid, hgt := left.Max.X-left.Min.X, left.Max.Y-left.Min.Y
-		if nw := (hgt-0.8*vg.Inch)/vg.Length(aspect) + 0.9*vg.Inch; nw < wid {
-			left.Min.X += (wid - nw) / 2
-			left.Max.X = left.Min.X + nw
-		}
-	}
+	left = fitAspect(p, left, math.Abs(xs*float64(s.NX))/math.Abs(ys*float64(s.NY)))
 	p.Draw(left)
 	drawRaster(c, p.DataCanvas(left), img)
 	// The legend: a swatch and the element per channel.
