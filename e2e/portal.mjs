@@ -90,6 +90,12 @@ try {
   await page.keyboard.press("ArrowRight");
   const r2 = await page.textContent("#spectrum-readout");
   check(r1 !== r2 && /keV: \d+ counts/.test(r2), "keyboard readout: " + r1 + " → " + r2);
+  // The raw metadata opens as a tree, level by level.
+  await page.click("#raw-metadata summary");
+  await page.waitForFunction(() => document.querySelector("#raw-metadata").dataset.ready === "1");
+  check((await page.locator("#raw-metadata .tree > details").count()) > 0, "raw metadata tree is empty");
+  await page.locator("#raw-metadata .tree > details > summary").first().click();
+  check((await page.locator("#raw-metadata .tree > details > details, #raw-metadata .tree > details > .leaf").count()) > 0, "a tree level does not open");
   await page.screenshot({ path: outDir + "/record.png", fullPage: true });
 
   say("STEP movie");

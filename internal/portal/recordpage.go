@@ -79,6 +79,11 @@ func metadataRows(r *record.Record) []metaRow {
 	add("Pixel size y", q(in.PixelSizeY))
 	add("Dwell time", q(in.DwellTime))
 	add("Frame time", q(in.FrameTime))
+	add("Convergence semi-angle", q(in.ConvergenceAngle))
+	add("Screen current", q(in.ScreenCurrent))
+	if in.SpotIndex != nil {
+		add("Spot size", strconv.FormatFloat(in.SpotIndex.Value, 'g', -1, 64))
+	}
 	if st := in.Stage; st != nil {
 		add("Stage x", q(st.X))
 		add("Stage y", q(st.Y))
@@ -91,6 +96,12 @@ func metadataRows(r *record.Record) []metaRow {
 		v := d.Type
 		if d.Dispersion != nil {
 			v += ", dispersion " + q(d.Dispersion)
+		}
+		if d.LiveTime != nil {
+			v += ", live time " + q(d.LiveTime)
+			if d.RealTime != nil && d.RealTime.Value > 0 {
+				v += fmt.Sprintf(" of %s real (dead time %.1f %%)", q(d.RealTime), 100*(1-d.LiveTime.Value/d.RealTime.Value))
+			}
 		}
 		add("Detector "+d.Name, strings.Trim(v, ", "))
 	}

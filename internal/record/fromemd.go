@@ -169,6 +169,9 @@ func veloxInstrument(f *emd.File) Instrument {
 	}
 	in.DwellTime = q(round(n(md, "Scan.DwellTime")*1e6), "µs")
 	in.FrameTime = q(round(n(md, "Scan.FrameTime")), "s")
+	in.ConvergenceAngle = q(round(n(md, "Optics.BeamConvergence")*1000), "mrad")
+	in.ScreenCurrent = q(round(n(md, "Optics.ScreenCurrent")*1e12), "pA")
+	in.SpotIndex = q(n(md, "Optics.SpotIndex"), "")
 	st := &Stage{
 		X:         q(round(n(md, "Stage.Position.x")*1e6), "µm"),
 		Y:         q(round(n(md, "Stage.Position.y")*1e6), "µm"),
@@ -199,7 +202,21 @@ func veloxInstrument(f *emd.File) Instrument {
 			det.Offset = &Quantity{Value: n(d, "OffsetEnergy"), Unit: "eV"}
 		}
 		det.Elevation = q(round(n(d, "ElevationAngle")*180/math.Pi), "deg")
-		det.LiveTime = q(n(d, "LiveTime"), "s")
+		// Velox writes a document per signal, some during the acquisition
+		// (the stream's, with the times so far): a detector's live and
+		// real time are the largest any document records, the summed
+		// spectra's at the end.
+		var live, real float64
+		for _, sg := range f.Signals {
+			all, _ := emd.Lookup(sg.Metadata, "Detectors").(map[string]any)
+			for _, v := range all {
+				if od, _ := v.(map[string]any); od != nil && s(od, "DetectorName") == det.Name {
+					live, real = math.Max(live, n(od, "LiveTime")), math.Max(real, n(od, "RealTime"))
+				}
+			}
+		}
+		det.LiveTime = q(round(live), "s")
+		det.RealTime = q(round(real), "s")
 		in.Detectors = append(in.Detectors, det)
 	}
 	return in

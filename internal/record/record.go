@@ -108,6 +108,12 @@ type Instrument struct {
 	PixelSizeY          *Quantity  `json:"pixelSizeY,omitempty"`
 	DwellTime           *Quantity  `json:"dwellTime,omitempty"`
 	FrameTime           *Quantity  `json:"frameTime,omitempty"`
+	// ConvergenceAngle is the probe's semi-angle (mrad); ScreenCurrent the
+	// beam current the fluorescent screen measured (pA), the probe current
+	// as Velox records it; SpotIndex the spot size setting.
+	ConvergenceAngle *Quantity `json:"convergenceAngle,omitempty"`
+	ScreenCurrent    *Quantity `json:"screenCurrent,omitempty"`
+	SpotIndex        *Quantity `json:"spotIndex,omitempty"`
 	Stage               *Stage     `json:"stage,omitempty"`
 	Detectors           []Detector `json:"detectors,omitempty"`
 }
@@ -130,6 +136,7 @@ type Detector struct {
 	Offset     *Quantity `json:"energyOffset,omitempty"`
 	Elevation  *Quantity `json:"elevationAngle,omitempty"`
 	LiveTime   *Quantity `json:"liveTime,omitempty"`
+	RealTime   *Quantity `json:"realTime,omitempty"`
 }
 
 // Signal summarises one dataset of the file.

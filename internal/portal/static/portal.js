@@ -142,3 +142,42 @@
     });
   }, 1000);
 })();
+
+// The file's raw metadata as a tree, built level by level as it is opened
+// (a Velox file holds thousands of keys); values are text, never markup.
+(function () {
+  "use strict";
+  var box = document.getElementById("raw-metadata");
+  if (!box) return;
+  function node(key, value) {
+    if (value !== null && typeof value === "object") {
+      var d = document.createElement("details");
+      var s = document.createElement("summary");
+      var n = Array.isArray(value) ? value.length : Object.keys(value).length;
+      s.textContent = key + " (" + n + ")";
+      d.appendChild(s);
+      d.addEventListener("toggle", function () {
+        if (!d.open || d.dataset.filled) return;
+        d.dataset.filled = "1";
+        Object.keys(value).forEach(function (k) { d.appendChild(node(k, value[k])); });
+      });
+      return d;
+    }
+    var div = document.createElement("div");
+    div.className = "leaf";
+    var k = document.createElement("span"); k.className = "k"; k.textContent = key + ": ";
+    var v = document.createElement("span"); v.textContent = String(value);
+    div.appendChild(k); div.appendChild(v);
+    return div;
+  }
+  box.addEventListener("toggle", function () {
+    if (!box.open || box.dataset.filled) return;
+    box.dataset.filled = "1";
+    fetch(box.dataset.src, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (e) {
+      var raw = (e.record && e.record.rawMetadata) || {};
+      var tree = box.querySelector(".tree");
+      Object.keys(raw).forEach(function (k) { tree.appendChild(node(k, raw[k])); });
+      box.dataset.ready = "1";
+    });
+  });
+})();
