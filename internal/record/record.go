@@ -101,21 +101,21 @@ type Instrument struct {
 	ControlSoftware  string     `json:"controlSoftware,omitempty"`
 	AcquisitionStart *time.Time `json:"acquisitionStart,omitempty"`
 	// AcceleratingVoltage in kV.
-	AcceleratingVoltage *Quantity  `json:"acceleratingVoltage,omitempty"`
-	Magnification       *Quantity  `json:"magnification,omitempty"`
-	CameraLength        *Quantity  `json:"cameraLength,omitempty"`
-	PixelSizeX          *Quantity  `json:"pixelSizeX,omitempty"`
-	PixelSizeY          *Quantity  `json:"pixelSizeY,omitempty"`
-	DwellTime           *Quantity  `json:"dwellTime,omitempty"`
-	FrameTime           *Quantity  `json:"frameTime,omitempty"`
+	AcceleratingVoltage *Quantity `json:"acceleratingVoltage,omitempty"`
+	Magnification       *Quantity `json:"magnification,omitempty"`
+	CameraLength        *Quantity `json:"cameraLength,omitempty"`
+	PixelSizeX          *Quantity `json:"pixelSizeX,omitempty"`
+	PixelSizeY          *Quantity `json:"pixelSizeY,omitempty"`
+	DwellTime           *Quantity `json:"dwellTime,omitempty"`
+	FrameTime           *Quantity `json:"frameTime,omitempty"`
 	// ConvergenceAngle is the probe's semi-angle (mrad); ScreenCurrent the
 	// beam current the fluorescent screen measured (pA), the probe current
 	// as Velox records it; SpotIndex the spot size setting.
-	ConvergenceAngle *Quantity `json:"convergenceAngle,omitempty"`
-	ScreenCurrent    *Quantity `json:"screenCurrent,omitempty"`
-	SpotIndex        *Quantity `json:"spotIndex,omitempty"`
-	Stage               *Stage     `json:"stage,omitempty"`
-	Detectors           []Detector `json:"detectors,omitempty"`
+	ConvergenceAngle *Quantity  `json:"convergenceAngle,omitempty"`
+	ScreenCurrent    *Quantity  `json:"screenCurrent,omitempty"`
+	SpotIndex        *Quantity  `json:"spotIndex,omitempty"`
+	Stage            *Stage     `json:"stage,omitempty"`
+	Detectors        []Detector `json:"detectors,omitempty"`
 }
 
 // Stage is the specimen stage position.
