@@ -95,7 +95,8 @@ try {
   await page.waitForFunction(() => document.querySelector("#raw-metadata").dataset.ready === "1");
   check((await page.locator("#raw-metadata .tree > details").count()) > 0, "raw metadata tree is empty");
   await page.locator("#raw-metadata .tree > details > summary").first().click();
-  check((await page.locator("#raw-metadata .tree > details > details, #raw-metadata .tree > details > .leaf").count()) > 0, "a tree level does not open");
+  await page.waitForFunction(() => document.querySelectorAll("#raw-metadata .tree > details > details, #raw-metadata .tree > details > .leaf").length > 0,
+    null, { timeout: 5000 }).catch(() => { throw new Error("a tree level does not open"); });
   await page.screenshot({ path: outDir + "/record.png", fullPage: true });
 
   say("STEP movie");
