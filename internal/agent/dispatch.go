@@ -166,6 +166,20 @@ func (a *Agent) deliver(ctx context.Context, e *Entry) {
 		for k, v := range sc.Meta() {
 			meta[k] = v
 		}
+		if d := sc.DerivedFrom; d != "" {
+			// A file beside this one: the SHA-256 this agent computed for
+			// it; else the value as given (a SHA-256).
+			if !isSHA256(d) {
+				sum, err := a.ledger.shaOf(ctx, filepath.Join(filepath.Dir(e.Path), filepath.Base(d)))
+				if err != nil || sum == "" {
+					a.log.Warn("derived_from: the agent has not sent that file", "file", e.Path, "derived_from", d)
+				}
+				d = sum
+			}
+			if d != "" {
+				meta[upload.MetaDerivedFrom] = d
+			}
+		}
 		uctx, cancel := context.WithTimeout(ctx, 6*time.Hour)
 		url, err = a.tus.Upload(uctx, e.Path, e.UploadURL, meta, func(u string) error {
 			e.UploadURL = u
@@ -435,4 +449,17 @@ func (c *apiClient) waitRun(ctx context.Context, id string, d time.Duration) (*r
 		return nil, err
 	}
 	return &out, nil
+}
+
+// isSHA256 reports whether s is 64 lowercase hex digits.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -223,6 +223,17 @@ func (l *ledger) failedWithRuns(ctx context.Context, limit int) ([]*Entry, error
 	return l.entries(ctx, `SELECT `+entryCols+` FROM file WHERE state = ? AND run_id != '' ORDER BY updated_at DESC LIMIT ?`, StateFailed, limit)
 }
 
+// shaOf returns the SHA-256 the agent computed for a file it has seen at
+// path ("" when it has none).
+func (l *ledger) shaOf(ctx context.Context, path string) (string, error) {
+	var sum string
+	err := l.db.QueryRowContext(ctx, `SELECT sha256 FROM file WHERE path = ? AND sha256 != '' ORDER BY id DESC LIMIT 1`, path).Scan(&sum)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return sum, err
+}
+
 // list returns the newest rows first.
 func (l *ledger) list(ctx context.Context, limit int) ([]*Entry, error) {
 	return l.entries(ctx, `SELECT `+entryCols+` FROM file ORDER BY id DESC LIMIT ?`, limit)

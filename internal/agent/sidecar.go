@@ -25,6 +25,9 @@ type Sidecar struct {
 	Description string   `yaml:"description" json:"description"`
 	Keywords    []string `yaml:"keywords" json:"keywords"`
 	License     string   `yaml:"license" json:"license"`
+	// DerivedFrom names the raw data this file was made from: a file in
+	// the same folder (the agent sends its SHA-256) or a SHA-256.
+	DerivedFrom string `yaml:"derived_from" json:"derived_from"`
 }
 
 // Bounds of a sidecar's fields, so that metadata stays metadata.
@@ -83,6 +86,7 @@ func (sc Sidecar) bounded() Sidecar {
 		return s
 	}
 	sc.Proposal, sc.Sample, sc.Operator, sc.License = cut(sc.Proposal, maxField), cut(sc.Sample, maxField), cut(sc.Operator, maxField), cut(sc.License, maxField)
+	sc.DerivedFrom = cut(sc.DerivedFrom, maxField)
 	sc.Description = cut(sc.Description, maxDescription)
 	var kw []string
 	for _, k := range sc.Keywords {

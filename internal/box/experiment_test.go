@@ -148,3 +148,40 @@ func ingestWait(t *testing.T, b *box.Box, n int) []string {
 func flowQuery() flow.ListQuery {
 	return flow.ListQuery{State: flow.StateSucceeded, Uploads: true, All: true}
 }
+
+// TestDerivedRecords: a file whose sidecar says it was made from another
+// file of its folder links to that file's record, and the raw record lists
+// it.
+func TestDerivedRecords(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := startBox(t, box.Config{Settle: 200 * time.Millisecond, Public: true})
+	dir := b.Folders["hyperspectral"]
+	raw, _ := simulated(t, 710)
+	os.WriteFile(filepath.Join(dir, "raw.emd"), raw, 0o644)
+	ids := ingestWait(t, b, 1)
+	derived, _ := simulated(t, 711)
+	os.WriteFile(filepath.Join(dir, "aligned.yaml"), []byte("derived_from: raw.emd\ndescription: drift-corrected sum of raw.emd\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "aligned.emd"), derived, 0o644)
+	all := ingestWait(t, b, 2)
+	var derivedID string
+	for _, id := range all {
+		if id != ids[0] {
+			derivedID = id
+		}
+	}
+	e, err := b.Server.Catalog.Get(ctx, derivedID, []string{auth.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := e.Record.DerivedFrom(); d == nil || d.RelatedIdentifier != ids[0] || d.RelatedIdentifierType != "picoflow record" {
+		t.Fatalf("derived record's link: %+v", e.Record.RelatedIdentifiers)
+	}
+	anon := newBrowser(t, b.Server.URL())
+	if _, page := anon.get("/records/" + derivedID); !strings.Contains(page, `href="/records/`+ids[0]+`">the raw data's record`) {
+		i := strings.Index(page, "derived-from"); t.Errorf("the derived record's page does not link the raw one: %s", page[max(i-10, 0):min(len(page), i+300)])
+	}
+	if _, page := anon.get("/records/" + ids[0]); !strings.Contains(page, `id="derived"`) || !strings.Contains(page, `href="/records/`+derivedID+`"`) {
+		t.Errorf("the raw record's page does not list what was made from it")
+	}
+}

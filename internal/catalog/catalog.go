@@ -122,6 +122,11 @@ func (e *Entry) Keywords() string {
 		b.WriteString(c.Name)
 		b.WriteByte(' ')
 	}
+	// The records it derives from, so theirs find it by id.
+	for _, ri := range e.Record.RelatedIdentifiers {
+		b.WriteString(ri.RelatedIdentifier)
+		b.WriteByte(' ')
+	}
 	// The microscope as the file names it (Titan, Spectra, ...).
 	in := e.Record.Instrument
 	for _, s := range []string{in.Name, in.Manufacturer, in.Model, in.Software} {

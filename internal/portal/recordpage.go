@@ -170,6 +170,8 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		Params   []metaRow
 		// ElementList are the identified elements, for the spectrum's markers.
 		ElementList string
+		// Derived are the records made from this one's data.
+		Derived []catalog.Hit
 		// CanEdit shows the edit form (the newest version only).
 		CanEdit  bool
 		Keywords string
@@ -181,6 +183,13 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		ElementList: strings.Join(e.Elements(), ","), Keywords: strings.Join(e.Record.Keywords(), ", ")}
 	if s := p.cfg.Sessions.Get(r); s != nil && shown == 0 {
 		data.CanEdit = mayEdit(s.Identity, e)
+	}
+	if res, err := p.cfg.Catalog.Search(r.Context(), catalog.Query{Text: `"` + e.ID + `"`, Principals: p.principals(r), Limit: 50}); err == nil {
+		for _, h := range res.Hits {
+			if h.ID != e.ID {
+				data.Derived = append(data.Derived, h)
+			}
+		}
 	}
 	for i, v := range versions {
 		row := versionRow{Version: v.Version, Published: v.Published, RunID: v.RunID, Current: v == e}

@@ -30,6 +30,9 @@ type Record struct {
 	Descriptions    []Description `json:"descriptions,omitempty"`
 	// RightsList is the data's licence (DataCite rightsList).
 	RightsList []Rights `json:"rightsList,omitempty"`
+	// RelatedIdentifiers link the record to others: the raw data it was
+	// derived from (relationType IsDerivedFrom, the record's id).
+	RelatedIdentifiers []RelatedIdentifier `json:"relatedIdentifiers,omitempty"`
 	// Edits are the changes people made to the record's description, with
 	// who and when (each edit is also a version of the record).
 	Edits      []Edit     `json:"edits,omitempty"`
@@ -353,4 +356,23 @@ func (r *Record) License() string {
 		return r.RightsList[0].Rights
 	}
 	return ""
+}
+
+// RelatedIdentifier is a DataCite related identifier.
+type RelatedIdentifier struct {
+	RelatedIdentifier     string `json:"relatedIdentifier"`
+	RelatedIdentifierType string `json:"relatedIdentifierType"`
+	RelationType          string `json:"relationType"`
+	// SHA256 is the related file's content hash, when known.
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// DerivedFrom is what this record was derived from (nil when nothing).
+func (r *Record) DerivedFrom() *RelatedIdentifier {
+	for i, ri := range r.RelatedIdentifiers {
+		if ri.RelationType == "IsDerivedFrom" {
+			return &r.RelatedIdentifiers[i]
+		}
+	}
+	return nil
 }

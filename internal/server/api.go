@@ -254,7 +254,8 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		Size: up.Size, Agent: caller.Subject, Instrument: up.Meta[upload.MetaInstrument], UploadID: id, Received: up.Received,
 		Meta: map[string]any{"source_path": up.Meta[upload.MetaSourcePath], "agent_name": up.Meta[upload.MetaAgent],
 			"proposal": up.Meta[upload.MetaProposal], "sample": up.Meta[upload.MetaSample], "operator": up.Meta[upload.MetaOperator],
-			"description": up.Meta[upload.MetaDescription], "keywords": up.Meta[upload.MetaKeywords], "license": up.Meta[upload.MetaLicense]},
+			"description": up.Meta[upload.MetaDescription], "keywords": up.Meta[upload.MetaKeywords], "license": up.Meta[upload.MetaLicense],
+			"derived_from": up.Meta[upload.MetaDerivedFrom]},
 		Readers: append([]string{caller.Subject}, s.flowReaders(flowName)...),
 	}
 	run, created, err := s.Engine.StartRun(r.Context(), spec)

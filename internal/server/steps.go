@@ -425,12 +425,26 @@ func (s *Server) publishStep(ctx context.Context, sr *flow.StepRun) (any, error)
 		keywords = strings.Split(kw, ",")
 	}
 	e.Record.Describe(str("description"), keywords, str("sample"), str("license"))
+	if sum := str("derived_from"); sum != "" && sum != sr.Run.SHA256 {
+		// The raw data's record, by its content (any flow that received it).
+		ri := record.RelatedIdentifier{RelationType: "IsDerivedFrom", RelatedIdentifierType: "SHA256", RelatedIdentifier: sum, SHA256: sum}
+		if raws, err := s.Engine.Runs(ctx, flow.ListQuery{SHA256: sum, Uploads: true, All: true, Limit: 5}); err == nil {
+			for _, r := range raws {
+				if r.RecordID != "" {
+					ri.RelatedIdentifier, ri.RelatedIdentifierType = r.RecordID, "picoflow record"
+					break
+				}
+			}
+		}
+		e.Record.RelatedIdentifiers = []record.RelatedIdentifier{ri}
+	}
 	if id != sr.Run.ID {
 		// A re-analysis keeps what people wrote into the record since.
 		if cur, err := s.Catalog.Get(ctx, id, []string{auth.RoleAdmin}); err == nil {
 			c := cur.Record
 			e.Record.Describe(c.UserDescription(), c.Keywords(), c.Subject("sample"), c.License())
 			e.Record.Edits = c.Edits
+			e.Record.RelatedIdentifiers = c.RelatedIdentifiers
 			if op := c.Operator(); op != "" && e.Record.Operator() == "" {
 				e.Record.Creators = []record.Creator{{Name: op, NameType: "Personal"}}
 			}

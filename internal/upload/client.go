@@ -50,8 +50,9 @@ const (
 	MetaDescription = "description"
 	MetaKeywords    = "keywords" // comma-separated
 	MetaLicense     = "license"
-	MetaReceivedAt  = "received_at" // set by the server
-	MetaOwner       = "owner"       // set by the server: the creating token's subject
+	MetaDerivedFrom = "derived_from" // the SHA-256 of the raw data this file was made from
+	MetaReceivedAt  = "received_at"  // set by the server
+	MetaOwner       = "owner"        // set by the server: the creating token's subject
 )
 
 const tusVersion = "1.0.0"

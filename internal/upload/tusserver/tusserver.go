@@ -167,7 +167,7 @@ func validate(meta handler.MetaData, deferred bool, flows map[string]bool) error
 	}
 	// What describes the experiment stays short, and text.
 	for k, n := range map[string]int{upload.MetaProposal: 200, upload.MetaSample: 200, upload.MetaOperator: 200, upload.MetaLicense: 200,
-		upload.MetaDescription: 4000, upload.MetaKeywords: 8000, upload.MetaInstrument: 200} {
+		upload.MetaDescription: 4000, upload.MetaKeywords: 8000, upload.MetaInstrument: 200, upload.MetaDerivedFrom: 64} {
 		if v := meta[k]; utf8.RuneCountInString(v) > n || strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
 			return fmt.Errorf("%s: at most %d characters of text", k, n)
 		}
