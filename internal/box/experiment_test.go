@@ -179,7 +179,8 @@ func TestDerivedRecords(t *testing.T) {
 	}
 	anon := newBrowser(t, b.Server.URL())
 	if _, page := anon.get("/records/" + derivedID); !strings.Contains(page, `href="/records/`+ids[0]+`">the raw data's record`) {
-		i := strings.Index(page, "derived-from"); t.Errorf("the derived record's page does not link the raw one: %s", page[max(i-10, 0):min(len(page), i+300)])
+		i := strings.Index(page, "derived-from")
+		t.Errorf("the derived record's page does not link the raw one: %s", page[max(i-10, 0):min(len(page), i+300)])
 	}
 	if _, page := anon.get("/records/" + ids[0]); !strings.Contains(page, `id="derived"`) || !strings.Contains(page, `href="/records/`+derivedID+`"`) {
 		t.Errorf("the raw record's page does not list what was made from it")
