@@ -57,6 +57,9 @@ func TestExperimentMetadata(t *testing.T) {
 		withSidecar.Description() != "In situ heating, 300 C, second area" {
 		t.Fatalf("record from the sidecar: creators %+v, subjects %+v, rights %+v, descriptions %+v", r.Creators, r.Subjects, r.RightsList, r.Descriptions)
 	}
+	if !strings.HasPrefix(withSidecar.Title(), "PtNi octahedra on C: EDS spectrum image") {
+		t.Errorf("title without the sample: %q", withSidecar.Title())
+	}
 	if c := plain.Record.Creators; len(c) != 1 || c[0].NameType != "Organizational" || strings.Contains(c[0].Name, "agent:") {
 		t.Errorf("creator without an operator: %+v", c)
 	}

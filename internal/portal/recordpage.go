@@ -130,7 +130,9 @@ func metadataRows(r *record.Record) []metaRow {
 	return rows
 }
 
-var figureOrder = map[string]int{"intensity-map": 0, "element-overlay": 1, "spectrum": 2, "image-preview": 3, "video": 4, "annotated-video": 5, "counts-plot": 6, "element-map": 7}
+// figureOrder ranks the figures a record page shows (the summed spectrum
+// is the interactive viewer's; its PNG stays among the files).
+var figureOrder = map[string]int{"intensity-map": 0, "element-overlay": 1, "image-preview": 3, "video": 4, "annotated-video": 5, "counts-plot": 6, "element-map": 7}
 
 func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 	version := 0

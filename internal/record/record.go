@@ -348,6 +348,25 @@ func (r *Record) Describe(description string, keywords []string, sample, license
 	if license != "" {
 		r.RightsList = []Rights{License(license)}
 	}
+	// The title says what the sample is: "PtNi octahedra on C: EDS
+	// spectrum image: si_0009.emd"; the technical title stays as the
+	// alternative one.
+	technical := ""
+	for _, t := range r.Titles {
+		if t.TitleType == "AlternativeTitle" {
+			technical = t.Title
+		}
+	}
+	if technical == "" && len(r.Titles) > 0 {
+		technical = r.Titles[0].Title
+	}
+	if technical == "" {
+		return
+	}
+	r.Titles = []Title{{Title: technical}}
+	if sample != "" {
+		r.Titles = []Title{{Title: sample + ": " + technical}, {Title: technical, TitleType: "AlternativeTitle"}}
+	}
 }
 
 // License is the record's licence as written, or "".

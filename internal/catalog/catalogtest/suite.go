@@ -230,7 +230,7 @@ func RunSuite(t *testing.T, newIndex func(t *testing.T) catalog.Index) {
 		x := seed(t)
 		// f: gold found by the analysis, not named in the text; a Titan
 		// at 300 kV and 80 kx.
-		f := NewEntry("f", "Nanoparticles on a holey film", day(21), "PicoProbe", "hyperspectral", []string{"Au", "Pt"}, catalog.Public)
+		f := NewEntry("f", "Nanoparticles on a holey film", day(21), "PicoProbe", "hyperspectral", []string{"Au", "Pt", "Ni"}, catalog.Public)
 		f.Record.Instrument.Model = "Titan"
 		f.Record.Instrument.AcceleratingVoltage = &record.Quantity{Value: 300, Unit: "kV"}
 		f.Record.Instrument.Magnification = &record.Quantity{Value: 80000, Unit: "x"}
@@ -248,6 +248,10 @@ func RunSuite(t *testing.T, newIndex func(t *testing.T) catalog.Index) {
 		}{
 			{"gold", []string{"f", "d", "a"}},
 			{"platinum", []string{"f"}},
+			{"platinum nickel", []string{"f"}},
+			{"instrument:Titan", []string{"e", "d"}},
+			{"date:2026-10 gold", []string{"f", "d", "a"}},
+			{"date:2026-11", []string{"e"}},
 			{"spectr", []string{"b"}},
 			{"Fe OR Pt", []string{"f", "b"}},
 			{"gold NOT copper", []string{"f", "a"}},
