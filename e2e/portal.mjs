@@ -152,6 +152,7 @@ try {
   const failures = await page.textContent("#failures");
   check(failures.includes("no raw file"), "the failed record's reason is not shown: " + failures);
   await page.screenshot({ path: outDir + "/campaign.png", fullPage: true });
+  const campaignPath = new URL(page.url()).pathname;
 
   say("STEP versions");
   await page.goto(base + "/records/" + recordID);
@@ -169,7 +170,8 @@ try {
   // Every page at 1280 and 390 px: no horizontal overflow, and axe-core
   // finds no serious or critical violation.
   const axePath = new URL("../node_modules/axe-core/axe.min.js", import.meta.url).pathname;
-  const pages = ["/search", "/search?q=zzzz&element=Au", "/records/" + recordID, "/records/" + movieID, "/runs", "/campaigns", "/nowhere"];
+  const pages = ["/search", "/search?q=zzzz&element=Au", "/records/" + recordID, "/records/" + recordID + "?version=1", "/records/" + movieID,
+    "/runs", "/runs/" + movieID, "/campaigns", campaignPath, "/proposals/none", "/login", "/nowhere"];
   const problems = [];
   // axe is injected as a script, which our CSP rightly refuses: this
   // context (signed in as the same user) lets the test inject it.
