@@ -3,7 +3,8 @@
 //	cmd/picoflow                  the binary: server, agent, endpoint, demo, analyze, reanalyze, doctor, stats, token,
 //	                              user, simulate, bench
 //	cmd/picoflow-agent            the small instrument-PC binary (CGO off): run, status
-//	internal/agent                watch -> check complete -> hash -> ledger (SQLite outbox) -> upload -> flow
+//	internal/agent                watch -> check complete -> hash -> ledger (SQLite outbox) -> upload -> flow;
+//	                              sidecar files describe an acquisition
 //	internal/agentcli             the agent's command line, shared by both binaries
 //	internal/watch                fsnotify + periodic rescan + settle detection
 //	internal/upload               tus 1.0 client (stdlib only, for the agent)
@@ -36,11 +37,14 @@
 //	                              testdata/xraysim.py is the independent (xraylib) simulator of its tests
 //	internal/analysis/movie       movies: 8-bit scaling, MP4 (ffmpeg), detection, tracking, evaluation
 //	internal/analysis/movie/yolo  YOLOv8 ONNX models through ONNX Runtime; yolotest/ builds test models
-//	internal/portal               web pages: search, records, runs, sign-in (local, OIDC)
+//	internal/portal               web pages: search (search.go), records with the spectrum viewer, versions and
+//	                              edits (recordpage.go, edit.go), runs (runs.go), re-analysis campaigns,
+//	                              sign-in (signin.go, oidc.go); static/ holds the JS and CSS
 //	internal/checksum             the SHA-256 of a file
 //	internal/xray                 characteristic X-ray line table (generated from HyperSpy), atomic
 //	                              physics for k-factors (generated from xraylib)
-//	internal/chart                PNG figures: calibrated maps with colour bar, log spectra
+//	internal/chart                PNG figures: calibrated maps (true aspect, colour bar beside, scale bar),
+//	                              element overlays, log spectra
 //	internal/simulate             synthetic Velox EMD files with ground truth
 //	deploy/systemd                systemd units (server, endpoint, agent user service), verified in tests
 //	scripts/setup.sh              the README's two commands: install what the demo or the tests need, run them
