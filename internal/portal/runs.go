@@ -153,11 +153,10 @@ func (p *Portal) runs(w http.ResponseWriter, r *http.Request) {
 		data.Flows = append(data.Flows, f.Name)
 	}
 	if len(list) == q.Limit {
-		data.Older = with(v, func(c url.Values) { c.Set("before", strconv.FormatInt(list[len(list)-1].Created.UnixMicro(), 10)) })
-		data.Older = strings.Replace(data.Older, "/search?", "/runs?", 1)
+		data.Older = withOn("/runs", v, func(c url.Values) { c.Set("before", strconv.FormatInt(list[len(list)-1].Created.UnixMicro(), 10)) })
 	}
 	if v.Get("before") != "" {
-		data.Newest = strings.Replace(with(v, func(c url.Values) { c.Del("before") }), "/search?", "/runs?", 1)
+		data.Newest = withOn("/runs", v, func(c url.Values) { c.Del("before") })
 	}
 	if v.Get("fragment") != "" {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

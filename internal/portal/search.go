@@ -111,7 +111,10 @@ func ParseQuery(v url.Values) catalog.Query {
 }
 
 // with returns the search URL of v changed by fn, back on page 1.
-func with(v url.Values, fn func(url.Values)) string {
+func with(v url.Values, fn func(url.Values)) string { return withOn("/search", v, fn) }
+
+// withOn is with for another page's query (path: "/runs").
+func withOn(path string, v url.Values, fn func(url.Values)) string {
 	c := url.Values{}
 	for k, vs := range v {
 		if k != "page" && k != "fragment" {
@@ -124,7 +127,7 @@ func with(v url.Values, fn func(url.Values)) string {
 			delete(c, k)
 		}
 	}
-	return "/search?" + c.Encode()
+	return path + "?" + c.Encode()
 }
 
 func toggle(v url.Values, key, value string) string {
