@@ -36,6 +36,7 @@ func medianDur(d []time.Duration) time.Duration {
 
 func benchTransferCmd() *cobra.Command {
 	var sizeMB, rounds int
+	var maxRate string
 	cmd := &cobra.Command{
 		Use:   "transfer",
 		Short: "Resumable upload over loopback (tus, durable at the server) against cp + fdatasync of the same file",
@@ -126,9 +127,31 @@ func benchTransferCmd() *cobra.Command {
 			fmt.Fprintf(out, "  upload + SHA-256 check at the server %6.0f MB/s  = %.2fx cp, %.2fx cp + fdatasync\n", mb/ve.Seconds(), cp.Seconds()/ve.Seconds(), cs.Seconds()/ve.Seconds())
 			fmt.Fprintf(out, "  SHA-256 at the source (once, before) %6.0f MB/s\n", mb/ha.Seconds())
 			fmt.Fprintf(out, "  ceiling: bare loopback TCP           %6.0f MB/s  = %.2fx cp (sendfile -> splice into a file: no protocol, no check, not durable)\n", mb/ra.Seconds(), cp.Seconds()/ra.Seconds())
+			if maxRate != "" {
+				// A polite agent: the same upload under a rate cap, which
+				// must hold the rate within a few per cent of the cap.
+				capRate, err := upload.ParseRate(maxRate)
+				if err != nil || capRate <= 0 {
+					return fmt.Errorf("--max-rate %q: %v", maxRate, err)
+				}
+				sum, _, _ := checksum.File(cmd.Context(), src)
+				capped := &upload.Client{Endpoint: ts.URL + "/files/", Limiter: upload.NewLimiter(capRate)}
+				t0 := time.Now()
+				u, err := capped.Upload(cmd.Context(), src, "", map[string]string{upload.MetaFilename: "data.emd", upload.MetaSHA256: sum}, func(string) error { return nil })
+				if err != nil {
+					return err
+				}
+				el := time.Since(t0)
+				got := float64(sizeMB<<20) / el.Seconds()
+				fmt.Fprintf(out, "  capped at %s                    %s measured over %s = %.3f of the cap\n", upload.FormatRate(capRate), upload.FormatRate(got), secs(el), got/capRate)
+				if info, err := srv.Get(cmd.Context(), u[strings.LastIndex(u, "/")+1:]); err == nil {
+					srv.Remove(info.ID)
+				}
+			}
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&maxRate, "max-rate", "", "also upload under this rate cap (e.g. 200Mbit) and report the rate against it")
 	cmd.Flags().IntVar(&sizeMB, "size-mb", 256, "file size in MiB")
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "rounds (each: cp, then upload)")
 	return cmd

@@ -76,8 +76,17 @@ type Config struct {
 	IncompleteAfter time.Duration `yaml:"incomplete_after"`
 	// Uploads is how many files are sent at once (default 2).
 	Uploads int `yaml:"uploads"`
-	// MaxBytesPerSecond caps the upload rate per file (0: no cap).
-	MaxBytesPerSecond int64 `yaml:"max_bytes_per_second"`
+	// MaxRate caps the upload rate of all files together ("400Mbit",
+	// "50MB/s"; default none), so acquisition never competes with a full
+	// link; RateSchedule changes it by time of day ("22:00-06:00
+	// unlimited", "08:00-18:00 200Mbit"). MaxBytesPerSecond is the older
+	// way to say MaxRate, in bytes per second.
+	MaxRate           string   `yaml:"max_rate"`
+	RateSchedule      []string `yaml:"rate_schedule"`
+	MaxBytesPerSecond int64    `yaml:"max_bytes_per_second"`
+	// NormalPriority keeps the agent at normal CPU and I/O priority; by
+	// default it runs below the microscope's software.
+	NormalPriority bool `yaml:"normal_priority"`
 
 	Logger *slog.Logger `yaml:"-"`
 	// OnChange, if set, is called after every state change of a file.
@@ -92,9 +101,14 @@ type Agent struct {
 	watch  *watch.Watcher
 	api    *apiClient
 	tus    *upload.Client
-	kick   chan struct{}
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// limiter paces every upload; maxRate (bytes/s) is its rate outside
+	// the schedule's windows.
+	limiter  *upload.Limiter
+	maxRate  float64
+	schedule []RateWindow
+	kick     chan struct{}
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	mu       sync.Mutex
 	inFlight map[int64]bool
@@ -143,7 +157,19 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	servers.Logger = a.log
 	a.api = &apiClient{servers: servers, token: cfg.Token}
-	a.tus = &upload.Client{Replicas: servers, Token: cfg.Token, MaxBytesPerSecond: cfg.MaxBytesPerSecond}
+	if a.maxRate, err = upload.ParseRate(cfg.MaxRate); err != nil {
+		l.close()
+		return nil, fmt.Errorf("agent: max_rate: %w", err)
+	}
+	if a.maxRate == 0 && cfg.MaxBytesPerSecond > 0 {
+		a.maxRate = float64(cfg.MaxBytesPerSecond)
+	}
+	if a.schedule, err = ParseSchedule(cfg.RateSchedule); err != nil {
+		l.close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.limiter = upload.NewLimiter(a.maxRate)
+	a.tus = &upload.Client{Replicas: servers, Token: cfg.Token, Limiter: a.limiter}
 	var dirs []string
 	for _, f := range cfg.Folders {
 		dirs = append(dirs, f.Path)
@@ -230,6 +256,12 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.wg.Go(func() { a.intake(ctx) })
 	a.wg.Go(func() { a.dispatch(ctx) })
 	a.wg.Go(func() { a.recheckFailed(ctx) })
+	a.wg.Go(func() { a.follow(ctx) })
+	if !a.cfg.NormalPriority {
+		if err := lowerPriority(); err != nil {
+			a.log.Warn("cannot lower the agent's priority", "error", err)
+		}
+	}
 	a.log.Info("agent started", "name", a.cfg.Name, "server", a.cfg.Server, "folders", len(a.cfg.Folders))
 	return nil
 }

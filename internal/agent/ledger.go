@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS waiting (
   reason  TEXT NOT NULL,
   since   INTEGER NOT NULL
 );
+-- Facts about the running agent for status: its upload rate cap, the rate
+-- it sends at, the schedule window in force.
+CREATE TABLE IF NOT EXISTS agent_state (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
 `
 
 // Entry is one file's row in the ledger.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/picoflow/picoflow/internal/agent"
 	"github.com/picoflow/picoflow/internal/replicas"
+	"github.com/picoflow/picoflow/internal/upload"
 )
 
 // Command returns the agent command with run and status subcommands.
@@ -48,7 +49,9 @@ func runCmd() *cobra.Command {
 	var folders []string
 	var settle time.Duration
 	var rateMB float64
-	var verbose bool
+	var maxRate string
+	var schedule []string
+	var verbose, normalPriority bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent until interrupted",
@@ -84,6 +87,15 @@ Example:
 			}
 			if rateMB > 0 {
 				cfg.MaxBytesPerSecond = int64(rateMB * 1e6)
+			}
+			if maxRate != "" {
+				cfg.MaxRate = maxRate
+			}
+			if len(schedule) > 0 {
+				cfg.RateSchedule = schedule
+			}
+			if normalPriority {
+				cfg.NormalPriority = true
 			}
 			for _, f := range folders {
 				dir, flowName, ok := strings.Cut(f, "=")
@@ -134,7 +146,10 @@ Example:
 	f.StringVar(&name, "name", "", "agent name (default: host name)")
 	f.StringVar(&instrument, "instrument", "", "instrument name for the records")
 	f.DurationVar(&settle, "settle", 0, "how long a file must stay unchanged (default 2s)")
-	f.Float64Var(&rateMB, "max-mb-per-s", 0, "upload rate cap in MB/s (default: none)")
+	f.Float64Var(&rateMB, "max-mb-per-s", 0, "upload rate cap in MB/s (default: none; --max-rate says it in bits)")
+	f.StringVar(&maxRate, "max-rate", "", "cap on the upload rate of all files together: 400Mbit, 1Gbit, 50MB/s (default: none)")
+	f.StringArrayVar(&schedule, "rate-schedule", nil, `the cap by time of day, "HH:MM-HH:MM RATE" (repeatable): "22:00-06:00 unlimited"`)
+	f.BoolVar(&normalPriority, "normal-priority", false, "keep normal CPU and I/O priority (default: below the microscope's software)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }
@@ -172,6 +187,25 @@ func statusCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(out, "files: %s\n", cmp.Or(strings.Join(parts, ", "), "none yet"))
+			if r, err := agent.ReadRates(ctx, ledger); err == nil && !r.Updated.IsZero() {
+				line := fmt.Sprintf("uploads: %s now, cap %s", upload.FormatRate(r.Sent), upload.FormatRate(r.Cap))
+				if r.Sent < 1 {
+					line = "uploads: idle, cap " + upload.FormatRate(r.Cap)
+				}
+				if r.Schedule != "" {
+					line += " (schedule: " + r.Schedule + ")"
+				}
+				if r.Files > 0 {
+					line += fmt.Sprintf("; %d files, %.1f MB to send", r.Files, float64(r.Waiting)/1e6)
+					if r.ETA > 0 {
+						line += ", about " + r.ETA.Round(time.Second).String()
+					}
+				}
+				if age := time.Since(r.Updated); age > time.Minute {
+					line += fmt.Sprintf(" (as of %s ago: is the agent running?)", age.Round(time.Second))
+				}
+				fmt.Fprintln(out, line)
+			}
 			waiting, err := agent.ReadWaiting(ctx, ledger)
 			if err != nil {
 				return err

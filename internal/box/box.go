@@ -152,6 +152,7 @@ func Start(ctx context.Context, cfg Config) (*Box, error) {
 		Server: srv.URL(), Token: b.AgentToken, Name: "picoprobe-pc", Instrument: "PicoProbe",
 		Folders: folders, Ledger: filepath.Join(cfg.Dir, "instrument", "agent.db"),
 		Settle: cmp.Or(cfg.Settle, time.Second), Logger: log.With("side", "agent"), OnChange: cfg.OnChange, RecheckFailed: cfg.RecheckFailed,
+		NormalPriority: true, // the agent shares this process with the server
 	})
 	if err != nil {
 		b.Stop(ctx)

@@ -718,7 +718,7 @@ func TestAgentYAMLReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Server == "" || cfg.Instrument != "PicoProbe" || len(cfg.Folders) != 2 || cfg.Folders[0].Flow != "hyperspectral" || cfg.Settle != 2*time.Second ||
-		cfg.IncompleteAfter != 10*time.Minute || cfg.Uploads != 2 || cfg.MaxBytesPerSecond != 200000000 || cfg.Folders[0].Path != `D:\Velox\SI` {
+		cfg.IncompleteAfter != 10*time.Minute || cfg.Uploads != 2 || cfg.MaxRate != "400Mbit" || len(cfg.RateSchedule) != 2 || cfg.Folders[0].Path != `D:\Velox\SI` {
 		t.Errorf("loaded %+v", cfg)
 	}
 }

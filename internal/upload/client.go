@@ -74,34 +74,10 @@ type Client struct {
 	// long); stalls are caught by the transport's timeouts.
 	HTTP *http.Client
 	// MaxBytesPerSecond caps the upload rate (0: no cap), so acquisition
-	// never competes with a full network link.
+	// never competes with a full network link; Limiter, when set, paces all
+	// uploads of the client together instead (and may change its rate).
 	MaxBytesPerSecond int64
-}
-
-// throttled paces reads to a byte rate.
-type throttled struct {
-	r     io.Reader
-	rate  int64
-	start time.Time
-	n     int64
-	ctx   context.Context
-}
-
-func (t *throttled) Read(p []byte) (int, error) {
-	if len(p) > int(t.rate/10+1) {
-		p = p[:t.rate/10+1]
-	}
-	n, err := t.r.Read(p)
-	t.n += int64(n)
-	want := time.Duration(float64(t.n) / float64(t.rate) * float64(time.Second))
-	if d := want - time.Since(t.start); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-t.ctx.Done():
-			return n, t.ctx.Err()
-		}
-	}
-	return n, err
+	Limiter           *Limiter
 }
 
 // defaultHTTP writes request bodies through a large buffer: with the
@@ -183,8 +159,12 @@ func (c *Client) Offset(ctx context.Context, uploadURL string) (int64, error) {
 // new offset. On error the caller asks Offset and calls Send again.
 func (c *Client) Send(ctx context.Context, uploadURL string, f *os.File, offset, size int64) (int64, error) {
 	var body io.Reader = io.NewSectionReader(f, offset, size-offset)
-	if c.MaxBytesPerSecond > 0 {
-		body = &throttled{r: body, rate: c.MaxBytesPerSecond, start: time.Now(), ctx: ctx}
+	lim := c.Limiter
+	if lim == nil && c.MaxBytesPerSecond > 0 {
+		lim = NewLimiter(float64(c.MaxBytesPerSecond))
+	}
+	if lim != nil {
+		body = &limited{r: body, l: lim, ctx: ctx}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, uploadURL, body)
 	if err != nil {
