@@ -10,6 +10,8 @@
 //	internal/upload               tus 1.0 client (stdlib only, for the agent)
 //	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, hashing on arrival
 //	internal/replicas             several server replicas for a client: move on when one is down
+//	internal/linkem               an emulated network link (rate, RTT, jitter, queue, TCP-like window) for
+//	                              tests and benchmarks
 //	internal/command              facility-configured commands for flow steps (server or endpoint)
 //	internal/server               the facility service: ingest, flow steps, REST API, endpoint protocol, Start/Stop
 //	internal/compute              tasks for compute endpoints (leases), the endpoint runner, block scaling;

@@ -21,6 +21,7 @@ import (
 	"github.com/picoflow/picoflow/internal/agent"
 	"github.com/picoflow/picoflow/internal/box"
 	"github.com/picoflow/picoflow/internal/checksum"
+	"github.com/picoflow/picoflow/internal/linkem"
 	"github.com/picoflow/picoflow/internal/flow"
 	"github.com/picoflow/picoflow/internal/sandbox"
 	"github.com/picoflow/picoflow/internal/simulate"
@@ -36,7 +37,9 @@ func medianDur(d []time.Duration) time.Duration {
 
 func benchTransferCmd() *cobra.Command {
 	var sizeMB, rounds int
-	var maxRate string
+	var maxRate, linkRate string
+	var rtt, jitter time.Duration
+	var window int
 	cmd := &cobra.Command{
 		Use:   "transfer",
 		Short: "Resumable upload over loopback (tus, durable at the server) against cp + fdatasync of the same file",
@@ -127,6 +130,47 @@ func benchTransferCmd() *cobra.Command {
 			fmt.Fprintf(out, "  upload + SHA-256 check at the server %6.0f MB/s  = %.2fx cp, %.2fx cp + fdatasync\n", mb/ve.Seconds(), cp.Seconds()/ve.Seconds(), cs.Seconds()/ve.Seconds())
 			fmt.Fprintf(out, "  SHA-256 at the source (once, before) %6.0f MB/s\n", mb/ha.Seconds())
 			fmt.Fprintf(out, "  ceiling: bare loopback TCP           %6.0f MB/s  = %.2fx cp (sendfile -> splice into a file: no protocol, no check, not durable)\n", mb/ra.Seconds(), cp.Seconds()/ra.Seconds())
+			if linkRate != "" {
+				// The same upload across an emulated link (internal/linkem):
+				// its rate, round trip and a TCP-like window per connection.
+				lr, err := upload.ParseRate(linkRate)
+				if err != nil || lr <= 0 {
+					return fmt.Errorf("--link %q: %v", linkRate, err)
+				}
+				px, err := linkem.Start("127.0.0.1:0", ts.Listener.Addr().String(), linkem.Link{Rate: lr, RTT: rtt, Jitter: jitter, Window: window})
+				if err != nil {
+					return err
+				}
+				defer px.Close()
+				sum, _, _ := checksum.File(cmd.Context(), src)
+				lc := &upload.Client{Endpoint: "http://" + px.Addr() + "/files/"}
+				var ts []time.Duration
+				for range rounds {
+					t0 := time.Now()
+					u, err := lc.Upload(cmd.Context(), src, "", map[string]string{upload.MetaFilename: "data.emd", upload.MetaSHA256: sum}, func(string) error { return nil })
+					if err != nil {
+						return err
+					}
+					ts = append(ts, time.Since(t0))
+					if info, err := srv.Get(cmd.Context(), u[strings.LastIndex(u, "/")+1:]); err == nil {
+						if srv.Digest(info) != sum && srv.Digest(info) != "" {
+							return fmt.Errorf("link upload: checksum mismatch")
+						}
+						srv.Remove(info.ID)
+					}
+				}
+				got := float64(sizeMB<<20) / medianDur(ts).Seconds()
+				w := float64(window)
+				if w <= 0 {
+					w = 4 << 20
+				}
+				ceiling := lr
+				if rtt > 0 {
+					ceiling = min(lr, w/rtt.Seconds())
+				}
+				fmt.Fprintf(out, "  over an emulated %s link, RTT %s: one stream %s = %.2f of the link (one stream's ceiling, window/RTT: %s)\n",
+					upload.FormatRate(lr), rtt, upload.FormatRate(got), got/lr, upload.FormatRate(ceiling))
+			}
 			if maxRate != "" {
 				// A polite agent: the same upload under a rate cap, which
 				// must hold the rate within a few per cent of the cap.
@@ -152,6 +196,10 @@ func benchTransferCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&maxRate, "max-rate", "", "also upload under this rate cap (e.g. 200Mbit) and report the rate against it")
+	cmd.Flags().StringVar(&linkRate, "link", "", "also upload across an emulated link of this rate (e.g. 1Gbit)")
+	cmd.Flags().DurationVar(&rtt, "rtt", time.Millisecond, "the emulated link's round trip time")
+	cmd.Flags().DurationVar(&jitter, "jitter", 0, "the emulated link's jitter (extra one-way delay up to this)")
+	cmd.Flags().IntVar(&window, "window", 4<<20, "bytes one connection keeps in flight on the emulated link (TCP's window)")
 	cmd.Flags().IntVar(&sizeMB, "size-mb", 256, "file size in MiB")
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "rounds (each: cp, then upload)")
 	return cmd
