@@ -166,6 +166,36 @@ try {
     [...document.querySelectorAll(".figs img")].every((i) => i.complete && i.naturalWidth > 0 && i.src.includes("version=1")));
   await page.screenshot({ path: outDir + "/record-version.png", fullPage: true });
 
+  say("STEP edit");
+  // An administrator describes the experiment: a new version, who and when;
+  // the title says the sample; the proposal gets a page.
+  await page.goto(base + "/records/" + recordID);
+  await page.click("#edit summary");
+  await page.fill('#edit textarea[name="description"]', "Gold particles on a carbon film, area 1");
+  await page.fill('#edit input[name="keywords"]', "calibration, gold");
+  await page.fill('#edit input[name="sample"]', "Au on C test specimen");
+  await page.fill('#edit input[name="license"]', "CC-BY-4.0");
+  await Promise.all([page.waitForURL("**/records/" + recordID), page.click('#edit button[type="submit"]')]);
+  check((await page.textContent("#title")).startsWith("Au on C test specimen: "), "title after the edit: " + await page.textContent("#title"));
+  check((await page.textContent("#description")).includes("area 1"), "description after the edit");
+  const edited = await page.textContent("#versions");
+  check(/version 3 \(newest\)/.test(edited) && edited.includes("edited by user:admin") && edited.includes("description changed"), "versions after the edit: " + edited);
+  check((await page.textContent("#experiment")).includes("licence CC-BY-4.0"), "experiment line after the edit");
+  await page.screenshot({ path: outDir + "/record-edited.png", fullPage: true });
+  // Back to the search: a real link (the CSP refuses javascript: URLs).
+  await page.goto(base + "/search?q=gold");
+  await page.click(".hit h2 a");
+  await page.waitForURL("**/records/**");
+  await Promise.all([page.waitForURL(/\/search/), page.click("a.back")]);
+
+  say("STEP runs board");
+  await page.goto(base + "/runs?state=succeeded");
+  const states = await page.locator("#runs-body td[class^=state-]").allTextContents();
+  check(states.length > 0 && states.every((x) => x === "succeeded"), "state filter: " + states.join(","));
+  check(/\d+ runs? · \d+ succeeded/.test(await page.textContent("#run-totals")), "totals: " + await page.textContent("#run-totals"));
+  const nf = await page.request.get(base + "/nowhere");
+  check(nf.status() === 404 && (await nf.text()).includes("There is no page at this address"), "404 page: " + nf.status());
+
   say("STEP a11y");
   // Every page at 1280 and 390 px: no horizontal overflow, and axe-core
   // finds no serious or critical violation.

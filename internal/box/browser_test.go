@@ -87,14 +87,15 @@ func TestPortalInChromium(t *testing.T) {
 	if steps[len(steps)-1] != "DONE" {
 		t.Fatalf("browser test stopped after %v", steps)
 	}
-	for _, name := range []string{"search.png", "record.png", "movie.png", "runs.png", "campaign.png", "record-version.png", "search-empty.png"} {
-		checkScreenshot(t, filepath.Join(out, name))
+	for _, name := range []string{"search.png", "record.png", "movie.png", "runs.png", "campaign.png", "record-version.png", "search-empty.png", "record-edited.png"} {
+		checkScreenshot(t, filepath.Join(out, name), 1280)
 	}
+	checkScreenshot(t, filepath.Join(out, "record-390.png"), 390) // a phone
 }
 
 // checkScreenshot requires a real page: full width, and enough ink and
 // colours that it is not a blank or error page.
-func checkScreenshot(t *testing.T, path string) {
+func checkScreenshot(t *testing.T, path string, width int) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -106,7 +107,7 @@ func checkScreenshot(t *testing.T, path string) {
 		t.Fatalf("%s: %v", path, err)
 	}
 	bnd := img.Bounds()
-	if bnd.Dx() != 1280 || bnd.Dy() < 600 {
+	if bnd.Dx() != width || bnd.Dy() < 600 {
 		t.Fatalf("%s: %dx%d", filepath.Base(path), bnd.Dx(), bnd.Dy())
 	}
 	colours := map[uint32]bool{}
