@@ -254,6 +254,8 @@ func RunSuite(t *testing.T, newIndex func(t *testing.T) catalog.Index) {
 			{"date:2026-11", []string{"e"}},
 			{"spectr", []string{"b"}},
 			{"Fe OR Pt", []string{"f", "b"}},
+			{"Au OR Pt", []string{"f", "d", "a"}},
+			{"magnification:<100000", []string{"f"}},
 			{"gold NOT copper", []string{"f", "a"}},
 			{"gold -copper -holey", []string{"a"}},
 			{"-gold -nanoparticle", []string{"g", "c", "b"}},
