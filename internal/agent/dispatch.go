@@ -169,7 +169,7 @@ func (a *Agent) deliver(ctx context.Context, e *Entry) {
 		if d := sc.DerivedFrom; d != "" {
 			// A file beside this one: the SHA-256 this agent computed for
 			// it; else the value as given (a SHA-256).
-			if !isSHA256(d) {
+			if !upload.ValidSHA256(d) {
 				sum, err := a.ledger.shaOf(ctx, filepath.Join(filepath.Dir(e.Path), filepath.Base(d)))
 				if err != nil || sum == "" {
 					a.log.Warn("derived_from: the agent has not sent that file", "file", e.Path, "derived_from", d)
@@ -449,17 +449,4 @@ func (c *apiClient) waitRun(ctx context.Context, id string, d time.Duration) (*r
 		return nil, err
 	}
 	return &out, nil
-}
-
-// isSHA256 reports whether s is 64 lowercase hex digits.
-func isSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

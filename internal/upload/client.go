@@ -34,6 +34,20 @@ var (
 	ErrUnauthorized = errors.New("the server refuses this token")
 )
 
+// ValidSHA256 reports whether s is a SHA-256 as uploads carry it: 64
+// lowercase hex digits.
+func ValidSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Metadata keys the server understands.
 const (
 	MetaFilename   = "filename"

@@ -7,7 +7,6 @@ package tusserver
 import (
 	"cmp"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -159,7 +158,7 @@ func validate(meta handler.MetaData, deferred bool, flows map[string]bool) error
 		return fmt.Errorf("filename %q: need a plain file name of 1-255 characters", name)
 	}
 	sum := meta[upload.MetaSHA256]
-	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 || strings.ToLower(sum) != sum {
+	if !upload.ValidSHA256(sum) {
 		return fmt.Errorf("sha256 %q: need 64 lowercase hex digits", sum)
 	}
 	if flows != nil && !flows[meta[upload.MetaFlow]] {
