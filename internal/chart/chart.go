@@ -112,7 +112,7 @@ func drawScaleBar(da draw.Canvas, fieldWidth float64, units string) {
 	if units == "" || fieldWidth <= 0 {
 		return
 	}
-	length, label := roundLength(math.Abs(fieldWidth)/5, units)
+	length, label := RoundLength(math.Abs(fieldWidth)/5, units)
 	frac := length / math.Abs(fieldWidth)
 	w := (da.Max.X - da.Min.X) * vg.Length(frac)
 	pad := 6 * vg.Length(1)
@@ -127,9 +127,9 @@ func drawScaleBar(da draw.Canvas, fieldWidth float64, units string) {
 	da.FillText(sty, vg.Point{X: x0 + w/2, Y: y0 + 5}, label)
 }
 
-// roundLength is the largest 1, 2 or 5 × 10^n below v, with its label;
-// nanometres of 1000 and more become micrometres.
-func roundLength(v float64, units string) (float64, string) {
+// RoundLength is the largest 1, 2 or 5 × 10^n below v, with its label:
+// a scale bar's length. Nanometres of 1000 and more become micrometres.
+func RoundLength(v float64, units string) (float64, string) {
 	exp := math.Floor(math.Log10(v))
 	base := math.Pow(10, exp)
 	n := base

@@ -19,7 +19,7 @@ func TestRoundLength(t *testing.T) {
 		{2600, "nm", 2000, "2 µm"},
 		{0.37, "µm", 0.2, "0.2 µm"},
 	} {
-		if n, l := roundLength(tc.v, tc.units); n != tc.n || l != tc.label {
+		if n, l := RoundLength(tc.v, tc.units); n != tc.n || l != tc.label {
 			t.Errorf("%g %s: %g %q, want %g %q", tc.v, tc.units, n, l, tc.n, tc.label)
 		}
 	}

@@ -5,11 +5,12 @@ import (
 	"image"
 	"image/color"
 	"math"
-	"strconv"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
+
+	"github.com/picoflow/picoflow/internal/chart"
 )
 
 // Calibration says what a movie's pixels and frames measure, for the
@@ -35,20 +36,8 @@ func (c Calibration) scaleBar(w int) (px int, label string) {
 	if c.PixelSize <= 0 || c.PixelUnits == "" || w <= 0 {
 		return 0, ""
 	}
-	target := c.PixelSize * float64(w) / 5
-	base := math.Pow(10, math.Floor(math.Log10(target)))
-	n := base
-	for _, m := range []float64{5, 2, 1} {
-		if m*base <= target {
-			n = m * base
-			break
-		}
-	}
-	shown, u := n, c.PixelUnits
-	if u == "nm" && n >= 1000 {
-		shown, u = n/1000, "µm"
-	}
-	return int(math.Round(n / c.PixelSize)), strconv.FormatFloat(shown, 'g', -1, 64) + " " + u
+	n, label := chart.RoundLength(c.PixelSize*float64(w)/5, c.PixelUnits)
+	return int(math.Round(n / c.PixelSize)), label
 }
 
 // drawText writes white text with a dark outline into a packed RGB frame
