@@ -213,6 +213,7 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 			data.Params = append(data.Params, metaRow{Name: k, Value: fmt.Sprint(pv.Parameters[k])})
 		}
 	}
+	mv := movieAxes(e.Record)
 	for _, f := range e.Record.Files {
 		u := fileURL(e.ID, f.Name)
 		if shown > 0 {
@@ -223,8 +224,7 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		}
 		if f.Role == "tracks" {
 			data.Tracks = u
-			_, data.FrameTime = movieTiming(e.Record)
-			data.PixelSize, data.PixelUnits = moviePixel(e.Record)
+			data.FrameTime, data.PixelSize, data.PixelUnits = mv.frameTime, mv.pixelSize, mv.pixelUnits
 		}
 		if _, ok := figureOrder[f.Role]; !ok {
 			continue
@@ -233,14 +233,14 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(f.MediaType, "video/") {
 			kind = "video"
 		}
-		caption := map[string]string{"intensity-map": "X-ray intensity (zero peak left out)", "element-overlay": "Element overlay", "spectrum": "Summed spectrum", "image-preview": "Image",
+		caption := map[string]string{"intensity-map": "X-ray intensity (zero peak left out)", "element-overlay": "Element overlay", "image-preview": "Image",
 			"video": "Movie", "annotated-video": "Detected particles", "counts-plot": "Particles per frame"}[f.Role]
 		if f.Role == "element-map" {
 			caption = "Element map " + strings.TrimSuffix(strings.TrimPrefix(f.Name, "map-"), ".png")
 		}
 		fig := figure{URL: u, Caption: caption, Kind: kind, rank: figureOrder[f.Role]}
 		if kind == "video" {
-			fig.Frames, fig.FrameTime = movieTiming(e.Record)
+			fig.Frames, fig.FrameTime = mv.frames, mv.frameTime
 		}
 		data.Figures = append(data.Figures, fig)
 	}
@@ -260,31 +260,33 @@ func xrayLines(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(out)
 }
 
-// movieTiming is the frame count and frame time (s) of a record's image
-// stack, zero where unknown.
-func movieTiming(r *record.Record) (int, float64) {
-	for _, sg := range r.Signals {
-		if sg.Kind == "image_stack" && len(sg.Axes) > 0 {
-			t := sg.Axes[0]
-			if t.Units == "s" && t.Scale > 0 {
-				return t.Size, t.Scale
-			}
-			return t.Size, 0
-		}
-	}
-	return 0, 0
+// movie is what a record's image stack says of its frames and pixels,
+// zero where unknown.
+type movie struct {
+	frames               int
+	frameTime, pixelSize float64 // s, pixelUnits
+	pixelUnits           string
 }
 
-// moviePixel is the pixel size and unit of a record's image stack.
-func moviePixel(r *record.Record) (float64, string) {
+func movieAxes(r *record.Record) movie {
 	for _, sg := range r.Signals {
-		if sg.Kind == "image_stack" && len(sg.Axes) == 3 {
+		if sg.Kind != "image_stack" || len(sg.Axes) == 0 {
+			continue
+		}
+		var m movie
+		t := sg.Axes[0]
+		m.frames = t.Size
+		if t.Units == "s" && t.Scale > 0 {
+			m.frameTime = t.Scale
+		}
+		if len(sg.Axes) == 3 {
 			if a := sg.Axes[2]; a.Scale > 0 && a.Units != "" {
-				return a.Scale, a.Units
+				m.pixelSize, m.pixelUnits = a.Scale, a.Units
 			}
 		}
+		return m
 	}
-	return 0, ""
+	return movie{}
 }
 
 // versionRow is one version in a record page's list.
