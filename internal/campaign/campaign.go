@@ -296,6 +296,12 @@ func (s *Service) Create(ctx context.Context, spec Spec, createdBy string, princ
 	return s.Get(ctx, c.ID)
 }
 
+// Rerun runs one record again, whatever ran before (the repair of a record
+// made while an outside program was missing): a campaign of that record.
+func (s *Service) Rerun(ctx context.Context, recordID, createdBy string, principals []string) (*Campaign, error) {
+	return s.Create(ctx, Spec{Records: []string{recordID}, Force: true, MaxInFlight: 1}, createdBy, principals)
+}
+
 // RerunKey keys the run of one record's content: the same content, flow,
 // analysis version, parameters and place make the same key, so a second
 // identical campaign finds the first one's runs instead of starting new

@@ -16,6 +16,7 @@ import (
 // campaigns is what the portal needs of the re-analysis campaigns.
 type campaigns interface {
 	Create(ctx context.Context, spec campaign.Spec, createdBy string, principals []string) (*campaign.Campaign, error)
+	Rerun(ctx context.Context, recordID, createdBy string, principals []string) (*campaign.Campaign, error)
 	Get(ctx context.Context, id string) (*campaign.Campaign, error)
 	List(ctx context.Context, createdBy string, limit int) ([]*campaign.Campaign, error)
 	Cancel(ctx context.Context, id string) (*campaign.Campaign, error)
@@ -173,7 +174,7 @@ func (p *Portal) recordReanalyze(w http.ResponseWriter, r *http.Request) {
 	if !p.checkedForm(w, r) {
 		return
 	}
-	c, err := p.cfg.Campaigns.Create(r.Context(), campaign.Spec{Records: []string{r.PathValue("id")}, Force: true, MaxInFlight: 1}, id.Subject, id.Principals())
+	c, err := p.cfg.Campaigns.Rerun(r.Context(), r.PathValue("id"), id.Subject, id.Principals())
 	if err != nil {
 		p.fail(w, r, http.StatusBadRequest, "Re-run failed", err.Error())
 		return

@@ -47,7 +47,7 @@ func (s *Server) recordVersions(w http.ResponseWriter, r *http.Request) {
 // forced, with the newest version's flow.
 func (s *Server) reanalyzeRecord(w http.ResponseWriter, r *http.Request) {
 	id := auth.FromContext(r.Context())
-	c, err := s.Campaigns.Create(r.Context(), campaign.Spec{Records: []string{r.PathValue("id")}, Force: true, MaxInFlight: 1}, id.Subject, id.Principals())
+	c, err := s.Campaigns.Rerun(r.Context(), r.PathValue("id"), id.Subject, id.Principals())
 	s.campaignReply(w, c, err, http.StatusCreated)
 }
 
