@@ -263,22 +263,24 @@ const RunRecord = "record_id"
 // (all but where), overridden by the run's (a re-analysis campaign's).
 func analysisParams(sr *flow.StepRun) map[string]string {
 	out := map[string]string{}
-	for k, v := range sr.Def.Params {
-		if k != "where" {
-			out[k] = fmt.Sprint(v)
-		}
-	}
+	addAnalysisParams(out, sr.Def.Params)
 	if m, ok := sr.Run.Meta[RunParams].(map[string]any); ok {
-		for k, v := range m {
-			if k != "where" {
-				out[k] = fmt.Sprint(v)
-			}
-		}
+		addAnalysisParams(out, m)
 	}
 	if len(out) == 0 {
 		return nil
 	}
 	return out
+}
+
+// addAnalysisParams adds a step's or a run's parameters, as text, to the
+// analysis parameters: all but where, which says where the step runs.
+func addAnalysisParams(dst map[string]string, params map[string]any) {
+	for k, v := range params {
+		if k != "where" {
+			dst[k] = fmt.Sprint(v)
+		}
+	}
 }
 
 // renamed is an error with a rewritten message.
@@ -317,11 +319,7 @@ func checkAnalyze(params map[string]any) error {
 		return err
 	}
 	p := map[string]string{}
-	for k, v := range params {
-		if k != "where" {
-			p[k] = fmt.Sprint(v)
-		}
-	}
+	addAnalysisParams(p, params)
 	return analysis.CheckParams(p)
 }
 
