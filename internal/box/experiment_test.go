@@ -38,7 +38,7 @@ func TestExperimentMetadata(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "ptni.emd"), data, 0o644)
 	data2, _ := simulated(t, 701)
 	os.WriteFile(filepath.Join(dir, "plain.emd"), data2, 0o644)
-	ids := ingestWait(t, b, 2)
+	ids := waitPublished(t, b, flow.ListQuery{}, 2)
 	var withSidecar, plain *catalog.Entry
 	for _, id := range ids {
 		e, err := b.Server.Catalog.Get(ctx, id, []string{auth.RoleAdmin})
@@ -127,65 +127,5 @@ func TestExperimentMetadata(t *testing.T) {
 	if e.Version != 3 || e.Record.UserDescription() != "In situ heating to 300 C; area 2 of 3" || !slices.Contains(e.Record.Keywords(), "sintering") ||
 		len(e.Record.Edits) != 1 || e.Record.Operator() != "Ada Lovelace" {
 		t.Fatalf("re-analysis after an edit: version %d, %q, %v", e.Version, e.Record.UserDescription(), e.Record.Keywords())
-	}
-}
-
-// ingestWait waits until n runs have succeeded and returns their records.
-func ingestWait(t *testing.T, b *box.Box, n int) []string {
-	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		runs, _ := b.Server.Engine.Runs(context.Background(), flowQuery())
-		if len(runs) >= n {
-			var ids []string
-			for _, r := range runs {
-				ids = append(ids, r.RecordID)
-			}
-			return ids
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d files published", len(runs), n)
-		}
-	}
-}
-
-func flowQuery() flow.ListQuery {
-	return flow.ListQuery{State: flow.StateSucceeded, Uploads: true, All: true}
-}
-
-// TestDerivedRecords: a file whose sidecar says it was made from another
-// file of its folder links to that file's record, and the raw record lists
-// it.
-func TestDerivedRecords(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	b := startBox(t, box.Config{Settle: 200 * time.Millisecond, Public: true})
-	dir := b.Folders["hyperspectral"]
-	raw, _ := simulated(t, 710)
-	os.WriteFile(filepath.Join(dir, "raw.emd"), raw, 0o644)
-	ids := ingestWait(t, b, 1)
-	derived, _ := simulated(t, 711)
-	os.WriteFile(filepath.Join(dir, "aligned.yaml"), []byte("derived_from: raw.emd\ndescription: drift-corrected sum of raw.emd\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "aligned.emd"), derived, 0o644)
-	all := ingestWait(t, b, 2)
-	var derivedID string
-	for _, id := range all {
-		if id != ids[0] {
-			derivedID = id
-		}
-	}
-	e, err := b.Server.Catalog.Get(ctx, derivedID, []string{auth.RoleAdmin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := e.Record.DerivedFrom(); d == nil || d.RelatedIdentifier != ids[0] || d.RelatedIdentifierType != "picoflow record" {
-		t.Fatalf("derived record's link: %+v", e.Record.RelatedIdentifiers)
-	}
-	anon := newBrowser(t, b.Server.URL())
-	if _, page := anon.get("/records/" + derivedID); !strings.Contains(page, `href="/records/`+ids[0]+`">the raw data's record`) {
-		i := strings.Index(page, "derived-from")
-		t.Errorf("the derived record's page does not link the raw one: %s", page[max(i-10, 0):min(len(page), i+300)])
-	}
-	if _, page := anon.get("/records/" + ids[0]); !strings.Contains(page, `id="derived"`) || !strings.Contains(page, `href="/records/`+derivedID+`"`) {
-		t.Errorf("the raw record's page does not list what was made from it")
 	}
 }

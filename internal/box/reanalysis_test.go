@@ -31,14 +31,21 @@ func ingest(t *testing.T, b *box.Box, flowName string, n int, seed uint64) []str
 		data, _ := simulated(t, seed+uint64(i))
 		os.WriteFile(filepath.Join(b.Folders[flowName], fmt.Sprintf("si_%d_%d.emd", seed, i)), data, 0o644)
 	}
-	var ids []string
-	deadline := time.Now().Add(120 * time.Second)
-	for {
-		runs, err := b.Server.Engine.Runs(context.Background(), flow.ListQuery{Flow: flowName, State: flow.StateSucceeded, Uploads: true, All: true, Limit: 1000})
+	return waitPublished(t, b, flow.ListQuery{Flow: flowName}, n)
+}
+
+// waitPublished waits until n runs of the query (uploads only) have
+// succeeded and returns their records.
+func waitPublished(t *testing.T, b *box.Box, q flow.ListQuery, n int) []string {
+	t.Helper()
+	q.State, q.Uploads, q.All, q.Limit = flow.StateSucceeded, true, true, 1000
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		runs, err := b.Server.Engine.Runs(context.Background(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(runs) == n {
+			var ids []string
 			for _, r := range runs {
 				ids = append(ids, r.RecordID)
 			}
@@ -47,7 +54,6 @@ func ingest(t *testing.T, b *box.Box, flowName string, n int, seed uint64) []str
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d files published", len(runs), n)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -97,7 +98,7 @@ func (l *Limiter) wait(ctx context.Context, n int) error {
 // limited reads through a limiter, in pieces of at most a fortieth of a
 // second at the limiter's rate (so the pace is smooth).
 type limited struct {
-	r   interface{ Read([]byte) (int, error) }
+	r   io.Reader
 	l   *Limiter
 	ctx context.Context
 }
