@@ -62,19 +62,6 @@ func Map(w io.Writer, s MapSpec) error {
 	for i, v := range s.Data {
 		img.Pix[i*4], img.Pix[i*4+1], img.Pix[i*4+2], img.Pix[i*4+3] = unpack(cm.NRGBA(v))
 	}
-	xs, ys := nonzero(s.X.Scale), nonzero(s.Y.Scale)
-	x0, y0 := s.X.Offset, s.Y.Offset
-	x1, y1 := x0+xs*float64(s.NX), y0+ys*float64(s.NY)
-
-	p := plot.New()
-	p.Title.Text = s.Title
-	p.X.Label.Text = axisLabel("x", s.X.Units)
-	p.Y.Label.Text = axisLabel("y", s.Y.Units)
-	// Image row 0 is the top of the scan: draw y increasing downwards. The
-	// raster itself is drawn after the axes (below), pixel for pixel.
-	p.Y.Tick.Marker = negTicks{}
-	p.X.Tick.Marker = niceTicks{}
-	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = x0, x1, -y1, -y0
 
 	bar := plot.New()
 	bar.HideX()
@@ -83,14 +70,9 @@ func Map(w io.Writer, s MapSpec) error {
 	cb := &plotter.ColorBar{ColorMap: cm, Vertical: true}
 	bar.Add(cb)
 
-	const width, height = 7 * vg.Inch, 5.6 * vg.Inch
-	c := vgimg.New(width, height)
-	dc := draw.New(c)
 	// The map on the left, the colour bar beside it (never over it).
 	const barWidth = 1.2 * vg.Inch
-	left := dc
-	left.Max.X = dc.Max.X - barWidth
-	left = fitAspect(p, left, math.Abs(xs*float64(s.NX))/math.Abs(ys*float64(s.NY)))
+	p, c, dc, left := mapLayout(s.Title, s.NX, s.NY, s.X, s.Y, barWidth)
 	right := dc
 	right.Min.X = left.Max.X + 0.1*vg.Inch
 	right.Max.X = right.Min.X + barWidth - 0.1*vg.Inch
@@ -100,7 +82,7 @@ func Map(w io.Writer, s MapSpec) error {
 	bar.Draw(right)
 	drawRaster(c, da, img)
 	if s.ScaleBar {
-		drawScaleBar(da, xs*float64(s.NX), s.X.Units)
+		drawScaleBar(da, nonzero(s.X.Scale)*float64(s.NX), s.X.Units)
 	}
 	return encodePNG(w, c)
 }
@@ -158,6 +140,29 @@ func (niceTicks) Ticks(min, max float64) []plot.Tick {
 		}
 	}
 	return ts
+}
+
+// mapLayout makes the calibrated axes of an nx×ny raster (row 0 at the top:
+// y grows downwards) on a figure of the common size, keeping side free on
+// the right for a colour bar or legend. It returns the plot, the canvas,
+// the whole figure and the plot's area, narrowed so the pixels come out
+// square; the caller draws the plot there, then the raster.
+func mapLayout(title string, nx, ny int, x, y Calib, side vg.Length) (*plot.Plot, *vgimg.Canvas, draw.Canvas, draw.Canvas) {
+	xs, ys := nonzero(x.Scale), nonzero(y.Scale)
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = axisLabel("x", x.Units)
+	p.Y.Label.Text = axisLabel("y", y.Units)
+	p.Y.Tick.Marker = negTicks{}
+	p.X.Tick.Marker = niceTicks{}
+	p.X.Min, p.X.Max = x.Offset, x.Offset+xs*float64(nx)
+	p.Y.Min, p.Y.Max = -(y.Offset + ys*float64(ny)), -y.Offset
+	const width, height = 7 * vg.Inch, 5.6 * vg.Inch
+	c := vgimg.New(width, height)
+	dc := draw.New(c)
+	area := dc
+	area.Max.X = dc.Max.X - side
+	return p, c, dc, fitAspect(p, area, math.Abs(xs*float64(nx))/math.Abs(ys*float64(ny)))
 }
 
 // fitAspect shrinks area so the plot's data area has width/height ratio
@@ -416,23 +421,8 @@ func Overlay(w io.Writer, s OverlaySpec) error {
 	for i, a := range acc {
 		img.Pix[i*4], img.Pix[i*4+1], img.Pix[i*4+2], img.Pix[i*4+3] = uint8(math.Min(a[0], 255)), uint8(math.Min(a[1], 255)), uint8(math.Min(a[2], 255)), 255
 	}
-	xs, ys := nonzero(s.X.Scale), nonzero(s.Y.Scale)
-	x0, y0 := s.X.Offset, s.Y.Offset
-	p := plot.New()
-	p.Title.Text = s.Title
-	p.X.Label.Text = axisLabel("x", s.X.Units)
-	p.Y.Label.Text = axisLabel("y", s.Y.Units)
-	p.Y.Tick.Marker = negTicks{}
-	p.X.Tick.Marker = niceTicks{}
-	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = x0, x0+xs*float64(s.NX), -(y0 + ys*float64(s.NY)), -y0
-
-	const width, height = 7 * vg.Inch, 5.6 * vg.Inch
-	c := vgimg.New(width, height)
-	dc := draw.New(c)
 	const legendWidth = 1.2 * vg.Inch
-	left := dc
-	left.Max.X = dc.Max.X - legendWidth
-	left = fitAspect(p, left, math.Abs(xs*float64(s.NX))/math.Abs(ys*float64(s.NY)))
+	p, c, dc, left := mapLayout(s.Title, s.NX, s.NY, s.X, s.Y, legendWidth)
 	p.Draw(left)
 	drawRaster(c, p.DataCanvas(left), img)
 	// The legend: a swatch and the element per channel.
