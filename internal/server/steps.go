@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"mime"
 	"os"
 	"path/filepath"
@@ -184,11 +185,7 @@ func (s *Server) runProducts(runID string) string { return filepath.Join(s.produ
 // whereEndpoint reads a step's where parameter: server (the default) or
 // endpoint.
 func whereEndpoint(sr *flow.StepRun) (bool, error) {
-	w := sr.Def.Params["where"]
-	if m, ok := sr.Run.Meta[RunParams].(map[string]any); ok && m["where"] != nil {
-		w = m["where"] // a re-analysis campaign's choice
-	}
-	switch w {
+	switch w := stepParams(sr)["where"]; w {
 	case nil, "server":
 		return false, nil
 	case "endpoint":
@@ -259,14 +256,26 @@ const RunParams = "params"
 // version of.
 const RunRecord = "record_id"
 
-// analysisParams are the analysis parameters of a step: the flow step's
-// (all but where), overridden by the run's (a re-analysis campaign's).
+// stepParams are a step's parameters: the flow step's, overridden by the
+// run's (a re-analysis campaign's choices, where included).
+func stepParams(sr *flow.StepRun) map[string]any {
+	m, ok := sr.Run.Meta[RunParams].(map[string]any)
+	if !ok || len(m) == 0 {
+		return sr.Def.Params
+	}
+	out := maps.Clone(sr.Def.Params)
+	if out == nil {
+		out = map[string]any{}
+	}
+	maps.Copy(out, m)
+	return out
+}
+
+// analysisParams are the analysis parameters of a step (stepParams but
+// where), as text.
 func analysisParams(sr *flow.StepRun) map[string]string {
 	out := map[string]string{}
-	addAnalysisParams(out, sr.Def.Params)
-	if m, ok := sr.Run.Meta[RunParams].(map[string]any); ok {
-		addAnalysisParams(out, m)
-	}
+	addAnalysisParams(out, stepParams(sr))
 	if len(out) == 0 {
 		return nil
 	}
