@@ -72,7 +72,7 @@ demo)
   exec make demo
   ;;
 test)
-  need python3-hyperspy python3-h5py python3-sparse python3-matplotlib python3-xraylib hdf5-tools chromium ffmpeg
+  need python3-hyperspy python3-h5py python3-sparse python3-matplotlib python3-xraylib hdf5-tools chromium ffmpeg zstd
   command -v npm >/dev/null 2>&1 || need nodejs npm
   # playwright-core, pinned by package-lock.json (the browser is Debian's).
   npm ci --no-audit --no-fund

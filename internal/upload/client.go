@@ -1,7 +1,9 @@
 // Package upload is the agent's side of the resumable upload protocol (tus
 // 1.0: create, then PATCH from the server's offset, resuming after any
-// interruption). It uses only the standard library so the agent binary stays
-// small; the server side is upload/tusserver.
+// interruption), with two extensions of its own: zstd compression of PATCH
+// bodies when it makes the transfer faster (compress.go), and one file sent
+// as several concurrent parts joined by tus concatenation on long fat links
+// (parallel.go). The server side is upload/tusserver.
 package upload
 
 import (
@@ -92,6 +94,26 @@ type Client struct {
 	// uploads of the client together instead (and may change its rate).
 	MaxBytesPerSecond int64
 	Limiter           *Limiter
+	// Compress says when PATCH bodies are compressed (default: when it
+	// makes the transfer faster, see compress.go); CompressThreads is how
+	// many threads compress (0: a quarter of the CPUs, at least one).
+	Compress        CompressMode
+	CompressThreads int
+
+	comp compression
+}
+
+// limiter is the rate limiter of the client's uploads, nil when none.
+func (c *Client) limiter() *Limiter {
+	if c.Limiter == nil && c.MaxBytesPerSecond > 0 {
+		c.comp.mu.Lock()
+		defer c.comp.mu.Unlock()
+		if c.comp.ownLimiter == nil {
+			c.comp.ownLimiter = NewLimiter(float64(c.MaxBytesPerSecond))
+		}
+		return c.comp.ownLimiter
+	}
+	return c.Limiter
 }
 
 // defaultHTTP writes request bodies through a large buffer: with the
@@ -162,6 +184,7 @@ func (c *Client) Offset(ctx context.Context, uploadURL string) (int64, error) {
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
 		return 0, fmt.Errorf("upload offset: %w", statusError(resp))
 	}
+	c.comp.noteServer(resp.Header)
 	off, err := strconv.ParseInt(resp.Header.Get("Upload-Offset"), 10, 64)
 	if err != nil || off < 0 {
 		return 0, fmt.Errorf("upload offset: bad Upload-Offset %q", resp.Header.Get("Upload-Offset"))
@@ -172,21 +195,34 @@ func (c *Client) Offset(ctx context.Context, uploadURL string) (int64, error) {
 // Send streams the file from offset to the end in one PATCH and returns the
 // new offset. On error the caller asks Offset and calls Send again.
 func (c *Client) Send(ctx context.Context, uploadURL string, f *os.File, offset, size int64) (int64, error) {
-	var body io.Reader = io.NewSectionReader(f, offset, size-offset)
-	lim := c.Limiter
-	if lim == nil && c.MaxBytesPerSecond > 0 {
-		lim = NewLimiter(float64(c.MaxBytesPerSecond))
+	return c.send(ctx, uploadURL, f, offset, size, false)
+}
+
+// send sends the bytes [offset, end) of f in one PATCH, zstd-compressed
+// when compress is set, and returns the server's new offset.
+func (c *Client) send(ctx context.Context, uploadURL string, f *os.File, offset, end int64, compress bool) (int64, error) {
+	var body io.Reader = io.NewSectionReader(f, offset, end-offset)
+	length := end - offset
+	if compress {
+		cb := c.compressedBody(ctx, f, offset, end, c.threads())
+		defer cb.Close()
+		body, length = cb, -1
 	}
-	if lim != nil {
+	if lim := c.limiter(); lim != nil {
 		body = &limited{r: body, l: lim, ctx: ctx}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, uploadURL, body)
 	if err != nil {
 		return offset, fmt.Errorf("send upload: %w", err)
 	}
-	req.ContentLength = size - offset
+	req.ContentLength = length
 	req.Header.Set("Content-Type", "application/offset+octet-stream")
 	req.Header.Set("Upload-Offset", strconv.FormatInt(offset, 10))
+	if compress {
+		req.Header.Set("Content-Encoding", "zstd")
+		req.Header.Set(HeaderDecodedLength, strconv.FormatInt(end-offset, 10))
+	}
+	t0 := time.Now()
 	resp, err := c.do(req)
 	if err != nil {
 		return offset, fmt.Errorf("send upload: %w", err)
@@ -199,7 +235,29 @@ func (c *Client) Send(ctx context.Context, uploadURL string, f *os.File, offset,
 	if err != nil {
 		return offset, fmt.Errorf("send upload: bad Upload-Offset %q", resp.Header.Get("Upload-Offset"))
 	}
+	if !compress {
+		c.comp.observe(off-offset, time.Since(t0))
+		c.comp.raw.Add(off - offset)
+		c.comp.wire.Add(off - offset)
+	}
 	return off, nil
+}
+
+// sendFile sends [off, size) of f, planning compression (a raw probe
+// first when the link's rate is not known), and returns the new offset.
+func (c *Client) sendFile(ctx context.Context, uploadURL string, f *os.File, off, size int64) (int64, error) {
+	p := c.planFile(f, off, size)
+	var err error
+	if p.probe {
+		if off, err = c.send(ctx, uploadURL, f, off, off+probeBytes, false); err != nil {
+			return off, err
+		}
+		p.compress = c.worthIt(p, c.comp.link())
+	}
+	for off < size && err == nil {
+		off, err = c.send(ctx, uploadURL, f, off, size, p.compress)
+	}
+	return off, err
 }
 
 // Upload sends a whole file, resuming at uploadURL when it is not empty. It
@@ -246,12 +304,8 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 			if err != nil {
 				return err
 			}
-			for off < size {
-				if off, err = c.Send(ctx, uploadURL, f, off, size); err != nil {
-					return err
-				}
-			}
-			return nil
+			_, err = c.sendFile(ctx, uploadURL, f, off, size)
+			return err
 		}()
 		if err == nil {
 			return uploadURL, nil

@@ -53,6 +53,10 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusNotFound, "upload not found")
 		return
 	}
+	if r.Header.Get("Content-Encoding") != "" {
+		s.patchCompressed(w, r, id, offset)
+		return
+	}
 	n := r.ContentLength
 	if n < 0 {
 		s.handler.ServeHTTP(w, r) // a chunked body: tusd's own path
@@ -82,18 +86,9 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer lock.Unlock()
-	up, err := s.store.GetUpload(r.Context(), id)
+	info, status, err := s.info(r, id)
 	if err != nil {
-		if errors.Is(err, handler.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			fail(http.StatusNotFound, "upload not found")
-			return
-		}
-		fail(http.StatusInternalServerError, err.Error())
-		return
-	}
-	info, err := up.GetInfo(r.Context())
-	if err != nil {
-		fail(http.StatusInternalServerError, err.Error())
+		fail(status, err.Error())
 		return
 	}
 	if offset != info.Offset {
@@ -229,4 +224,26 @@ func (s *Server) watchStall(f *os.File, abort func()) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// info reads an upload's state for a PATCH, with the status to answer
+// when it cannot: 404 for an upload that does not exist, 403 for the
+// final upload of a concatenation (it is made by the server, never
+// written).
+func (s *Server) info(r *http.Request, id string) (handler.FileInfo, int, error) {
+	up, err := s.store.GetUpload(r.Context(), id)
+	if err != nil {
+		if errors.Is(err, handler.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return handler.FileInfo{}, http.StatusNotFound, errors.New("upload not found")
+		}
+		return handler.FileInfo{}, http.StatusInternalServerError, err
+	}
+	info, err := up.GetInfo(r.Context())
+	if err != nil {
+		return handler.FileInfo{}, http.StatusInternalServerError, err
+	}
+	if info.IsFinal {
+		return info, http.StatusForbidden, errors.New("the final upload of a concatenation is not written to")
+	}
+	return info, 0, nil
 }

@@ -179,6 +179,7 @@ func validate(meta handler.MetaData, deferred bool, flows map[string]bool) error
 // patch); everything else is tusd's.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(upload.HeaderAcceptEncoding, "zstd")
 		if !s.trusted(r.RemoteAddr) {
 			for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For", "Forwarded"} {
 				r.Header.Del(h)

@@ -1,0 +1,365 @@
+package upload
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compression on the wire. A server that takes zstd says so in every
+// response (HeaderAcceptEncoding); the client then compresses a file's
+// PATCH bodies when that makes the transfer faster: it samples the file
+// (how well it compresses, how fast one thread compresses it), compares
+// with the rate the link carries raw bytes at (measured on a raw first
+// piece of the file, or remembered from earlier uploads, and never more
+// than the rate cap), and compresses only when the compressed stream
+// would arrive sooner. The body is a series of zstd frames of one chunk
+// each, compressed by a few threads; a chunk that does not shrink, or
+// that would keep the link waiting because every thread is busy, goes as
+// a stored (raw) frame, so compression never holds the transfer back.
+// The SHA-256 and the stored file are those of the original bytes.
+
+// Header names of the compression extension.
+const (
+	// HeaderAcceptEncoding lists the encodings a server decodes in PATCH
+	// bodies ("zstd").
+	HeaderAcceptEncoding = "Upload-Accept-Encoding"
+	// HeaderDecodedLength is the number of upload bytes a compressed
+	// PATCH body decodes to.
+	HeaderDecodedLength = "Upload-Decoded-Length"
+)
+
+// CompressMode says when a client compresses.
+type CompressMode int
+
+// Compression modes.
+const (
+	// CompressAuto compresses when the file compresses and the link is
+	// slower than the compressor (the default).
+	CompressAuto CompressMode = iota
+	// CompressNever always sends raw bytes.
+	CompressNever
+	// CompressAlways compresses whenever the server takes it (tests).
+	CompressAlways
+)
+
+const (
+	frameChunk = 1 << 20  // bytes per zstd frame
+	probeBytes = 16 << 20 // the raw first piece that measures the link
+	// worthRatio: a file whose samples do not shrink below this goes raw.
+	worthRatio = 0.9
+)
+
+// WireStats says how a client's uploads went over the wire.
+type WireStats struct {
+	// Raw and Wire are upload bytes sent and the bytes that carried them.
+	Raw, Wire int64
+	// LinkRate is the last measured raw rate (bytes/s), 0 if unknown.
+	LinkRate float64
+}
+
+// compression is a client's view of the server and the link.
+type compression struct {
+	mu         sync.Mutex
+	serverZstd bool
+	linkRate   float64 // bytes/s of raw PATCHes, EWMA; 0: not measured
+	linkAt     time.Time
+	raw, wire  atomic.Int64
+	// ownLimiter paces a client configured by MaxBytesPerSecond.
+	ownLimiter *Limiter
+}
+
+func (c *compression) noteServer(h interface{ Get(string) string }) {
+	v := h.Get(HeaderAcceptEncoding)
+	c.mu.Lock()
+	c.serverZstd = v == "zstd" || containsToken(v, "zstd")
+	c.mu.Unlock()
+}
+
+func containsToken(list, tok string) bool {
+	for len(list) > 0 {
+		i := 0
+		for i < len(list) && list[i] != ',' {
+			i++
+		}
+		item := list[:i]
+		for len(item) > 0 && item[0] == ' ' {
+			item = item[1:]
+		}
+		for len(item) > 0 && item[len(item)-1] == ' ' {
+			item = item[:len(item)-1]
+		}
+		if item == tok {
+			return true
+		}
+		if i == len(list) {
+			break
+		}
+		list = list[i+1:]
+	}
+	return false
+}
+
+// observe records a raw PATCH of n bytes that took d.
+func (c *compression) observe(n int64, d time.Duration) {
+	if n < 4<<20 || d <= 0 {
+		return
+	}
+	r := float64(n) / d.Seconds()
+	c.mu.Lock()
+	if c.linkRate == 0 || time.Since(c.linkAt) > 10*time.Minute {
+		c.linkRate = r
+	} else {
+		c.linkRate = 0.5*c.linkRate + 0.5*r
+	}
+	c.linkAt = time.Now()
+	c.mu.Unlock()
+}
+
+func (c *compression) link() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.linkAt) > 10*time.Minute {
+		return 0
+	}
+	return c.linkRate
+}
+
+// Stats returns how the client's uploads went over the wire.
+func (c *Client) Stats() WireStats {
+	return WireStats{Raw: c.comp.raw.Load(), Wire: c.comp.wire.Load(), LinkRate: c.comp.link()}
+}
+
+// plan is how one file goes: raw or compressed, and whether a raw probe
+// must measure the link first.
+type plan struct {
+	compress bool
+	probe    bool
+	ratio    float64 // sampled compressed/raw
+	speed    float64 // bytes/s one thread compresses
+}
+
+func (c *Client) threads() int {
+	if c.CompressThreads > 0 {
+		return c.CompressThreads
+	}
+	return max(1, runtime.NumCPU()/4)
+}
+
+// planFile decides how the bytes [off, size) of f go.
+func (c *Client) planFile(f *os.File, off, size int64) plan {
+	c.comp.mu.Lock()
+	zstdOK := c.comp.serverZstd
+	c.comp.mu.Unlock()
+	if c.Compress == CompressNever || !zstdOK || size-off < 64<<10 {
+		return plan{}
+	}
+	p := plan{}
+	p.ratio, p.speed = sample(f, off, size)
+	if c.Compress == CompressAlways {
+		p.compress = true
+		return p
+	}
+	if p.ratio > worthRatio {
+		return p
+	}
+	link := c.comp.link()
+	if link == 0 && size-off > 4*probeBytes {
+		p.probe = true
+		return p
+	}
+	p.compress = c.worthIt(p, link)
+	return p
+}
+
+// worthIt reports whether compressing beats raw bytes on a link of the
+// given raw rate (0: unknown, taken as slow).
+func (c *Client) worthIt(p plan, link float64) bool {
+	if lim := c.limiter(); lim != nil && lim.Rate() > 0 && (link == 0 || lim.Rate() < link) {
+		link = lim.Rate()
+	}
+	if link == 0 {
+		return p.ratio <= worthRatio
+	}
+	// The compressed stream moves original bytes at the slower of the
+	// compressor and the link carrying compressed bytes.
+	compressed := min(p.speed*float64(c.threads()), link/p.ratio)
+	return compressed > 1.1*link
+}
+
+// sample compresses up to 8 pieces of 512 KiB spread over [off, size) and
+// returns the compressed/raw ratio and one thread's speed in bytes/s.
+func sample(f *os.File, off, size int64) (ratio, speed float64) {
+	enc := newEncoder()
+	defer enc.Close()
+	const piece = 512 << 10
+	n := int64(8)
+	if size-off < n*piece {
+		n = max(1, (size-off)/piece)
+	}
+	buf := make([]byte, piece)
+	// The encoder's first call sets up its tables: not part of the speed.
+	out := enc.EncodeAll(buf[:64<<10], nil)
+	var in, comp int64
+	var spent time.Duration
+	for i := range n {
+		at := off + (size-off-piece)*i/max(1, n-1)
+		k, err := f.ReadAt(buf, max(at, off))
+		if k == 0 && err != nil {
+			break
+		}
+		t0 := time.Now()
+		out = enc.EncodeAll(buf[:k], out[:0])
+		spent += time.Since(t0)
+		in += int64(k)
+		comp += int64(len(out))
+	}
+	if in == 0 {
+		return 1, 0
+	}
+	return float64(comp) / float64(in), float64(in) / max(spent.Seconds(), 1e-9)
+}
+
+func newEncoder() *zstd.Encoder {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true),
+		// Counts (uint16 channel numbers, pixel values) shrink by their
+		// literals alone; the fastest level skips those by default.
+		zstd.WithAllLitEntropyCompression(true))
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// appendStored appends src as a zstd frame of stored (raw) blocks: no
+// compression work, decoded by any zstd decoder.
+func appendStored(dst, src []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, 0xFD2FB528)
+	// Frame header: no content size, no checksum, no dictionary; a 128 KiB
+	// window (exponent 17-10).
+	dst = append(dst, 0x00, 7<<3)
+	const block = 128 << 10
+	for len(src) > 0 {
+		k := min(len(src), block)
+		h := uint32(k) << 3 // type 0: raw
+		if k == len(src) {
+			h |= 1 // last block
+		}
+		dst = append(dst, byte(h), byte(h>>8), byte(h>>16))
+		dst = append(dst, src[:k]...)
+		src = src[k:]
+	}
+	return dst
+}
+
+// chunk is one frame of a compressed body.
+type chunk struct {
+	src  []byte
+	out  []byte
+	done chan struct{}
+}
+
+// compressedBody returns a reader of zstd frames encoding [off, end) of f,
+// compressed by threads goroutines; it stops when ctx ends or the reader
+// is closed.
+func (c *Client) compressedBody(ctx context.Context, f *os.File, off, end int64, threads int) io.ReadCloser {
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(ctx)
+	work := make(chan *chunk)
+	order := make(chan *chunk, 2*threads+2)
+	var writerIdle atomic.Bool
+	var wg sync.WaitGroup
+	for range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			enc := newEncoder()
+			defer enc.Close()
+			for ch := range work {
+				ch.out = enc.EncodeAll(ch.src, ch.out[:0])
+				if len(ch.out) >= len(ch.src) {
+					ch.out = appendStored(ch.out[:0], ch.src)
+				}
+				close(ch.done)
+			}
+		}()
+	}
+	// Read and hand out chunks in order.
+	go func() {
+		defer close(order)
+		defer close(work)
+		for at := off; at < end; {
+			k := min(int64(frameChunk), end-at)
+			ch := &chunk{src: make([]byte, k), done: make(chan struct{})}
+			if _, err := f.ReadAt(ch.src, at); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			at += k
+			select {
+			case work <- ch:
+			default:
+				if writerIdle.Load() {
+					// Every thread is busy and the link waits: this
+					// chunk goes stored.
+					ch.out = appendStored(nil, ch.src)
+					close(ch.done)
+				} else {
+					select {
+					case work <- ch:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+			select {
+			case order <- ch:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	// Write the frames in order.
+	go func() {
+		defer wg.Wait()
+		for ch := range order {
+			writerIdle.Store(true)
+			select {
+			case <-ch.done:
+			case <-ctx.Done():
+				pw.CloseWithError(ctx.Err())
+				for range order {
+				}
+				return
+			}
+			writerIdle.Store(false)
+			if _, err := pw.Write(ch.out); err != nil {
+				cancel()
+				for range order {
+				}
+				return
+			}
+			c.comp.raw.Add(int64(len(ch.src)))
+			c.comp.wire.Add(int64(len(ch.out)))
+		}
+		pw.Close()
+	}()
+	return &pipeBody{PipeReader: pr, cancel: cancel}
+}
+
+type pipeBody struct {
+	*io.PipeReader
+	cancel context.CancelFunc
+}
+
+func (b *pipeBody) Close() error {
+	b.cancel()
+	return b.PipeReader.Close()
+}

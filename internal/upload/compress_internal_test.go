@@ -1,0 +1,146 @@
+package upload
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// countsData is like a spectrum image's counts: small Poisson-like
+// numbers as little-endian uint16, which compress to about a third.
+func countsData(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := 0; i+1 < n; i += 2 {
+		b[i] = byte(rng.IntN(3) + rng.IntN(3))
+	}
+	return b
+}
+
+func randomData(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{byte(seed)}).Read(b)
+	return b
+}
+
+// TestStoredFramesDecode: the stored (raw) frames we write by hand decode,
+// with klauspost's decoder and with the zstd command (the reference
+// implementation), to the bytes they carry, for sizes at and around the
+// 128 KiB block limit.
+func TestStoredFramesDecode(t *testing.T) {
+	dec, _ := zstd.NewReader(nil)
+	defer dec.Close()
+	for _, n := range []int{1, 100, 128 << 10, 128<<10 + 1, 3 << 20} {
+		src := countsData(n, uint64(n))
+		frame := appendStored(nil, src)
+		got, err := dec.DecodeAll(frame, nil)
+		if err != nil || !bytes.Equal(got, src) {
+			t.Fatalf("%d bytes: klauspost decodes %d bytes, err %v", n, len(got), err)
+		}
+		cmd := exec.Command("zstd", "-d", "-c")
+		cmd.Stdin = bytes.NewReader(frame)
+		out, err := cmd.Output()
+		if err != nil || !bytes.Equal(out, src) {
+			t.Fatalf("%d bytes: zstd -d gives %d bytes, err %v", n, len(out), err)
+		}
+	}
+}
+
+// TestCompressedBodyDecodes: a compressed body (frames from several
+// threads, stored frames where the threads are behind) is, to the zstd
+// command, exactly the bytes of the range it encodes; compressible data
+// shrinks, random data does not grow by more than the frame headers.
+func TestCompressedBodyDecodes(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		maxRatio float64
+	}{
+		{"counts", countsData(9<<20+12345, 7), 0.5},
+		{"random", randomData(5<<20, 3), 1.001},
+	} {
+		p := filepath.Join(dir, tc.name)
+		os.WriteFile(p, tc.data, 0o644)
+		f, _ := os.Open(p)
+		c := &Client{}
+		const off = 4097
+		body := c.compressedBody(context.Background(), f, off, int64(len(tc.data)), 2)
+		// Read at 50 MB/s, a link slower than the compressor: (almost)
+		// every chunk is compressed.
+		wire, err := io.ReadAll(&limited{r: body, l: NewLimiter(50e6), ctx: context.Background()})
+		body.Close()
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("zstd", "-d", "-c")
+		cmd.Stdin = bytes.NewReader(wire)
+		out, err := cmd.Output()
+		if err != nil || !bytes.Equal(out, tc.data[off:]) {
+			t.Fatalf("%s: zstd -d gives %d bytes (want %d), err %v", tc.name, len(out), len(tc.data)-off, err)
+		}
+		if r := float64(len(wire)) / float64(len(tc.data)-off); r > tc.maxRatio {
+			t.Fatalf("%s: %d bytes on the wire for %d, ratio %.3f > %.3f", tc.name, len(wire), len(tc.data)-off, r, tc.maxRatio)
+		}
+		if s := c.Stats(); s.Raw != int64(len(tc.data)-off) || s.Wire != int64(len(wire)) {
+			t.Fatalf("%s: stats %+v", tc.name, s)
+		}
+	}
+}
+
+// TestPlan: compressible data on a slow link is compressed, random data
+// never, and a fast link (faster than the compressor) is left raw.
+func TestPlan(t *testing.T) {
+	dir := t.TempDir()
+	counts := filepath.Join(dir, "counts")
+	os.WriteFile(counts, countsData(8<<20, 1), 0o644)
+	random := filepath.Join(dir, "random")
+	os.WriteFile(random, randomData(8<<20, 1), 0o644)
+	open := func(p string) *os.File { f, _ := os.Open(p); t.Cleanup(func() { f.Close() }); return f }
+
+	c := &Client{CompressThreads: 1}
+	if p := c.planFile(open(counts), 0, 8<<20); p.compress {
+		t.Fatal("compressing for a server that did not offer zstd")
+	}
+	c.comp.serverZstd = true
+	p := c.planFile(open(counts), 0, 8<<20)
+	if !p.compress || p.ratio > 0.5 || p.speed <= 0 {
+		t.Fatalf("counts, link unknown: %+v", p)
+	}
+	if p := c.planFile(open(random), 0, 8<<20); p.compress || p.ratio < 0.99 {
+		t.Fatalf("random: %+v", p)
+	}
+	t.Logf("sampled: ratio %.3f, one thread %.0f MB/s", p.ratio, p.speed/1e6)
+	slow := p.speed / 3 // a link a third of the compressor's speed
+	c.comp.observe(1<<30, time.Duration(float64(1<<30)/slow*1e9))
+	if !c.worthIt(p, c.comp.link()) {
+		t.Fatalf("link %.0f MB/s, compressor %.0f MB/s, ratio %.2f: not compressed", c.comp.link()/1e6, p.speed/1e6, p.ratio)
+	}
+	// The CPU cap: a link faster than the threads compress stays raw,
+	// even though the data would shrink.
+	if fast := p.speed * 1.2; c.worthIt(p, fast) {
+		t.Fatalf("link %.0f MB/s faster than one thread's %.0f MB/s: compressed", fast/1e6, p.speed/1e6)
+	}
+	c.CompressThreads = 2
+	if fast := p.speed * 1.2; !c.worthIt(p, fast) {
+		t.Fatalf("link %.0f MB/s slower than two threads' %.0f MB/s: not compressed", fast/1e6, 2*p.speed/1e6)
+	}
+	// A rate cap is the link's rate as far as the plan goes.
+	c.Limiter = NewLimiter(slow)
+	if !c.worthIt(p, p.speed*10) {
+		t.Fatal("a cap far below the compressor's speed: not compressed")
+	}
+	c.Compress = CompressNever
+	if p := c.planFile(open(counts), 0, 8<<20); p.compress {
+		t.Fatal("CompressNever compressed")
+	}
+}

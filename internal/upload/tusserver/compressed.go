@@ -1,0 +1,201 @@
+package tusserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/picoflow/picoflow/internal/upload"
+)
+
+// Compression on the wire (a picoflow extension of tus): a PATCH with
+// Content-Encoding: zstd carries the upload's next bytes as zstd frames,
+// and Upload-Decoded-Length says how many bytes they decode to. The server
+// decodes as the body arrives and appends the decoded bytes, so the stored
+// file, the offset and the SHA-256 are those of the original bytes; a body
+// cut short keeps what was decoded, and the client resumes from the offset
+// as usual. Every response names the encodings the server takes
+// (upload.HeaderAcceptEncoding), which is how a client learns it may
+// compress.
+
+// maxWindow bounds what a hostile frame can make the decoder allocate.
+const maxWindow = 16 << 20
+
+// decoders are reused: a zstd decoder's buffers are large.
+var decoders = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxWindow), zstd.WithDecoderLowmem(false))
+	if err != nil {
+		panic(err)
+	}
+	return d
+}}
+
+// patchCompressed appends a zstd-encoded PATCH body. The checks are
+// patch's, plus the declared decoded length against the upload's.
+func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id string, offset int64) {
+	fail := func(status int, msg string) {
+		w.Header().Set("Tus-Resumable", "1.0.0")
+		http.Error(w, msg, status)
+	}
+	if !strings.EqualFold(r.Header.Get("Content-Encoding"), "zstd") {
+		fail(http.StatusUnsupportedMediaType, "unsupported Content-Encoding (this server takes zstd)")
+		return
+	}
+	n, err := strconv.ParseInt(r.Header.Get(upload.HeaderDecodedLength), 10, 64)
+	if err != nil || n < 0 {
+		fail(http.StatusBadRequest, "a compressed PATCH needs "+upload.HeaderDecodedLength)
+		return
+	}
+	rc := http.NewResponseController(w)
+	var mu sync.Mutex
+	released := false
+	abort := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		released = true
+		rc.SetReadDeadline(time.Now())
+	}
+	lock, err := s.locker.NewLock(id)
+	if err != nil {
+		fail(http.StatusInternalServerError, err.Error())
+		return
+	}
+	if err := lock.Lock(r.Context(), abort); err != nil {
+		fail(http.StatusLocked, "upload is locked by another request")
+		return
+	}
+	defer lock.Unlock()
+	rc.SetReadDeadline(time.Time{})
+	info, status, err := s.info(r, id)
+	if err != nil {
+		fail(status, err.Error())
+		return
+	}
+	if offset != info.Offset {
+		fail(http.StatusConflict, fmt.Sprintf("mismatched offset: the server has %d bytes", info.Offset))
+		return
+	}
+	if offset+n > info.Size {
+		fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("%d bytes at offset %d exceed the upload length %d", n, offset, info.Size))
+		return
+	}
+	path := info.Storage["Path"]
+	if path == "" {
+		path = filepath.Join(s.dir, id)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		fail(http.StatusInternalServerError, err.Error())
+		return
+	}
+	mu.Lock()
+	if released {
+		rc.SetReadDeadline(time.Now())
+	}
+	mu.Unlock()
+	stop := s.watchStall(f, abort)
+	defer stop()
+	hs, _ := s.startHasher(id, path, offset)
+	dec := decoders.Get().(*zstd.Decoder)
+	defer func() {
+		dec.Reset(nil)
+		decoders.Put(dec)
+	}()
+	body := &bodyReader{r: r.Body}
+	if err := dec.Reset(body); err != nil {
+		f.Close()
+		fail(http.StatusBadRequest, err.Error())
+		return
+	}
+	// One byte more than declared shows a body that decodes to too much.
+	src := io.LimitReader(dec, n+1)
+	buf := make([]byte, 1<<20)
+	var got int64
+	var piece int64 // bytes written since the last writeback start
+	for err == nil {
+		k, rerr := src.Read(buf)
+		if got+int64(k) > n {
+			k, rerr = int(n-got), errTooLong
+		}
+		if k > 0 {
+			wk, werr := f.Write(buf[:k])
+			if hs != nil && wk > 0 {
+				hs.add(offset+got, int64(wk))
+			}
+			got += int64(wk)
+			piece += int64(wk)
+			if piece >= writebackPiece {
+				startWriteback(f, offset+got-piece, piece)
+				piece = 0
+			}
+			if werr != nil {
+				err = werr
+				break
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		err = rerr
+	}
+	if hs != nil {
+		if h, covered, herr := hs.finish(); herr == nil {
+			if herr := s.saveDigest(id, covered, h); herr != nil {
+				slog.Warn("save upload digest", "upload", id, "error", herr)
+			}
+		}
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	w.Header().Set("Tus-Resumable", "1.0.0")
+	switch {
+	case err == nil && got < n:
+		fail(http.StatusBadRequest, fmt.Sprintf("the body decodes to %d bytes, %d declared (the %d that arrived are kept)", got, n, got))
+	case err == nil:
+		w.Header().Set("Upload-Offset", strconv.FormatInt(offset+got, 10))
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, errTooLong):
+		fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body decodes to more than the %d bytes declared (the first %d are kept)", n, got))
+	case isNoSpace(err):
+		slog.Error("upload: disk full", "upload", id, "dir", s.dir, "error", err)
+		fail(http.StatusInsufficientStorage, fmt.Sprintf("disk full at the server: %v", err))
+	case body.err == nil || body.err == io.EOF:
+		// The decoder failed on bytes that did arrive.
+		fail(http.StatusBadRequest, fmt.Sprintf("the zstd body is not valid: %v (the %d bytes decoded before are kept)", err, got))
+	default:
+		// A body cut short: the bytes that arrived are kept and the client
+		// resumes from the offset it asks for.
+		fail(http.StatusBadRequest, fmt.Sprintf("compressed body ended: %v (%d bytes kept)", err, got))
+	}
+}
+
+var errTooLong = errors.New("body decodes to more than declared")
+
+// bodyReader remembers the request body's last error, which tells a body
+// cut short from one that does not decode.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil {
+		b.err = err
+	}
+	return n, err
+}
