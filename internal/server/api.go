@@ -239,6 +239,10 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
+	if up.Partial {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("create run: upload %s is one part of a file sent in parallel: start the run on the final upload made of its parts", id))
+		return
+	}
 	if !up.Complete() {
 		writeError(w, http.StatusConflict, fmt.Errorf("create run: upload %s has %d of %d bytes", id, up.Offset, up.Size))
 		return

@@ -99,6 +99,9 @@ type Client struct {
 	// many threads compress (0: a quarter of the CPUs, at least one).
 	Compress        CompressMode
 	CompressThreads int
+	// MaxStreams bounds the parallel streams of one file (0: 8; 1: one
+	// stream always).
+	MaxStreams int
 
 	comp compression
 }
@@ -149,11 +152,22 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 
 // Create starts an upload of size bytes and returns its URL.
 func (c *Client) Create(ctx context.Context, size int64, meta map[string]string) (string, error) {
+	return c.create(ctx, size, meta, "")
+}
+
+// create starts an upload; concat, when set, is its Upload-Concat
+// ("partial", or "final;" and the parts' URLs, when size is not sent).
+func (c *Client) create(ctx context.Context, size int64, meta map[string]string, concat string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(), nil)
 	if err != nil {
 		return "", fmt.Errorf("create upload: %w", err)
 	}
-	req.Header.Set("Upload-Length", strconv.FormatInt(size, 10))
+	if !strings.HasPrefix(concat, "final;") {
+		req.Header.Set("Upload-Length", strconv.FormatInt(size, 10))
+	}
+	if concat != "" {
+		req.Header.Set("Upload-Concat", concat)
+	}
 	req.Header.Set("Upload-Metadata", EncodeMetadata(meta))
 	resp, err := c.do(req)
 	if err != nil {
@@ -194,13 +208,13 @@ func (c *Client) Offset(ctx context.Context, uploadURL string) (int64, error) {
 
 // Send streams the file from offset to the end in one PATCH and returns the
 // new offset. On error the caller asks Offset and calls Send again.
-func (c *Client) Send(ctx context.Context, uploadURL string, f *os.File, offset, size int64) (int64, error) {
+func (c *Client) Send(ctx context.Context, uploadURL string, f io.ReaderAt, offset, size int64) (int64, error) {
 	return c.send(ctx, uploadURL, f, offset, size, false)
 }
 
 // send sends the bytes [offset, end) of f in one PATCH, zstd-compressed
 // when compress is set, and returns the server's new offset.
-func (c *Client) send(ctx context.Context, uploadURL string, f *os.File, offset, end int64, compress bool) (int64, error) {
+func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offset, end int64, compress bool) (int64, error) {
 	var body io.Reader = io.NewSectionReader(f, offset, end-offset)
 	length := end - offset
 	if compress {
@@ -223,6 +237,8 @@ func (c *Client) send(ctx context.Context, uploadURL string, f *os.File, offset,
 		req.Header.Set(HeaderDecodedLength, strconv.FormatInt(end-offset, 10))
 	}
 	t0 := time.Now()
+	c.comp.streams.Add(1)
+	defer c.comp.streams.Add(-1)
 	resp, err := c.do(req)
 	if err != nil {
 		return offset, fmt.Errorf("send upload: %w", err)
@@ -245,7 +261,7 @@ func (c *Client) send(ctx context.Context, uploadURL string, f *os.File, offset,
 
 // sendFile sends [off, size) of f, planning compression (a raw probe
 // first when the link's rate is not known), and returns the new offset.
-func (c *Client) sendFile(ctx context.Context, uploadURL string, f *os.File, off, size int64) (int64, error) {
+func (c *Client) sendFile(ctx context.Context, uploadURL string, f io.ReaderAt, off, size int64) (int64, error) {
 	p := c.planFile(f, off, size)
 	var err error
 	if p.probe {
@@ -263,7 +279,9 @@ func (c *Client) sendFile(ctx context.Context, uploadURL string, f *os.File, off
 // Upload sends a whole file, resuming at uploadURL when it is not empty. It
 // calls saveURL with a new upload's URL before sending data, so a restarted
 // agent can resume it. It retries transient errors with backoff until ctx
-// ends, and returns the URL of the finished upload.
+// ends, and returns the URL of the finished upload. On a long fat link a
+// large file goes as several parts at once (parallel.go); uploadURL then
+// names the parts.
 func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[string]string, saveURL func(string) error) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -275,6 +293,34 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 		return uploadURL, fmt.Errorf("upload %s: %w", path, err)
 	}
 	size := fi.Size()
+	if strings.HasPrefix(uploadURL, partsPrefix) || uploadURL == "" && c.streamsFor(ctx, size) > 1 {
+		u, err := c.uploadParallel(ctx, f, size, uploadURL, meta, saveURL)
+		if err != nil {
+			return u, fmt.Errorf("upload %s: %w", path, err)
+		}
+		return u, nil
+	}
+	create := func(ctx context.Context) (string, error) {
+		u, err := c.Create(ctx, size, meta)
+		if err != nil {
+			return "", err
+		}
+		if err := saveURL(u); err != nil {
+			return "", fmt.Errorf("%w: save upload url: %w", ErrRejected, err)
+		}
+		return u, nil
+	}
+	u, err := c.resumable(ctx, f, size, uploadURL, create)
+	if err != nil {
+		return u, fmt.Errorf("upload %s: %w", path, err)
+	}
+	return u, nil
+}
+
+// resumable sends src (size bytes) to the upload at uploadURL, or to one
+// made by create when there is none or it is gone, retrying transient
+// errors with backoff (and moving to the next replica) until ctx ends.
+func (c *Client) resumable(ctx context.Context, src io.ReaderAt, size int64, uploadURL string, create func(context.Context) (string, error)) (string, error) {
 	backoff := 200 * time.Millisecond
 	moves := 0 // replicas tried since the last backoff
 	for {
@@ -287,12 +333,9 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 		}
 		err := func() error {
 			if uploadURL == "" {
-				u, err := c.Create(ctx, size, meta)
+				u, err := create(ctx)
 				if err != nil {
 					return err
-				}
-				if err := saveURL(u); err != nil {
-					return fmt.Errorf("%w: save upload url: %w", ErrRejected, err)
 				}
 				uploadURL = u
 			}
@@ -304,14 +347,14 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 			if err != nil {
 				return err
 			}
-			_, err = c.sendFile(ctx, uploadURL, f, off, size)
+			_, err = c.sendFile(ctx, uploadURL, src, off, size)
 			return err
 		}()
 		if err == nil {
 			return uploadURL, nil
 		}
 		if errors.Is(err, ErrRejected) || errors.Is(err, ErrUnauthorized) || ctx.Err() != nil {
-			return uploadURL, fmt.Errorf("upload %s: %w", path, err)
+			return uploadURL, err
 		}
 		if c.Replicas != nil && replicas.Unreachable(err) && moves < c.Replicas.Len()-1 {
 			// Straight on at the next replica; once all were tried, wait.
@@ -323,7 +366,7 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 		moves = 0
 		select {
 		case <-ctx.Done():
-			return uploadURL, fmt.Errorf("upload %s: %w", path, ctx.Err())
+			return uploadURL, ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
@@ -334,7 +377,9 @@ func statusError(resp *http.Response) error {
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	text := strings.TrimSpace(string(msg))
 	switch resp.StatusCode {
-	case http.StatusNotFound, http.StatusGone:
+	case http.StatusNotFound, http.StatusGone, 460:
+		// 460: the parts of a parallel upload do not hash to the file's
+		// SHA-256; they are sent again.
 		return fmt.Errorf("%w: %s %s", ErrGone, resp.Status, text)
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return fmt.Errorf("%w: %s %s", ErrUnauthorized, resp.Status, text)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -74,6 +73,20 @@ type compression struct {
 	raw, wire  atomic.Int64
 	// ownLimiter paces a client configured by MaxBytesPerSecond.
 	ownLimiter *Limiter
+	slots      chan struct{}
+	probe      linkProbe
+	// streams is how many PATCHes of the client are sending at once.
+	streams atomic.Int32
+}
+
+// threadSlots is the semaphore of the client's compression threads.
+func (c *compression) threadSlots(n int) chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.slots == nil {
+		c.slots = make(chan struct{}, n)
+	}
+	return c.slots
 }
 
 func (c *compression) noteServer(h interface{ Get(string) string }) {
@@ -154,7 +167,7 @@ func (c *Client) threads() int {
 }
 
 // planFile decides how the bytes [off, size) of f go.
-func (c *Client) planFile(f *os.File, off, size int64) plan {
+func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 	c.comp.mu.Lock()
 	zstdOK := c.comp.serverZstd
 	c.comp.mu.Unlock()
@@ -188,6 +201,9 @@ func (c *Client) worthIt(p plan, link float64) bool {
 	if link == 0 {
 		return p.ratio <= worthRatio
 	}
+	// Streams sending at once share the threads: the link each measured
+	// is a share of the whole.
+	link *= float64(max(1, c.comp.streams.Load()))
 	// The compressed stream moves original bytes at the slower of the
 	// compressor and the link carrying compressed bytes.
 	compressed := min(p.speed*float64(c.threads()), link/p.ratio)
@@ -196,7 +212,7 @@ func (c *Client) worthIt(p plan, link float64) bool {
 
 // sample compresses up to 8 pieces of 512 KiB spread over [off, size) and
 // returns the compressed/raw ratio and one thread's speed in bytes/s.
-func sample(f *os.File, off, size int64) (ratio, speed float64) {
+func sample(f io.ReaderAt, off, size int64) (ratio, speed float64) {
 	enc := newEncoder()
 	defer enc.Close()
 	const piece = 512 << 10
@@ -269,7 +285,7 @@ type chunk struct {
 // compressedBody returns a reader of zstd frames encoding [off, end) of f,
 // compressed by threads goroutines; it stops when ctx ends or the reader
 // is closed.
-func (c *Client) compressedBody(ctx context.Context, f *os.File, off, end int64, threads int) io.ReadCloser {
+func (c *Client) compressedBody(ctx context.Context, f io.ReaderAt, off, end int64, threads int) io.ReadCloser {
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(ctx)
 	work := make(chan *chunk)
@@ -283,7 +299,11 @@ func (c *Client) compressedBody(ctx context.Context, f *os.File, off, end int64,
 			enc := newEncoder()
 			defer enc.Close()
 			for ch := range work {
+				// The client's threads are shared by all its streams.
+				slots := c.comp.threadSlots(c.threads())
+				slots <- struct{}{}
 				ch.out = enc.EncodeAll(ch.src, ch.out[:0])
+				<-slots
 				if len(ch.out) >= len(ch.src) {
 					ch.out = appendStored(ch.out[:0], ch.src)
 				}
@@ -306,9 +326,10 @@ func (c *Client) compressedBody(ctx context.Context, f *os.File, off, end int64,
 			select {
 			case work <- ch:
 			default:
-				if writerIdle.Load() {
-					// Every thread is busy and the link waits: this
-					// chunk goes stored.
+				if writerIdle.Load() && len(order) == 0 {
+					// Every thread is busy and the link waits with
+					// nothing else queued: this chunk goes stored, right
+					// behind the one being compressed.
 					ch.out = appendStored(nil, ch.src)
 					close(ch.done)
 				} else {

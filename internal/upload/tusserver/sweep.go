@@ -23,8 +23,9 @@ type SweepReport struct {
 }
 
 // Sweep removes uploads that were abandoned: unfinished and untouched for
-// expireAfter. A finished upload is never removed here (its run may still
-// be started), nor is anything younger than expireAfter (a .info being
+// expireAfter, or a finished part of a parallel upload whose final upload
+// was never made. A finished upload is never removed here (its run may
+// still be started), nor is anything younger than expireAfter (a .info being
 // written, an upload being resumed). Leftovers of failures older than an
 // hour are removed too.
 func (s *Server) Sweep(ctx context.Context, expireAfter time.Duration) (SweepReport, error) {
@@ -58,8 +59,15 @@ func (s *Server) Sweep(ctx context.Context, expireAfter time.Duration) (SweepRep
 				continue
 			}
 			up, err := s.Get(ctx, id)
-			if err != nil || up.Complete() || !old(e, expireAfter) || !old(data, expireAfter) {
+			if err != nil || !old(e, expireAfter) || !old(data, expireAfter) {
 				continue
+			}
+			if up.Complete() {
+				// A finished file waits for its run; a finished part
+				// only for a final that was never made of it.
+				if _, err := os.Stat(s.finalMark(id)); !up.Partial || err == nil {
+					continue
+				}
 			}
 			if err := s.Remove(id); err != nil {
 				slog.Warn("sweep uploads", "upload", id, "error", err)
@@ -70,7 +78,7 @@ func (s *Server) Sweep(ctx context.Context, expireAfter time.Duration) (SweepRep
 			continue
 		}
 		var id string
-		for _, suffix := range []string{".sha256.tmp", ".sha256", ".lock"} {
+		for _, suffix := range []string{".sha256.tmp", ".sha256", ".lock", ".final"} {
 			if base, ok := strings.CutSuffix(name, suffix); ok {
 				id = base
 				break

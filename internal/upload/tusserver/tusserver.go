@@ -7,6 +7,7 @@ package tusserver
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,9 @@ type Upload struct {
 	Received time.Time
 	// Path is the file holding the uploaded bytes.
 	Path string
+	// Partial is a part of a file sent in parallel streams (never a file
+	// of its own); Final is a file made of such parts.
+	Partial, Final bool
 }
 
 // Complete reports whether every byte has arrived.
@@ -106,12 +110,13 @@ func New(cfg Config) (*Server, error) {
 	if maxSize <= 0 {
 		maxSize = 1 << 40
 	}
+	s := &Server{store: store, locker: locker, dir: cfg.Dir, cfg: cfg}
+	composer.UseConcater(concater{s})
 	h, err := handler.NewHandler(handler.Config{
 		BasePath:                cfg.BasePath,
 		StoreComposer:           composer,
 		MaxSize:                 maxSize,
 		DisableDownload:         true,
-		DisableConcatenation:    true,
 		RespectForwardedHeaders: true,
 		// tusd logs through golang.org/x/exp/slog; keep its warnings only.
 		Logger: expslog.New(expslog.NewTextHandler(os.Stderr, &expslog.HandlerOptions{Level: expslog.LevelWarn})),
@@ -119,6 +124,11 @@ func New(cfg Config) (*Server, error) {
 			meta := hook.Upload.MetaData
 			if err := validate(meta, hook.Upload.SizeIsDeferred, cfg.Flows); err != nil {
 				return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_INVALID_METADATA", err.Error(), http.StatusBadRequest)
+			}
+			if hook.Upload.IsFinal {
+				if err := s.checkFinal(hook.Context, hook.Upload.PartialUploads); err != nil {
+					return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+				}
 			}
 			if cfg.MayStart != nil {
 				if err := cfg.MayStart(hook.Context, meta[upload.MetaFlow]); err != nil {
@@ -145,7 +155,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upload server: %w", err)
 	}
-	return &Server{handler: h, store: store, locker: locker, dir: cfg.Dir, cfg: cfg}, nil
+	s.handler = h
+	return s, nil
 }
 
 // validate checks an upload's metadata before any byte is stored.
@@ -190,6 +201,9 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "upload not found", http.StatusNotFound)
 			return
 		}
+		if r.Method == http.MethodPost && s.postFinal(w, r) {
+			return
+		}
 		if r.Method == http.MethodPatch && r.ProtoMajor == 1 {
 			if _, ok := w.(http.Hijacker); ok {
 				s.patch(w, r)
@@ -224,15 +238,21 @@ func (s *Server) mayTouch(r *http.Request) bool {
 	if s.cfg.Caller == nil {
 		return true
 	}
-	subject, admin := s.cfg.Caller(r.Context())
-	if admin {
-		return true
-	}
 	up, err := s.Get(r.Context(), strings.Trim(r.URL.Path, "/"))
 	if err != nil {
 		return errors.Is(err, ErrNotFound)
 	}
-	return subject != "" && up.Meta[upload.MetaOwner] == subject
+	return s.mayTouchUpload(r.Context(), up)
+}
+
+// mayTouchUpload reports whether the caller created up (or is an
+// administrator).
+func (s *Server) mayTouchUpload(ctx context.Context, up *Upload) bool {
+	if s.cfg.Caller == nil {
+		return true
+	}
+	subject, admin := s.cfg.Caller(ctx)
+	return admin || subject != "" && up.Meta[upload.MetaOwner] == subject
 }
 
 // Get returns an upload's state.
@@ -251,7 +271,8 @@ func (s *Server) Get(ctx context.Context, id string) (*Upload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upload %s: %w", id, err)
 	}
-	u := &Upload{ID: id, Size: info.Size, Offset: info.Offset, Meta: map[string]string(info.MetaData), Path: info.Storage["Path"]}
+	u := &Upload{ID: id, Size: info.Size, Offset: info.Offset, Meta: map[string]string(info.MetaData), Path: info.Storage["Path"],
+		Partial: info.IsPartial, Final: info.IsFinal}
 	if u.Path == "" {
 		u.Path = filepath.Join(s.dir, id)
 	}
@@ -259,15 +280,27 @@ func (s *Server) Get(ctx context.Context, id string) (*Upload, error) {
 	return u, nil
 }
 
-// Remove deletes an upload's bookkeeping files (after its data was moved).
+// Remove deletes an upload's bookkeeping files (after its data was moved),
+// and the parts a final upload was made of.
 func (s *Server) Remove(id string) error {
 	if id == "" || strings.ContainsAny(id, "/\\.") {
 		return fmt.Errorf("upload %q: %w", id, ErrNotFound)
 	}
+	return errors.Join(s.removeParts(id), s.removeFiles(id))
+}
+
+func (s *Server) removeFiles(id string) error {
 	for _, p := range []string{filepath.Join(s.dir, id), filepath.Join(s.dir, id+".info"), filepath.Join(s.dir, id+".lock"), s.digestPath(id), s.digestPath(id) + ".tmp"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove upload %s: %w", id, err)
 		}
 	}
 	return nil
+}
+
+// readInfo parses the file store's .info of an upload.
+func readInfo(b []byte) (handler.FileInfo, error) {
+	var info handler.FileInfo
+	err := json.Unmarshal(b, &info)
+	return info, err
 }
