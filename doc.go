@@ -7,8 +7,10 @@
 //	                              sidecar files describe an acquisition
 //	internal/agentcli             the agent's command line, shared by both binaries
 //	internal/watch                fsnotify + periodic rescan + settle detection
-//	internal/upload               tus 1.0 client (stdlib only, for the agent)
-//	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, hashing on arrival
+//	internal/upload               tus 1.0 client for the agent: resumable, rate-capped, zstd on the wire when it
+//	                              pays, parallel parts joined by concatenation on long fat links
+//	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, zstd PATCH bodies, hashing
+//	                              on arrival, concatenation of an owner's parts in the kernel
 //	internal/replicas             several server replicas for a client: move on when one is down
 //	internal/linkem               an emulated network link (rate, RTT, jitter, queue, TCP-like window) for
 //	                              tests and benchmarks

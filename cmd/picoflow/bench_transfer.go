@@ -39,7 +39,8 @@ func benchTransferCmd() *cobra.Command {
 	var sizeMB, rounds int
 	var maxRate, linkRate string
 	var rtt, jitter time.Duration
-	var window int
+	var window, movieFrames int
+	var sections, dataDir string
 	cmd := &cobra.Command{
 		Use:   "transfer",
 		Short: "Resumable upload over loopback (tus, durable at the server) against cp + fdatasync of the same file",
@@ -131,45 +132,15 @@ func benchTransferCmd() *cobra.Command {
 			fmt.Fprintf(out, "  SHA-256 at the source (once, before) %6.0f MB/s\n", mb/ha.Seconds())
 			fmt.Fprintf(out, "  ceiling: bare loopback TCP           %6.0f MB/s  = %.2fx cp (sendfile -> splice into a file: no protocol, no check, not durable)\n", mb/ra.Seconds(), cp.Seconds()/ra.Seconds())
 			if linkRate != "" {
-				// The same upload across an emulated link (internal/linkem):
-				// its rate, round trip and a TCP-like window per connection.
 				lr, err := upload.ParseRate(linkRate)
 				if err != nil || lr <= 0 {
 					return fmt.Errorf("--link %q: %v", linkRate, err)
 				}
-				px, err := linkem.Start("127.0.0.1:0", ts.Listener.Addr().String(), linkem.Link{Rate: lr, RTT: rtt, Jitter: jitter, Window: window})
-				if err != nil {
+				lb := &linkBench{out: out, srv: srv, target: ts.Listener.Addr().String(), dir: dir,
+					link: linkem.Link{Rate: lr, RTT: rtt, Jitter: jitter, Window: window}}
+				if err := lb.run(cmd.Context(), sections, movieFrames, dataDir); err != nil {
 					return err
 				}
-				defer px.Close()
-				sum, _, _ := checksum.File(cmd.Context(), src)
-				lc := &upload.Client{Endpoint: "http://" + px.Addr() + "/files/"}
-				var ts []time.Duration
-				for range rounds {
-					t0 := time.Now()
-					u, err := lc.Upload(cmd.Context(), src, "", map[string]string{upload.MetaFilename: "data.emd", upload.MetaSHA256: sum}, func(string) error { return nil })
-					if err != nil {
-						return err
-					}
-					ts = append(ts, time.Since(t0))
-					if info, err := srv.Get(cmd.Context(), u[strings.LastIndex(u, "/")+1:]); err == nil {
-						if srv.Digest(info) != sum && srv.Digest(info) != "" {
-							return fmt.Errorf("link upload: checksum mismatch")
-						}
-						srv.Remove(info.ID)
-					}
-				}
-				got := float64(sizeMB<<20) / medianDur(ts).Seconds()
-				w := float64(window)
-				if w <= 0 {
-					w = 4 << 20
-				}
-				ceiling := lr
-				if rtt > 0 {
-					ceiling = min(lr, w/rtt.Seconds())
-				}
-				fmt.Fprintf(out, "  over an emulated %s link, RTT %s: one stream %s = %.2f of the link (one stream's ceiling, window/RTT: %s)\n",
-					upload.FormatRate(lr), rtt, upload.FormatRate(got), got/lr, upload.FormatRate(ceiling))
 			}
 			if maxRate != "" {
 				// A polite agent: the same upload under a rate cap, which
@@ -200,6 +171,9 @@ func benchTransferCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&rtt, "rtt", time.Millisecond, "the emulated link's round trip time")
 	cmd.Flags().DurationVar(&jitter, "jitter", 0, "the emulated link's jitter (extra one-way delay up to this)")
 	cmd.Flags().IntVar(&window, "window", 4<<20, "bytes one connection keeps in flight on the emulated link (TCP's window)")
+	cmd.Flags().StringVar(&sections, "sections", "raw,zstd,parallel", "with --link: what to measure (raw: the movie raw on one stream; zstd: raw against compressed for each file; parallel: one stream against parallel streams)")
+	cmd.Flags().IntVar(&movieFrames, "movie-frames", 600, "with --link: frames of the simulated 512x512 movie (600: 1.3 GB, the paper's)")
+	cmd.Flags().StringVar(&dataDir, "data", "../shared/data", "with --link: real EMD files to send as well (skipped when absent)")
 	cmd.Flags().IntVar(&sizeMB, "size-mb", 256, "file size in MiB")
 	cmd.Flags().IntVar(&rounds, "rounds", 5, "rounds (each: cp, then upload)")
 	return cmd
@@ -209,11 +183,25 @@ func benchTransferCmd() *cobra.Command {
 // protocol at all (sendfile on one side, splice into the file on the
 // other): the most any upload over loopback can do on this machine.
 func rawLoopback(ctx context.Context, src, dst string) (time.Duration, error) {
+	return rawThrough(ctx, src, dst, nil)
+}
+
+// rawThrough is rawLoopback across an emulated link (nil: none).
+func rawThrough(ctx context.Context, src, dst string, link *linkem.Link) (time.Duration, error) {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("raw loopback: %w", err)
 	}
 	defer ln.Close()
+	addr := ln.Addr().String()
+	if link != nil {
+		px, err := linkem.Start("127.0.0.1:0", addr, *link)
+		if err != nil {
+			return 0, err
+		}
+		defer px.Close()
+		addr = px.Addr()
+	}
 	defer os.Remove(dst)
 	recv := make(chan error, 1)
 	t0 := time.Now()
@@ -235,7 +223,7 @@ func rawLoopback(ctx context.Context, src, dst string) (time.Duration, error) {
 		}
 		recv <- err
 	}()
-	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return 0, fmt.Errorf("raw loopback: %w", err)
 	}

@@ -445,3 +445,77 @@ func TestFileWaitsForItsFlow(t *testing.T) {
 		return e != nil && e.State == agent.StateDone
 	})
 }
+
+// TestKill9DuringParallelCompressedUpload kills the agent, or the server,
+// while a file goes as two parallel parts, each compressed on the wire.
+// The restarted process goes on with the same parts (none is made again),
+// the server joins them into the file with its SHA-256 checked, exactly
+// one run starts, and the parts are removed once their file was stored.
+func TestKill9DuringParallelCompressedUpload(t *testing.T) {
+	t.Parallel()
+	for _, who := range []string{"agent", "server"} {
+		t.Run(who, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t)
+			writeSI(t, filepath.Join(r.folder, "si.emd"), 40)
+			srv := r.server(t)
+			flags := []string{"--max-mb-per-s", "6", "--streams", "2", "--compress", "always"}
+			a := r.agent(t, flags...)
+			var before *agent.Entry
+			var parts []string
+			partSize := func(p string) int64 {
+				fi, err := os.Stat(filepath.Join(r.data, "uploads", p[strings.LastIndex(p, "/")+1:]))
+				if err != nil {
+					return -1
+				}
+				return fi.Size()
+			}
+			eventually(t, 60*time.Second, "the parts to be under way", func() bool {
+				e := r.entry(t)
+				if e == nil || e.State != agent.StateUploading || !strings.HasPrefix(e.UploadURL, "parts:") {
+					return false
+				}
+				ps := strings.Fields(strings.TrimPrefix(e.UploadURL, "parts:"))
+				var got int64
+				for _, p := range ps {
+					got += max(0, partSize(p))
+				}
+				if len(ps) == 2 && got > 4<<20 && got < e.Size/2 {
+					before, parts = e, ps
+					return true
+				}
+				return false
+			})
+			if who == "agent" {
+				a.kill()
+				r.agent(t, flags...)
+			} else {
+				srv.kill()
+				r.server(t)
+			}
+			eventually(t, 120*time.Second, "the file to be done", func() bool {
+				e := r.entry(t)
+				if e != nil && strings.HasPrefix(e.UploadURL, "parts:") && e.UploadURL != before.UploadURL {
+					t.Fatalf("new parts after the kill: %s, were %s", e.UploadURL, before.UploadURL)
+				}
+				return e != nil && (e.State == agent.StateDone || e.State == agent.StateFailed)
+			})
+			e := r.entry(t)
+			if e.State != agent.StateDone {
+				t.Fatalf("file %s: %s", e.State, e.Error)
+			}
+			runs := r.runsFor(t, e.SHA256)
+			if len(runs) != 1 || runs[0].State != "succeeded" {
+				t.Fatalf("runs %+v", runs)
+			}
+			for _, p := range parts {
+				if strings.HasSuffix(p, "/"+runs[0].UploadID) {
+					t.Fatalf("the run started on part %s", p)
+				}
+				if n := partSize(p); n >= 0 {
+					t.Fatalf("part %s (%d bytes) left behind", p, n)
+				}
+			}
+		})
+	}
+}

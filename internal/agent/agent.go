@@ -87,6 +87,13 @@ type Config struct {
 	// NormalPriority keeps the agent at normal CPU and I/O priority; by
 	// default it runs below the microscope's software.
 	NormalPriority bool `yaml:"normal_priority"`
+	// Compress says when uploads are zstd-compressed on the wire: auto
+	// (when the file compresses and the link is slower than the
+	// compressor; the default), never, always. Streams is how many
+	// parallel streams carry one large file (0: chosen from the measured
+	// round trip; 1: one stream always).
+	Compress string `yaml:"compress"`
+	Streams  int    `yaml:"streams"`
 
 	Logger *slog.Logger `yaml:"-"`
 	// OnChange, if set, is called after every state change of a file.
@@ -169,7 +176,17 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.limiter = upload.NewLimiter(a.maxRate)
-	a.tus = &upload.Client{Replicas: servers, Token: cfg.Token, Limiter: a.limiter}
+	a.tus = &upload.Client{Replicas: servers, Token: cfg.Token, Limiter: a.limiter, Streams: cfg.Streams}
+	switch cfg.Compress {
+	case "", "auto":
+	case "never":
+		a.tus.Compress = upload.CompressNever
+	case "always":
+		a.tus.Compress = upload.CompressAlways
+	default:
+		l.close()
+		return nil, fmt.Errorf("agent: compress %q: want auto, never or always", cfg.Compress)
+	}
 	var dirs []string
 	for _, f := range cfg.Folders {
 		dirs = append(dirs, f.Path)

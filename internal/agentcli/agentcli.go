@@ -52,6 +52,8 @@ func runCmd() *cobra.Command {
 	var maxRate string
 	var schedule []string
 	var verbose, normalPriority bool
+	var compress string
+	var streams int
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent until interrupted",
@@ -96,6 +98,12 @@ Example:
 			}
 			if normalPriority {
 				cfg.NormalPriority = true
+			}
+			if compress != "" {
+				cfg.Compress = compress
+			}
+			if streams > 0 {
+				cfg.Streams = streams
 			}
 			for _, f := range folders {
 				dir, flowName, ok := strings.Cut(f, "=")
@@ -150,6 +158,8 @@ Example:
 	f.StringVar(&maxRate, "max-rate", "", "cap on the upload rate of all files together: 400Mbit, 1Gbit, 50MB/s (default: none)")
 	f.StringArrayVar(&schedule, "rate-schedule", nil, `the cap by time of day, "HH:MM-HH:MM RATE" (repeatable): "22:00-06:00 unlimited"`)
 	f.BoolVar(&normalPriority, "normal-priority", false, "keep normal CPU and I/O priority (default: below the microscope's software)")
+	f.StringVar(&compress, "compress", "", "zstd on the wire: auto (when it makes the transfer faster; the default), never, always")
+	f.IntVar(&streams, "streams", 0, "parallel streams per large file (default: from the measured round trip; 1: never parallel)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }

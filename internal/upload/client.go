@@ -100,8 +100,9 @@ type Client struct {
 	Compress        CompressMode
 	CompressThreads int
 	// MaxStreams bounds the parallel streams of one file (0: 8; 1: one
-	// stream always).
-	MaxStreams int
+	// stream always); Streams, when set, is the number for every file of
+	// 32 MiB or more instead of one chosen from the round trip.
+	MaxStreams, Streams int
 
 	comp compression
 }
@@ -268,7 +269,7 @@ func (c *Client) sendFile(ctx context.Context, uploadURL string, f io.ReaderAt, 
 		if off, err = c.send(ctx, uploadURL, f, off, off+probeBytes, false); err != nil {
 			return off, err
 		}
-		p.compress = c.worthIt(p, c.comp.link())
+		p.compress = c.worthIt(p, c.comp.link(), size-off)
 	}
 	for off < size && err == nil {
 		off, err = c.send(ctx, uploadURL, f, off, size, p.compress)

@@ -188,41 +188,51 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 		p.probe = true
 		return p
 	}
-	p.compress = c.worthIt(p, link)
+	p.compress = c.worthIt(p, link, size-off)
 	return p
 }
 
-// worthIt reports whether compressing beats raw bytes on a link of the
-// given raw rate (0: unknown, taken as slow).
-func (c *Client) worthIt(p plan, link float64) bool {
+// worthIt reports whether compressing size bytes beats sending them raw
+// on a link of the given raw rate (0: not measured, taken as 1 Gbit/s).
+func (c *Client) worthIt(p plan, link float64, size int64) bool {
 	if lim := c.limiter(); lim != nil && lim.Rate() > 0 && (link == 0 || lim.Rate() < link) {
 		link = lim.Rate()
 	}
 	if link == 0 {
-		return p.ratio <= worthRatio
+		link = assumedLink
+	}
+	if p.speed <= 0 || p.ratio > worthRatio {
+		return false
 	}
 	// Streams sending at once share the threads: the link each measured
 	// is a share of the whole.
 	link *= float64(max(1, c.comp.streams.Load()))
-	// The compressed stream moves original bytes at the slower of the
-	// compressor and the link carrying compressed bytes.
-	compressed := min(p.speed*float64(c.threads()), link/p.ratio)
-	return compressed > 1.1*link
+	s := float64(size)
+	raw := s / link
+	// The compressed stream waits for its first chunk, then moves at the
+	// slower of the compressor and the link carrying compressed bytes.
+	first := min(s, frameChunk) / p.speed
+	compressed := first + max(s/(p.speed*float64(c.threads())), p.ratio*s/link)
+	return compressed < 0.9*raw
 }
+
+// assumedLink is the rate taken for a link not measured yet: a facility's
+// 1 Gbit/s.
+const assumedLink = 125e6
 
 // sample compresses up to 8 pieces of 512 KiB spread over [off, size) and
 // returns the compressed/raw ratio and one thread's speed in bytes/s.
 func sample(f io.ReaderAt, off, size int64) (ratio, speed float64) {
-	enc := newEncoder()
-	defer enc.Close()
-	const piece = 512 << 10
-	n := int64(8)
-	if size-off < n*piece {
-		n = max(1, (size-off)/piece)
-	}
+	enc := encoders.Get().(*zstd.Encoder)
+	defer encoders.Put(enc)
+	// Up to 8 pieces of 64-512 KiB (smaller ones time the encoder's set-up,
+	// not its speed), 4 MiB or a 16th of the file.
+	budget := min(4<<20, max(128<<10, (size-off)/16))
+	piece := max(64<<10, budget/8)
+	n := max(1, min(8, budget/piece))
 	buf := make([]byte, piece)
 	// The encoder's first call sets up its tables: not part of the speed.
-	out := enc.EncodeAll(buf[:64<<10], nil)
+	out := enc.EncodeAll(buf[:min(piece, 64<<10)], nil)
 	var in, comp int64
 	var spent time.Duration
 	for i := range n {
@@ -242,6 +252,10 @@ func sample(f io.ReaderAt, off, size int64) (ratio, speed float64) {
 	}
 	return float64(comp) / float64(in), float64(in) / max(spent.Seconds(), 1e-9)
 }
+
+// encoders are reused: setting one up costs more than compressing a
+// small file.
+var encoders = sync.Pool{New: func() any { return newEncoder() }}
 
 func newEncoder() *zstd.Encoder {
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true),
@@ -296,8 +310,8 @@ func (c *Client) compressedBody(ctx context.Context, f io.ReaderAt, off, end int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			enc := newEncoder()
-			defer enc.Close()
+			enc := encoders.Get().(*zstd.Encoder)
+			defer encoders.Put(enc)
 			for ch := range work {
 				// The client's threads are shared by all its streams.
 				slots := c.comp.threadSlots(c.threads())

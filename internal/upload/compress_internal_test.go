@@ -113,32 +113,43 @@ func TestPlan(t *testing.T) {
 		t.Fatal("compressing for a server that did not offer zstd")
 	}
 	c.comp.serverZstd = true
+	c.Limiter = NewLimiter(20e6) // a 160 Mbit/s cap
 	p := c.planFile(open(counts), 0, 8<<20)
 	if !p.compress || p.ratio > 0.5 || p.speed <= 0 {
-		t.Fatalf("counts, link unknown: %+v", p)
+		t.Fatalf("counts, capped at 20 MB/s: %+v", p)
 	}
+	c.Limiter = nil
 	if p := c.planFile(open(random), 0, 8<<20); p.compress || p.ratio < 0.99 {
 		t.Fatalf("random: %+v", p)
 	}
 	t.Logf("sampled: ratio %.3f, one thread %.0f MB/s", p.ratio, p.speed/1e6)
 	slow := p.speed / 3 // a link a third of the compressor's speed
 	c.comp.observe(1<<30, time.Duration(float64(1<<30)/slow*1e9))
-	if !c.worthIt(p, c.comp.link()) {
+	if !c.worthIt(p, c.comp.link(), 8<<20) {
 		t.Fatalf("link %.0f MB/s, compressor %.0f MB/s, ratio %.2f: not compressed", c.comp.link()/1e6, p.speed/1e6, p.ratio)
 	}
 	// The CPU cap: a link faster than the threads compress stays raw,
 	// even though the data would shrink.
-	if fast := p.speed * 1.2; c.worthIt(p, fast) {
+	if fast := p.speed * 1.2; c.worthIt(p, fast, 8<<20) {
 		t.Fatalf("link %.0f MB/s faster than one thread's %.0f MB/s: compressed", fast/1e6, p.speed/1e6)
 	}
 	c.CompressThreads = 2
-	if fast := p.speed * 1.2; !c.worthIt(p, fast) {
+	if fast := p.speed * 1.2; !c.worthIt(p, fast, 8<<20) {
 		t.Fatalf("link %.0f MB/s slower than two threads' %.0f MB/s: not compressed", fast/1e6, 2*p.speed/1e6)
 	}
 	// A rate cap is the link's rate as far as the plan goes.
 	c.Limiter = NewLimiter(slow)
-	if !c.worthIt(p, p.speed*10) {
+	if !c.worthIt(p, p.speed*10, 8<<20) {
 		t.Fatal("a cap far below the compressor's speed: not compressed")
+	}
+	c.Limiter, c.CompressThreads = nil, 1
+	// A file of one chunk waits for it to be compressed before a byte
+	// moves: on a link as fast as the compressor it goes raw.
+	if c.worthIt(plan{ratio: 0.5, speed: 125e6}, 0, 600<<10) {
+		t.Fatal("a 600 KiB file that halves, compressed at the speed of the (assumed 1 Gbit/s) link: compressed")
+	}
+	if !c.worthIt(plan{ratio: 0.02, speed: 1e9}, 0, 1<<20) {
+		t.Fatal("a 1 MiB file that shrinks fifty-fold, compressed at 1 GB/s: not compressed")
 	}
 	c.Compress = CompressNever
 	if p := c.planFile(open(counts), 0, 8<<20); p.compress {

@@ -78,6 +78,9 @@ func (c *Client) streamsFor(ctx context.Context, size int64) int {
 	if most <= 1 || size < 2*minPart {
 		return 1
 	}
+	if c.Streams > 0 {
+		return max(1, min(c.Streams, int(size/minPart)))
+	}
 	p := c.probeLink(ctx)
 	if !p.concat || p.rtt < 5*time.Millisecond {
 		return 1
@@ -103,7 +106,7 @@ func (c *Client) uploadParallel(ctx context.Context, f io.ReaderAt, size int64, 
 			n := c.streamsFor(ctx, size)
 			var err error
 			if parts, err = c.createParts(ctx, size, n, meta); err != nil {
-				return "", err
+				return "", err // the parts made are swept by the server
 			}
 			uploadURL = partsPrefix + strings.Join(parts, " ")
 			if err := saveURL(uploadURL); err != nil {
@@ -112,7 +115,8 @@ func (c *Client) uploadParallel(ctx context.Context, f io.ReaderAt, size int64, 
 		}
 		final, err := c.sendParts(ctx, f, size, parts, meta, func(i int, u string) error {
 			parts[i] = u
-			return saveURL(partsPrefix + strings.Join(parts, " "))
+			uploadURL = partsPrefix + strings.Join(parts, " ")
+			return saveURL(uploadURL)
 		})
 		if errors.Is(err, ErrGone) && try == 0 && ctx.Err() == nil {
 			// A part vanished, or the parts did not hash to the file:
@@ -120,7 +124,11 @@ func (c *Client) uploadParallel(ctx context.Context, f io.ReaderAt, size int64, 
 			uploadURL = ""
 			continue
 		}
-		return final, err
+		if err != nil {
+			// The parts, for the caller to resume.
+			return uploadURL, err
+		}
+		return final, nil
 	}
 }
 

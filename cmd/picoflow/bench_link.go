@@ -1,0 +1,253 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/picoflow/picoflow/internal/checksum"
+	"github.com/picoflow/picoflow/internal/linkem"
+	"github.com/picoflow/picoflow/internal/simulate"
+	"github.com/picoflow/picoflow/internal/upload"
+	"github.com/picoflow/picoflow/internal/upload/tusserver"
+)
+
+// linkBench uploads files across an emulated link (internal/linkem) to
+// the bench's server: raw against compressed, one stream against
+// parallel streams, each file's SHA-256 checked at the server.
+type linkBench struct {
+	out    io.Writer
+	srv    *tusserver.Server
+	target string // the server's address
+	link   linkem.Link
+	dir    string
+}
+
+// linkRun is one upload across the link.
+type linkRun struct {
+	bytes   int64
+	took    time.Duration
+	wire    int64 // bytes that carried them
+	streams int
+}
+
+func (r linkRun) rate() float64 { return float64(r.bytes) / r.took.Seconds() }
+
+// send uploads path through a fresh proxy (so no connection or window
+// state carries over) with a client set up by setup.
+func (b *linkBench) send(ctx context.Context, path string, setup func(*upload.Client)) (linkRun, error) {
+	px, err := linkem.Start("127.0.0.1:0", b.target, b.link)
+	if err != nil {
+		return linkRun{}, err
+	}
+	defer px.Close()
+	sum, size, err := checksum.File(ctx, path)
+	if err != nil {
+		return linkRun{}, err
+	}
+	c := &upload.Client{Endpoint: "http://" + px.Addr() + "/files/", HTTP: newBenchHTTP()}
+	setup(c)
+	streams := 1
+	t0 := time.Now()
+	u, err := c.Upload(ctx, path, "", map[string]string{upload.MetaFilename: filepath.Base(path), upload.MetaSHA256: sum},
+		func(u string) error {
+			if p, ok := strings.CutPrefix(u, "parts:"); ok {
+				streams = len(strings.Fields(p))
+			}
+			return nil
+		})
+	if err != nil {
+		return linkRun{}, err
+	}
+	took := time.Since(t0)
+	info, err := b.srv.Get(ctx, u[strings.LastIndex(u, "/")+1:])
+	if err != nil {
+		return linkRun{}, err
+	}
+	defer b.srv.Remove(info.ID)
+	if got := b.srv.Digest(info); got != sum {
+		return linkRun{}, fmt.Errorf("%s: the server's SHA-256 %q is not the file's %s", path, got, sum)
+	}
+	st := c.Stats()
+	return linkRun{bytes: size, took: took, wire: st.Wire, streams: streams}, nil
+}
+
+func never(c *upload.Client) { c.Compress, c.MaxStreams = upload.CompressNever, 1 }
+func auto(c *upload.Client)  { c.MaxStreams = 1 }
+
+// compression compares raw and compressed uploads of each file.
+func (b *linkBench) compression(ctx context.Context, files []string, what map[string]string) error {
+	fmt.Fprintf(b.out, "\ncompression on the wire (zstd, chosen per file), emulated %s link, RTT %s, one stream:\n", upload.FormatRate(b.link.Rate), b.link.RTT)
+	fmt.Fprintf(b.out, "  %-34s %9s %10s %10s %7s %8s  %s\n", "file", "MB", "raw", "zstd", "wire", "speedup", "vs the link")
+	floor, err := b.floor(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.out, "  (the floor of any upload, create + offset + one PATCH made durable, measured with a 1-byte file: %s)\n", floor.Round(100*time.Microsecond))
+	for _, p := range files {
+		raw, comp, err := b.pair(ctx, p)
+		if err != nil {
+			return err
+		}
+		verdict := "faster than the link carries raw bytes"
+		if comp.rate() < b.link.Rate {
+			verdict = fmt.Sprintf("%.2f of the link", comp.rate()/b.link.Rate)
+		}
+		fmt.Fprintf(b.out, "  %-34s %9.1f %10s %10s %6.0f%% %7.2fx  %s (%s)\n", trimName(filepath.Base(p), 34), float64(raw.bytes)/1e6,
+			upload.FormatRate(raw.rate()), upload.FormatRate(comp.rate()), 100*float64(comp.wire)/float64(comp.bytes),
+			raw.took.Seconds()/comp.took.Seconds(), verdict, what[p])
+	}
+	return nil
+}
+
+// pair uploads p raw and then as the client chooses (compressed or not),
+// alternating, 5 rounds for a small file (the median of each), 1 for a
+// large one.
+func (b *linkBench) pair(ctx context.Context, p string) (raw, comp linkRun, err error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return raw, comp, err
+	}
+	rounds := 1
+	if fi.Size() < 32<<20 {
+		rounds = 5
+	}
+	var raws, comps []linkRun
+	for range rounds {
+		r, err := b.send(ctx, p, never)
+		if err != nil {
+			return raw, comp, err
+		}
+		c, err := b.send(ctx, p, auto)
+		if err != nil {
+			return raw, comp, err
+		}
+		raws, comps = append(raws, r), append(comps, c)
+	}
+	return medianRun(raws), medianRun(comps), nil
+}
+
+func medianRun(rs []linkRun) linkRun {
+	slices.SortFunc(rs, func(a, b linkRun) int { return cmp.Compare(a.took, b.took) })
+	return rs[len(rs)/2]
+}
+
+// floor is the median time of a 1-byte upload across the link.
+func (b *linkBench) floor(ctx context.Context) (time.Duration, error) {
+	p := filepath.Join(b.dir, "one-byte.emd")
+	if err := os.WriteFile(p, []byte{1}, 0o644); err != nil {
+		return 0, err
+	}
+	var rs []linkRun
+	for range 5 {
+		r, err := b.send(ctx, p, never)
+		if err != nil {
+			return 0, err
+		}
+		rs = append(rs, r)
+	}
+	return medianRun(rs).took, nil
+}
+
+func trimName(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+// simulateLinkFiles writes the paper's two simulated files: a 91 MB
+// spectrum image and a 1.2 GB movie (picoflow simulate's sizes).
+func simulateLinkFiles(ctx context.Context, dir string, movieFrames int) (si, movie string, err error) {
+	si = filepath.Join(dir, "si_512_91MB.emd")
+	if _, err = simulate.WriteSpectrumImage(ctx, si, simulate.SpectrumImageSpec{Width: 512, Height: 512, Support: "C",
+		Elements: []string{"Au", "Fe", "Cu"}, Seed: 1, CountsPerPixel: simulate.CountsForSize(91e6, 512, 512)}); err != nil {
+		return "", "", err
+	}
+	movie = filepath.Join(dir, fmt.Sprintf("movie_512_%dframes.emd", movieFrames))
+	if _, err = simulate.WriteMovie(ctx, movie, simulate.MovieSpec{Frames: movieFrames, Width: 512, Height: 512, Particles: 12, Seed: 1}); err != nil {
+		return "", "", err
+	}
+	return si, movie, nil
+}
+
+// realFiles lists the EMD files under dir (../shared/data), if any.
+func realFiles(dir string) []string {
+	var out []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".emd") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func newBenchHTTP() *http.Client { return &http.Client{Transport: upload.NewTransport()} }
+
+// run measures the sections asked for.
+func (b *linkBench) run(ctx context.Context, sections string, movieFrames int, dataDir string) error {
+	fmt.Fprintf(b.out, "\nsimulating the files (picoflow simulate's 91 MB spectrum image and %d-frame movie) ...\n", movieFrames)
+	si, movie, err := simulateLinkFiles(ctx, b.dir, movieFrames)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(movie)
+	has := func(s string) bool { return strings.Contains(","+sections+",", ","+s+",") }
+	if has("raw") {
+		r, err := b.send(ctx, movie, never)
+		if err != nil {
+			return err
+		}
+		// The ceiling: the same bytes over one bare TCP connection across
+		// the same emulated link, no protocol, no check, not durable.
+		bare, err := rawThrough(ctx, movie, filepath.Join(b.dir, "bare.emd"), &b.link)
+		if err != nil {
+			return err
+		}
+		bareRate := float64(r.bytes) / bare.Seconds()
+		fmt.Fprintf(b.out, "\nceiling: the movie over one bare TCP connection across the emulated link: %s = %.3f of the link\n", upload.FormatRate(bareRate), bareRate/b.link.Rate)
+		fmt.Fprintf(b.out, "\nraw, one stream, emulated %s link, RTT %s: the %.2f GB movie at %s = %.3f of the link (%s) = %.3f of the bare TCP ceiling\n",
+			upload.FormatRate(b.link.Rate), b.link.RTT, float64(r.bytes)/1e9, upload.FormatRate(r.rate()), r.rate()/b.link.Rate, secs(r.took), r.rate()/bareRate)
+	}
+	if has("zstd") {
+		files := []string{si, movie}
+		what := map[string]string{si: "simulated", movie: "simulated"}
+		for _, p := range realFiles(dataDir) {
+			files = append(files, p)
+			what[p] = "real, " + filepath.Base(filepath.Dir(p))
+		}
+		if err := b.compression(ctx, files, what); err != nil {
+			return err
+		}
+	}
+	if has("parallel") {
+		one, err := b.send(ctx, movie, never)
+		if err != nil {
+			return err
+		}
+		par, err := b.send(ctx, movie, func(c *upload.Client) { c.Compress = upload.CompressNever })
+		if err != nil {
+			return err
+		}
+		w := float64(b.link.Window)
+		if w <= 0 {
+			w = 4 << 20
+		}
+		ceiling := b.link.Rate
+		if b.link.RTT > 0 {
+			ceiling = min(ceiling, w/b.link.RTT.Seconds())
+		}
+		fmt.Fprintf(b.out, "\nparallel streams, emulated %s link, RTT %s, the %.2f GB movie, raw:\n", upload.FormatRate(b.link.Rate), b.link.RTT, float64(one.bytes)/1e9)
+		fmt.Fprintf(b.out, "  one stream      %10s = %.3f of the link (%s; one stream's ceiling, window/RTT: %s)\n", upload.FormatRate(one.rate()), one.rate()/b.link.Rate, secs(one.took), upload.FormatRate(ceiling))
+		fmt.Fprintf(b.out, "  %d streams      %10s = %.3f of the link (%s, joined and hashed at the server) = %.2fx one stream\n", par.streams, upload.FormatRate(par.rate()), par.rate()/b.link.Rate, secs(par.took), one.took.Seconds()/par.took.Seconds())
+	}
+	return nil
+}
