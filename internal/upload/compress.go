@@ -62,6 +62,9 @@ type WireStats struct {
 	Raw, Wire int64
 	// LinkRate is the last measured raw rate (bytes/s), 0 if unknown.
 	LinkRate float64
+	// Join is the time spent waiting for servers to join parallel parts
+	// into files (the final uploads' creation).
+	Join time.Duration
 }
 
 // compression is a client's view of the server and the link.
@@ -71,6 +74,7 @@ type compression struct {
 	linkRate   float64 // bytes/s of raw PATCHes, EWMA; 0: not measured
 	linkAt     time.Time
 	raw, wire  atomic.Int64
+	join       atomic.Int64 // nanoseconds
 	// ownLimiter paces a client configured by MaxBytesPerSecond.
 	ownLimiter *Limiter
 	slots      chan struct{}
@@ -147,7 +151,7 @@ func (c *compression) link() float64 {
 
 // Stats returns how the client's uploads went over the wire.
 func (c *Client) Stats() WireStats {
-	return WireStats{Raw: c.comp.raw.Load(), Wire: c.comp.wire.Load(), LinkRate: c.comp.link()}
+	return WireStats{Raw: c.comp.raw.Load(), Wire: c.comp.wire.Load(), LinkRate: c.comp.link(), Join: time.Duration(c.comp.join.Load())}
 }
 
 // plan is how one file goes: raw or compressed, and whether a raw probe

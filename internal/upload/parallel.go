@@ -198,7 +198,9 @@ func (c *Client) sendParts(ctx context.Context, f io.ReaderAt, size int64, parts
 	// The final upload, retried like any request until it is answered.
 	backoff := 200 * time.Millisecond
 	for {
+		t0 := time.Now()
 		u, err := c.create(ctx, 0, meta, "final;"+list)
+		c.comp.join.Add(int64(time.Since(t0)))
 		if err == nil {
 			return u, nil
 		}
