@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,54 +54,16 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		fail(http.StatusBadRequest, "a compressed PATCH needs "+upload.HeaderDecodedLength)
 		return
 	}
+	var in interrupter
+	f, path, unlock := s.beginPatch(r, id, offset, n, &in, fail)
+	if f == nil {
+		return
+	}
+	defer unlock()
 	rc := http.NewResponseController(w)
-	var mu sync.Mutex
-	released := false
-	abort := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		released = true
-		rc.SetReadDeadline(time.Now())
-	}
-	lock, err := s.locker.NewLock(id)
-	if err != nil {
-		fail(http.StatusInternalServerError, err.Error())
-		return
-	}
-	if err := lock.Lock(r.Context(), abort); err != nil {
-		fail(http.StatusLocked, "upload is locked by another request")
-		return
-	}
-	defer lock.Unlock()
-	rc.SetReadDeadline(time.Time{})
-	info, status, err := s.info(r, id)
-	if err != nil {
-		fail(status, err.Error())
-		return
-	}
-	if offset != info.Offset {
-		fail(http.StatusConflict, fmt.Sprintf("mismatched offset: the server has %d bytes", info.Offset))
-		return
-	}
-	if offset+n > info.Size {
-		fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("%d bytes at offset %d exceed the upload length %d", n, offset, info.Size))
-		return
-	}
-	path := info.Storage["Path"]
-	if path == "" {
-		path = filepath.Join(s.dir, id)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		fail(http.StatusInternalServerError, err.Error())
-		return
-	}
-	mu.Lock()
-	if released {
-		rc.SetReadDeadline(time.Now())
-	}
-	mu.Unlock()
-	stop := s.watchStall(f, abort)
+	rc.SetReadDeadline(time.Time{}) // the server's deadlines; the watchdog rules here
+	in.arm(func() { rc.SetReadDeadline(time.Now()) })
+	stop := s.watchStall(f, in.interrupt)
 	defer stop()
 	hs, _ := s.startHasher(id, path, offset)
 	dec := decoders.Get().(*zstd.Decoder)
@@ -148,13 +108,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		}
 		err = rerr
 	}
-	if hs != nil {
-		if h, covered, herr := hs.finish(); herr == nil {
-			if herr := s.saveDigest(id, covered, h); herr != nil {
-				slog.Warn("save upload digest", "upload", id, "error", herr)
-			}
-		}
-	}
+	s.saveHash(id, hs)
 	if err == nil {
 		err = f.Sync()
 	}

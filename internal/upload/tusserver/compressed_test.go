@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -137,20 +136,7 @@ func TestCompressedResumeAfterCut(t *testing.T) {
 	mux, _, comp := patchCounter(t, srv)
 	ts := newServer(t, mux)
 	counts, sum := countsFile(t, dir, 24<<20)
-	var dials atomic.Int64
-	tr := upload.NewTransport()
-	tr.DisableKeepAlives = true
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		if dials.Add(1) == 3 { // POST, HEAD, then the first PATCH
-			return &cutConn{Conn: c, left: 3 << 20}, nil
-		}
-		return c, nil
-	}
-	c := &upload.Client{Endpoint: ts.URL + "/files/", HTTP: &http.Client{Transport: tr}, Compress: upload.CompressAlways}
+	c := &upload.Client{Endpoint: ts.URL + "/files/", HTTP: &http.Client{Transport: cutFirstPatch(3 << 20)}, Compress: upload.CompressAlways}
 	u, err := c.Upload(context.Background(), counts, "", map[string]string{upload.MetaFilename: "c.emd", upload.MetaSHA256: sum}, func(string) error { return nil })
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"os"
@@ -60,14 +61,17 @@ func (c concatable) ConcatUploads(ctx context.Context, partials []handler.Upload
 		}
 		parts = append(parts, pi)
 	}
-	sum, err := c.s.assemble(ctx, final, info.ID, parts)
+	h, err := c.s.assemble(ctx, final, parts)
 	if err != nil {
 		return fmt.Errorf("concatenate %s: %w", info.ID, err)
 	}
-	if want := info.MetaData[upload.MetaSHA256]; want != "" && want != sum {
+	if want := info.MetaData[upload.MetaSHA256]; want != "" && want != hex.EncodeToString(h.Sum(nil)) {
 		// Nothing is deleted: the parts stay for a look, and expire.
 		os.Truncate(final, 0)
 		return errChecksum
+	}
+	if err := c.s.saveDigest(info.ID, info.Size, h); err != nil {
+		return fmt.Errorf("concatenate %s: %w", info.ID, err)
 	}
 	// The first part names its final: the same parts asked for again give
 	// this one.
@@ -84,11 +88,11 @@ func (s *Server) pathOf(info handler.FileInfo) string {
 func (s *Server) finalMark(partial string) string { return filepath.Join(s.dir, partial+".final") }
 
 // assemble writes the parts, in order, into the (empty) file final, syncs
-// it, saves its digest as finalID's and returns its SHA-256.
-func (s *Server) assemble(ctx context.Context, final, finalID string, parts []handler.FileInfo) (string, error) {
+// it and returns the hash of its bytes.
+func (s *Server) assemble(ctx context.Context, final string, parts []handler.FileInfo) (hash.Hash, error) {
 	f, err := os.OpenFile(final, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer f.Close()
 	// The copy runs beside the hashing: each reads the parts once from the
@@ -121,22 +125,15 @@ func (s *Server) assemble(ctx context.Context, final, finalID string, parts []ha
 		}
 	}
 	if err := <-copied; err != nil {
-		return "", err
+		return nil, err
 	}
 	if herr != nil {
-		return "", herr
+		return nil, herr
 	}
 	if err := f.Sync(); err != nil {
-		return "", err
+		return nil, err
 	}
-	var total int64
-	for _, p := range parts {
-		total += p.Size
-	}
-	if err := s.saveDigest(finalID, total, h); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return h, nil
 }
 
 // appendFile appends the file at path to f (copy_file_range on Linux).
@@ -182,10 +179,6 @@ func writeFileSync(path string, b []byte) error {
 // complete partial upload of the caller (an administrator may join
 // anyone's), and each part belongs to one final only.
 func (s *Server) checkFinal(ctx context.Context, ids []string) error {
-	subject, admin := "", true
-	if s.cfg.Caller != nil {
-		subject, admin = s.cfg.Caller(ctx)
-	}
 	for _, id := range ids {
 		up, err := s.store.GetUpload(ctx, id)
 		if err != nil {
@@ -195,7 +188,7 @@ func (s *Server) checkFinal(ctx context.Context, ids []string) error {
 		if err != nil {
 			return err
 		}
-		if !admin && (subject == "" || info.MetaData[upload.MetaOwner] != subject) {
+		if !s.callerOwns(ctx, info.MetaData[upload.MetaOwner]) {
 			return handler.NewError("ERR_PART_NOT_FOUND", "part "+id+" not found", http.StatusNotFound)
 		}
 		if !info.IsPartial {
@@ -249,7 +242,7 @@ func (s *Server) postFinal(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	up, err := s.Get(r.Context(), id)
-	if err != nil || !s.mayTouchUpload(r.Context(), up) {
+	if err != nil || !s.callerOwns(r.Context(), up.Meta[upload.MetaOwner]) {
 		return false
 	}
 	w.Header().Set("Tus-Resumable", "1.0.0")
@@ -261,11 +254,11 @@ func (s *Server) postFinal(w http.ResponseWriter, r *http.Request) bool {
 
 // removeParts deletes the partial uploads a final was made of.
 func (s *Server) removeParts(id string) error {
-	b, err := os.ReadFile(filepath.Join(s.dir, id+".info"))
+	up, err := s.store.GetUpload(context.Background(), id)
 	if err != nil {
 		return nil
 	}
-	info, err := readInfo(b)
+	info, err := up.GetInfo(context.Background())
 	if err != nil || !info.IsFinal {
 		return nil
 	}

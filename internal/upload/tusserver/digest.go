@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 )
@@ -127,4 +128,19 @@ func (hs *hasher) finish() (hash.Hash, int64, error) {
 		return nil, 0, errors.New("hash upload: no state")
 	}
 	return hs.h, hs.next, nil
+}
+
+// saveHash saves the state of a PATCH's hasher (nil: none), even after a
+// failed PATCH: it then covers the bytes that did arrive, which is what
+// the next PATCH resumes from. A state ahead of the file after a crash
+// does not match and is rebuilt.
+func (s *Server) saveHash(id string, hs *hasher) {
+	if hs == nil {
+		return
+	}
+	if h, covered, err := hs.finish(); err == nil {
+		if err := s.saveDigest(id, covered, h); err != nil {
+			slog.Warn("save upload digest", "upload", id, "error", err)
+		}
+	}
 }

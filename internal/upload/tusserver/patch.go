@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,52 +61,15 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		s.handler.ServeHTTP(w, r) // a chunked body: tusd's own path
 		return
 	}
-	lock, err := s.locker.NewLock(id)
-	if err != nil {
-		fail(http.StatusInternalServerError, err.Error())
-		return
-	}
 	// Another request for this upload (a HEAD or PATCH from an agent that
 	// resumes) asks the holder to let go: the body read is ended at once,
 	// the bytes that arrived are kept.
-	var conn net.Conn
-	var connMu sync.Mutex
-	released := false
-	abort := func() {
-		connMu.Lock()
-		defer connMu.Unlock()
-		released = true
-		if conn != nil {
-			conn.SetReadDeadline(time.Now())
-		}
-	}
-	if err := lock.Lock(r.Context(), abort); err != nil {
-		fail(http.StatusLocked, "upload is locked by another request")
+	var in interrupter
+	f, path, unlock := s.beginPatch(r, id, offset, n, &in, fail)
+	if f == nil {
 		return
 	}
-	defer lock.Unlock()
-	info, status, err := s.info(r, id)
-	if err != nil {
-		fail(status, err.Error())
-		return
-	}
-	if offset != info.Offset {
-		fail(http.StatusConflict, fmt.Sprintf("mismatched offset: the server has %d bytes", info.Offset))
-		return
-	}
-	if offset+n > info.Size {
-		fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("%d bytes at offset %d exceed the upload length %d", n, offset, info.Size))
-		return
-	}
-	path := info.Storage["Path"]
-	if path == "" {
-		path = filepath.Join(s.dir, id)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		fail(http.StatusInternalServerError, err.Error())
-		return
-	}
+	defer unlock()
 	hconn, brw, err := w.(http.Hijacker).Hijack()
 	if err != nil {
 		f.Close()
@@ -116,15 +78,10 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	}
 	defer hconn.Close()
 	hconn.SetDeadline(time.Time{}) // the server's deadlines; the watchdog rules here
-	connMu.Lock()
-	conn = hconn
-	if released {
-		conn.SetReadDeadline(time.Now())
-	}
-	connMu.Unlock()
+	in.arm(func() { hconn.SetReadDeadline(time.Now()) })
 	// A body that stops moving (a client gone silent, a half-open link)
 	// must not hold the upload's lock for ever.
-	stop := s.watchStall(f, abort)
+	stop := s.watchStall(f, in.interrupt)
 	defer stop()
 	// The SHA-256 is computed as the pieces land (see digest.go); without
 	// a hasher the transfer step reads the file instead.
@@ -138,7 +95,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	}
 	for err == nil && got < n {
 		var k int64
-		k, err = f.ReadFrom(io.LimitReader(conn, min(n-got, writebackPiece)))
+		k, err = f.ReadFrom(io.LimitReader(hconn, min(n-got, writebackPiece)))
 		startWriteback(f, offset+got, k)
 		if hs != nil {
 			hs.add(offset+got, k)
@@ -148,16 +105,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 			err = io.ErrUnexpectedEOF
 		}
 	}
-	if hs != nil {
-		// Saved even after a failed PATCH: it then covers the bytes that
-		// did arrive, which is what the next PATCH resumes from. A state
-		// ahead of the file after a crash does not match and is rebuilt.
-		if h, covered, herr := hs.finish(); herr == nil {
-			if herr := s.saveDigest(id, covered, h); herr != nil {
-				slog.Warn("save upload digest", "upload", id, "error", herr)
-			}
-		}
-	}
+	s.saveHash(id, hs)
 	// Acknowledge only what is on disk: the offset we answer is a promise
 	// the agent relies on after a power cut.
 	if err == nil {
@@ -246,4 +194,66 @@ func (s *Server) info(r *http.Request, id string) (handler.FileInfo, int, error)
 		return info, http.StatusForbidden, errors.New("the final upload of a concatenation is not written to")
 	}
 	return info, 0, nil
+}
+
+// interrupter ends a PATCH's body read when another request asks for its
+// upload; the way to end it is armed once the read exists, and an
+// interruption asked for before that takes effect then.
+type interrupter struct {
+	mu    sync.Mutex
+	asked bool
+	stop  func()
+}
+
+func (in *interrupter) interrupt() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.asked = true
+	if in.stop != nil {
+		in.stop()
+	}
+}
+
+func (in *interrupter) arm(stop func()) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.stop = stop
+	if in.asked {
+		stop()
+	}
+}
+
+// beginPatch takes the upload's lock for a PATCH of n bytes at offset
+// (another request asking for the upload calls in.interrupt), checks the
+// offset and the length against the stored upload and opens its file for
+// appending. On failure it answers through fail and returns a nil file.
+func (s *Server) beginPatch(r *http.Request, id string, offset, n int64, in *interrupter, fail func(int, string)) (f *os.File, path string, unlock func()) {
+	lock, err := s.locker.NewLock(id)
+	if err != nil {
+		fail(http.StatusInternalServerError, err.Error())
+		return nil, "", nil
+	}
+	if err := lock.Lock(r.Context(), in.interrupt); err != nil {
+		fail(http.StatusLocked, "upload is locked by another request")
+		return nil, "", nil
+	}
+	info, status, err := s.info(r, id)
+	if err == nil && offset != info.Offset {
+		status, err = http.StatusConflict, fmt.Errorf("mismatched offset: the server has %d bytes", info.Offset)
+	}
+	if err == nil && offset+n > info.Size {
+		status, err = http.StatusRequestEntityTooLarge, fmt.Errorf("%d bytes at offset %d exceed the upload length %d", n, offset, info.Size)
+	}
+	if err == nil {
+		path = s.pathOf(info)
+		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+			status = http.StatusInternalServerError
+		}
+	}
+	if err != nil {
+		lock.Unlock()
+		fail(status, err.Error())
+		return nil, "", nil
+	}
+	return f, path, func() { lock.Unlock() }
 }

@@ -7,7 +7,6 @@ package tusserver
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -242,17 +241,17 @@ func (s *Server) mayTouch(r *http.Request) bool {
 	if err != nil {
 		return errors.Is(err, ErrNotFound)
 	}
-	return s.mayTouchUpload(r.Context(), up)
+	return s.callerOwns(r.Context(), up.Meta[upload.MetaOwner])
 }
 
-// mayTouchUpload reports whether the caller created up (or is an
-// administrator).
-func (s *Server) mayTouchUpload(ctx context.Context, up *Upload) bool {
+// callerOwns reports whether the caller is owner, the subject that
+// created an upload (or an administrator).
+func (s *Server) callerOwns(ctx context.Context, owner string) bool {
 	if s.cfg.Caller == nil {
 		return true
 	}
 	subject, admin := s.cfg.Caller(ctx)
-	return admin || subject != "" && up.Meta[upload.MetaOwner] == subject
+	return admin || subject != "" && owner == subject
 }
 
 // Get returns an upload's state.
@@ -271,11 +270,8 @@ func (s *Server) Get(ctx context.Context, id string) (*Upload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upload %s: %w", id, err)
 	}
-	u := &Upload{ID: id, Size: info.Size, Offset: info.Offset, Meta: map[string]string(info.MetaData), Path: info.Storage["Path"],
+	u := &Upload{ID: id, Size: info.Size, Offset: info.Offset, Meta: map[string]string(info.MetaData), Path: s.pathOf(info),
 		Partial: info.IsPartial, Final: info.IsFinal}
-	if u.Path == "" {
-		u.Path = filepath.Join(s.dir, id)
-	}
 	u.Received, _ = time.Parse(time.RFC3339Nano, u.Meta[upload.MetaReceivedAt])
 	return u, nil
 }
@@ -296,11 +292,4 @@ func (s *Server) removeFiles(id string) error {
 		}
 	}
 	return nil
-}
-
-// readInfo parses the file store's .info of an upload.
-func readInfo(b []byte) (handler.FileInfo, error) {
-	var info handler.FileInfo
-	err := json.Unmarshal(b, &info)
-	return info, err
 }

@@ -55,6 +55,26 @@ func (c *cutConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// cutFirstPatch is a transport (one connection per request) whose third
+// connection, the first PATCH's after the POST and the HEAD, is cut after
+// n bytes.
+func cutFirstPatch(n int64) *http.Transport {
+	var dials atomic.Int64
+	tr := upload.NewTransport()
+	tr.DisableKeepAlives = true
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if dials.Add(1) == 3 {
+			return &cutConn{Conn: c, left: n}, nil
+		}
+		return c, nil
+	}
+	return tr
+}
+
 func TestResumeAfterCutAndVerify(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -75,20 +95,7 @@ func TestResumeAfterCutAndVerify(t *testing.T) {
 	defer ts.Close()
 
 	// The first connection that carries a PATCH is cut after 7 MiB.
-	var dials atomic.Int64
-	tr := upload.NewTransport()
-	tr.DisableKeepAlives = true
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		if dials.Add(1) == 3 { // POST, HEAD, then the first PATCH
-			return &cutConn{Conn: c, left: 7 << 20}, nil
-		}
-		return c, nil
-	}
-	c := &upload.Client{Endpoint: ts.URL + "/files/", HTTP: &http.Client{Transport: tr}}
+	c := &upload.Client{Endpoint: ts.URL + "/files/", HTTP: &http.Client{Transport: cutFirstPatch(7 << 20)}}
 	meta := map[string]string{upload.MetaFilename: "si.emd", upload.MetaSHA256: sum, upload.MetaFlow: "hyperspectral"}
 	var saved string
 	u, err := c.Upload(context.Background(), path, "", meta, func(s string) error { saved = s; return nil })
