@@ -294,8 +294,12 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 		return uploadURL, fmt.Errorf("upload %s: %w", path, err)
 	}
 	size := fi.Size()
-	if strings.HasPrefix(uploadURL, partsPrefix) || uploadURL == "" && c.streamsFor(ctx, size) > 1 {
-		u, err := c.uploadParallel(ctx, f, size, uploadURL, meta, saveURL)
+	streams := 0 // the parts of uploadURL
+	if uploadURL == "" {
+		streams = c.streamsFor(ctx, size)
+	}
+	if strings.HasPrefix(uploadURL, partsPrefix) || streams > 1 {
+		u, err := c.uploadParallel(ctx, f, size, uploadURL, streams, meta, saveURL)
 		if err != nil {
 			return u, fmt.Errorf("upload %s: %w", path, err)
 		}
@@ -306,10 +310,7 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 		if err != nil {
 			return "", err
 		}
-		if err := saveURL(u); err != nil {
-			return "", fmt.Errorf("%w: save upload url: %w", ErrRejected, err)
-		}
-		return u, nil
+		return u, saved(saveURL(u))
 	}
 	u, err := c.resumable(ctx, f, size, uploadURL, create)
 	if err != nil {
@@ -365,13 +366,31 @@ func (c *Client) resumable(ctx context.Context, src io.ReaderAt, size int64, upl
 			}
 		}
 		moves = 0
-		select {
-		case <-ctx.Done():
-			return uploadURL, ctx.Err()
-		case <-time.After(backoff):
+		if err := pause(ctx, &backoff); err != nil {
+			return uploadURL, err
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
+}
+
+// pause waits out a retry's backoff, doubling it up to 30 s, or until ctx
+// ends.
+func pause(ctx context.Context, backoff *time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(*backoff):
+	}
+	*backoff = min(2**backoff, 30*time.Second)
+	return nil
+}
+
+// saved wraps the error of recording an upload's URL: without the URL the
+// upload cannot be resumed, so it is not sent.
+func saved(err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: save upload url: %w", ErrRejected, err)
+	}
+	return nil
 }
 
 func statusError(resp *http.Response) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,34 +95,13 @@ func (c *compression) threadSlots(n int) chan struct{} {
 }
 
 func (c *compression) noteServer(h interface{ Get(string) string }) {
-	v := h.Get(HeaderAcceptEncoding)
-	c.mu.Lock()
-	c.serverZstd = v == "zstd" || containsToken(v, "zstd")
-	c.mu.Unlock()
-}
-
-func containsToken(list, tok string) bool {
-	for len(list) > 0 {
-		i := 0
-		for i < len(list) && list[i] != ',' {
-			i++
-		}
-		item := list[:i]
-		for len(item) > 0 && item[0] == ' ' {
-			item = item[1:]
-		}
-		for len(item) > 0 && item[len(item)-1] == ' ' {
-			item = item[:len(item)-1]
-		}
-		if item == tok {
-			return true
-		}
-		if i == len(list) {
-			break
-		}
-		list = list[i+1:]
+	zstdOK := false
+	for enc := range strings.SplitSeq(h.Get(HeaderAcceptEncoding), ",") {
+		zstdOK = zstdOK || strings.TrimSpace(enc) == "zstd"
 	}
-	return false
+	c.mu.Lock()
+	c.serverZstd = zstdOK
+	c.mu.Unlock()
 }
 
 // observe records a raw PATCH of n bytes that took d.

@@ -98,21 +98,21 @@ func (c *Client) streamsFor(ctx context.Context, size int64) int {
 
 // uploadParallel sends f as parts at once and joins them into the final
 // upload, whose URL it returns. uploadURL, when not empty, names the parts
-// of an earlier try.
-func (c *Client) uploadParallel(ctx context.Context, f io.ReaderAt, size int64, uploadURL string, meta map[string]string, saveURL func(string) error) (string, error) {
+// of an earlier try; else the file goes in streams new parts.
+func (c *Client) uploadParallel(ctx context.Context, f io.ReaderAt, size int64, uploadURL string, streams int, meta map[string]string, saveURL func(string) error) (string, error) {
 	for try := 0; ; try++ {
 		parts := strings.Fields(strings.TrimPrefix(uploadURL, partsPrefix))
 		if len(parts) == 0 {
-			n := c.streamsFor(ctx, size)
 			var err error
-			if parts, err = c.createParts(ctx, size, n, meta); err != nil {
+			if parts, err = c.createParts(ctx, size, streams, meta); err != nil {
 				return "", err // the parts made are swept by the server
 			}
 			uploadURL = partsPrefix + strings.Join(parts, " ")
-			if err := saveURL(uploadURL); err != nil {
-				return "", fmt.Errorf("%w: save upload url: %w", ErrRejected, err)
+			if err := saved(saveURL(uploadURL)); err != nil {
+				return "", err
 			}
 		}
+		streams = len(parts) // a second try makes as many
 		final, err := c.sendParts(ctx, f, size, parts, meta, func(i int, u string) error {
 			parts[i] = u
 			uploadURL = partsPrefix + strings.Join(parts, " ")
@@ -177,10 +177,7 @@ func (c *Client) sendParts(ctx context.Context, f io.ReaderAt, size int64, parts
 				}
 				mu.Lock()
 				defer mu.Unlock()
-				if err := resave(i, u); err != nil {
-					return "", fmt.Errorf("%w: save upload url: %w", ErrRejected, err)
-				}
-				return u, nil
+				return u, saved(resave(i, u))
 			}
 			if _, err := c.resumable(ctx, io.NewSectionReader(f, start, length), length, u, create); err != nil {
 				errs[i] = fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
@@ -207,11 +204,8 @@ func (c *Client) sendParts(ctx context.Context, f io.ReaderAt, size int64, parts
 		if errors.Is(err, ErrRejected) || errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrGone) || ctx.Err() != nil {
 			return "", err
 		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(backoff):
+		if err := pause(ctx, &backoff); err != nil {
+			return "", err
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
