@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -254,12 +255,14 @@ func (s *Server) postFinal(w http.ResponseWriter, r *http.Request) bool {
 
 // removeParts deletes the partial uploads a final was made of.
 func (s *Server) removeParts(id string) error {
-	up, err := s.store.GetUpload(context.Background(), id)
+	// The .info itself: the store's GetUpload wants the data file, which
+	// the transfer step has moved away by now.
+	b, err := os.ReadFile(filepath.Join(s.dir, id+".info"))
 	if err != nil {
 		return nil
 	}
-	info, err := up.GetInfo(context.Background())
-	if err != nil || !info.IsFinal {
+	var info handler.FileInfo
+	if err := json.Unmarshal(b, &info); err != nil || !info.IsFinal {
 		return nil
 	}
 	var errs []error
