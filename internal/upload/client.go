@@ -69,6 +69,13 @@ const (
 	MetaDerivedFrom = "derived_from" // the SHA-256 of the raw data this file was made from
 	MetaReceivedAt  = "received_at"  // set by the server
 	MetaOwner       = "owner"        // set by the server: the creating token's subject
+	// A part of a file sent in parallel streams that the server writes
+	// in place, into the file it will be part of (no copy when the parts
+	// are joined): the whole file's length, where the part starts in it,
+	// and (on every part but the first) the first part's upload ID.
+	MetaPartWhole = "part_whole"
+	MetaPartAt    = "part_at"
+	MetaPartOf    = "part_of"
 )
 
 const tusVersion = "1.0.0"
@@ -355,7 +362,7 @@ func (c *Client) resumable(ctx context.Context, src io.ReaderAt, size int64, upl
 		if err == nil {
 			return uploadURL, nil
 		}
-		if errors.Is(err, ErrRejected) || errors.Is(err, ErrUnauthorized) || ctx.Err() != nil {
+		if errors.Is(err, ErrRejected) || errors.Is(err, ErrUnauthorized) || errors.Is(err, errStartOver) || ctx.Err() != nil {
 			return uploadURL, err
 		}
 		if c.Replicas != nil && replicas.Unreachable(err) && moves < c.Replicas.Len()-1 {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +31,10 @@ const (
 	// streamRTT: one more stream for each this much round trip.
 	streamRTT = 10 * time.Millisecond
 )
+
+// errStartOver: the first part of a file sent in parallel vanished; the
+// others were written into its file, so every part goes again.
+var errStartOver = fmt.Errorf("the first part vanished: %w", ErrGone)
 
 // linkProbe is what the client measured of the server's link.
 type linkProbe struct {
@@ -141,8 +147,7 @@ func partRange(size int64, i, n int) (start, length int64) {
 func (c *Client) createParts(ctx context.Context, size int64, n int, meta map[string]string) ([]string, error) {
 	parts := make([]string, n)
 	for i := range n {
-		_, length := partRange(size, i, n)
-		u, err := c.createPart(ctx, length, meta)
+		u, err := c.createPart(ctx, size, i, n, parts[0], meta)
 		if err != nil {
 			return nil, err
 		}
@@ -151,10 +156,19 @@ func (c *Client) createParts(ctx context.Context, size int64, n int, meta map[st
 	return parts, nil
 }
 
-// createPart creates a partial upload of length bytes; it carries the
-// file's metadata (the server checks it as for any upload).
-func (c *Client) createPart(ctx context.Context, length int64, meta map[string]string) (string, error) {
-	return c.create(ctx, length, meta, "partial")
+// createPart creates part i of n of a file of size bytes, which the server
+// writes in place (into the file the parts will be joined into; first is
+// the first part's URL). It carries the file's metadata (the server checks
+// it as for any upload).
+func (c *Client) createPart(ctx context.Context, size int64, i, n int, first string, meta map[string]string) (string, error) {
+	start, length := partRange(size, i, n)
+	m := maps.Clone(meta)
+	m[MetaPartWhole] = strconv.FormatInt(size, 10)
+	m[MetaPartAt] = strconv.FormatInt(start, 10)
+	if i > 0 {
+		m[MetaPartOf] = first[strings.LastIndex(first, "/")+1:]
+	}
+	return c.create(ctx, length, m, "partial")
 }
 
 // sendParts sends every part on its own stream, then creates the final
@@ -171,7 +185,15 @@ func (c *Client) sendParts(ctx context.Context, f io.ReaderAt, size int64, parts
 		go func() {
 			defer wg.Done()
 			create := func(ctx context.Context) (string, error) {
-				u, err := c.createPart(ctx, length, meta)
+				if i == 0 {
+					// The others are written into the first's file:
+					// all of them go again.
+					return "", errStartOver
+				}
+				mu.Lock()
+				first := parts[0]
+				mu.Unlock()
+				u, err := c.createPart(ctx, size, i, len(parts), first, meta)
 				if err != nil {
 					return "", err
 				}

@@ -55,17 +55,17 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		return
 	}
 	var in interrupter
-	f, path, unlock := s.beginPatch(r, id, offset, n, &in, fail)
-	if f == nil {
+	t, unlock := s.beginPatch(r, id, offset, n, &in, fail)
+	if t == nil {
 		return
 	}
 	defer unlock()
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{}) // the server's deadlines; the watchdog rules here
 	in.arm(func() { rc.SetReadDeadline(time.Now()) })
-	stop := s.watchStall(f, in.interrupt)
+	stop := s.watchStall(t.position, in.interrupt)
 	defer stop()
-	hs, _ := s.startHasher(id, path, offset)
+	hs, _ := s.startHasher(id, t.path, t.base, offset)
 	dec := decoders.Get().(*zstd.Decoder)
 	defer func() {
 		dec.Reset(nil)
@@ -73,7 +73,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 	}()
 	body := &bodyReader{r: r.Body}
 	if err := dec.Reset(body); err != nil {
-		f.Close()
+		t.Close()
 		fail(http.StatusBadRequest, err.Error())
 		return
 	}
@@ -88,14 +88,15 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 			k, rerr = int(n-got), errTooLong
 		}
 		if k > 0 {
-			wk, werr := f.Write(buf[:k])
+			wk, werr := t.Write(buf[:k])
 			if hs != nil && wk > 0 {
 				hs.add(offset+got, int64(wk))
 			}
 			got += int64(wk)
+			t.advance(offset + got)
 			piece += int64(wk)
 			if piece >= writebackPiece {
-				startWriteback(f, offset+got-piece, piece)
+				startWriteback(t.File, t.base+offset+got-piece, piece)
 				piece = 0
 			}
 			if werr != nil {
@@ -109,10 +110,10 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		err = rerr
 	}
 	s.saveHash(id, hs)
-	if err == nil {
-		err = f.Sync()
+	if cerr := t.commit(offset + got); err == nil {
+		err = cerr
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := t.Close(); err == nil {
 		err = cerr
 	}
 	w.Header().Set("Tus-Resumable", "1.0.0")

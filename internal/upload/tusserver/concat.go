@@ -23,8 +23,9 @@ import (
 // Parallel streams: a client sends one file as several partial uploads at
 // once and then creates the final upload from them (tus concatenation).
 // Each partial is an upload like any other (resumable, hashed as it
-// arrives, written by the zero-copy PATCH path); the final is made here:
-// the parts are copied into it inside the kernel (copy_file_range) while
+// arrives, written by the zero-copy PATCH path); the final is made here.
+// Parts written in place (see inplace.go) are only hashed and renamed;
+// others are copied into it inside the kernel (copy_file_range) while
 // the SHA-256 of the whole is computed (the first part's from the state
 // saved as it arrived, the others read back), checked against the
 // declared one, and the final is on disk before it is acknowledged. The
@@ -62,21 +63,46 @@ func (c concatable) ConcatUploads(ctx context.Context, partials []handler.Upload
 		}
 		parts = append(parts, pi)
 	}
-	h, err := c.s.assemble(ctx, final, parts)
+	inPlace, err := c.s.inPlace(parts)
+	if err != nil {
+		return err
+	}
+	var h hash.Hash
+	var whole string
+	if inPlace {
+		whole, h, err = c.s.hashInPlace(parts, info.Size)
+	} else {
+		h, err = c.s.assemble(ctx, final, parts)
+	}
 	if err != nil {
 		return fmt.Errorf("concatenate %s: %w", info.ID, err)
 	}
 	if want := info.MetaData[upload.MetaSHA256]; want != "" && want != hex.EncodeToString(h.Sum(nil)) {
 		// Nothing is deleted: the parts stay for a look, and expire.
-		os.Truncate(final, 0)
+		if !inPlace {
+			os.Truncate(final, 0)
+		}
 		return errChecksum
+	}
+	// The first part names its final: the same parts asked for again give
+	// this one. In place, the mark comes first: once the whole file is
+	// renamed the parts cannot make another final.
+	mark := func() error { return writeFileSync(c.s.finalMark(parts[0].ID), []byte(info.ID)) }
+	if inPlace {
+		if err := mark(); err != nil {
+			return fmt.Errorf("concatenate %s: %w", info.ID, err)
+		}
+		if err := c.s.placeWhole(whole, final); err != nil {
+			return fmt.Errorf("concatenate %s: %w", info.ID, err)
+		}
 	}
 	if err := c.s.saveDigest(info.ID, info.Size, h); err != nil {
 		return fmt.Errorf("concatenate %s: %w", info.ID, err)
 	}
-	// The first part names its final: the same parts asked for again give
-	// this one.
-	return writeFileSync(c.s.finalMark(parts[0].ID), []byte(info.ID))
+	if inPlace {
+		return nil
+	}
+	return mark()
 }
 
 func (s *Server) pathOf(info handler.FileInfo) string {

@@ -77,19 +77,21 @@ type piece struct{ off, n int64 }
 type hasher struct {
 	h     hash.Hash
 	f     *os.File
+	base  int64 // where the upload's first byte is in f
 	next  int64 // the offset the next piece must start at
 	queue chan piece
 	done  chan error
 }
 
 // startHasher returns a hasher that already covers offset bytes of the
-// upload at path: from the saved state, or by hashing them from the file.
-func (s *Server) startHasher(id, path string, offset int64) (*hasher, error) {
+// upload whose first byte is at base in the file at path: from the saved
+// state, or by hashing them from the file.
+func (s *Server) startHasher(id, path string, base, offset int64) (*hasher, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	hs := &hasher{h: s.loadDigest(id, offset), f: f, queue: make(chan piece, 64), done: make(chan error, 1)}
+	hs := &hasher{h: s.loadDigest(id, offset), f: f, base: base, queue: make(chan piece, 64), done: make(chan error, 1)}
 	if hs.h == nil {
 		hs.h = sha256.New()
 		hs.queue <- piece{0, offset} // rebuild from the file
@@ -99,7 +101,7 @@ func (s *Server) startHasher(id, path string, offset int64) (*hasher, error) {
 		var err error
 		for p := range hs.queue {
 			if err == nil && p.n > 0 {
-				_, err = io.Copy(hs.h, io.NewSectionReader(hs.f, p.off, p.n))
+				_, err = io.Copy(hs.h, io.NewSectionReader(hs.f, hs.base+p.off, p.n))
 			}
 		}
 		hs.f.Close()

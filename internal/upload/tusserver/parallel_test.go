@@ -2,11 +2,13 @@ package tusserver_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,6 +104,17 @@ func TestParallelUpload(t *testing.T) {
 		t.Fatalf("%d bytes sent for 80 MiB: the resume started parts again", sent)
 	}
 	checkStored(t, srv, final, src, sum)
+	// The parts were written in place: their own files hold no bytes, and
+	// the join moved no data.
+	for _, p := range parts {
+		fi, err := os.Stat(filepath.Join(dir, "uploads", p[strings.LastIndex(p, "/")+1:]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if blocks := fi.Sys().(*syscall.Stat_t).Blocks; blocks != 0 || fi.Size() == 0 {
+			t.Fatalf("part %s: %d bytes in %d blocks: not written in place", p, fi.Size(), blocks)
+		}
+	}
 	up, _ := srv.Get(context.Background(), final[strings.LastIndex(final, "/")+1:])
 	if !up.Final || up.Meta[upload.MetaOwner] != "alice" {
 		t.Fatalf("final upload %+v", up)
@@ -128,6 +141,40 @@ func TestParallelUpload(t *testing.T) {
 	// Someone else cannot join alice's parts.
 	if resp := post("mallory"); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("mallory joining alice's parts: %s", resp.Status)
+	}
+	// Nor write into the file of alice's first part, and nobody places a
+	// part outside its file.
+	first := parts[0][strings.LastIndex(parts[0], "/")+1:]
+	for _, tc := range []struct {
+		token, concat string
+		part          map[string]string
+		want          int
+	}{
+		{"mallory", "partial", map[string]string{upload.MetaPartWhole: "83886080", upload.MetaPartAt: "1000", upload.MetaPartOf: first}, http.StatusNotFound},
+		{"alice", "partial", map[string]string{upload.MetaPartWhole: "83886080", upload.MetaPartAt: "83886000", upload.MetaPartOf: first}, http.StatusBadRequest},
+		{"alice", "partial", map[string]string{upload.MetaPartWhole: "83886080", upload.MetaPartAt: "-5", upload.MetaPartOf: first}, http.StatusBadRequest},
+		{"alice", "partial", map[string]string{upload.MetaPartWhole: "1000", upload.MetaPartAt: "0", upload.MetaPartOf: first}, http.StatusBadRequest},
+		{"alice", "partial", map[string]string{upload.MetaPartWhole: "83886080", upload.MetaPartAt: "1000"}, http.StatusBadRequest},
+		{"alice", "", map[string]string{upload.MetaPartWhole: "83886080", upload.MetaPartAt: "0"}, http.StatusBadRequest},
+	} {
+		m := maps.Clone(meta)
+		maps.Copy(m, tc.part)
+		req, _ := http.NewRequest(http.MethodPost, endpoint, nil)
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Upload-Length", "1000")
+		if tc.concat != "" {
+			req.Header.Set("Upload-Concat", tc.concat)
+		}
+		req.Header.Set("Upload-Metadata", upload.EncodeMetadata(m))
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s creating %s %v: %s, want %d", tc.token, tc.concat, tc.part, resp.Status, tc.want)
+		}
 	}
 	// Removing the final after its run took the data (moved it into the
 	// raw store, as the transfer step does) removes the parts.

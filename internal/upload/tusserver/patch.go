@@ -57,22 +57,30 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := r.ContentLength
-	if n < 0 {
-		s.handler.ServeHTTP(w, r) // a chunked body: tusd's own path
+	if _, hijackable := w.(http.Hijacker); n < 0 || r.ProtoMajor != 1 || !hijackable {
+		// A chunked body, or HTTP/2: tusd's own path, which appends to
+		// the upload's own file and so cannot write a part in place.
+		if info, _, err := s.info(r, id); err == nil {
+			if whole, _ := s.wholeOf(info); whole != "" {
+				fail(http.StatusLengthRequired, "a part written in place takes an HTTP/1.1 PATCH with a Content-Length, or a compressed one")
+				return
+			}
+		}
+		s.handler.ServeHTTP(w, r)
 		return
 	}
 	// Another request for this upload (a HEAD or PATCH from an agent that
 	// resumes) asks the holder to let go: the body read is ended at once,
 	// the bytes that arrived are kept.
 	var in interrupter
-	f, path, unlock := s.beginPatch(r, id, offset, n, &in, fail)
-	if f == nil {
+	t, unlock := s.beginPatch(r, id, offset, n, &in, fail)
+	if t == nil {
 		return
 	}
 	defer unlock()
 	hconn, brw, err := w.(http.Hijacker).Hijack()
 	if err != nil {
-		f.Close()
+		t.Close()
 		fail(http.StatusInternalServerError, err.Error())
 		return
 	}
@@ -81,37 +89,40 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	in.arm(func() { hconn.SetReadDeadline(time.Now()) })
 	// A body that stops moving (a client gone silent, a half-open link)
 	// must not hold the upload's lock for ever.
-	stop := s.watchStall(f, in.interrupt)
+	stop := s.watchStall(t.position, in.interrupt)
 	defer stop()
 	// The SHA-256 is computed as the pieces land (see digest.go); without
 	// a hasher the transfer step reads the file instead.
-	hs, _ := s.startHasher(id, path, offset)
+	hs, _ := s.startHasher(id, t.path, t.base, offset)
 	// Bytes the server already buffered, then the rest straight from the
 	// socket (os.File.ReadFrom splices from a TCP connection), in pieces
 	// whose writeback to disk starts as soon as each is in the page cache.
-	got, err := io.CopyN(f, brw.Reader, min(int64(brw.Reader.Buffered()), n))
+	got, err := io.CopyN(t.File, brw.Reader, min(int64(brw.Reader.Buffered()), n))
 	if hs != nil {
 		hs.add(offset, got)
 	}
+	t.advance(offset + got)
 	for err == nil && got < n {
 		var k int64
-		k, err = f.ReadFrom(io.LimitReader(hconn, min(n-got, writebackPiece)))
-		startWriteback(f, offset+got, k)
+		k, err = t.ReadFrom(io.LimitReader(hconn, min(n-got, writebackPiece)))
+		startWriteback(t.File, t.base+offset+got, k)
 		if hs != nil {
 			hs.add(offset+got, k)
 		}
 		got += k
+		t.advance(offset + got)
 		if k == 0 && err == nil {
 			err = io.ErrUnexpectedEOF
 		}
 	}
 	s.saveHash(id, hs)
 	// Acknowledge only what is on disk: the offset we answer is a promise
-	// the agent relies on after a power cut.
-	if err == nil {
-		err = f.Sync()
+	// the agent relies on after a power cut. (Bytes of a body cut short
+	// are synced too, so a part written in place keeps them.)
+	if cerr := t.commit(offset + got); err == nil {
+		err = cerr
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := t.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil && got < n {
@@ -140,9 +151,9 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	brw.Flush()
 }
 
-// watchStall calls abort when f has not grown for the stall timeout; the
-// returned function stops watching.
-func (s *Server) watchStall(f *os.File, abort func()) (stop func()) {
+// watchStall calls abort when position has not moved for the stall
+// timeout; the returned function stops watching.
+func (s *Server) watchStall(position func() int64, abort func()) (stop func()) {
 	limit := cmp.Or(s.cfg.StallTimeout, 2*time.Minute)
 	done := make(chan struct{})
 	go func() {
@@ -156,16 +167,12 @@ func (s *Server) watchStall(f *os.File, abort func()) (stop func()) {
 				return
 			case <-tick.C:
 			}
-			fi, err := f.Stat()
-			if err != nil {
-				continue
-			}
-			if fi.Size() != last {
-				last, moved = fi.Size(), time.Now()
+			if p := position(); p != last {
+				last, moved = p, time.Now()
 				continue
 			}
 			if time.Since(moved) >= limit {
-				slog.Warn("upload stalled: closing its request", "file", f.Name(), "idle", time.Since(moved).Round(time.Second))
+				slog.Warn("upload stalled: closing its request", "idle", time.Since(moved).Round(time.Second))
 				abort()
 				return
 			}
@@ -225,17 +232,18 @@ func (in *interrupter) arm(stop func()) {
 
 // beginPatch takes the upload's lock for a PATCH of n bytes at offset
 // (another request asking for the upload calls in.interrupt), checks the
-// offset and the length against the stored upload and opens its file for
-// appending. On failure it answers through fail and returns a nil file.
-func (s *Server) beginPatch(r *http.Request, id string, offset, n int64, in *interrupter, fail func(int, string)) (f *os.File, path string, unlock func()) {
+// offset and the length against the stored upload and opens where it is
+// written (see openTarget). On failure it answers through fail and
+// returns a nil target.
+func (s *Server) beginPatch(r *http.Request, id string, offset, n int64, in *interrupter, fail func(int, string)) (t *target, unlock func()) {
 	lock, err := s.locker.NewLock(id)
 	if err != nil {
 		fail(http.StatusInternalServerError, err.Error())
-		return nil, "", nil
+		return nil, nil
 	}
 	if err := lock.Lock(r.Context(), in.interrupt); err != nil {
 		fail(http.StatusLocked, "upload is locked by another request")
-		return nil, "", nil
+		return nil, nil
 	}
 	info, status, err := s.info(r, id)
 	if err == nil && offset != info.Offset {
@@ -245,15 +253,14 @@ func (s *Server) beginPatch(r *http.Request, id string, offset, n int64, in *int
 		status, err = http.StatusRequestEntityTooLarge, fmt.Errorf("%d bytes at offset %d exceed the upload length %d", n, offset, info.Size)
 	}
 	if err == nil {
-		path = s.pathOf(info)
-		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+		if t, err = s.openTarget(info, offset); err != nil {
 			status = http.StatusInternalServerError
 		}
 	}
 	if err != nil {
 		lock.Unlock()
 		fail(status, err.Error())
-		return nil, "", nil
+		return nil, nil
 	}
-	return f, path, func() { lock.Unlock() }
+	return t, func() { lock.Unlock() }
 }

@@ -17,8 +17,8 @@ type SweepReport struct {
 	// Expired are unfinished uploads nobody wrote to for the expiry time.
 	Expired []string
 	// Orphans are leftovers of failures: bookkeeping (.info, .sha256,
-	// .lock, .tmp) without its upload, or an empty data file without its
-	// .info.
+	// .lock, .tmp, .whole) without its upload, or an empty data file
+	// without its .info.
 	Orphans []string
 }
 
@@ -78,7 +78,7 @@ func (s *Server) Sweep(ctx context.Context, expireAfter time.Duration) (SweepRep
 			continue
 		}
 		var id string
-		for _, suffix := range []string{".sha256.tmp", ".sha256", ".lock", ".final"} {
+		for _, suffix := range []string{".sha256.tmp", ".sha256", ".lock", ".final", ".whole"} {
 			if base, ok := strings.CutSuffix(name, suffix); ok {
 				id = base
 				break
@@ -86,7 +86,9 @@ func (s *Server) Sweep(ctx context.Context, expireAfter time.Duration) (SweepRep
 		}
 		switch {
 		case id != "":
-			// Bookkeeping of an upload whose data file is gone.
+			// Bookkeeping of an upload whose data file is gone; the file
+			// that parts written in place went into, once its first part
+			// is gone.
 			if _, ok := names[id]; !ok && old(e, time.Hour) {
 				s.removeOrphan(&rep, name)
 			}

@@ -124,6 +124,9 @@ func New(cfg Config) (*Server, error) {
 			if err := validate(meta, hook.Upload.SizeIsDeferred, cfg.Flows); err != nil {
 				return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_INVALID_METADATA", err.Error(), http.StatusBadRequest)
 			}
+			if err := s.checkPart(hook.Context, hook.Upload); err != nil {
+				return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+			}
 			if hook.Upload.IsFinal {
 				if err := s.checkFinal(hook.Context, hook.Upload.PartialUploads); err != nil {
 					return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
@@ -185,8 +188,9 @@ func validate(meta handler.MetaData, deferred bool, flows map[string]bool) error
 }
 
 // Handler serves the tus protocol; mount it at the configured BasePath
-// (stripped). PATCH requests over HTTP/1.1 take a zero-copy path (see
-// patch); everything else is tusd's.
+// (stripped). PATCH requests over HTTP/1.1 take a zero-copy path, and
+// compressed ones a decoding path, on any protocol (see patch);
+// everything else is tusd's.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(upload.HeaderAcceptEncoding, "zstd")
@@ -203,11 +207,9 @@ func (s *Server) Handler() http.Handler {
 		if r.Method == http.MethodPost && s.postFinal(w, r) {
 			return
 		}
-		if r.Method == http.MethodPatch && r.ProtoMajor == 1 {
-			if _, ok := w.(http.Hijacker); ok {
-				s.patch(w, r)
-				return
-			}
+		if r.Method == http.MethodPatch {
+			s.patch(w, r)
+			return
 		}
 		s.handler.ServeHTTP(w, r)
 	})
@@ -286,7 +288,7 @@ func (s *Server) Remove(id string) error {
 }
 
 func (s *Server) removeFiles(id string) error {
-	for _, p := range []string{filepath.Join(s.dir, id), filepath.Join(s.dir, id+".info"), filepath.Join(s.dir, id+".lock"), s.digestPath(id), s.digestPath(id) + ".tmp"} {
+	for _, p := range []string{filepath.Join(s.dir, id), filepath.Join(s.dir, id+".info"), filepath.Join(s.dir, id+".lock"), s.digestPath(id), s.digestPath(id) + ".tmp", filepath.Join(s.dir, id+".whole")} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove upload %s: %w", id, err)
 		}
