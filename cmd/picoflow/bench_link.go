@@ -100,7 +100,7 @@ func auto(c *upload.Client)  { c.MaxStreams = 1 }
 // compression compares raw and compressed uploads of each file.
 func (b *linkBench) compression(ctx context.Context, files []string, what map[string]string) error {
 	fmt.Fprintf(b.out, "\ncompression on the wire (zstd, chosen per file), emulated %s link, RTT %s, one stream:\n", upload.FormatRate(b.link.Rate), b.link.RTT)
-	fmt.Fprintf(b.out, "  %-34s %9s %10s %10s %7s %8s  %s\n", "file", "MB", "raw", "zstd", "wire", "speedup", "vs the link")
+	fmt.Fprintf(b.out, "  %-34s %9s %10s %10s %7s %8s %8s  %s\n", "file", "MB", "raw", "zstd", "wire", "speedup", "ceiling", "vs the link")
 	floor, err := b.floor(ctx)
 	if err != nil {
 		return err
@@ -111,40 +111,80 @@ func (b *linkBench) compression(ctx context.Context, files []string, what map[st
 		if err != nil {
 			return err
 		}
+		// The ceiling of compression here: the file compressed on one
+		// thread in the same run (its ratio and speed); at best the
+		// compressed stream moves at the slower of that thread and the link
+		// carrying compressed bytes, after the floor every upload pays.
+		ratio, speed, err := compressionOf(p)
+		if err != nil {
+			return err
+		}
+		size := float64(raw.bytes)
+		best := floor.Seconds() + max(size/speed, ratio*size/b.link.Rate)
+		ceiling := max(1, raw.took.Seconds()/best)
 		verdict := "faster than the link carries raw bytes"
 		if comp.rate() < b.link.Rate {
 			verdict = fmt.Sprintf("%.2f of the link", comp.rate()/b.link.Rate)
 		}
-		fmt.Fprintf(b.out, "  %-34s %9.1f %10s %10s %6.0f%% %7.2fx  %s (%s)\n", trimName(filepath.Base(p), 34), float64(raw.bytes)/1e6,
+		fmt.Fprintf(b.out, "  %-34s %9.1f %10s %10s %6.0f%% %7.2fx %7.2fx  %s (%s; one thread: ratio %.3f at %.0f MB/s; %d rounds)\n", trimName(filepath.Base(p), 34), size/1e6,
 			upload.FormatRate(raw.rate()), upload.FormatRate(comp.rate()), 100*float64(comp.wire)/float64(comp.bytes),
-			raw.took.Seconds()/comp.took.Seconds(), verdict, what[p])
+			raw.took.Seconds()/comp.took.Seconds(), ceiling, verdict, what[p], ratio, speed/1e6, rounds(raw.bytes))
 	}
+	fmt.Fprintf(b.out, "  (ceiling: the raw time over the floor + the slower of one compressing thread and the link carrying the compressed bytes; 1.00x where compression cannot win here)\n")
 	return nil
 }
 
-// pair uploads p raw and then as the client chooses (compressed or not),
-// alternating, 5 rounds for a small file (the median of each), 1 for a
-// large one.
+// compressionOf measures how the file at p compresses on one thread.
+func compressionOf(p string) (ratio, speed float64, err error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	return upload.MeasureCompression(f, fi.Size())
+}
+
+// rounds is how many alternating rounds a file of n bytes gets: small
+// files, whose times are a few ms, more.
+func rounds(n int64) int {
+	switch {
+	case n < 8<<20:
+		return 9
+	case n < 256<<20:
+		return 3
+	}
+	return 1
+}
+
+// pair uploads p raw and as the client chooses (compressed or not),
+// alternating which goes first, for rounds(size) rounds, and returns the
+// median of each.
 func (b *linkBench) pair(ctx context.Context, p string) (raw, comp linkRun, err error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return raw, comp, err
 	}
-	rounds := 1
-	if fi.Size() < 32<<20 {
-		rounds = 5
-	}
 	var raws, comps []linkRun
-	for range rounds {
-		r, err := b.send(ctx, p, never)
-		if err != nil {
-			return raw, comp, err
+	for i := range rounds(fi.Size()) {
+		for j := range 2 {
+			if (i+j)%2 == 0 {
+				r, err := b.send(ctx, p, never)
+				if err != nil {
+					return raw, comp, err
+				}
+				raws = append(raws, r)
+			} else {
+				c, err := b.send(ctx, p, auto)
+				if err != nil {
+					return raw, comp, err
+				}
+				comps = append(comps, c)
+			}
 		}
-		c, err := b.send(ctx, p, auto)
-		if err != nil {
-			return raw, comp, err
-		}
-		raws, comps = append(raws, r), append(comps, c)
 	}
 	return medianRun(raws), medianRun(comps), nil
 }

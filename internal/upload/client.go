@@ -217,16 +217,17 @@ func (c *Client) Offset(ctx context.Context, uploadURL string) (int64, error) {
 // Send streams the file from offset to the end in one PATCH and returns the
 // new offset. On error the caller asks Offset and calls Send again.
 func (c *Client) Send(ctx context.Context, uploadURL string, f io.ReaderAt, offset, size int64) (int64, error) {
-	return c.send(ctx, uploadURL, f, offset, size, false)
+	return c.send(ctx, uploadURL, f, offset, size, false, nil)
 }
 
 // send sends the bytes [offset, end) of f in one PATCH, zstd-compressed
 // when compress is set, and returns the server's new offset.
-func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offset, end int64, compress bool) (int64, error) {
+// head, when not nil, is the body's first frame, compressed already.
+func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offset, end int64, compress bool, head []byte) (int64, error) {
 	var body io.Reader = io.NewSectionReader(f, offset, end-offset)
 	length := end - offset
 	if compress {
-		cb := c.compressedBody(ctx, f, offset, end, c.threads())
+		cb := c.compressedBody(ctx, f, offset, end, c.threads(), frameSize(end-offset), head)
 		defer cb.Close()
 		body, length = cb, -1
 	}
@@ -273,13 +274,18 @@ func (c *Client) sendFile(ctx context.Context, uploadURL string, f io.ReaderAt, 
 	p := c.planFile(f, off, size)
 	var err error
 	if p.probe {
-		if off, err = c.send(ctx, uploadURL, f, off, off+probeBytes, false); err != nil {
+		if off, err = c.send(ctx, uploadURL, f, off, off+probeBytes, false, nil); err != nil {
 			return off, err
 		}
+		p.head = nil // it was the probe's
 		p.compress = c.worthIt(p, c.comp.link(), size-off)
 	}
-	for off < size && err == nil {
-		off, err = c.send(ctx, uploadURL, f, off, size, p.compress)
+	for start := off; off < size && err == nil; {
+		head := p.head
+		if off != start {
+			head = nil
+		}
+		off, err = c.send(ctx, uploadURL, f, off, size, p.compress, head)
 	}
 	return off, err
 }

@@ -51,7 +51,6 @@ const (
 )
 
 const (
-	frameChunk = 1 << 20  // bytes per zstd frame
 	probeBytes = 16 << 20 // the raw first piece that measures the link
 	// worthRatio: a file whose samples do not shrink below this goes raw.
 	worthRatio = 0.9
@@ -141,6 +140,18 @@ type plan struct {
 	probe    bool
 	ratio    float64 // sampled compressed/raw
 	speed    float64 // bytes/s one thread compresses
+	// head is the first frame of the bytes to send, compressed by the
+	// sampling: a compressed body starts with it.
+	head []byte
+}
+
+// frameSize is the bytes per zstd frame when n bytes are to go: a small
+// file in small frames, so its first is on the wire sooner.
+func frameSize(n int64) int64 {
+	if n < 8<<20 {
+		return 256 << 10
+	}
+	return 1 << 20
 }
 
 func (c *Client) threads() int {
@@ -159,7 +170,7 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 		return plan{}
 	}
 	p := plan{}
-	p.ratio, p.speed = sample(f, off, size)
+	p.ratio, p.speed, p.head = sample(f, off, size)
 	if c.Compress == CompressAlways {
 		p.compress = true
 		return p
@@ -193,48 +204,75 @@ func (c *Client) worthIt(p plan, link float64, size int64) bool {
 	link *= float64(max(1, c.comp.streams.Load()))
 	s := float64(size)
 	raw := s / link
-	// The compressed stream waits for its first chunk, then moves at the
-	// slower of the compressor and the link carrying compressed bytes.
-	first := min(s, frameChunk) / p.speed
-	compressed := first + max(s/(p.speed*float64(c.threads())), p.ratio*s/link)
-	return compressed < 0.9*raw
+	// The compressed stream moves at the slower of the compressor and the
+	// link carrying compressed bytes; the first frame was compressed by
+	// the sampling (else the stream waits for it).
+	first := float64(min(size, frameSize(size)))
+	wait := 0.0
+	if p.head == nil {
+		wait = first / p.speed
+	}
+	compressed := wait + max((s-first)/(p.speed*float64(c.threads())), p.ratio*s/link)
+	return compressed+compressedPatchCost.Seconds() < 0.9*raw
 }
+
+// compressedPatchCost is what a compressed PATCH costs beyond its bytes
+// (a chunked body, the decoder at the server, the pipeline's goroutines):
+// about 2 ms, measured on 0.2-2.6 MB files across an emulated 1 Gbit/s
+// link (picoflow bench transfer --link). A file whose compression saves
+// less than that goes raw.
+const compressedPatchCost = 2 * time.Millisecond
 
 // assumedLink is the rate taken for a link not measured yet: a facility's
 // 1 Gbit/s.
 const assumedLink = 125e6
 
-// sample compresses up to 8 pieces of 512 KiB spread over [off, size) and
-// returns the compressed/raw ratio and one thread's speed in bytes/s.
-func sample(f io.ReaderAt, off, size int64) (ratio, speed float64) {
+// sample compresses the first frame of [off, size) and up to 7 more
+// pieces of 256-512 KiB spread over it (at most 4 MiB, or a 16th of a
+// large file), and returns the compressed/raw ratio, one thread's speed in
+// bytes/s and the first frame compressed. Pieces smaller than that time
+// the encoder's set-up more than its speed.
+func sample(f io.ReaderAt, off, size int64) (ratio, speed float64, head []byte) {
 	enc := encoders.Get().(*zstd.Encoder)
 	defer encoders.Put(enc)
-	// Up to 8 pieces of 64-512 KiB (smaller ones time the encoder's set-up,
-	// not its speed), 4 MiB or a 16th of the file.
-	budget := min(4<<20, max(128<<10, (size-off)/16))
-	piece := max(64<<10, budget/8)
-	n := max(1, min(8, budget/piece))
-	buf := make([]byte, piece)
+	frame := min(frameSize(size-off), size-off)
+	budget := min(4<<20, max(frame, (size-off)/16))
+	piece := max(256<<10, budget/8)
+	n := min(8, max(1, budget/piece))
+	buf := make([]byte, max(frame, piece))
 	// The encoder's first call sets up its tables: not part of the speed.
-	out := enc.EncodeAll(buf[:min(piece, 64<<10)], nil)
+	enc.EncodeAll(buf[:4<<10], nil)
 	var in, comp int64
 	var spent time.Duration
 	for i := range n {
-		at := off + (size-off-piece)*i/max(1, n-1)
-		k, err := f.ReadAt(buf, max(at, off))
-		if k == 0 && err != nil {
+		at, k := off, frame
+		if i > 0 {
+			at = off + frame + (size-off-frame-piece)*i/max(1, n-1)
+			if at < off+frame || at+piece > size {
+				break
+			}
+			k = piece
+		}
+		got, err := f.ReadAt(buf[:k], at)
+		if int64(got) < k && err != nil {
 			break
 		}
 		t0 := time.Now()
-		out = enc.EncodeAll(buf[:k], out[:0])
+		out := enc.EncodeAll(buf[:k], nil)
 		spent += time.Since(t0)
-		in += int64(k)
+		if i == 0 {
+			head = out
+		}
+		in += k
 		comp += int64(len(out))
 	}
 	if in == 0 {
-		return 1, 0
+		return 1, 0, nil
 	}
-	return float64(comp) / float64(in), float64(in) / max(spent.Seconds(), 1e-9)
+	if len(head) >= int(frame) {
+		head = nil // it does not shrink
+	}
+	return float64(comp) / float64(in), float64(in) / max(spent.Seconds(), 1e-9), head
 }
 
 // encoders are reused: setting one up costs more than compressing a
@@ -280,10 +318,11 @@ type chunk struct {
 	done chan struct{}
 }
 
-// compressedBody returns a reader of zstd frames encoding [off, end) of f,
-// compressed by threads goroutines; it stops when ctx ends or the reader
-// is closed.
-func (c *Client) compressedBody(ctx context.Context, f io.ReaderAt, off, end int64, threads int) io.ReadCloser {
+// compressedBody returns a reader of zstd frames of frame bytes encoding
+// [off, end) of f, compressed by threads goroutines (head, when not nil,
+// is the first frame already compressed); it stops when ctx ends or the
+// reader is closed.
+func (c *Client) compressedBody(ctx context.Context, f io.ReaderAt, off, end int64, threads int, frame int64, head []byte) io.ReadCloser {
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(ctx)
 	work := make(chan *chunk)
@@ -314,28 +353,33 @@ func (c *Client) compressedBody(ctx context.Context, f io.ReaderAt, off, end int
 		defer close(order)
 		defer close(work)
 		for at := off; at < end; {
-			k := min(int64(frameChunk), end-at)
+			k := min(frame, end-at)
 			ch := &chunk{src: make([]byte, k), done: make(chan struct{})}
 			if _, err := f.ReadAt(ch.src, at); err != nil {
 				pw.CloseWithError(err)
 				return
 			}
+			first := at == off
 			at += k
-			select {
-			case work <- ch:
-			default:
-				if writerIdle.Load() && len(order) == 0 {
+			switch {
+			case first && head != nil && k == frame:
+				ch.out = head
+				close(ch.done)
+			case writerIdle.Load() && len(order) == 0:
+				select {
+				case work <- ch:
+				default:
 					// Every thread is busy and the link waits with
 					// nothing else queued: this chunk goes stored, right
 					// behind the one being compressed.
 					ch.out = appendStored(nil, ch.src)
 					close(ch.done)
-				} else {
-					select {
-					case work <- ch:
-					case <-ctx.Done():
-						return
-					}
+				}
+			default:
+				select {
+				case work <- ch:
+				case <-ctx.Done():
+					return
 				}
 			}
 			select {
@@ -381,4 +425,32 @@ type pipeBody struct {
 func (b *pipeBody) Close() error {
 	b.cancel()
 	return b.PipeReader.Close()
+}
+
+// MeasureCompression compresses all of r (size bytes) as an upload would
+// (its frames, its encoder) on one thread, and returns the compressed/raw
+// ratio and the speed in bytes/s: what a benchmark sets the transfer
+// against.
+func MeasureCompression(r io.ReaderAt, size int64) (ratio, speed float64, err error) {
+	enc := encoders.Get().(*zstd.Encoder)
+	defer encoders.Put(enc)
+	frame := frameSize(size)
+	buf := make([]byte, frame)
+	var out []byte
+	var comp int64
+	var spent time.Duration
+	for at := int64(0); at < size; at += frame {
+		k := min(frame, size-at)
+		if _, err := r.ReadAt(buf[:k], at); err != nil {
+			return 0, 0, err
+		}
+		t0 := time.Now()
+		out = enc.EncodeAll(buf[:k], out[:0])
+		spent += time.Since(t0)
+		comp += min(int64(len(out)), k+16)
+	}
+	if size == 0 {
+		return 1, 0, nil
+	}
+	return float64(comp) / float64(size), float64(size) / max(spent.Seconds(), 1e-9), nil
 }

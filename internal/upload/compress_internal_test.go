@@ -55,25 +55,37 @@ func TestStoredFramesDecode(t *testing.T) {
 }
 
 // TestCompressedBodyDecodes: a compressed body (frames from several
-// threads, stored frames where the threads are behind) is, to the zstd
-// command, exactly the bytes of the range it encodes; compressible data
-// shrinks, random data does not grow by more than the frame headers.
+// threads, stored frames where the threads are behind, the first frame
+// the one the sampling compressed) is, to the zstd command, exactly the
+// bytes of the range it encodes; compressible data shrinks, random data
+// does not grow by more than the frame headers.
 func TestCompressedBodyDecodes(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name     string
 		data     []byte
 		maxRatio float64
+		head     bool
 	}{
-		{"counts", countsData(6<<20+12345, 7), 0.5},
-		{"random", randomData(5<<20, 3), 1.001},
+		{"counts", countsData(6<<20+12345, 7), 0.5, false},
+		{"counts, sampled head", countsData(6<<20+12345, 8), 0.5, true},
+		{"counts, large, sampled head", countsData(9<<20+99, 9), 0.5, true},
+		{"random", randomData(5<<20, 3), 1.001, true},
 	} {
 		p := filepath.Join(dir, tc.name)
 		os.WriteFile(p, tc.data, 0o644)
 		f, _ := os.Open(p)
 		c := &Client{}
 		const off = 4097
-		body := c.compressedBody(context.Background(), f, off, int64(len(tc.data)), 2)
+		size := int64(len(tc.data))
+		var head []byte
+		if tc.head {
+			_, _, head = sample(f, off, size)
+			if head == nil && tc.maxRatio < 1 {
+				t.Fatalf("%s: no head frame from the sampling", tc.name)
+			}
+		}
+		body := c.compressedBody(context.Background(), f, off, size, 2, frameSize(size-off), head)
 		// Read at 15 MB/s, a link slower than the compressor, even for
 		// what compresses to a quarter: (almost) every chunk is
 		// compressed. (A faster link takes stored frames meanwhile.)
