@@ -170,6 +170,20 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 		return plan{}
 	}
 	p := plan{}
+	if c.Compress == CompressAuto {
+		// Even compressed to nothing in no time, could it win? If so, a
+		// glance (32 KiB from the middle) before the costlier sample, for
+		// a small file whose whole transfer is a few ms.
+		need := c.ratioNeeded(c.comp.link(), size-off)
+		if need <= 0 {
+			return plan{}
+		}
+		if size-off < 8<<20 {
+			if r := glance(f, off, size); r > need+0.1 {
+				return plan{ratio: r}
+			}
+		}
+	}
 	p.ratio, p.speed, p.head = sample(f, off, size)
 	if c.Compress == CompressAlways {
 		p.compress = true
@@ -187,21 +201,34 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 	return p
 }
 
-// worthIt reports whether compressing size bytes beats sending them raw
-// on a link of the given raw rate (0: not measured, taken as 1 Gbit/s).
-func (c *Client) worthIt(p plan, link float64, size int64) bool {
+// effectiveLink is the raw rate the plan assumes for a link measured at
+// link (0: not measured, taken as 1 Gbit/s): no more than the rate cap,
+// and, as streams sending at once share the threads, the link each
+// measured times their number.
+func (c *Client) effectiveLink(link float64) float64 {
 	if lim := c.limiter(); lim != nil && lim.Rate() > 0 && (link == 0 || lim.Rate() < link) {
 		link = lim.Rate()
 	}
 	if link == 0 {
 		link = assumedLink
 	}
+	return link * float64(max(1, c.comp.streams.Load()))
+}
+
+// ratioNeeded is the compressed/raw ratio size bytes must reach to go
+// faster compressed, were compressing free (<= 0: none will do).
+func (c *Client) ratioNeeded(link float64, size int64) float64 {
+	raw := float64(size) / c.effectiveLink(link)
+	return min(worthRatio, 0.9-compressedPatchCost.Seconds()/raw)
+}
+
+// worthIt reports whether compressing size bytes beats sending them raw
+// on a link of the given raw rate (0: not measured, taken as 1 Gbit/s).
+func (c *Client) worthIt(p plan, link float64, size int64) bool {
 	if p.speed <= 0 || p.ratio > worthRatio {
 		return false
 	}
-	// Streams sending at once share the threads: the link each measured
-	// is a share of the whole.
-	link *= float64(max(1, c.comp.streams.Load()))
+	link = c.effectiveLink(link)
 	s := float64(size)
 	raw := s / link
 	// The compressed stream moves at the slower of the compressor and the
@@ -273,6 +300,20 @@ func sample(f io.ReaderAt, off, size int64) (ratio, speed float64, head []byte) 
 		head = nil // it does not shrink
 	}
 	return float64(comp) / float64(in), float64(in) / max(spent.Seconds(), 1e-9), head
+}
+
+// glance is the compressed/raw ratio of 32 KiB from the middle of
+// [off, size).
+func glance(f io.ReaderAt, off, size int64) float64 {
+	k := min(32<<10, size-off)
+	buf := make([]byte, k)
+	at := off + (size-off-k)/2
+	if n, err := f.ReadAt(buf, at); int64(n) < k && err != nil {
+		return 1
+	}
+	enc := encoders.Get().(*zstd.Encoder)
+	defer encoders.Put(enc)
+	return float64(len(enc.EncodeAll(buf, nil))) / float64(k)
 }
 
 // encoders are reused: setting one up costs more than compressing a

@@ -163,6 +163,20 @@ func TestPlan(t *testing.T) {
 	if !c.worthIt(plan{ratio: 0.02, speed: 1e9}, 0, 1<<20) {
 		t.Fatal("a 1 MiB file that shrinks fifty-fold, compressed at 1 GB/s: not compressed")
 	}
+	// A 200 KiB file takes 1.6 ms at 1 Gbit/s: no compression saves the
+	// cost of a compressed PATCH, and it goes raw without being sampled;
+	// under a 20 MB/s cap it is worth it.
+	small := filepath.Join(dir, "small")
+	os.WriteFile(small, countsData(200<<10, 2), 0o644)
+	fresh := &Client{CompressThreads: 1} // the link not measured: 1 Gbit/s assumed
+	fresh.comp.serverZstd = true
+	if p := fresh.planFile(open(small), 0, 200<<10); p.compress || p.speed != 0 {
+		t.Fatalf("200 KiB at 1 Gbit/s: compress %v, sampled at %.0f MB/s", p.compress, p.speed/1e6)
+	}
+	fresh.Limiter = NewLimiter(20e6)
+	if p := fresh.planFile(open(small), 0, 200<<10); !p.compress {
+		t.Fatalf("200 KiB under a 20 MB/s cap: not compressed (ratio %.3f)", p.ratio)
+	}
 	c.Compress = CompressNever
 	if p := c.planFile(open(counts), 0, 8<<20); p.compress {
 		t.Fatal("CompressNever compressed")
