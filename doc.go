@@ -10,7 +10,7 @@
 //	internal/upload               tus 1.0 client for the agent: resumable, rate-capped, zstd on the wire when it
 //	                              pays, parallel parts joined by concatenation on long fat links
 //	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, zstd PATCH bodies, hashing
-//	                              on arrival, concatenation of an owner's parts in the kernel
+//	                              on arrival, parallel parts written in place and joined without a copy
 //	internal/replicas             several server replicas for a client: move on when one is down
 //	internal/linkem               an emulated network link (rate, RTT, jitter, queue, TCP-like window) for
 //	                              tests and benchmarks
