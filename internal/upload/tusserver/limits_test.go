@@ -159,7 +159,9 @@ func TestSweepRemovesAbandonedUploadsOnly(t *testing.T) {
 		}
 	}
 	touch(id(abandoned), id(abandoned)+".info", id(finished), id(finished)+".info")
-	for name, data := range map[string]string{"gone.info": "{}", "gone.sha256": "x", "emptydata": "", "keptdata": "bytes", "fresh.sha256": "x"} {
+	// A file parts were written into stays while its first part is there.
+	for name, data := range map[string]string{"gone.info": "{}", "gone.sha256": "x", "emptydata": "", "keptdata": "bytes", "fresh.sha256": "x",
+		"gone.whole": "parts", id(recent) + ".whole": "parts"} {
 		os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644)
 		if name != "fresh.sha256" {
 			touch(name)
@@ -172,12 +174,12 @@ func TestSweepRemovesAbandonedUploadsOnly(t *testing.T) {
 	if len(rep.Expired) != 1 || rep.Expired[0] != id(abandoned) {
 		t.Errorf("expired %v, want [%s]", rep.Expired, id(abandoned))
 	}
-	for _, n := range []string{id(abandoned), id(abandoned) + ".info", "gone.info", "gone.sha256", "emptydata"} {
+	for _, n := range []string{id(abandoned), id(abandoned) + ".info", "gone.info", "gone.sha256", "emptydata", "gone.whole"} {
 		if _, err := os.Stat(filepath.Join(dir, n)); !os.IsNotExist(err) {
 			t.Errorf("%s is still there", n)
 		}
 	}
-	for _, n := range []string{id(recent), id(recent) + ".info", id(finished), id(finished) + ".info", "keptdata", "fresh.sha256"} {
+	for _, n := range []string{id(recent), id(recent) + ".info", id(finished), id(finished) + ".info", "keptdata", "fresh.sha256", id(recent) + ".whole"} {
 		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
 			t.Errorf("%s was removed: %v", n, err)
 		}
