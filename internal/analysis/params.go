@@ -22,9 +22,11 @@ var paramHelp = map[string]string{
 	"frames":           "scan frames FIRST:LAST (LAST excluded; default all)",
 	"quant_exclude":    "elements left out of the composition (C,Cu)",
 	"k_factors":        "Cliff-Lorimer k-factors relative to Si K (Fe=1.31,Ni=1.45)",
-	"noise_sigmas":     "movies: how far above the background a particle must rise (standard deviations, default 5)",
-	"min_distance_px":  "movies: smallest distance between particle centres (pixels, default 4)",
-	"smoothing_px":     "movies: smoothing before detection (pixels, default 1.2)",
+	"noise_sigmas":     "movies: how far above its local background a particle must rise (local noise standard deviations, default 5)",
+	"dynamics_sigmas":  "movies: how far a particle must rise above the saddle to a touching brighter one to count apart (noise sigmas, default 3)",
+	"max_radius_px":    "movies: the largest particle radius; the background follows the film at larger scales (pixels, default 12)",
+	"area_level":       "movies: fraction of a particle's height at which its area is measured (default 0.3)",
+	"smoothing_px":     "movies: smoothing before detection (pixels, default 1)",
 }
 
 // ParamNames lists the parameters an analysis accepts, with what each does.
@@ -65,9 +67,16 @@ func (o *Options) applyParams(params map[string]string) error {
 		case "beam_kev":
 			err = num(&o.Hyperspectral.Quant.BeamEnergy)
 		case "noise_sigmas":
-			err = num(&o.Movie.Detector.NoiseSigmas)
-		case "min_distance_px":
-			err = num(&o.Movie.Detector.MinDistance)
+			err = num(&o.Movie.Detector.Significance)
+		case "dynamics_sigmas":
+			err = num(&o.Movie.Detector.Dynamics)
+		case "max_radius_px":
+			var r float64
+			if err = num(&r); err == nil {
+				o.Movie.Detector.MaxRadius = int(r)
+			}
+		case "area_level":
+			err = num(&o.Movie.Detector.AreaLevel)
 		case "smoothing_px":
 			err = num(&o.Movie.Detector.Sigma)
 		case "detectors":
@@ -187,9 +196,11 @@ func (o *Options) effectiveParams(kind string, beamKeV float64) map[string]any {
 		} else {
 			d := o.Movie.Detector
 			p["detector"] = "classical"
-			p["noise_sigmas"] = orDefault(d.NoiseSigmas, 5)
-			p["min_distance_px"] = orDefault(d.MinDistance, 4)
-			p["smoothing_px"] = orDefault(d.Sigma, 1.2)
+			p["noise_sigmas"] = orDefault(d.Significance, 5)
+			p["dynamics_sigmas"] = orDefault(d.Dynamics, 3)
+			p["max_radius_px"] = orDefault(float64(d.MaxRadius), 12)
+			p["area_level"] = orDefault(d.AreaLevel, 0.3)
+			p["smoothing_px"] = orDefault(d.Sigma, 1)
 		}
 	}
 	return p

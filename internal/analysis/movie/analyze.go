@@ -30,6 +30,13 @@ type FrameDetector interface {
 	DetectGray(gray []uint8, w, h, index int) []Detection
 }
 
+// frameDetector is a detector that reads the frame itself (scaled as the
+// video shows it, lo..hi to 0..255, but not clipped or rounded), so it
+// measures intensities in the frame's units.
+type frameDetector interface {
+	DetectFrame(frame []float64, lo, hi float64, w, h, index int) []Detection
+}
+
 // Options configure Analyze.
 type Options struct {
 	// Detector is the classical detector's configuration, used unless
@@ -185,12 +192,17 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 	for wi := range workers {
 		wg.Go(func() {
 			d := dets[wi]
+			fd, onFrame := d.(frameDetector)
 			var sc Scaler
 			for s := range work {
 				if s.err == nil {
 					t0 := time.Now()
-					sc.Scale(s.f, s.gray)
-					s.dets = d.DetectGray(s.gray, w, h, s.t)
+					lo, hi := sc.Scale(s.f, s.gray)
+					if onFrame {
+						s.dets = fd.DetectFrame(s.f, lo, hi, w, h, s.t)
+					} else {
+						s.dets = d.DetectGray(s.gray, w, h, s.t)
+					}
 					detectNS.Lock()
 					detectTime += time.Since(t0)
 					detectNS.Unlock()

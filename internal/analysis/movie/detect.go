@@ -1,12 +1,13 @@
 package movie
 
 import (
+	"cmp"
 	"math"
 	"slices"
 )
 
-// Detection is one particle found in one frame: a box around its
-// intensity-weighted centre (pixels; x right, y down).
+// Detection is one particle found in one frame: its centre (pixels; x
+// right, y down), a box around it, and what was measured of it.
 type Detection struct {
 	Frame int     `json:"frame"`
 	X     float64 `json:"x"`
@@ -15,204 +16,247 @@ type Detection struct {
 	H     float64 `json:"h"`
 	Score float64 `json:"score"`
 	Track int     `json:"track"`
+	// AreaPx is the projected area in pixels (at AreaLevel of the
+	// particle's height above its background), DiameterPx the diameter of
+	// the disc of that area.
+	AreaPx     float64 `json:"area_px,omitempty"`
+	DiameterPx float64 `json:"diameter_px,omitempty"`
+	// Intensity is the integrated intensity above the local background
+	// (the frame's units: counts for counting detectors).
+	Intensity float64 `json:"intensity,omitempty"`
+	// SNR is the particle's height over the local noise (smoothed).
+	SNR float64 `json:"snr,omitempty"`
 }
 
-// Detector is the classical particle detector: Gaussian smoothing, an Otsu
-// threshold, local maxima at least MinDistance apart, and a box from the
-// intensity moments around each maximum. It keeps its buffers between
-// frames; use one per goroutine.
+// Detector is the classical particle detector. Scan lines are levelled,
+// the frame smoothed (Gaussian, Sigma), the film's slow background removed
+// (a grey-scale opening wider than any particle), and the noise and offset
+// of what remains measured block by block; particles are then flooded out
+// of the residual from the brightest pixels down, kept apart where the
+// profile dips between them by more than the dynamics, and kept when their
+// height is Significance times the noise around them. So a faint small
+// particle next to a bright large one is judged by its own neighbourhood.
+// It keeps its buffers between frames; use one per goroutine.
 type Detector struct {
-	// Sigma is the smoothing in pixels (default 1.2).
+	// Sigma is the smoothing in pixels (default 1).
 	Sigma float64
-	// MinDistance is the smallest distance between two particles' centres
-	// in pixels (default 4).
-	MinDistance float64
-	// Window is the half-size of the moment window in pixels (default 10).
-	Window int
-	// MinScore drops maxima barely above the threshold (default 0.15).
-	MinScore float64
-	// NoiseSigmas is how far above the background, in standard deviations
-	// of the smoothed noise, a particle must rise (default 5). It guards
-	// the Otsu threshold when particles cover little of the frame.
-	NoiseSigmas float64
-	// MaxDetections keeps the best-scoring ones (default 1000).
+	// Significance is how far above its local background, in standard
+	// deviations of the local (smoothed) noise, a particle's peak must
+	// rise (default 5).
+	Significance float64
+	// Dynamics is how far, in noise sigmas, a particle must rise above the
+	// saddle to a brighter touching one to count apart (default 3; a fifth
+	// of its height is added).
+	Dynamics float64
+	// MaxRadius is the largest particle radius in pixels: the background
+	// follows the film at larger scales only (default 12).
+	MaxRadius int
+	// AreaLevel is the fraction of a particle's height at which its area
+	// is measured (default 0.3).
+	AreaLevel float64
+	// MinArea is the smallest particle in pixels at the measuring level
+	// (default 2).
+	MinArea int
+	// MaxDetections keeps the most significant ones (default 5000).
 	MaxDetections int
 
-	scale     Scaler
-	gray      []uint8
-	sample    []float32
-	a, b, tmp []float32
-	kernel    []float32
+	scale            Scaler
+	gray             []uint8
+	sample           []float32
+	a, b, tmp, bg    []float32
+	half, vh         []float32
+	offs, sigs, meds []float32
+	kernel           []float32
+	label            []int32
+	touched, order   []int32
+	vals, sigAt      []float32
+	keys             []uint64
+	regions          []region
+	dist             []int16
+	blabel, border   []int32
 }
 
 func (d *Detector) defaults() {
 	if d.Sigma == 0 {
-		d.Sigma = 1.2
+		d.Sigma = 1
 	}
-	if d.MinDistance == 0 {
-		d.MinDistance = 4
+	if d.Significance == 0 {
+		d.Significance = 5
 	}
-	if d.Window == 0 {
-		d.Window = 10
+	if d.Dynamics == 0 {
+		d.Dynamics = 3
 	}
-	if d.MinScore == 0 {
-		d.MinScore = 0.15
+	if d.MaxRadius == 0 {
+		d.MaxRadius = 12
 	}
-	if d.NoiseSigmas == 0 {
-		d.NoiseSigmas = 5
+	if d.AreaLevel == 0 {
+		d.AreaLevel = 0.3
+	}
+	if d.MinArea == 0 {
+		d.MinArea = 2
 	}
 	if d.MaxDetections == 0 {
-		d.MaxDetections = 1000
+		d.MaxDetections = 5000
 	}
 }
 
-// Detect finds the particles of one w×h frame.
+// Detect finds the particles of one w×h frame, measuring intensities in
+// the frame's units.
 func (d *Detector) Detect(frame []float64, w, h, index int) []Detection {
-	n := w * h
-	if cap(d.gray) < n {
-		d.gray = make([]uint8, n)
-	}
-	d.scale.Scale(frame, d.gray[:n])
-	return d.DetectGray(d.gray[:n], w, h, index)
+	lo, hi := d.scale.Range(frame)
+	return d.DetectFrame(frame, lo, hi, w, h, index)
 }
 
-// DetectGray finds the particles of a frame already scaled to 8 bits (as
-// for the video: scaling once serves both).
+// DetectFrame finds the particles of a frame whose values lo..hi the video
+// shows as 0..255 (the same scale, not clipped, so bright particles keep
+// their tops); intensities are in the frame's units.
+func (d *Detector) DetectFrame(frame []float64, lo, hi float64, w, h, index int) []Detection {
+	a := grow(&d.a, w*h)
+	k := 255 / (hi - lo)
+	for i, v := range frame[:w*h] {
+		a[i] = float32((v - lo) * k)
+	}
+	return d.detect(a, w, h, index, 1/k)
+}
+
+// DetectGray finds the particles of a frame already scaled to 8 bits.
 func (d *Detector) DetectGray(gray []uint8, w, h, index int) []Detection {
+	a := grow(&d.a, w*h)
+	for i, v := range gray[:w*h] {
+		a[i] = float32(v)
+	}
+	return d.detect(a, w, h, index, 1)
+}
+
+func grow(buf *[]float32, n int) []float32 {
+	if cap(*buf) < n {
+		*buf = make([]float32, n)
+	}
+	return (*buf)[:n]
+}
+
+// lowLevel is where the flooding stops, in noise sigmas above the offset.
+const lowLevel = 2.5
+
+// detect runs the detector on a (w×h, scaled 0-255, changed in place);
+// unit converts its values back to the frame's.
+func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detection {
 	d.defaults()
 	n := w * h
-	if cap(d.a) < n {
-		d.a, d.b, d.tmp = make([]float32, n), make([]float32, n), make([]float32, n)
-	}
-	a, b, tmp := d.a[:n], d.b[:n], d.tmp[:n]
-	var lut [256]float32
-	for i := range lut {
-		lut[i] = float32(i) / 255
-	}
-	for i, v := range gray[:n] {
-		a[i] = lut[v]
-	}
+	b, tmp, bg := grow(&d.b, n), grow(&d.tmp, n), grow(&d.bg, n)
+	levelRows(a, w, h, tmp, grow(&d.meds, h))
 	d.blur(a, tmp, b, w, h)
-	thr := max(otsu(b), d.noiseFloor(b))
-	// Candidates: strict 3×3 maxima above the threshold.
-	type cand struct {
-		x, y int
-		v    float32
+	d.background(b, bg, w, h, d.MaxRadius)
+	r := a // the residual, in place of the levelled frame
+	for i := range r {
+		r[i] = b[i] - bg[i]
 	}
-	var cands []cand
-	for y := 1; y < h-1; y++ {
-		row := b[y*w:]
-		up, down := b[(y-1)*w:], b[(y+1)*w:]
-		for x := 1; x < w-1; x++ {
-			v := row[x]
-			if v <= thr || v < row[x-1] || v <= row[x+1] || v < up[x-1] || v < up[x] || v < up[x+1] || v <= down[x-1] || v <= down[x] || v <= down[x+1] {
-				continue
-			}
-			cands = append(cands, cand{x, y, v})
-		}
-	}
-	slices.SortFunc(cands, func(p, q cand) int {
-		if p.v > q.v {
-			return -1
-		}
-		if p.v < q.v {
-			return 1
-		}
-		return 0
-	})
-	md2 := d.MinDistance * d.MinDistance
-	var kept []cand
-	for _, c := range cands {
-		ok := true
-		for _, o := range kept {
-			dx, dy := float64(c.x-o.x), float64(c.y-o.y)
-			if dx*dx+dy*dy < md2 {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			kept = append(kept, c)
-		}
-	}
-	if len(kept) > d.MaxDetections {
-		kept = kept[:d.MaxDetections] // sorted by height: the strongest
-	}
-	var out []Detection
-	span := float32(1) - thr
-	for _, c := range kept {
-		score := float64((c.v - thr) / span)
-		if score < d.MinScore {
-			continue
-		}
-		// The size from the moments of the smoothed signal above the
-		// threshold, in a window that stops at half the distance to the
-		// nearest neighbour (touching particles do not inflate each other).
-		r := d.Window
-		for _, o := range kept {
-			if o == c {
-				continue
-			}
-			dist := math.Hypot(float64(c.x-o.x), float64(c.y-o.y))
-			r = min(r, max(2, int(dist/2)))
-		}
-		var sw, sx, sy, sxx, syy float64
-		for y := max(0, c.y-r); y <= min(h-1, c.y+r); y++ {
-			for x := max(0, c.x-r); x <= min(w-1, c.x+r); x++ {
-				v := float64(b[y*w+x] - thr)
-				if v <= 0 {
-					continue
+	bw, _ := d.noiseMap(r, w, h)
+	// Candidates: pixels above the low level of their block.
+	d.order, d.vals, d.sigAt, d.keys = d.order[:0], d.vals[:0], d.sigAt[:0], d.keys[:0]
+	for y := range h {
+		by := y / noiseBlock
+		row := r[y*w : (y+1)*w]
+		for x0 := 0; x0 < w; x0 += noiseBlock {
+			bi := by*bw + x0/noiseBlock
+			off, sig := d.offs[bi], d.sigs[bi]
+			low := off + lowLevel*sig
+			for x := x0; x < min(w, x0+noiseBlock); x++ {
+				if v := row[x]; v >= low {
+					// Brightest first: the value's bits order positive
+					// floats; the pixel index breaks ties.
+					d.keys = append(d.keys, uint64(math.Float32bits(v-off))<<32|uint64(y*w+x))
+					d.sigAt = append(d.sigAt, sig)
 				}
-				fx, fy := float64(x), float64(y)
-				sw += v
-				sx += v * fx
-				sy += v * fy
-				sxx += v * fx * fx
-				syy += v * fy * fy
 			}
 		}
-		if sw == 0 {
+	}
+	sortDescending(d.keys, d.sigAt)
+	for _, k := range d.keys {
+		d.order = append(d.order, int32(uint32(k)))
+		d.vals = append(d.vals, math.Float32frombits(uint32(k>>32)))
+	}
+	d.flood(d.order, d.vals, d.sigAt, w, h)
+	sig := float32(d.Significance)
+	edge := int32(math.Ceil(2 * d.Sigma))
+	for i := range d.regions[1:] {
+		rg := &d.regions[i+1]
+		need := sig
+		if x, y := rg.peakAt%int32(w), rg.peakAt/int32(w); x < edge || y < edge || x >= int32(w)-edge || y >= int32(h)-edge {
+			// The smoothing repeats the edge pixels, so the noise there is
+			// larger than the block's: a peak on the edge must rise more.
+			need *= 1.5
+		}
+		rg.significant = rg.parent == int32(i+1) && rg.peak >= need*rg.sigma
+	}
+	d.measure(d.order, d.vals, w)
+	var out []Detection
+	add := func(sv, sx, sy float64, area, x0, y0, x1, y1 int32, snr float64) {
+		a := float64(area)
+		out = append(out, Detection{Frame: index, X: sx / sv, Y: sy / sv,
+			W: float64(x1-x0) + 1, H: float64(y1-y0) + 1, Score: snr / (snr + float64(sig)), Track: -1,
+			AreaPx: a, DiameterPx: 2 * math.Sqrt(a/math.Pi), Intensity: sv * unit, SNR: snr})
+	}
+	for i := range d.regions[1:] {
+		rg := &d.regions[i+1]
+		if !rg.significant || rg.area < int32(d.MinArea) || rg.sv <= 0 {
 			continue
 		}
-		mx, my := sx/sw, sy/sw
-		vx := math.Max(sxx/sw-mx*mx, 0.25)
-		vy := math.Max(syy/sw-my*my, 0.25)
-		// The centre from a parabola through the maximum and its neighbours:
-		// sub-pixel, and not pulled towards a touching neighbour.
-		cx := float64(c.x) + parabola(b[c.y*w+c.x-1], c.v, b[c.y*w+c.x+1])
-		cy := float64(c.y) + parabola(b[(c.y-1)*w+c.x], c.v, b[(c.y+1)*w+c.x])
-		// A Gaussian cut at the threshold has a smaller second moment than
-		// its sigma; the box spans about ±2 sigma of the particle.
-		bw, bh := 4*math.Sqrt(vx)*1.35, 4*math.Sqrt(vy)*1.35
-		out = append(out, Detection{Frame: index, X: cx, Y: cy, W: bw, H: bh, Score: math.Min(score, 1), Track: -1})
+		snr := float64(rg.peak / rg.sigma)
+		px := int(rg.peakAt)
+		off := d.offs[(px/w/noiseBlock)*bw+(px%w)/noiseBlock]
+		if parts := d.split(rg, int32(i+1), r, off, w); parts != nil {
+			// The region's intensity below the measuring level is shared
+			// in proportion to what each part holds above it.
+			var held float64
+			for _, p := range parts {
+				held += p.sv
+			}
+			for _, p := range parts {
+				if p.sv > 0 {
+					add(p.sv*rg.sv/held, p.sx, p.sy, p.area, p.x0, p.y0, p.x1, p.y1, snr)
+					out[len(out)-1].X, out[len(out)-1].Y = p.sx/p.sv, p.sy/p.sv
+				}
+			}
+			continue
+		}
+		add(rg.sv, rg.sx, rg.sy, rg.area, rg.x0, rg.y0, rg.x1, rg.y1, snr)
+	}
+	if len(out) > d.MaxDetections {
+		slices.SortFunc(out, func(p, q Detection) int { return cmp.Compare(q.SNR, p.SNR) })
+		out = out[:d.MaxDetections]
 	}
 	return out
 }
 
-// noiseFloor is the background level plus NoiseSigmas robust standard
-// deviations (median and median absolute deviation of a sample).
-func (d *Detector) noiseFloor(b []float32) float32 {
-	step := max(1, len(b)/16384)
-	sample := d.sample[:0]
-	for i := 0; i < len(b); i += step {
-		sample = append(sample, b[i])
+// sortDescending sorts keys from the largest, carrying aux along (an LSD
+// radix sort on the upper 32 bits, stable, so equal values keep their
+// pixel order).
+func sortDescending(keys []uint64, aux []float32) {
+	n := len(keys)
+	if n < 2 {
+		return
 	}
-	d.sample = sample
-	if len(sample) == 0 {
-		return 0
-	}
-	slices.Sort(sample)
-	med := sample[len(sample)/2]
-	for i, v := range sample {
-		if v < med {
-			sample[i] = med - v
-		} else {
-			sample[i] = v - med
+	k2, a2 := make([]uint64, n), make([]float32, n)
+	for shift := uint(32); shift < 64; shift += 16 {
+		var count [1 << 16]int
+		for _, k := range keys {
+			count[0xffff-(k>>shift)&0xffff]++
 		}
+		pos := 0
+		for i, c := range count {
+			count[i] = pos
+			pos += c
+		}
+		for i, k := range keys {
+			b := 0xffff - (k>>shift)&0xffff
+			k2[count[b]] = k
+			a2[count[b]] = aux[i]
+			count[b]++
+		}
+		copy(keys, k2)
+		copy(aux, a2)
 	}
-	slices.Sort(sample)
-	mad := sample[len(sample)/2]
-	return med + float32(d.NoiseSigmas)*1.4826*mad
 }
 
 // blur applies a separable Gaussian of d.Sigma: src -> tmp (rows) -> dst.
@@ -261,46 +305,4 @@ func (d *Detector) blur(src, tmp, dst []float32, w, h int) {
 			}
 		}
 	}
-}
-
-// otsu returns the threshold in [0,1] that best separates two classes of
-// values (256-bin histogram).
-func otsu(v []float32) float32 {
-	var hist [256]float64
-	for _, x := range v {
-		hist[min(int(x*255), 255)]++
-	}
-	total := float64(len(v))
-	var sum float64
-	for i, c := range hist {
-		sum += float64(i) * c
-	}
-	var sumB, wB, best float64
-	thr := 0
-	for i, c := range hist {
-		wB += c
-		if wB == 0 {
-			continue
-		}
-		wF := total - wB
-		if wF == 0 {
-			break
-		}
-		sumB += float64(i) * c
-		mB, mF := sumB/wB, (sum-sumB)/wF
-		if between := wB * wF * (mB - mF) * (mB - mF); between > best {
-			best, thr = between, i
-		}
-	}
-	return (float32(thr) + 0.5) / 255
-}
-
-// parabola returns the offset in [-0.5, 0.5] of the vertex of the parabola
-// through (-1, l), (0, c), (1, r).
-func parabola(l, c, r float32) float64 {
-	den := float64(l - 2*c + r)
-	if den >= 0 {
-		return 0
-	}
-	return math.Max(-0.5, math.Min(0.5, float64(l-r)/(2*den)))
 }

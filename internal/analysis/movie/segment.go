@@ -1,0 +1,313 @@
+package movie
+
+import (
+	"cmp"
+	"math"
+	"slices"
+)
+
+// Particles are cut out of the residual (the smoothed frame less its
+// background) by flooding it from the top: pixels above a low level are
+// taken brightest first; a pixel joins the particle of its neighbours, and
+// where two particles meet, the fainter one is kept as a particle of its
+// own only if it rises clearly (the dynamics) above the saddle between
+// them. Touching particles, whose profiles dip between them, stay apart;
+// the noise on one particle's top does not split it.
+
+// region is a particle being flooded.
+type region struct {
+	parent int32
+	peak   float32 // the residual at its brightest pixel, less the offset
+	peakAt int32
+	sigma  float32 // the noise where it peaks
+	// Sums over its pixels of the residual above the offset (v), v·x, v·y.
+	sv, sx, sy float64
+	pixels     int32
+	// Bounds and area at the measuring level (filled after the flood).
+	area                   int32
+	x0, y0, x1, y1         int32
+	gone, big, significant bool
+}
+
+func (d *Detector) find(i int32) int32 {
+	rs := d.regions
+	for rs[i].parent != i {
+		rs[i].parent = rs[rs[i].parent].parent
+		i = rs[i].parent
+	}
+	return i
+}
+
+// union folds region b into a.
+func (d *Detector) union(a, b int32) {
+	ra, rb := &d.regions[a], &d.regions[b]
+	rb.parent = a
+	ra.sv += rb.sv
+	ra.sx += rb.sx
+	ra.sy += rb.sy
+	ra.pixels += rb.pixels
+}
+
+// flood segments the candidates (pixel indexes whose residual, less the
+// offset, is val[i] >= their low level), given brightest first.
+func (d *Detector) flood(order []int32, val []float32, sig []float32, w, h int) {
+	n := w * h
+	if cap(d.label) < n {
+		d.label = make([]int32, n)
+	}
+	label := d.label[:n]
+	for _, p := range d.touched {
+		label[p] = 0
+	}
+	d.touched = append(d.touched[:0], order...)
+	d.regions = append(d.regions[:0], region{}) // 0: no region
+	var roots [8]int32
+	for k, p := range order {
+		v := val[k]
+		x, y := int(p)%w, int(p)/w
+		nr := 0
+		for dy := -1; dy <= 1; dy++ {
+			yy := y + dy
+			if yy < 0 || yy >= h {
+				continue
+			}
+			for dx := -1; dx <= 1; dx++ {
+				xx := x + dx
+				if (dx == 0 && dy == 0) || xx < 0 || xx >= w {
+					continue
+				}
+				l := label[yy*w+xx]
+				if l == 0 {
+					continue
+				}
+				r := d.find(l)
+				dup := false
+				for _, o := range roots[:nr] {
+					dup = dup || o == r
+				}
+				if !dup {
+					roots[nr] = r
+					nr++
+				}
+			}
+		}
+		var into int32
+		if nr == 0 {
+			into = int32(len(d.regions))
+			d.regions = append(d.regions, region{parent: into, peak: v, peakAt: p, sigma: sig[k]})
+		} else {
+			// The brightest neighbour takes the pixel; the others merge
+			// into it unless they rise clearly above this saddle.
+			into = roots[0]
+			for _, r := range roots[1:nr] {
+				if d.regions[r].peak > d.regions[into].peak {
+					into = r
+				}
+			}
+			for _, r := range roots[:nr] {
+				if r == into {
+					continue
+				}
+				rr := &d.regions[r]
+				if rr.peak-v < d.dynamics(rr) {
+					d.union(into, r)
+				}
+			}
+		}
+		label[p] = into
+		rg := &d.regions[into]
+		fv := float64(v)
+		rg.sv += fv
+		rg.sx += fv * float64(x)
+		rg.sy += fv * float64(y)
+		rg.pixels++
+	}
+}
+
+// dynamics is how far a particle must rise above the saddle to a brighter
+// neighbour to stay a particle of its own: Dynamics noise sigmas, and a
+// fraction of its own height (shot noise grows on a bright particle).
+func (d *Detector) dynamics(r *region) float32 {
+	return float32(d.Dynamics) * r.sigma
+}
+
+// measure fills each significant region's area and bounds at the
+// measuring level (AreaLevel of its height) from the candidates.
+func (d *Detector) measure(order []int32, val []float32, w int) {
+	for i := range d.regions[1:] {
+		r := &d.regions[i+1]
+		r.x0, r.y0, r.x1, r.y1 = math.MaxInt32, math.MaxInt32, -1, -1
+	}
+	level := float32(d.AreaLevel)
+	for k, p := range order {
+		r := &d.regions[d.find(d.label[p])]
+		if !r.significant || val[k] < level*r.peak {
+			continue
+		}
+		x, y := p%int32(w), p/int32(w)
+		r.area++
+		r.x0, r.y0 = min(r.x0, x), min(r.y0, y)
+		r.x1, r.y1 = max(r.x1, x), max(r.y1, y)
+	}
+}
+
+// A particle lying on another (overlapping in projection) shows no dip in
+// the intensity between them, but the outline has a neck. A region large
+// enough to be two is cut at its necks: the distance transform of its
+// outline (pixels at the measuring level), flooded from its maxima; a
+// maximum that rises neckDepth above the neck to a larger one, and lies
+// at least minCore inside the outline, is a particle of its own.
+const (
+	splitArea = 20 // px: smaller regions are one particle
+	neckDepth = 4  // chamfer units (3 a pixel)
+	minCore   = 5  // chamfer units
+	chamfer1  = 3  // the distance to a side neighbour
+	chamfer2  = 4  // and to a diagonal one
+)
+
+// part is one particle cut out of a region.
+type part struct {
+	sv, sx, sy float64
+	area       int32
+	x0, y0     int32
+	x1, y1     int32
+}
+
+// split returns the particles the region rg (of root id) is made of, or
+// nil when it is one; r is the residual, off its offset at the region.
+func (d *Detector) split(rg *region, id int32, r []float32, off float32, w int) []part {
+	if rg.area < splitArea {
+		return nil
+	}
+	bw, bh := int(rg.x1-rg.x0)+3, int(rg.y1-rg.y0)+3 // a pixel of margin
+	n := bw * bh
+	if cap(d.dist) < n {
+		d.dist, d.blabel = make([]int16, n), make([]int32, n)
+	}
+	dist, bl := d.dist[:n], d.blabel[:n]
+	level := float32(d.AreaLevel) * rg.peak
+	inside := func(bx, by int) bool {
+		x, y := int(rg.x0)+bx-1, int(rg.y0)+by-1
+		if bx == 0 || by == 0 || bx == bw-1 || by == bh-1 {
+			return false
+		}
+		p := int32(y*w + x)
+		l := d.label[p]
+		return l != 0 && d.find(l) == id && r[p]-off >= level
+	}
+	const far = 1 << 14
+	for by := range bh {
+		for bx := range bw {
+			if inside(bx, by) {
+				dist[by*bw+bx] = far
+			} else {
+				dist[by*bw+bx] = 0
+			}
+		}
+	}
+	// Two-pass chamfer distance to the outside.
+	for by := 1; by < bh-1; by++ {
+		for bx := 1; bx < bw-1; bx++ {
+			i := by*bw + bx
+			if dist[i] == 0 {
+				continue
+			}
+			dist[i] = min(dist[i], dist[i-1]+chamfer1, dist[i-bw]+chamfer1, dist[i-bw-1]+chamfer2, dist[i-bw+1]+chamfer2)
+		}
+	}
+	for by := bh - 2; by >= 1; by-- {
+		for bx := bw - 2; bx >= 1; bx-- {
+			i := by*bw + bx
+			if dist[i] == 0 {
+				continue
+			}
+			dist[i] = min(dist[i], dist[i+1]+chamfer1, dist[i+bw]+chamfer1, dist[i+bw+1]+chamfer2, dist[i+bw-1]+chamfer2)
+		}
+	}
+	// Flood the distance from its maxima (deepest first).
+	d.border = d.border[:0]
+	for i, v := range dist {
+		bl[i] = 0
+		if v > 0 {
+			d.border = append(d.border, int32(v)<<16|int32(i))
+		}
+	}
+	slices.SortFunc(d.border, func(a, b int32) int { return cmp.Compare(b, a) })
+	type basin struct {
+		parent int32
+		peak   int16
+	}
+	basins := []basin{{}}
+	var findB func(i int32) int32
+	findB = func(i int32) int32 {
+		for basins[i].parent != i {
+			basins[i].parent = basins[basins[i].parent].parent
+			i = basins[i].parent
+		}
+		return i
+	}
+	for _, e := range d.border {
+		i := int(e & 0xffff)
+		v := int16(e >> 16)
+		var roots [8]int32
+		nr := 0
+		for _, o := range [8]int{-bw - 1, -bw, -bw + 1, -1, 1, bw - 1, bw, bw + 1} {
+			if l := bl[i+o]; l != 0 {
+				rt := findB(l)
+				if !slices.Contains(roots[:nr], rt) {
+					roots[nr] = rt
+					nr++
+				}
+			}
+		}
+		if nr == 0 {
+			bl[i] = int32(len(basins))
+			basins = append(basins, basin{parent: int32(len(basins)), peak: v})
+			continue
+		}
+		into := roots[0]
+		for _, rt := range roots[1:nr] {
+			if basins[rt].peak > basins[into].peak {
+				into = rt
+			}
+		}
+		for _, rt := range roots[:nr] {
+			if rt != into && (basins[rt].peak-v < neckDepth || basins[rt].peak < minCore) {
+				basins[rt].parent = into
+			}
+		}
+		bl[i] = into
+	}
+	var ids []int32
+	for i := range basins[1:] {
+		if basins[i+1].parent == int32(i+1) {
+			ids = append(ids, int32(i+1))
+		}
+	}
+	if len(ids) < 2 {
+		return nil
+	}
+	parts := make([]part, len(ids))
+	for i := range parts {
+		parts[i].x0, parts[i].y0, parts[i].x1, parts[i].y1 = math.MaxInt32, math.MaxInt32, -1, -1
+	}
+	for by := 1; by < bh-1; by++ {
+		for bx := 1; bx < bw-1; bx++ {
+			l := bl[by*bw+bx]
+			if l == 0 {
+				continue
+			}
+			k := slices.Index(ids, findB(l))
+			x, y := int(rg.x0)+bx-1, int(rg.y0)+by-1
+			v := float64(r[y*w+x] - off)
+			pt := &parts[k]
+			pt.sv += v
+			pt.sx += v * float64(x)
+			pt.sy += v * float64(y)
+			pt.area++
+			pt.x0, pt.y0 = min(pt.x0, int32(x)), min(pt.y0, int32(y))
+			pt.x1, pt.y1 = max(pt.x1, int32(x)), max(pt.y1, int32(y))
+		}
+	}
+	return parts
+}
