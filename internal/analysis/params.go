@@ -22,8 +22,8 @@ var paramHelp = map[string]string{
 	"frames":           "scan frames FIRST:LAST (LAST excluded; default all)",
 	"quant_exclude":    "elements left out of the composition (C,Cu)",
 	"k_factors":        "Cliff-Lorimer k-factors relative to Si K (Fe=1.31,Ni=1.45)",
-	"noise_sigmas":     "movies: how far above its local background a particle must rise (local noise standard deviations, default 5)",
-	"dynamics_sigmas":  "movies: how far a particle must rise above the saddle to a touching brighter one to count apart (noise sigmas, default 3)",
+	"noise_sigmas":     "movies: how far above its local background a particle must rise (local noise standard deviations, default 5.5)",
+	"dynamics_sigmas":  "movies: how far a particle must rise above the saddle to a touching brighter one to count apart (noise sigmas, default 2.5)",
 	"max_radius_px":    "movies: the largest particle radius; the background follows the film at larger scales (pixels, default 12)",
 	"area_level":       "movies: fraction of a particle's height at which its area is measured (default 0.3)",
 	"smoothing_px":     "movies: smoothing before detection (pixels, default 1)",
@@ -196,8 +196,8 @@ func (o *Options) effectiveParams(kind string, beamKeV float64) map[string]any {
 		} else {
 			d := o.Movie.Detector
 			p["detector"] = "classical"
-			p["noise_sigmas"] = orDefault(d.Significance, 5)
-			p["dynamics_sigmas"] = orDefault(d.Dynamics, 3)
+			p["noise_sigmas"] = orDefault(d.Significance, 5.5)
+			p["dynamics_sigmas"] = orDefault(d.Dynamics, 2.5)
 			p["max_radius_px"] = orDefault(float64(d.MaxRadius), 12)
 			p["area_level"] = orDefault(d.AreaLevel, 0.3)
 			p["smoothing_px"] = orDefault(d.Sigma, 1)
