@@ -48,7 +48,9 @@ type Options struct {
 	Tracker     Tracker
 	// FPS of the videos (default 10).
 	FPS float64
-	// Preset is the x264 preset (default veryfast).
+	// Preset is the x264 preset of movie.mp4 (default ultrafast: on a
+	// noisy 1024² movie veryfast takes 3.4 times as long for a file 17 %
+	// smaller, and the raw frames stay in the raw store).
 	Preset string
 	// AnnotatedSize caps the annotated video's larger side (default 512;
 	// -1: no annotated video).
@@ -114,7 +116,11 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 	var err error
 	aw, ah, step := w, h, 1
 	if !opt.NoVideo {
-		if video, err = NewVideoWriter(ctx, filepath.Join(outDir, "movie.mp4"), VideoOptions{Width: w, Height: h, FPS: opt.FPS, Preset: opt.Preset}); err != nil {
+		preset := opt.Preset
+		if preset == "" {
+			preset = "ultrafast"
+		}
+		if video, err = NewVideoWriter(ctx, filepath.Join(outDir, "movie.mp4"), VideoOptions{Width: w, Height: h, FPS: opt.FPS, Preset: preset}); err != nil {
 			return nil, err
 		}
 		defer func() {

@@ -51,7 +51,7 @@ func (c *cycled) Read(_ context.Context, t int, dst []float64) error {
 }
 
 // BenchmarkMovie600x1024: 600 frames of 1024×1024 float64 to MP4 plus
-// detection and tracking (the issue's target: under 30 s on 2 cores).
+// detection, tracking and measurements (issue 17: under 20 s on 2 cores).
 // go test -run '^$' -bench Movie600 -benchtime 1x ./internal/analysis/movie
 func BenchmarkMovie600x1024(b *testing.B) {
 	src := newCycled(10, 1024, 1024, 40)
