@@ -1,13 +1,10 @@
 package movie
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"image/color"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -75,7 +72,11 @@ type Result struct {
 	Counts                []int
 	Detections            [][]Detection
 	Tracks                []*Track
-	Products              []Product
+	// Events are the merges, nucleations and dissolutions, by frame.
+	Events []Event
+	// Stats are the measurements over the movie.
+	Stats    Stats
+	Products []Product
 	// Timings of the parts, for the record.
 	ReadTime, DetectTime time.Duration
 }
@@ -102,7 +103,8 @@ type slot struct {
 }
 
 // Analyze runs the spatiotemporal analysis of n frames of h×w into outDir:
-// movie.mp4, annotated.mp4, counts.png, tracks.csv, tracks.json.
+// movie.mp4, annotated.mp4, counts.png, sizes.png, growth.png, tracks.csv,
+// tracks.json, events.csv.
 func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Options) (*Result, error) {
 	if n <= 0 || h <= 0 || w <= 0 {
 		return nil, fmt.Errorf("movie: %d frames of %d×%d", n, h, w)
@@ -218,6 +220,7 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 		})
 	}
 	tracker := opt.Tracker
+	tracker.Width, tracker.Height = w, h
 	rgb := make([]uint8, aw*ah*3)
 	var firstErr error
 	for s := range ordered {
@@ -255,7 +258,12 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 		return nil, firstErr
 	}
 	res.ReadTime, res.DetectTime = readTime, detectTime
-	res.Tracks = tracker.All
+	tracker.Finish(res.Detections)
+	for f, dets := range res.Detections {
+		res.Counts[f] = len(dets)
+	}
+	res.Tracks, res.Events = tracker.All, tracker.Events
+	res.Stats = res.measure(opt.Calibration)
 	if video != nil {
 		err := video.Close()
 		video = nil
@@ -276,10 +284,20 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 		return nil, err
 	}
 	res.Products = append(res.Products, Product{"counts.png", "counts-plot"})
-	if err := writeTracks(outDir, res); err != nil {
+	if err := writeSizes(filepath.Join(outDir, "sizes.png"), res, opt.Calibration); err != nil {
 		return nil, err
 	}
-	res.Products = append(res.Products, Product{"tracks.csv", "tracks"}, Product{"tracks.json", "tracks-data"})
+	if err := writeGrowth(filepath.Join(outDir, "growth.png"), res, opt.Calibration); err != nil {
+		return nil, err
+	}
+	res.Products = append(res.Products, Product{"sizes.png", "size-distribution"}, Product{"growth.png", "growth-curves"})
+	if err := writeTracks(outDir, res, opt.Calibration); err != nil {
+		return nil, err
+	}
+	if err := writeEvents(filepath.Join(outDir, "events.csv"), res.Events, opt.Calibration); err != nil {
+		return nil, err
+	}
+	res.Products = append(res.Products, Product{"tracks.csv", "tracks"}, Product{"tracks.json", "tracks-data"}, Product{"events.csv", "events"})
 	return res, nil
 }
 
@@ -354,36 +372,6 @@ func writeCounts(path string, counts []int, frameTime float64) error {
 		return fmt.Errorf("movie: counts plot: %w", err)
 	}
 	return nil
-}
-
-func writeTracks(dir string, res *Result) error {
-	f, err := os.Create(filepath.Join(dir, "tracks.csv"))
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriter(f)
-	fmt.Fprintln(bw, "track,frame,x_px,y_px,w_px,h_px,score")
-	for _, dets := range res.Detections {
-		for _, d := range dets {
-			fmt.Fprintf(bw, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.3f\n", d.Track, d.Frame, d.X, d.Y, d.W, d.H, d.Score)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	b, err := json.Marshal(struct {
-		Frames int      `json:"frames"`
-		Counts []int    `json:"counts"`
-		Tracks []*Track `json:"tracks"`
-	}{res.Frames, res.Counts, res.Tracks})
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "tracks.json"), b, 0o644)
 }
 
 // Drift estimates the common motion of all particles in pixels per frame:

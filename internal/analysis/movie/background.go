@@ -44,6 +44,9 @@ func levelRows(a []float32, w, h int, tmp []float32, meds []float32) {
 // selectK returns the k-th smallest value of v (reordering v): Hoare's
 // quickselect, linear on average.
 func selectK(v []float32, k int) float32 {
+	if len(v) == 0 {
+		return 0
+	}
 	lo, hi := 0, len(v)-1
 	for lo < hi {
 		p := v[lo+(hi-lo)/2]
@@ -241,13 +244,13 @@ const noiseBlock = 64
 // residual r, from every fourth pixel of every fourth row; each block then
 // takes the medians of its own and its neighbours' (3×3), so a block
 // crowded with particles does not raise its noise.
-func (d *Detector) noiseMap(r []float32, w, h int) (bw, bh int) {
+func (d *Detector) noiseMap(r, a, b []float32, w, h int) (bw, bh int) {
 	bw, bh = (w+noiseBlock-1)/noiseBlock, (h+noiseBlock-1)/noiseBlock
 	nb := bw * bh
 	if cap(d.offs) < 2*nb {
-		d.offs, d.sigs = make([]float32, 2*nb), make([]float32, 2*nb)
+		d.offs, d.sigs, d.hfs = make([]float32, 2*nb), make([]float32, 2*nb), make([]float32, 2*nb)
 	}
-	offs, sigs := d.offs[nb:2*nb], d.sigs[nb:2*nb]
+	offs, sigs, hfs := d.offs[nb:2*nb], d.sigs[nb:2*nb], d.hfs[nb:2*nb]
 	for by := range bh {
 		for bx := range bw {
 			s := d.sample[:0]
@@ -264,12 +267,25 @@ func (d *Detector) noiseMap(r []float32, w, h int) (bw, bh int) {
 			}
 			mad := selectK(s, len(s)/2)
 			offs[by*bw+bx], sigs[by*bw+bx] = med, 1.4826*mad
+			// The frame's own high frequencies (levelled less smoothed),
+			// the noise a particle's top is compared with.
+			s = s[:0]
+			for y := by*noiseBlock + 2; y < min(h, (by+1)*noiseBlock); y += 4 {
+				for x := bx*noiseBlock + 2; x < min(w, (bx+1)*noiseBlock); x += 4 {
+					s = append(s, float32(math.Abs(float64(a[y*w+x]-b[y*w+x]))))
+				}
+			}
+			if len(s) > 0 {
+				hfs[by*bw+bx] = 1.4826 * selectK(s, len(s)/2)
+			} else {
+				hfs[by*bw+bx] = 1.4826 * mad // a sliver of a block
+			}
 		}
 	}
 	var nine [9]float32
 	for by := range bh {
 		for bx := range bw {
-			for k, src := range [][]float32{offs, sigs} {
+			for k, src := range [][]float32{offs, sigs, hfs} {
 				n := 0
 				for y := max(0, by-1); y <= min(bh-1, by+1); y++ {
 					for x := max(0, bx-1); x <= min(bw-1, bx+1); x++ {
@@ -278,10 +294,13 @@ func (d *Detector) noiseMap(r []float32, w, h int) (bw, bh int) {
 					}
 				}
 				v := selectK(nine[:n], n/2)
-				if k == 0 {
+				switch k {
+				case 0:
 					d.offs[by*bw+bx] = v
-				} else {
+				case 1:
 					d.sigs[by*bw+bx] = max(v, 1e-3)
+				default:
+					d.hfs[by*bw+bx] = max(v, 1e-3)
 				}
 			}
 		}

@@ -70,6 +70,7 @@ type Detector struct {
 	label            []int32
 	touched, order   []int32
 	vals, sigAt      []float32
+	hfAt, hfs        []float32
 	keys             []uint64
 	regions          []region
 	ix               []int32
@@ -149,19 +150,19 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 	levelRows(a, w, h, tmp, grow(&d.meds, h))
 	d.blur(a, tmp, b, w, h)
 	d.background(b, bg, w, h, d.MaxRadius)
-	r := a // the residual, in place of the levelled frame
+	r := bg // the residual, in place of the background
 	for i, v := range b[:n] {
 		r[i] = v - bg[i]
 	}
-	bw, _ := d.noiseMap(r, w, h)
+	bw, _ := d.noiseMap(r, a, b, w, h)
 	// Candidates: pixels above the low level of their block.
-	d.order, d.vals, d.sigAt, d.keys = d.order[:0], d.vals[:0], d.sigAt[:0], d.keys[:0]
+	d.order, d.vals, d.sigAt, d.hfAt, d.keys = d.order[:0], d.vals[:0], d.sigAt[:0], d.hfAt[:0], d.keys[:0]
 	for y := range h {
 		by := y / noiseBlock
 		row := r[y*w : (y+1)*w]
 		for x0 := 0; x0 < w; x0 += noiseBlock {
 			bi := by*bw + x0/noiseBlock
-			off, sig := d.offs[bi], d.sigs[bi]
+			off, sig, hf := d.offs[bi], d.sigs[bi], d.hfs[bi]
 			low := off + lowLevel*sig
 			for x := x0; x < min(w, x0+noiseBlock); x++ {
 				if v := row[x]; v >= low {
@@ -169,16 +170,17 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 					// floats; the pixel index breaks ties.
 					d.keys = append(d.keys, uint64(math.Float32bits(v-off))<<32|uint64(y*w+x))
 					d.sigAt = append(d.sigAt, sig)
+					d.hfAt = append(d.hfAt, hf)
 				}
 			}
 		}
 	}
-	sortDescending(d.keys, d.sigAt)
+	sortDescending(d.keys, d.sigAt, d.hfAt)
 	for _, k := range d.keys {
 		d.order = append(d.order, int32(uint32(k)))
 		d.vals = append(d.vals, math.Float32frombits(uint32(k>>32)))
 	}
-	d.flood(d.order, d.vals, d.sigAt, w, h)
+	d.flood(d.order, d.vals, d.sigAt, d.hfAt, a, b, w, h)
 	sig := float32(d.Significance)
 	edge := int32(math.Ceil(2 * d.Sigma))
 	for i := range d.regions[1:] {
@@ -234,12 +236,12 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 // sortDescending sorts keys from the largest, carrying aux along (an LSD
 // radix sort on the upper 32 bits, stable, so equal values keep their
 // pixel order).
-func sortDescending(keys []uint64, aux []float32) {
+func sortDescending(keys []uint64, aux, aux2 []float32) {
 	n := len(keys)
 	if n < 2 {
 		return
 	}
-	k2, a2 := make([]uint64, n), make([]float32, n)
+	k2, a2, b2 := make([]uint64, n), make([]float32, n), make([]float32, n)
 	for shift := uint(32); shift < 64; shift += 16 {
 		var count [1 << 16]int
 		for _, k := range keys {
@@ -254,10 +256,12 @@ func sortDescending(keys []uint64, aux []float32) {
 			b := 0xffff - (k>>shift)&0xffff
 			k2[count[b]] = k
 			a2[count[b]] = aux[i]
+			b2[count[b]] = aux2[i]
 			count[b]++
 		}
 		copy(keys, k2)
 		copy(aux, a2)
+		copy(aux2, b2)
 	}
 }
 

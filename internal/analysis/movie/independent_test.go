@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -32,20 +33,97 @@ type simParticle struct {
 	SNR     float64
 }
 
-// TestIndependentMovies scores the classical detector on movies from an
-// independent image model (testdata/moviesim.py: projected spheres, faceted
-// and raft particles on a textured film, scan-line and shot noise, current
-// jumps, drift, Brownian motion, nucleation, touching pairs, coalescence).
-// Precision, recall by particle radius where the local SNR >= 5 (a
-// particle centred on a larger one is one blob in projection and counted
-// apart), and the equivalent diameters of the particles of r >= 3 px
-// against their true projected areas.
+type simEvent struct {
+	Type       string
+	Frame      int
+	Into, Gone int
+}
+
+// movieScore accumulates the scores of several movies.
+type movieScore struct {
+	tp, fp, hidden   int
+	bins             [3]struct{ tp, n int }
+	diamErr          []float64
+	switches, tracks int
+	merges, found    int
+	misses           []string
+}
+
+var radiusBins = [3]struct {
+	name   string
+	lo, hi float64
+}{{"r >= 3 px", 3, 99}, {"2-3 px", 2, 3}, {"1.5-2 px", 1.5, 2}}
+
+// TestIndependentMovies scores the classical detector and the tracker on
+// movies from an independent image model (testdata/moviesim.py: projected
+// spheres, faceted and raft particles on a textured film, scan-line and
+// shot noise, current jumps, drift, Brownian motion, nucleation, touching
+// pairs, coalescence). Precision; recall by particle radius where the
+// local SNR >= 5 (a particle centred on a larger one is one blob in
+// projection and counted apart); the equivalent diameters of the particles
+// of r >= 3 px against their true projected areas; identity switches per
+// 100 true tracks; and the merges found in the right frame (±2).
 func TestIndependentMovies(t *testing.T) {
 	t.Parallel()
+	var s movieScore
+	for _, m := range []struct{ seed, frames, size int }{{11, 40, 256}, {12, 60, 512}} {
+		s.score(t, m.seed, m.frames, m.size)
+	}
+	precision := float64(s.tp) / float64(max(s.tp+s.fp, 1))
+	t.Logf("precision %.3f (%d true, %d false detections)", precision, s.tp, s.fp)
+	recall := map[string]float64{}
+	for k, bn := range s.bins {
+		recall[radiusBins[k].name] = float64(bn.tp) / float64(max(bn.n, 1))
+		t.Logf("recall %s (local SNR >= 5): %.3f of %d", radiusBins[k].name, recall[radiusBins[k].name], bn.n)
+	}
+	t.Logf("%d particle-frames lie centred on a larger particle (one blob in projection), not counted", s.hidden)
+	within := 0
+	abs := make([]float64, len(s.diamErr))
+	var mean float64
+	for i, e := range s.diamErr {
+		abs[i] = math.Abs(e)
+		mean += e
+		if abs[i] <= 0.1 {
+			within++
+		}
+	}
+	sort.Float64s(abs)
+	mean /= float64(len(abs))
+	t.Logf("equivalent diameters, r >= 3 px: median |error| %.3f, mean error %+.3f, %.3f within 10%% (%d)",
+		abs[len(abs)/2], mean, float64(within)/float64(len(abs)), len(abs))
+	perHundred := 100 * float64(s.switches) / float64(s.tracks)
+	t.Logf("identity switches: %d over %d true tracks = %.1f per 100", s.switches, s.tracks, perHundred)
+	t.Logf("merges found in the right frame (±2): %d of %d", s.found, s.merges)
+	for _, m := range s.misses {
+		t.Log(m)
+	}
+	// Issue 17's targets: precision >= 0.97; recall >= 0.99 for r >= 3 px
+	// (0.977 measured: the misses are overlapping pairs whose outline has
+	// no neck deep enough to cut; guarded at 0.97 until they are), >= 0.95
+	// for 2-3 px, >= 0.8 for 1.5-2 px; equivalent diameters within 10 %;
+	// identity switches <= 2 per 100 tracks; >= 80 % of the merges found.
+	// The last two are not met yet (measured: 15.6 switches per 100 tracks,
+	// most of them overlapping pairs seen now as one particle, now as two;
+	// 5 of 10 merges): guarded at today's levels.
+	if precision < 0.97 || recall["r >= 3 px"] < 0.97 || recall["2-3 px"] < 0.95 || recall["1.5-2 px"] < 0.8 {
+		t.Errorf("precision %.3f, recall %v", precision, recall)
+	}
+	if abs[len(abs)/2] > 0.1 || math.Abs(mean) > 0.05 {
+		t.Errorf("equivalent diameters: median |error| %.3f, mean %+.3f; want within 10 %%, unbiased", abs[len(abs)/2], mean)
+	}
+	if perHundred > 20 {
+		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 15.6 measured before)", perHundred)
+	}
+	if 2*s.found < s.merges {
+		t.Errorf("%d of %d merges found (target 80 %%; half measured before)", s.found, s.merges)
+	}
+}
+
+// score generates one movie, analyses it and adds its scores.
+func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 	dir := t.TempDir()
-	const frames, size = 40, 256
 	prefix := filepath.Join(dir, "m")
-	if out, err := exec.Command("/usr/bin/python3", "testdata/moviesim.py", "11", "40", "256", prefix).CombinedOutput(); err != nil {
+	if out, err := exec.Command("/usr/bin/python3", "testdata/moviesim.py", fmt.Sprint(seed), fmt.Sprint(frames), fmt.Sprint(size), prefix).CombinedOutput(); err != nil {
 		t.Fatalf("moviesim.py (Debian's python3-numpy and -scipy): %v\n%s", err, out)
 	}
 	raw, err := os.ReadFile(prefix + ".f64")
@@ -56,7 +134,10 @@ func TestIndependentMovies(t *testing.T) {
 	for i := range data {
 		data[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
 	}
-	var truth struct{ Truth [][]simParticle }
+	var truth struct {
+		Truth  [][]simParticle
+		Events []simEvent
+	}
 	b, _ := os.ReadFile(prefix + ".json")
 	if err := json.Unmarshal(b, &truth); err != nil {
 		t.Fatal(err)
@@ -65,100 +146,110 @@ func TestIndependentMovies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bins := []struct {
-		name   string
-		lo, hi float64
-		tp, n  int
-	}{{name: "r >= 3 px", lo: 3, hi: 99}, {name: "2-3 px", lo: 2, hi: 3}, {name: "1.5-2 px", lo: 1.5, hi: 2}}
-	var tp, fp, hidden int
-	var diamErr []float64
+	trackOf := map[int][]int{} // true particle -> our track in each frame it was found
+	frameOf := map[int][]int{}
+	where := map[[2]int]simParticle{}
 	for f, parts := range truth.Truth {
 		dets := res.Detections[f]
 		used := make([]bool, len(dets))
 		sort.Slice(parts, func(i, j int) bool { return parts[i].R > parts[j].R })
 		for _, p := range parts {
+			where[[2]int{p.ID, f}] = p
 			best, bd := -1, math.Max(3, p.R)
 			for j, d := range dets {
 				if dd := math.Hypot(d.X-p.X, d.Y-p.Y); !used[j] && dd <= bd {
 					best, bd = j, dd
 				}
 			}
+			hidden := hiddenBy(p, parts)
 			if best >= 0 {
 				used[best] = true
-				tp++
-				if p.R >= 3 && p.SNR >= 5 && !hiddenBy(p, parts) {
+				s.tp++
+				if !hidden {
+					trackOf[p.ID] = append(trackOf[p.ID], dets[best].Track)
+					frameOf[p.ID] = append(frameOf[p.ID], f)
+				}
+				if p.R >= 3 && p.SNR >= 5 && !hidden {
 					want := 2 * p.R
 					if p.Kind == "faceted" { // a hexagon of circumradius R
 						want = 2 * p.R * math.Sqrt(3*math.Sqrt(3)/(2*math.Pi))
 					}
-					diamErr = append(diamErr, dets[best].DiameterPx/want-1)
+					s.diamErr = append(s.diamErr, dets[best].DiameterPx/want-1)
 				}
-			} else if p.R >= 3 && p.SNR >= 5 && os.Getenv("DBG") != "" && !hiddenBy(p, parts) {
-				nd, nj := 1e9, -1
-				for j, d := range dets {
-					if dd := math.Hypot(d.X-p.X, d.Y-p.Y); dd < nd {
-						nd, nj = dd, j
-					}
-				}
-				var nd2 float64 = 1e9
-				for _, q := range parts {
-					if q.ID != p.ID {
-						nd2 = math.Min(nd2, math.Hypot(q.X-p.X, q.Y-p.Y)-q.R-p.R)
-					}
-				}
-				t.Logf("MISS f%d id%d r%.1f %s snr%.1f at %.0f,%.0f: nearest det %.1f px (used %v, d=%.1f) gap to next particle %.1f", f, p.ID, p.R, p.Kind, p.SNR, p.X, p.Y, nd, nj >= 0 && used[nj], dets[max(nj, 0)].DiameterPx, nd2)
 			}
-			if hiddenBy(p, parts) {
-				hidden++
+			if hidden {
+				s.hidden++
 				continue
 			}
-			for k := range bins {
-				if p.SNR >= 5 && p.R >= bins[k].lo && p.R < bins[k].hi {
-					bins[k].n++
+			for k, bn := range radiusBins {
+				if p.SNR >= 5 && p.R >= bn.lo && p.R < bn.hi {
+					s.bins[k].n++
 					if best >= 0 {
-						bins[k].tp++
+						s.bins[k].tp++
 					}
 				}
 			}
 		}
 		for _, u := range used {
 			if !u {
-				fp++
+				s.fp++
 			}
 		}
 	}
-	precision := float64(tp) / float64(max(tp+fp, 1))
-	t.Logf("precision %.3f (%d true, %d false detections over %d frames)", precision, tp, fp, frames)
-	recall := map[string]float64{}
-	for _, bn := range bins {
-		recall[bn.name] = float64(bn.tp) / float64(max(bn.n, 1))
-		t.Logf("recall %s (local SNR >= 5): %.3f of %d", bn.name, recall[bn.name], bn.n)
-	}
-	t.Logf("%d particle-frames lie centred on a larger particle (one blob in projection), not counted", hidden)
-	within := 0
-	abs := make([]float64, len(diamErr))
-	var mean float64
-	for i, e := range diamErr {
-		abs[i] = math.Abs(e)
-		mean += e
-		if abs[i] <= 0.1 {
-			within++
+	owner := map[int]map[int]int{} // our track -> true particle -> frames
+	for id, tracks := range trackOf {
+		for _, tr := range tracks {
+			if owner[tr] == nil {
+				owner[tr] = map[int]int{}
+			}
+			owner[tr][id]++
 		}
 	}
-	sort.Float64s(abs)
-	t.Logf("equivalent diameters, r >= 3 px: median |error| %.3f, mean error %+.3f, %.3f within 10%% (%d)",
-		abs[len(abs)/2], mean/float64(len(abs)), float64(within)/float64(len(abs)), len(abs))
-	// Issue 17's targets: precision >= 0.97; recall >= 0.99 for r >= 3 px
-	// (0.977 measured: the misses are overlapping pairs whose outline has
-	// no neck deep enough to cut; guarded at 0.97 until they are), >= 0.95
-	// for 2-3 px, >= 0.8 for 1.5-2 px; equivalent diameters within 10 %.
-	if precision < 0.97 || recall["r >= 3 px"] < 0.97 || recall["2-3 px"] < 0.95 || recall["1.5-2 px"] < 0.8 {
-		t.Errorf("precision %.3f, recall %v", precision, recall)
+	major := func(tr int) (int, int) {
+		best, n := -1, 0
+		for id, k := range owner[tr] {
+			if k > n {
+				best, n = id, k
+			}
+		}
+		return best, n
 	}
-	if abs[len(abs)/2] > 0.1 || math.Abs(mean/float64(len(abs))) > 0.05 {
-		t.Errorf("equivalent diameters: median |error| %.3f, mean %+.3f; want within 10 %%, unbiased", abs[len(abs)/2], mean/float64(len(abs)))
+	for id, tracks := range trackOf {
+		s.tracks++
+		for i := 1; i < len(tracks); i++ {
+			if tracks[i] != tracks[i-1] {
+				s.switches++
+				if os.Getenv("DBG") != "" {
+					prev := res.Tracks[tracks[i-1]]
+					o, n := major(tracks[i])
+					me := where[[2]int{id, frameOf[id][i]}]
+					other := where[[2]int{o, frameOf[id][i]}]
+					t.Logf("switch: p%d r%.1f f%d->f%d track %d (last seen f%d, merged into %d) -> track %d (first f%d), mostly p%d (%d frames) r%.1f, gap %.1f", id, me.R, frameOf[id][i-1], frameOf[id][i], tracks[i-1], prev.Points[len(prev.Points)-1].Frame, prev.MergedInto, tracks[i], res.Tracks[tracks[i]].Points[0].Frame, o, n, other.R, math.Hypot(me.X-other.X, me.Y-other.Y)-me.R-other.R)
+				}
+			}
+		}
+	}
+	for _, e := range truth.Events {
+		if e.Type != "merge" {
+			continue
+		}
+		s.merges++
+		p := where[[2]int{e.Into, e.Frame}]
+		ok := false
+		for _, m := range res.Events {
+			if m.Type == "merge" && abs(m.Frame-e.Frame) <= 2 && math.Hypot(m.X-p.X, m.Y-p.Y) <= math.Max(5, p.R) {
+				ok = true
+			}
+		}
+		if ok {
+			s.found++
+		} else {
+			s.misses = append(s.misses, fmt.Sprintf("seed %d: merge of %d into %d in frame %d at (%.0f, %.0f) not found", seed, e.Gone, e.Into, e.Frame, p.X, p.Y))
+		}
 	}
 }
+
+func abs(v int) int { return max(v, -v) }
 
 // hiddenBy reports whether p's centre lies on a larger particle: in
 // projection the two are one blob (scored apart from the recall).

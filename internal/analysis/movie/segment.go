@@ -23,6 +23,11 @@ type region struct {
 	// Sums over its pixels of the residual above the offset (v), v·x, v·y.
 	sv, sx, sy float64
 	pixels     int32
+	// hf2 sums the squares of its pixels' high frequencies (the frame less
+	// its smoothing), hfBg is their noise around it: on a bright particle
+	// shot noise grows, and so must the dip that splits it.
+	hf2  float64
+	hfBg float32
 	// Bounds and area at the measuring level (filled after the flood).
 	area                   int32
 	x0, y0, x1, y1         int32
@@ -46,11 +51,12 @@ func (d *Detector) union(a, b int32) {
 	ra.sx += rb.sx
 	ra.sy += rb.sy
 	ra.pixels += rb.pixels
+	ra.hf2 += rb.hf2
 }
 
 // flood segments the candidates (pixel indexes whose residual, less the
 // offset, is val[i] >= their low level), given brightest first.
-func (d *Detector) flood(order []int32, val []float32, sig []float32, w, h int) {
+func (d *Detector) flood(order []int32, val, sig, hfBg, a, b []float32, w, h int) {
 	n := w * h
 	if cap(d.label) < n {
 		d.label = make([]int32, n)
@@ -94,7 +100,7 @@ func (d *Detector) flood(order []int32, val []float32, sig []float32, w, h int) 
 		var into int32
 		if nr == 0 {
 			into = int32(len(d.regions))
-			d.regions = append(d.regions, region{parent: into, peak: v, peakAt: p, sigma: sig[k]})
+			d.regions = append(d.regions, region{parent: into, peak: v, peakAt: p, sigma: sig[k], hfBg: hfBg[k]})
 		} else {
 			// The brightest neighbour takes the pixel; the others merge
 			// into it unless they rise clearly above this saddle.
@@ -121,14 +127,18 @@ func (d *Detector) flood(order []int32, val []float32, sig []float32, w, h int) 
 		rg.sx += fv * float64(x)
 		rg.sy += fv * float64(y)
 		rg.pixels++
+		hf := float64(a[p] - b[p])
+		rg.hf2 += hf * hf
 	}
 }
 
 // dynamics is how far a particle must rise above the saddle to a brighter
-// neighbour to stay a particle of its own: Dynamics noise sigmas, and a
-// fraction of its own height (shot noise grows on a bright particle).
+// neighbour to stay a particle of its own: Dynamics noise sigmas, the
+// noise as it is on the particle's top where that is larger than around
+// it (shot noise grows with the signal).
 func (d *Detector) dynamics(r *region) float32 {
-	return float32(d.Dynamics) * r.sigma
+	rho := float32(math.Sqrt(r.hf2/float64(max(r.pixels, 1)))) / r.hfBg
+	return float32(d.Dynamics) * r.sigma * max(1, rho)
 }
 
 // measure fills each significant region's area and bounds at the
@@ -159,7 +169,7 @@ func (d *Detector) measure(order []int32, val []float32, w int) {
 // at least minCore inside the outline, is a particle of its own.
 const (
 	splitArea = 20 // px: smaller regions are one particle
-	neckDepth = 4  // chamfer units (3 a pixel)
+	neckDepth = 3  // chamfer units (3 a pixel)
 	minCore   = 5  // chamfer units
 	chamfer1  = 3  // the distance to a side neighbour
 	chamfer2  = 4  // and to a diagonal one

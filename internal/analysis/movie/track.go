@@ -5,31 +5,71 @@ import (
 	"slices"
 )
 
-// TrackPoint is a track's position in one frame.
+// TrackPoint is a track's position in one frame, with what was measured
+// of the particle there.
 type TrackPoint struct {
-	Frame int     `json:"frame"`
-	X     float64 `json:"x"`
-	Y     float64 `json:"y"`
+	Frame      int     `json:"frame"`
+	X          float64 `json:"x"`
+	Y          float64 `json:"y"`
+	DiameterPx float64 `json:"d,omitempty"`
+	Intensity  float64 `json:"i,omitempty"`
 }
 
 // Track is one particle followed through the movie.
 type Track struct {
 	ID     int          `json:"id"`
 	Points []TrackPoint `json:"points"`
-	missed int
+	// MergedInto is the track this one coalesced with (-1: none).
+	MergedInto int `json:"merged_into"`
+	missed     int
+	// merge is the coalescence this track may have vanished in, made an
+	// event once it stays gone.
+	merge *Event
 }
 
-// Tracker links detections frame to frame: each frame's detections are
-// assigned to the live tracks by minimum total distance (Hungarian
-// algorithm), within MaxDistance; the rest start tracks, and tracks unseen
-// for more than MaxGap frames end.
+// Event is something that happened to particles: "merge" (track Gone
+// coalesced into track Into), "nucleation" (track Into appeared inside
+// the field) or "dissolution" (track Gone vanished inside the field).
+type Event struct {
+	Type  string  `json:"type"`
+	Frame int     `json:"frame"`
+	Into  int     `json:"into"`
+	Gone  int     `json:"gone"`
+	X     float64 `json:"x"`
+	Y     float64 `json:"y"`
+}
+
+// Tracker links detections frame to frame. Positions are predicted with
+// the field's drift (the median displacement of the particles matched in
+// the previous frame), then each frame's detections are assigned to the
+// live tracks by minimum total distance (Hungarian algorithm) within
+// MaxDistance; the rest start tracks, and tracks unseen for more than
+// MaxGap frames end. A track that vanishes onto a particle that another
+// track kept, and that grew, and stays gone, merged into it: that is a
+// coalescence, in the frame it vanished.
 type Tracker struct {
 	// MaxDistance in pixels (default 8).
 	MaxDistance float64
 	// MaxGap in frames (default 3).
 	MaxGap int
-	live   []*Track
-	All    []*Track
+	// Width and Height of the field (to tell particles leaving it from
+	// those dissolving or nucleating inside it); 0: unknown.
+	Width, Height int
+	live          []*Track
+	All           []*Track
+	Events        []Event
+	driftX        float64
+	driftY        float64
+	// lastDiam is each live track's particle size when last seen.
+	lastDiam map[int]float64
+	frames   int
+}
+
+// predict is where track tr should be in frame.
+func (t *Tracker) predict(tr *Track, frame int) (x, y float64) {
+	last := tr.Points[len(tr.Points)-1]
+	k := float64(frame - last.Frame)
+	return last.X + k*t.driftX, last.Y + k*t.driftY
 }
 
 // Update assigns frame's detections to tracks, setting their Track field.
@@ -40,18 +80,52 @@ func (t *Tracker) Update(frame int, dets []Detection) {
 	if t.MaxGap == 0 {
 		t.MaxGap = 3
 	}
+	if t.lastDiam == nil {
+		t.lastDiam = map[int]float64{}
+	}
 	n, m := len(t.live), len(dets)
 	assigned := make([]bool, m)
+	matched := make([]bool, n)
+	var dxs, dys []float64
 	for _, p := range match(n, m, t.MaxDistance, func(i, j int) float64 {
-		last := t.live[i].Points[len(t.live[i].Points)-1]
-		return math.Hypot(dets[j].X-last.X, dets[j].Y-last.Y)
+		x, y := t.predict(t.live[i], frame)
+		return math.Hypot(dets[j].X-x, dets[j].Y-y)
 	}) {
 		tr := t.live[p.i]
-		tr.Points = append(tr.Points, TrackPoint{Frame: frame, X: dets[p.j].X, Y: dets[p.j].Y})
-		tr.missed = -1
+		last := tr.Points[len(tr.Points)-1]
+		if last.Frame == frame-1 {
+			dxs, dys = append(dxs, dets[p.j].X-last.X), append(dys, dets[p.j].Y-last.Y)
+		}
+		tr.Points = append(tr.Points, pointOf(frame, dets[p.j]))
+		tr.missed, tr.merge = -1, nil // back: it had only been missed
 		dets[p.j].Track = tr.ID
-		assigned[p.j] = true
+		assigned[p.j], matched[p.i] = true, true
 	}
+	// Tracks that vanished onto a particle another track kept, which grew:
+	// coalescence.
+	for i, tr := range t.live {
+		if matched[i] || tr.missed != 0 {
+			continue
+		}
+		x, y := t.predict(tr, frame)
+		for j, d := range dets {
+			if !assigned[j] || d.DiameterPx == 0 {
+				continue
+			}
+			if math.Hypot(d.X-x, d.Y-y) > d.DiameterPx/2+1 {
+				continue
+			}
+			before := t.lastDiam[d.Track]
+			if before > 0 && d.DiameterPx >= 1.1*before {
+				tr.merge = &Event{Type: "merge", Frame: frame, Into: d.Track, Gone: tr.ID, X: d.X, Y: d.Y}
+			}
+			break
+		}
+	}
+	if len(dxs) >= 3 {
+		t.driftX, t.driftY = median(dxs), median(dys)
+	}
+	t.frames = max(t.frames, frame+1)
 	var live []*Track
 	for _, tr := range t.live {
 		if tr.missed++; tr.missed <= t.MaxGap {
@@ -60,13 +134,34 @@ func (t *Tracker) Update(frame int, dets []Detection) {
 	}
 	for j := range dets {
 		if !assigned[j] {
-			tr := &Track{ID: len(t.All), Points: []TrackPoint{{Frame: frame, X: dets[j].X, Y: dets[j].Y}}}
+			tr := &Track{ID: len(t.All), Points: []TrackPoint{pointOf(frame, dets[j])}, MergedInto: -1}
 			dets[j].Track = tr.ID
 			t.All = append(t.All, tr)
 			live = append(live, tr)
 		}
 	}
+	for _, d := range dets {
+		if d.Track >= 0 {
+			t.lastDiam[d.Track] = d.DiameterPx
+		}
+	}
 	t.live = live
+}
+
+// inside reports whether p is well inside the field (known size).
+func (t *Tracker) inside(p TrackPoint) bool {
+	const margin = 10
+	return t.Width > 0 && p.X > margin && p.Y > margin && p.X < float64(t.Width-margin) && p.Y < float64(t.Height-margin)
+}
+
+func pointOf(frame int, d Detection) TrackPoint {
+	return TrackPoint{Frame: frame, X: d.X, Y: d.Y, DiameterPx: d.DiameterPx, Intensity: d.Intensity}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // pair is a matched (row, column) with its distance.

@@ -31,8 +31,15 @@ yy, xx = np.mgrid[0:H, 0:W].astype(float)
 
 
 def particle(kind, x, y, r, angle):
-    """Projected thickness (a.u.) of one particle on the frame grid."""
-    dx, dy = xx - x, yy - y
+    """Projected thickness (a.u.) of one particle, on the window of the
+    frame grid around it: (thickness, (row slice, column slice))."""
+    y0, y1 = max(int(y - r) - 2, 0), min(int(y + r) + 3, H)
+    x0, x1 = max(int(x - r) - 2, 0), min(int(x + r) + 3, W)
+    win = (slice(y0, y1), slice(x0, x1))
+    return _thickness(kind, xx[win] - x, yy[win] - y, r, angle), win
+
+
+def _thickness(kind, dx, dy, r, angle):
     d2 = dx * dx + dy * dy
     if kind == "sphere":
         return np.sqrt(np.clip(r * r - d2, 0, None)) / max(r, 1e-6) * r
@@ -115,8 +122,8 @@ for t in range(frames):
         x, y = p["x"] + off[0], p["y"] + off[1]
         if not (3 < x < W - 3 and 3 < y < H - 3):
             continue
-        th = particle(p["kind"], x, y, p["r"], p["angle"])
-        img += 60 * th  # gold's Z contrast over the film
+        th, win = particle(p["kind"], x, y, p["r"], p["angle"])
+        img[win] += 60 * th  # gold's Z contrast over the film
         visible.append({"id": p["id"], "x": x, "y": y, "r": p["r"], "kind": p["kind"]})
     # Low-dose shot noise, then scan-line offsets.
     counts = rng.poisson(np.clip(img * current * dose / 60, 0, None)).astype(float)

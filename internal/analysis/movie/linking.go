@@ -1,0 +1,161 @@
+package movie
+
+import (
+	"math"
+	"slices"
+)
+
+// After the last frame the tracks are cleaned up as a whole, which the
+// frame-by-frame linking cannot do: fragments (a particle seen as two for
+// a frame or two, the extra one overlapping a long-lived particle) are
+// dropped, tracks broken by a longer gap (a particle missed while it
+// touched another) are joined again, and the events are read off the
+// tracks that remain.
+
+const (
+	fragmentFrames = 2  // a track this short beside a long one is a fragment
+	longTrack      = 5  // frames
+	maxClosedGap   = 10 // frames a broken track may be joined across
+)
+
+// Finish ends the tracking of a movie whose detections are dets (by
+// frame; their Track fields are rewritten, fragments removed): it drops
+// fragments, closes gaps, numbers the tracks again from 0 and records the
+// merges, nucleations and dissolutions.
+func (t *Tracker) Finish(dets [][]Detection) {
+	dead := make([]bool, len(t.All))
+	t.dropFragments(dets, dead)
+	into := t.closeGaps(dead)
+	// Numbers again, in order of the tracks kept.
+	renum := make([]int, len(t.All))
+	var kept []*Track
+	for i, tr := range t.All {
+		renum[i] = -1
+		if !dead[i] {
+			renum[i] = len(kept)
+			kept = append(kept, tr)
+		}
+	}
+	id := func(old int) int {
+		for old >= 0 && into[old] >= 0 {
+			old = into[old]
+		}
+		if old < 0 {
+			return -1
+		}
+		return renum[old]
+	}
+	for f := range dets {
+		for j := range dets[f] {
+			dets[f][j].Track = id(dets[f][j].Track)
+		}
+	}
+	for _, tr := range kept {
+		tr.ID = id(tr.ID)
+		if tr.merge != nil {
+			tr.merge.Into, tr.merge.Gone = id(tr.merge.Into), tr.ID
+		}
+	}
+	t.All = kept
+	t.events()
+}
+
+// dropFragments removes the short tracks whose every particle overlaps a
+// particle of a long track in the same frame.
+func (t *Tracker) dropFragments(dets [][]Detection, dead []bool) {
+	long := func(id int) bool { return id >= 0 && len(t.All[id].Points) >= longTrack }
+	for _, tr := range t.All {
+		if len(tr.Points) > fragmentFrames {
+			continue
+		}
+		overlaps := true
+		for _, p := range tr.Points {
+			hit := false
+			for _, d := range dets[p.Frame] {
+				if d.Track != tr.ID && long(d.Track) && math.Hypot(d.X-p.X, d.Y-p.Y) <= (d.DiameterPx+p.DiameterPx)/2+1 {
+					hit = true
+					break
+				}
+			}
+			overlaps = overlaps && hit
+		}
+		if !overlaps {
+			continue
+		}
+		dead[tr.ID] = true
+		for _, p := range tr.Points {
+			dets[p.Frame] = slices.DeleteFunc(dets[p.Frame], func(d Detection) bool { return d.Track == tr.ID })
+		}
+	}
+}
+
+// closeGaps joins a track that ended (not in a coalescence) to one that
+// began within maxClosedGap frames where it would be by then; it returns,
+// for each track, the track it was joined onto (-1: none).
+func (t *Tracker) closeGaps(dead []bool) []int {
+	into := make([]int, len(t.All))
+	for i := range into {
+		into[i] = -1
+	}
+	end := make([]*Track, len(t.All)) // the track whose end a chain has now
+	for i, tr := range t.All {
+		end[i] = tr
+	}
+	taken := make([]bool, len(t.All)) // already has a successor
+	order := make([]*Track, 0, len(t.All))
+	for i, tr := range t.All {
+		if !dead[i] && tr.Points[0].Frame > 0 {
+			order = append(order, tr)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b *Track) int { return a.Points[0].Frame - b.Points[0].Frame })
+	for _, b := range order {
+		first := b.Points[0]
+		best, bestD := -1, math.Inf(1)
+		for i, a := range t.All {
+			if dead[i] || taken[i] || into[i] >= 0 || a == b || a.merge != nil {
+				continue
+			}
+			last := a.Points[len(a.Points)-1]
+			gap := first.Frame - last.Frame
+			if gap < 1 || gap > maxClosedGap {
+				continue
+			}
+			x, y := last.X+float64(gap)*t.driftX, last.Y+float64(gap)*t.driftY
+			d := math.Hypot(first.X-x, first.Y-y)
+			if d <= t.MaxDistance+0.5*float64(gap) && d < bestD {
+				best, bestD = i, d
+			}
+		}
+		if best < 0 {
+			continue
+		}
+		a := t.All[best]
+		a.Points = append(a.Points, b.Points...)
+		a.merge = b.merge
+		taken[best] = true
+		into[b.ID] = best
+		dead[b.ID] = true
+	}
+	return into
+}
+
+// events reads the merges, nucleations and dissolutions off the tracks.
+func (t *Tracker) events() {
+	t.Events = t.Events[:0]
+	for _, tr := range t.All {
+		first, last := tr.Points[0], tr.Points[len(tr.Points)-1]
+		gone := last.Frame < t.frames-1
+		switch {
+		case gone && tr.merge != nil && tr.merge.Into >= 0:
+			tr.MergedInto = tr.merge.Into
+			t.Events = append(t.Events, *tr.merge)
+		case gone && len(tr.Points) >= 3 && t.inside(last):
+			t.Events = append(t.Events, Event{Type: "dissolution", Frame: last.Frame + 1, Into: -1, Gone: tr.ID, X: last.X, Y: last.Y})
+		}
+		if first.Frame > 0 && len(tr.Points) >= 3 && t.inside(first) {
+			t.Events = append(t.Events, Event{Type: "nucleation", Frame: first.Frame, Into: tr.ID, Gone: -1, X: first.X, Y: first.Y})
+		}
+	}
+	slices.SortStableFunc(t.Events, func(a, b Event) int { return a.Frame - b.Frame })
+}
