@@ -121,9 +121,14 @@ try {
   const frameAfter = await readout.textContent();
   const num = (s) => parseInt(s.match(/frame (\d+)/)[1], 10);
   check(num(frameAfter) === num(frameBefore) + 1 && /t = \d+\.\d\d s/.test(frameAfter), "frame step: " + frameBefore + " → " + frameAfter);
-  await page.waitForFunction(() => document.querySelector("#particles") && document.querySelector("#particles").dataset.ready === "1");
+  await page.waitForFunction(() => document.querySelector("#particles") && document.querySelector("#particles").dataset.ready === "1"
+    && !document.querySelector("#particles .events-title").hidden);
   const particles = await page.textContent("#particles");
-  check(/\d+ tracks; median apparent size \d+\.\d nm/.test(particles) && (await page.locator("#particles tbody tr").count()) > 0, "particles panel: " + particles);
+  check(/\d+ tracks; median diameter \d+\.\d nm/.test(particles) && (await page.locator("#particles tbody tr").count()) > 0, "particles panel: " + particles);
+  check(/Events: \d+ merges, \d+ nucleations, \d+ dissolutions/.test(particles), "events: " + particles);
+  for (const fig of ["Size distribution over time", "Growth of the largest particles"]) {
+    check((await page.locator("figcaption", { hasText: fig }).count()) === 1, "figure " + fig);
+  }
   await page.screenshot({ path: outDir + "/movie.png", fullPage: true });
 
   say("STEP hostile");

@@ -448,6 +448,19 @@ func analyzeMovie(ctx context.Context, f *emd.File, s *emd.Signal, outDir string
 	an.Metrics["mean_particles_per_frame"] = res.MeanCount()
 	an.Metrics["tracks"] = float64(len(res.Tracks))
 	an.Metrics["long_tracks"] = float64(long)
+	// Sizes in the calibrated unit when there is one (metric names say
+	// which), the number density per µm² when the pixel is a length.
+	st := res.Stats
+	if st.MeanDiameter > 0 {
+		an.Metrics["mean_diameter_"+st.Units] = st.MeanDiameter
+		an.Metrics["median_diameter_"+st.Units] = st.MedianDiameter
+	}
+	if st.Density > 0 {
+		an.Metrics["particles_per_um2"] = st.Density
+	}
+	an.Metrics["merges"] = float64(st.Merges)
+	an.Metrics["nucleations"] = float64(st.Nucleations)
+	an.Metrics["dissolutions"] = float64(st.Dissolutions)
 	if len(res.Counts) > 0 {
 		an.Metrics["particles_first_frame"] = float64(res.Counts[0])
 		an.Metrics["particles_last_frame"] = float64(res.Counts[len(res.Counts)-1])

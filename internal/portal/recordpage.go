@@ -132,7 +132,8 @@ func metadataRows(r *record.Record) []metaRow {
 
 // figureOrder ranks the figures a record page shows (the summed spectrum
 // is the interactive viewer's; its PNG stays among the files).
-var figureOrder = map[string]int{"intensity-map": 0, "element-overlay": 1, "image-preview": 3, "video": 4, "annotated-video": 5, "counts-plot": 6, "element-map": 7}
+var figureOrder = map[string]int{"intensity-map": 0, "element-overlay": 1, "image-preview": 3, "video": 4, "annotated-video": 5, "counts-plot": 6,
+	"size-distribution": 7, "growth-curves": 8, "element-map": 9}
 
 func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 	version := 0
@@ -181,6 +182,8 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		Tracks               string
 		PixelSize, FrameTime float64
 		PixelUnits           string
+		// Events is its events.csv (merges, nucleations, dissolutions).
+		Events string
 	}{page: p.base(r, e.Title(), "search"), Entry: e, Metadata: metadataRows(e.Record), Shown: shown, Newest: versions[0].Version,
 		ElementList: strings.Join(e.Elements(), ","), Keywords: strings.Join(e.Record.Keywords(), ", ")}
 	if s := p.cfg.Sessions.Get(r); s != nil && shown == 0 {
@@ -222,6 +225,9 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 		if f.Name == "spectrum.csv" {
 			data.SpectrumCSV = u
 		}
+		if f.Role == "events" {
+			data.Events = u
+		}
 		if f.Role == "tracks" {
 			data.Tracks = u
 			data.FrameTime, data.PixelSize, data.PixelUnits = mv.frameTime, mv.pixelSize, mv.pixelUnits
@@ -234,7 +240,8 @@ func (p *Portal) record(w http.ResponseWriter, r *http.Request) {
 			kind = "video"
 		}
 		caption := map[string]string{"intensity-map": "X-ray intensity (zero peak left out)", "element-overlay": "Element overlay", "image-preview": "Image",
-			"video": "Movie", "annotated-video": "Detected particles", "counts-plot": "Particles per frame"}[f.Role]
+			"video": "Movie", "annotated-video": "Detected particles", "counts-plot": "Particles per frame",
+			"size-distribution": "Size distribution over time", "growth-curves": "Growth of the largest particles"}[f.Role]
 		if f.Role == "element-map" {
 			caption = "Element map " + strings.TrimSuffix(strings.TrimPrefix(f.Name, "map-"), ".png")
 		}

@@ -244,7 +244,13 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 		if ok {
 			s.found++
 		} else {
-			s.misses = append(s.misses, fmt.Sprintf("seed %d: merge of %d into %d in frame %d at (%.0f, %.0f) not found", seed, e.Gone, e.Into, e.Frame, p.X, p.Y))
+			near := ""
+			for _, m := range res.Events {
+				if math.Hypot(m.X-p.X, m.Y-p.Y) <= 15 {
+					near += fmt.Sprintf(" %s@%d(%.0f,%.0f)", m.Type, m.Frame, m.X, m.Y)
+				}
+			}
+			s.misses = append(s.misses, fmt.Sprintf("seed %d: merge of %d into %d in frame %d at (%.0f, %.0f) not found; near:%s", seed, e.Gone, e.Into, e.Frame, p.X, p.Y, near))
 		}
 	}
 }

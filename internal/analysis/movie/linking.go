@@ -89,8 +89,8 @@ func (t *Tracker) dropFragments(dets [][]Detection, dead []bool) {
 	}
 }
 
-// closeGaps joins a track that ended (not in a coalescence) to one that
-// began within maxClosedGap frames where it would be by then; it returns,
+// closeGaps joins a track that ended to one that began within
+// maxClosedGap frames where it would be by then; it returns,
 // for each track, the track it was joined onto (-1: none).
 func (t *Tracker) closeGaps(dead []bool) []int {
 	into := make([]int, len(t.All))
@@ -113,7 +113,9 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 		first := b.Points[0]
 		best, bestD := -1, math.Inf(1)
 		for i, a := range t.All {
-			if dead[i] || taken[i] || into[i] >= 0 || a == b || a.merge != nil {
+			// (A track that seemed to merge and comes back had only been
+			// seen as one with its neighbour for a while.)
+			if dead[i] || taken[i] || into[i] >= 0 || a == b {
 				continue
 			}
 			last := a.Points[len(a.Points)-1]
@@ -140,22 +142,53 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 	return into
 }
 
-// events reads the merges, nucleations and dissolutions off the tracks.
+// events reads the merges, nucleations (tracks that begin inside the
+// field after the first frame, small, and grow) and dissolutions off the
+// tracks.
 func (t *Tracker) events() {
 	t.Events = t.Events[:0]
+	// A merge joins two particles each followed for a while, and the one
+	// they make lasts (a particle seen double for a moment does not
+	// merge).
+	lasting := func(tr *Track, from int) bool {
+		n := 0
+		for _, p := range tr.Points {
+			if p.Frame >= from {
+				n++
+			}
+		}
+		return n >= 3
+	}
 	for _, tr := range t.All {
 		first, last := tr.Points[0], tr.Points[len(tr.Points)-1]
 		gone := last.Frame < t.frames-1
 		switch {
-		case gone && tr.merge != nil && tr.merge.Into >= 0:
+		case gone && tr.merge != nil && tr.merge.Into >= 0 && len(tr.Points) >= longTrack && lasting(t.All[tr.merge.Into], tr.merge.Frame):
 			tr.MergedInto = tr.merge.Into
 			t.Events = append(t.Events, *tr.merge)
 		case gone && len(tr.Points) >= 3 && t.inside(last):
 			t.Events = append(t.Events, Event{Type: "dissolution", Frame: last.Frame + 1, Into: -1, Gone: tr.ID, X: last.X, Y: last.Y})
 		}
-		if first.Frame > 0 && len(tr.Points) >= 3 && t.inside(first) {
+		if first.Frame > 0 && len(tr.Points) >= 3 && t.inside(first) && grows(tr) {
 			t.Events = append(t.Events, Event{Type: "nucleation", Frame: first.Frame, Into: tr.ID, Gone: -1, X: first.X, Y: first.Y})
 		}
 	}
 	slices.SortStableFunc(t.Events, func(a, b Event) int { return a.Frame - b.Frame })
+}
+
+// grows reports whether a track's particle is larger in its second half
+// than in its first three frames: a nucleus appears small and grows; a
+// particle coming into view (from behind another, or as the noise lets
+// it) has its size at once.
+func grows(tr *Track) bool {
+	var early, late []float64
+	for i, p := range tr.Points {
+		if i < 3 {
+			early = append(early, p.DiameterPx)
+		}
+		if i >= len(tr.Points)/2 {
+			late = append(late, p.DiameterPx)
+		}
+	}
+	return median(late) >= 1.15*median(early)
 }

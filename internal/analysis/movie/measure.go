@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -185,7 +187,7 @@ func writeSizes(path string, res *Result, cal Calibration) error {
 		}
 	}
 	p := plot.New()
-	p.Title.Text = "Particle size distribution over time"
+	p.Title.Text = "Particle size distribution over time (colour: share of each column's particles)"
 	tk := timeAxis(p, cal, res.Frames)
 	p.Y.Label.Text = fmt.Sprintf("equivalent diameter (%s)", units)
 	if len(ds) > 0 {
@@ -193,7 +195,8 @@ func writeSizes(path string, res *Result, cal Calibration) error {
 		top := ds[min(len(ds)-1, int(0.995*float64(len(ds))))] * 1.05
 		cols := min(res.Frames, 100)
 		per := float64(res.Frames) / float64(cols)
-		g := &sizeGrid{cols: cols, rows: 30, x0: 0, dx: per * tk, y0: 0, dy: top / 30}
+		const rows = 24
+		g := &sizeGrid{cols: cols, rows: rows, x0: 0, dx: per * tk, y0: 0, dy: top / rows}
 		g.counts = make([][]float64, cols)
 		for c := range g.counts {
 			g.counts[c] = make([]float64, g.rows)
@@ -223,10 +226,13 @@ func writeSizes(path string, res *Result, cal Calibration) error {
 		pal.SetMax(max(most, 1e-9))
 		hm := plotter.NewHeatMap(g, pal.Palette(64))
 		hm.Min, hm.Max = 0, max(most, 1e-9)
+		hm.Rasterized = true // no seams between the cells
 		p.Add(hm)
 		p.X.Min, p.X.Max = 0, float64(res.Frames)*tk
 		p.Y.Min, p.Y.Max = 0, top
-		p.Legend.Add(fmt.Sprintf("share of the particles (up to %.0f %%)", 100*most))
+		p.Y.Tick.Marker = stepTicks{}
+		p.X.Tick.Marker = stepTicks{}
+		p.Title.Text += fmt.Sprintf(", yellow = %.0f %%", 100*most)
 	}
 	if err := p.Save(8*vg.Inch, 4*vg.Inch, path); err != nil {
 		return fmt.Errorf("movie: size distribution: %w", err)
@@ -285,10 +291,30 @@ func writeGrowth(path string, res *Result, cal Calibration) error {
 		p.Legend.Add(fmt.Sprintf("track %d", c.t.ID), line)
 	}
 	p.Add(plotter.NewGrid())
-	p.Legend.Top, p.Legend.Left = true, true
-	p.Y.Min = 0
+	// Sizes from zero (growth in proportion); the legend in the empty
+	// lower part.
+	p.Y.Min, p.Y.Max = 0, p.Y.Max*1.05
+	p.Legend.Top, p.Legend.Left = false, true
+	p.Y.Tick.Marker = stepTicks{}
+	p.X.Tick.Marker = stepTicks{}
 	if err := p.Save(8*vg.Inch, 3.5*vg.Inch, path); err != nil {
 		return fmt.Errorf("movie: growth plot: %w", err)
 	}
 	return nil
+}
+
+// stepTicks marks an axis every round step (1, 2 or 5 × 10^n), about five
+// labels over its range.
+type stepTicks struct{}
+
+func (stepTicks) Ticks(lo, hi float64) []plot.Tick {
+	step, _ := chart.RoundLength((hi-lo)/4, "")
+	if !(step > 0) {
+		return plot.DefaultTicks{}.Ticks(lo, hi)
+	}
+	var ts []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', 4, 64)})
+	}
+	return ts
 }

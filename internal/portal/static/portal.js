@@ -63,40 +63,69 @@
   });
 })();
 
-// Movies: the longest particle tracks from tracks.csv, in calibrated units.
+// Movies: the longest particle tracks from tracks.csv, in calibrated units,
+// with their diameters and growth, and the events (merges, nucleations,
+// dissolutions) from events.csv.
 (function () {
   "use strict";
   var box = document.getElementById("particles");
   if (!box) return;
   var px = parseFloat(box.dataset.pixel) || 0, unit = px > 0 ? box.dataset.units : "px", dt = parseFloat(box.dataset.frameTime) || 0;
   if (px <= 0) px = 1;
+  var median = function (v) { var s = v.slice().sort(function (a, b) { return a - b; }); return s.length ? s[Math.floor(s.length / 2)] : 0; };
+  var when = function (f) { return dt > 0 ? (f * dt).toFixed(2) + " s" : "frame " + (f + 1); };
   fetch(box.dataset.src, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (text) {
+    var lines = text.split("\n");
+    var head = lines[0].split(","), col = head.indexOf("diameter_px");
     var tracks = {};
-    text.split("\n").slice(1).forEach(function (line) {
+    lines.slice(1).forEach(function (line) {
       var p = line.split(",");
       if (p.length < 6) return;
       var id = p[0], f = +p[1];
-      var t = tracks[id] || (tracks[id] = { id: id, first: f, last: f, x0: +p[2], y0: +p[3], x1: +p[2], y1: +p[3], size: 0, n: 0 });
+      var t = tracks[id] || (tracks[id] = { id: id, first: f, last: f, x0: +p[2], y0: +p[3], x1: +p[2], y1: +p[3], d: [] });
       if (f < t.first) { t.first = f; t.x0 = +p[2]; t.y0 = +p[3]; }
       if (f >= t.last) { t.last = f; t.x1 = +p[2]; t.y1 = +p[3]; }
-      t.size += (+p[4] + +p[5]) / 2; t.n++;
+      t.d.push(col >= 0 ? +p[col] : (+p[4] + +p[5]) / 2);
     });
     var list = Object.keys(tracks).map(function (k) { return tracks[k]; }).filter(function (t) { return t.id !== "-1"; });
     list.sort(function (a, b) { return (b.last - b.first) - (a.last - a.first); });
-    var sizes = list.map(function (t) { return t.size / t.n * px; }).sort(function (a, b) { return a - b; });
-    var med = sizes.length ? sizes[Math.floor(sizes.length / 2)] : 0;
-    box.querySelector(".summary").textContent = list.length + " tracks; median apparent size " + med.toFixed(1) + " " + unit + "; the " + Math.min(15, list.length) + " longest:";
+    var med = median(list.map(function (t) { return median(t.d) * px; }));
+    box.querySelector(".summary").textContent = list.length + " tracks; median diameter " + med.toFixed(1) + " " + unit + "; the " + Math.min(15, list.length) + " longest:";
     var body = box.querySelector("tbody");
     list.slice(0, 15).forEach(function (t) {
       var tr = document.createElement("tr");
       var dur = dt > 0 ? ((t.last - t.first) * dt).toFixed(2) + " s" : (t.last - t.first) + " frames";
-      [t.id, (t.first + 1) + "–" + (t.last + 1), dur, (t.size / t.n * px).toFixed(1) + " " + unit,
+      var k = Math.max(1, Math.floor(t.d.length / 5));
+      var growth = median(t.d.slice(-k)) / Math.max(median(t.d.slice(0, k)), 1e-9) - 1;
+      [t.id, (t.first + 1) + "–" + (t.last + 1), dur, (median(t.d) * px).toFixed(1) + " " + unit,
+       (growth >= 0 ? "+" : "") + (100 * growth).toFixed(0) + " %",
        (Math.hypot(t.x1 - t.x0, t.y1 - t.y0) * px).toFixed(1) + " " + unit].forEach(function (v, i) {
         var td = document.createElement("td"); td.textContent = v; if (i !== 1) td.className = "num"; tr.appendChild(td);
       });
       body.appendChild(tr);
     });
     box.dataset.ready = "1";
+  });
+  if (!box.dataset.events) return;
+  fetch(box.dataset.events, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (text) {
+    var rows = text.split("\n").slice(1).filter(function (l) { return l.split(",").length >= 7; });
+    var table = box.querySelector("table.events"), body = table.querySelector("tbody");
+    var counts = {};
+    rows.forEach(function (l) { var t = l.split(",")[0]; counts[t] = (counts[t] || 0) + 1; });
+    var title = box.querySelector(".events-title");
+    title.textContent = "Events: " + (counts.merge || 0) + " merges, " + (counts.nucleation || 0) + " nucleations, " + (counts.dissolution || 0) + " dissolutions" + (rows.length > 30 ? " (the first 30)" : "");
+    title.hidden = false;
+    if (!rows.length) return;
+    rows.slice(0, 30).forEach(function (l) {
+      var p = l.split(","), tr = document.createElement("tr");
+      var tracks = p[0] === "merge" ? p[4] + " into " + p[3] : p[0] === "nucleation" ? p[3] : p[4];
+      [p[0], when(+p[1]), tracks, (+p[5]).toFixed(1) + ", " + (+p[6]).toFixed(1) + " " + unit].forEach(function (v, i) {
+        var td = document.createElement("td"); td.textContent = v; if (i > 0) td.className = "num"; tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+    table.hidden = false;
+    box.dataset.eventsReady = "1";
   });
 })();
 
