@@ -26,6 +26,9 @@ type Detection struct {
 	Intensity float64 `json:"intensity,omitempty"`
 	// SNR is the particle's height over the local noise (smoothed).
 	SNR float64 `json:"snr,omitempty"`
+	// Elongation is the ratio of the outline's long axis to its short one
+	// (1: round).
+	Elongation float64 `json:"elongation,omitempty"`
 }
 
 // Detector is the classical particle detector. Scan lines are levelled,
@@ -195,11 +198,11 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 	}
 	d.measure(d.order, d.vals, w)
 	var out []Detection
-	add := func(sv, sx, sy float64, area, x0, y0, x1, y1 int32, snr float64) {
+	add := func(sv, sx, sy float64, area, x0, y0, x1, y1 int32, snr float64, shape *outline) {
 		a := float64(area)
 		out = append(out, Detection{Frame: index, X: sx / sv, Y: sy / sv,
 			W: float64(x1-x0) + 1, H: float64(y1-y0) + 1, Score: snr / (snr + float64(sig)), Track: -1,
-			AreaPx: a, DiameterPx: 2 * math.Sqrt(a/math.Pi), Intensity: sv * unit, SNR: snr})
+			AreaPx: a, DiameterPx: 2 * math.Sqrt(a/math.Pi), Intensity: sv * unit, SNR: snr, Elongation: shape.elongation()})
 	}
 	for i := range d.regions[1:] {
 		rg := &d.regions[i+1]
@@ -218,13 +221,13 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 			}
 			for _, p := range parts {
 				if p.sv > 0 {
-					add(p.sv*rg.sv/held, p.sx, p.sy, p.area, p.x0, p.y0, p.x1, p.y1, snr)
+					add(p.sv*rg.sv/held, p.sx, p.sy, p.area, p.x0, p.y0, p.x1, p.y1, snr, &p.shape)
 					out[len(out)-1].X, out[len(out)-1].Y = p.sx/p.sv, p.sy/p.sv
 				}
 			}
 			continue
 		}
-		add(rg.sv, rg.sx, rg.sy, rg.area, rg.x0, rg.y0, rg.x1, rg.y1, snr)
+		add(rg.sv, rg.sx, rg.sy, rg.area, rg.x0, rg.y0, rg.x1, rg.y1, snr, &rg.shape)
 	}
 	if len(out) > d.MaxDetections {
 		slices.SortFunc(out, func(p, q Detection) int { return cmp.Compare(q.SNR, p.SNR) })

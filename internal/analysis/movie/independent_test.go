@@ -66,7 +66,7 @@ var radiusBins = [3]struct {
 func TestIndependentMovies(t *testing.T) {
 	t.Parallel()
 	var s movieScore
-	for _, m := range []struct{ seed, frames, size int }{{11, 40, 256}, {12, 60, 512}} {
+	for _, m := range []struct{ seed, frames, size int }{{11, 40, 256}, {12, 60, 512}, {13, 60, 512}} {
 		s.score(t, m.seed, m.frames, m.size)
 	}
 	precision := float64(s.tp) / float64(max(s.tp+s.fp, 1))
@@ -98,24 +98,25 @@ func TestIndependentMovies(t *testing.T) {
 		t.Log(m)
 	}
 	// Issue 17's targets: precision >= 0.97; recall >= 0.99 for r >= 3 px
-	// (0.977 measured: the misses are overlapping pairs whose outline has
-	// no neck deep enough to cut; guarded at 0.97 until they are), >= 0.95
-	// for 2-3 px, >= 0.8 for 1.5-2 px; equivalent diameters within 10 %;
-	// identity switches <= 2 per 100 tracks; >= 80 % of the merges found.
-	// The last two are not met yet (measured: 15.6 switches per 100 tracks,
-	// most of them overlapping pairs seen now as one particle, now as two;
-	// 5 of 10 merges): guarded at today's levels.
-	if precision < 0.97 || recall["r >= 3 px"] < 0.97 || recall["2-3 px"] < 0.95 || recall["1.5-2 px"] < 0.8 {
+	// (0.985 measured: the misses are overlapping pairs whose outline has
+	// no neck deep enough to cut; guarded at 0.98), >= 0.95 for 2-3 px,
+	// >= 0.8 for 1.5-2 px; equivalent diameters within 10 %; identity
+	// switches <= 2 per 100 tracks and >= 80 % of the merges found in the
+	// right frame. The last two are not met on all three movies (measured:
+	// 8.1 switches per 100 tracks, most of them overlapping pairs seen now
+	// as one particle, now as two; 14 of 18 merges): guarded near today's
+	// levels.
+	if precision < 0.97 || recall["r >= 3 px"] < 0.98 || recall["2-3 px"] < 0.95 || recall["1.5-2 px"] < 0.8 {
 		t.Errorf("precision %.3f, recall %v", precision, recall)
 	}
 	if abs[len(abs)/2] > 0.1 || math.Abs(mean) > 0.05 {
 		t.Errorf("equivalent diameters: median |error| %.3f, mean %+.3f; want within 10 %%, unbiased", abs[len(abs)/2], mean)
 	}
-	if perHundred > 20 {
-		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 15.6 measured before)", perHundred)
+	if perHundred > 10 {
+		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 8.1 measured before)", perHundred)
 	}
-	if 2*s.found < s.merges {
-		t.Errorf("%d of %d merges found (target 80 %%; half measured before)", s.found, s.merges)
+	if 10*s.found < 7*s.merges {
+		t.Errorf("%d of %d merges found (target 80 %%; 14 of 18 measured before)", s.found, s.merges)
 	}
 }
 
@@ -149,19 +150,45 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 	trackOf := map[int][]int{} // true particle -> our track in each frame it was found
 	frameOf := map[int][]int{}
 	where := map[[2]int]simParticle{}
+	// Matching as CLEAR MOT does (Bernardin and Stiefelhagen, 2008): a true
+	// particle keeps the track it was matched to while that track has a
+	// detection within reach; the others take the nearest free detection,
+	// the largest particles first. A switch is a true particle matched to
+	// another track than the last one it had.
+	lastTrack := map[int]int{}
 	for f, parts := range truth.Truth {
 		dets := res.Detections[f]
 		used := make([]bool, len(dets))
 		sort.Slice(parts, func(i, j int) bool { return parts[i].R > parts[j].R })
+		kept := map[int]int{} // true particle -> detection, by continuity
+		for _, p := range parts {
+			last, ok := lastTrack[p.ID]
+			if !ok {
+				continue
+			}
+			for j, d := range dets {
+				if !used[j] && d.Track == last && math.Hypot(d.X-p.X, d.Y-p.Y) <= math.Max(3, p.R) {
+					used[j], kept[p.ID] = true, j
+					break
+				}
+			}
+		}
 		for _, p := range parts {
 			where[[2]int{p.ID, f}] = p
 			best, bd := -1, math.Max(3, p.R)
-			for j, d := range dets {
-				if dd := math.Hypot(d.X-p.X, d.Y-p.Y); !used[j] && dd <= bd {
-					best, bd = j, dd
+			if j, ok := kept[p.ID]; ok {
+				best, used[j] = j, false
+			} else {
+				for j, d := range dets {
+					if dd := math.Hypot(d.X-p.X, d.Y-p.Y); !used[j] && dd <= bd {
+						best, bd = j, dd
+					}
 				}
 			}
 			hidden := hiddenBy(p, parts)
+			if best >= 0 {
+				lastTrack[p.ID] = dets[best].Track
+			}
 			if best >= 0 {
 				used[best] = true
 				s.tp++

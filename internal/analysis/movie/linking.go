@@ -15,7 +15,7 @@ import (
 const (
 	fragmentFrames = 2  // a track this short beside a long one is a fragment
 	longTrack      = 5  // frames
-	maxClosedGap   = 10 // frames a broken track may be joined across
+	maxClosedGap   = 40 // frames a broken track may be joined across
 )
 
 // Finish ends the tracking of a movie whose detections are dets (by
@@ -57,7 +57,56 @@ func (t *Tracker) Finish(dets [][]Detection) {
 		}
 	}
 	t.All = kept
+	t.largerSurvives(dets)
 	t.events()
+}
+
+// largerSurvives keeps, through a coalescence, the identity of the larger
+// of the two particles (the convention: the larger absorbs the smaller).
+// The frame-by-frame linking gives the merged particle to whichever track
+// was nearer; where that was the smaller one's, the two tracks swap their
+// tails from the frame the smaller one vanished in.
+func (t *Tracker) largerSurvives(dets [][]Detection) {
+	before := func(tr *Track, frame int) float64 {
+		var d []float64
+		for _, p := range tr.Points {
+			if p.Frame < frame && p.Frame >= frame-10 {
+				d = append(d, p.DiameterPx)
+			}
+		}
+		if len(d) == 0 {
+			return 0
+		}
+		return median(d)
+	}
+	for _, g := range t.All {
+		m := g.merge
+		if m == nil || m.Into < 0 || g.Points[len(g.Points)-1].Frame >= t.frames-1 {
+			continue
+		}
+		s := t.All[m.Into]
+		if s.merge != nil || before(g, m.Frame) <= before(s, m.Frame) {
+			continue
+		}
+		cut := slices.IndexFunc(s.Points, func(p TrackPoint) bool { return p.Frame >= m.Frame })
+		if cut < 0 {
+			continue
+		}
+		g.Points = append(g.Points, s.Points[cut:]...)
+		s.Points = s.Points[:cut]
+		if len(s.Points) == 0 {
+			continue // (cannot happen: the survivor was seen before)
+		}
+		for f := m.Frame; f < len(dets); f++ {
+			for j := range dets[f] {
+				if dets[f][j].Track == s.ID {
+					dets[f][j].Track = g.ID
+				}
+			}
+		}
+		s.merge = &Event{Type: "merge", Frame: m.Frame, Into: g.ID, Gone: s.ID, X: m.X, Y: m.Y}
+		g.merge = nil
+	}
 }
 
 // dropFragments removes the short tracks whose every particle overlaps a
@@ -125,7 +174,11 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 			}
 			x, y := last.X+float64(gap)*t.driftX, last.Y+float64(gap)*t.driftY
 			d := math.Hypot(first.X-x, first.Y-y)
-			if d <= t.MaxDistance+0.5*float64(gap) && d < bestD {
+			// Where it would be (its own motion grows as the square root
+			// of the time), and about as large.
+			reach := min(t.MaxDistance, 2+math.Sqrt(float64(gap)))
+			similar := first.DiameterPx <= 1.5*last.DiameterPx && last.DiameterPx <= 1.5*first.DiameterPx
+			if d <= reach && similar && d < bestD {
 				best, bestD = i, d
 			}
 		}
@@ -165,7 +218,7 @@ func (t *Tracker) events() {
 		switch {
 		case gone && tr.merge != nil && tr.merge.Into >= 0 && len(tr.Points) >= longTrack && lasting(t.All[tr.merge.Into], tr.merge.Frame):
 			tr.MergedInto = tr.merge.Into
-			t.Events = append(t.Events, *tr.merge)
+			t.Events = append(t.Events, coalesced(*tr.merge, t.All[tr.merge.Into]))
 		case gone && len(tr.Points) >= 3 && t.inside(last):
 			t.Events = append(t.Events, Event{Type: "dissolution", Frame: last.Frame + 1, Into: -1, Gone: tr.ID, X: last.X, Y: last.Y})
 		}
@@ -191,4 +244,24 @@ func grows(tr *Track) bool {
 		}
 	}
 	return median(late) >= 1.15*median(early)
+}
+
+// coalesced dates a merge: two particles that touch are one blob before
+// they are one particle, so the merge is the first frame from the one the
+// track vanished in where the blob it joined is round (its outline's axes
+// within 1.35 of each other), if that comes within maxClosedGap frames.
+func coalesced(e Event, into *Track) Event {
+	for _, p := range into.Points {
+		if p.Frame < e.Frame || p.Elongation == 0 {
+			continue
+		}
+		if p.Frame > e.Frame+maxClosedGap {
+			break
+		}
+		if p.Elongation < 1.35 {
+			e.Frame, e.X, e.Y = p.Frame, p.X, p.Y
+			break
+		}
+	}
+	return e
 }

@@ -98,15 +98,15 @@ func writeTracks(dir string, res *Result, cal Calibration) error {
 		return err
 	}
 	bw := bufio.NewWriter(f)
-	fmt.Fprintf(bw, "track,frame,x_px,y_px,w_px,h_px,score,area_px,diameter_px,intensity,snr,time_s,area_%s2,diameter_%s\n", units, units)
+	fmt.Fprintf(bw, "track,frame,x_px,y_px,w_px,h_px,score,area_px,diameter_px,intensity,snr,time_s,area_%s2,diameter_%s,elongation\n", units, units)
 	for _, dets := range res.Detections {
 		for _, d := range dets {
 			t := ""
 			if cal.FrameTime > 0 {
 				t = fmt.Sprintf("%.4f", float64(d.Frame)*cal.FrameTime)
 			}
-			fmt.Fprintf(bw, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.3f,%.0f,%.2f,%.4g,%.1f,%s,%.4g,%.4g\n", d.Track, d.Frame, d.X, d.Y, d.W, d.H, d.Score,
-				d.AreaPx, d.DiameterPx, d.Intensity, d.SNR, t, d.AreaPx*k*k, d.DiameterPx*k)
+			fmt.Fprintf(bw, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.3f,%.0f,%.2f,%.4g,%.1f,%s,%.4g,%.4g,%.2f\n", d.Track, d.Frame, d.X, d.Y, d.W, d.H, d.Score,
+				d.AreaPx, d.DiameterPx, d.Intensity, d.SNR, t, d.AreaPx*k*k, d.DiameterPx*k, d.Elongation)
 		}
 	}
 	if err := bw.Flush(); err != nil {

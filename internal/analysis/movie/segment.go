@@ -28,7 +28,9 @@ type region struct {
 	// shot noise grows, and so must the dip that splits it.
 	hf2  float64
 	hfBg float32
-	// Bounds and area at the measuring level (filled after the flood).
+	// Bounds, area and outline at the measuring level (filled after the
+	// flood).
+	shape                  outline
 	area                   int32
 	x0, y0, x1, y1         int32
 	gone, big, significant bool
@@ -147,6 +149,7 @@ func (d *Detector) measure(order []int32, val []float32, w int) {
 	for i := range d.regions[1:] {
 		r := &d.regions[i+1]
 		r.x0, r.y0, r.x1, r.y1 = math.MaxInt32, math.MaxInt32, -1, -1
+		r.shape = outline{}
 	}
 	level := float32(d.AreaLevel)
 	for k, p := range order {
@@ -156,6 +159,7 @@ func (d *Detector) measure(order []int32, val []float32, w int) {
 		}
 		x, y := p%int32(w), p/int32(w)
 		r.area++
+		r.shape.add(float64(x), float64(y))
 		r.x0, r.y0 = min(r.x0, x), min(r.y0, y)
 		r.x1, r.y1 = max(r.x1, x), max(r.y1, y)
 	}
@@ -178,6 +182,7 @@ const (
 // part is one particle cut out of a region.
 type part struct {
 	sv, sx, sy float64
+	shape      outline
 	area       int32
 	x0, y0     int32
 	x1, y1     int32
@@ -315,9 +320,36 @@ func (d *Detector) split(rg *region, id int32, r []float32, off float32, w int) 
 			pt.sx += v * float64(x)
 			pt.sy += v * float64(y)
 			pt.area++
+			pt.shape.add(float64(x), float64(y))
 			pt.x0, pt.y0 = min(pt.x0, int32(x)), min(pt.y0, int32(y))
 			pt.x1, pt.y1 = max(pt.x1, int32(x)), max(pt.y1, int32(y))
 		}
 	}
 	return parts
+}
+
+// outline accumulates the pixels of a particle's outline (at the measuring
+// level); their moments give its elongation.
+type outline struct{ n, sx, sy, sxx, syy, sxy float64 }
+
+func (o *outline) add(x, y float64) {
+	o.n++
+	o.sx += x
+	o.sy += y
+	o.sxx += x * x
+	o.syy += y * y
+	o.sxy += x * y
+}
+
+// elongation is the ratio of the outline's long axis to its short one
+// (1: round; two touching discs about 2).
+func (o *outline) elongation() float64 {
+	if o.n < 2 {
+		return 1
+	}
+	mx, my := o.sx/o.n, o.sy/o.n
+	a, c, b := o.sxx/o.n-mx*mx, o.syy/o.n-my*my, o.sxy/o.n-mx*my
+	h := math.Sqrt((a-c)*(a-c)/4 + b*b)
+	// A pixel's own extent (1/12 px²) keeps a line of pixels finite.
+	return math.Sqrt(((a+c)/2 + h + 1.0/12) / ((a+c)/2 - h + 1.0/12))
 }

@@ -13,6 +13,7 @@ type TrackPoint struct {
 	Y          float64 `json:"y"`
 	DiameterPx float64 `json:"d,omitempty"`
 	Intensity  float64 `json:"i,omitempty"`
+	Elongation float64 `json:"e,omitempty"`
 }
 
 // Track is one particle followed through the movie.
@@ -155,7 +156,7 @@ func (t *Tracker) inside(p TrackPoint) bool {
 }
 
 func pointOf(frame int, d Detection) TrackPoint {
-	return TrackPoint{Frame: frame, X: d.X, Y: d.Y, DiameterPx: d.DiameterPx, Intensity: d.Intensity}
+	return TrackPoint{Frame: frame, X: d.X, Y: d.Y, DiameterPx: d.DiameterPx, Intensity: d.Intensity, Elongation: d.Elongation}
 }
 
 func median(v []float64) float64 {
