@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/picoflow/picoflow/internal/analysis/movie"
+	"github.com/picoflow/picoflow/internal/analysis/movie/yolo"
 )
 
 // rawFrames serves frames from a float64 stack in memory.
@@ -47,6 +48,8 @@ type movieScore struct {
 	switches, tracks int
 	merges, found    int
 	misses           []string
+	// detector, when set, makes the detectors scored (else the classical).
+	detector func() (movie.FrameDetector, error)
 }
 
 var radiusBins = [3]struct {
@@ -120,6 +123,26 @@ func TestIndependentMovies(t *testing.T) {
 	}
 }
 
+// TestIndependentMoviesYOLO scores a YOLO model (PICOFLOW_YOLO_MODEL, an
+// .onnx file) on the same movies, for comparison with the classical
+// detector: a model is a facility's own, not part of the build, so
+// without one there is nothing to score.
+func TestIndependentMoviesYOLO(t *testing.T) {
+	model := os.Getenv("PICOFLOW_YOLO_MODEL")
+	if model == "" {
+		t.Log("PICOFLOW_YOLO_MODEL not set: no model to score")
+		return
+	}
+	s := movieScore{detector: func() (movie.FrameDetector, error) { return yolo.New(yolo.Config{Model: model}) }}
+	for _, m := range []struct{ seed, frames, size int }{{11, 40, 256}, {12, 60, 512}, {13, 60, 512}} {
+		s.score(t, m.seed, m.frames, m.size)
+	}
+	t.Logf("YOLO %s: precision %.3f (%d true, %d false); recall r >= 3 px %.3f, 2-3 px %.3f, 1.5-2 px %.3f; %.1f switches per 100 tracks; %d of %d merges",
+		model, float64(s.tp)/float64(max(s.tp+s.fp, 1)), s.tp, s.fp,
+		float64(s.bins[0].tp)/float64(max(s.bins[0].n, 1)), float64(s.bins[1].tp)/float64(max(s.bins[1].n, 1)), float64(s.bins[2].tp)/float64(max(s.bins[2].n, 1)),
+		100*float64(s.switches)/float64(max(s.tracks, 1)), s.found, s.merges)
+}
+
 // score generates one movie, analyses it and adds its scores.
 func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 	dir := t.TempDir()
@@ -143,7 +166,7 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 	if err := json.Unmarshal(b, &truth); err != nil {
 		t.Fatal(err)
 	}
-	res, err := movie.Analyze(context.Background(), rawFrames{data, size, size}, frames, size, size, dir, movie.Options{NoVideo: true, Workers: 2})
+	res, err := movie.Analyze(context.Background(), rawFrames{data, size, size}, frames, size, size, dir, movie.Options{NoVideo: true, Workers: 2, NewDetector: s.detector})
 	if err != nil {
 		t.Fatal(err)
 	}
