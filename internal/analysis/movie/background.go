@@ -14,10 +14,10 @@ import "math"
 // moves all its values alike; its lower quartile is its background even
 // where particles cover half of it.
 func levelRows(a []float32, w, h int, tmp []float32, meds []float32) {
-	// Every fourth pixel of a row tells its median well enough.
-	step := 4
-	if w < 256 {
-		step = 1
+	// Every eighth pixel of a row tells its lower quartile well enough.
+	step := 8
+	if w < 512 {
+		step = max(1, w/64)
 	}
 	for y := range h {
 		row := a[y*w : (y+1)*w]
@@ -76,13 +76,13 @@ func selectK(v []float32, k int) float32 {
 	return v[k]
 }
 
-// background estimates the slowly varying film under the particles: the
-// smoothed frame b is averaged over 4×4 pixels, opened (eroded then
-// dilated) with a square of side about 2·radius pixels of the full frame,
-// smoothed by a box of the same size and scaled back up bilinearly into
-// bg. (The film's background varies slowly: a sixteenth of the pixels
-// describe it.)
-func (d *Detector) background(b, bg []float32, w, h, radius int) {
+// background removes the slowly varying film under the particles from
+// the smoothed frame b, into r: the background is b averaged over 4×4
+// pixels, opened (eroded then dilated) with a square of side about
+// 2·radius pixels of the full frame, smoothed by a box of the same size
+// and scaled back up bilinearly. (The film's background varies slowly: a
+// sixteenth of the pixels describe it.)
+func (d *Detector) background(b, r []float32, w, h, radius int) {
 	const f = 4
 	qw, qh := (w+f-1)/f, (h+f-1)/f
 	n := qw * qh
@@ -109,10 +109,10 @@ func (d *Detector) background(b, bg []float32, w, h, radius int) {
 			q[qy*qw+qx] /= float32(rows * cols)
 		}
 	}
-	r := max(1, (radius+f/2)/f)
-	d.minMax(q, tmp, out, qw, qh, r, true)
-	d.minMax(out, tmp, q, qw, qh, r, false)
-	d.boxBlur(q, tmp, out, qw, qh, r)
+	rq := max(1, (radius+f/2)/f)
+	d.minMax(q, tmp, out, qw, qh, rq, true)
+	d.minMax(out, tmp, q, qw, qh, rq, false)
+	d.boxBlur(q, tmp, out, qw, qh, rq)
 	// Bilinear back to full size: pixel x sits at (x+0.5)/f-0.5 in the
 	// coarse grid.
 	if cap(d.ix) < w {
@@ -135,10 +135,10 @@ func (d *Detector) background(b, bg []float32, w, h, radius int) {
 			crow[i] = top[i] + (bot[i]-top[i])*ty
 		}
 		crow[qw] = crow[qw-1]
-		dst := bg[y*w : (y+1)*w]
+		dst, src := r[y*w:(y+1)*w], b[y*w:(y+1)*w]
 		for x := range dst {
 			i := ix[x]
-			dst[x] = crow[i] + (crow[i+1]-crow[i])*tx[x]
+			dst[x] = src[x] - (crow[i] + (crow[i+1]-crow[i])*tx[x])
 		}
 	}
 }

@@ -152,11 +152,8 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 	b, tmp, bg := grow(&d.b, n), grow(&d.tmp, n), grow(&d.bg, n)
 	levelRows(a, w, h, tmp, grow(&d.meds, h))
 	d.blur(a, tmp, b, w, h)
-	d.background(b, bg, w, h, d.MaxRadius)
-	r := bg // the residual, in place of the background
-	for i, v := range b[:n] {
-		r[i] = v - bg[i]
-	}
+	r := bg // the residual: the smoothed frame less its background
+	d.background(b, r, w, h, d.MaxRadius)
 	bw, _ := d.noiseMap(r, a, b, w, h)
 	// Candidates: pixels above the low level of their block.
 	d.order, d.vals, d.sigAt, d.hfAt, d.keys = d.order[:0], d.vals[:0], d.sigAt[:0], d.hfAt[:0], d.keys[:0]
@@ -306,6 +303,20 @@ func (d *Detector) blur(src, tmp, dst []float32, w, h int) {
 			}
 			out[x] = s
 		}
+	}
+	if rad == 2 {
+		// The default (sigma 1): one pass over each row.
+		k1, k2 := kern[1], kern[2]
+		for y := range h {
+			out := dst[y*w : (y+1)*w]
+			c := tmp[y*w:][:w]
+			u1, d1 := tmp[max(y-1, 0)*w:][:w], tmp[min(y+1, h-1)*w:][:w]
+			u2, d2 := tmp[max(y-2, 0)*w:][:w], tmp[min(y+2, h-1)*w:][:w]
+			for x := range out {
+				out[x] = k0*c[x] + k1*(u1[x]+d1[x]) + k2*(u2[x]+d2[x])
+			}
+		}
+		return
 	}
 	for y := range h {
 		out := dst[y*w : (y+1)*w]

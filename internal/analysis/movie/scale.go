@@ -4,10 +4,6 @@
 // per-frame counts, the tracks and an annotated MP4.
 package movie
 
-import (
-	"slices"
-)
-
 // Scaler maps a float frame to 8 bits between robust percentiles of that
 // frame (so a few hot pixels do not wash the picture out). Its buffers are
 // reused from frame to frame.
@@ -48,15 +44,48 @@ func (s *Scaler) Range(frame []float64) (lo, hi float64) {
 	for i := 0; i < len(frame); i += step {
 		s.sample = append(s.sample, frame[i])
 	}
-	slices.Sort(s.sample)
 	n := len(s.sample)
 	if n == 0 {
 		return 0, 1
 	}
-	lo = s.sample[min(n-1, int(low/100*float64(n-1)))]
-	hi = s.sample[min(n-1, int(high/100*float64(n-1)+0.5))]
+	// Two selections instead of a sort.
+	lo = selectF64(s.sample, min(n-1, int(low/100*float64(n-1))))
+	hi = selectF64(s.sample, min(n-1, int(high/100*float64(n-1)+0.5)))
 	if hi <= lo {
 		hi = lo + 1
 	}
 	return lo, hi
+}
+
+// selectF64 returns the k-th smallest value of v (reordering v), NaNs
+// taken as larger than any number.
+func selectF64(v []float64, k int) float64 {
+	less := func(a, b float64) bool { return a < b || b != b && a == a }
+	lo, hi := 0, len(v)-1
+	for lo < hi {
+		p := v[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for less(v[i], p) {
+				i++
+			}
+			for less(p, v[j]) {
+				j--
+			}
+			if i <= j {
+				v[i], v[j] = v[j], v[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return v[k]
+		}
+	}
+	return v[k]
 }
