@@ -39,7 +39,10 @@
 //	internal/analysis/hyperspectral  EDS: zero peak, model fit (NNLS: B-spline background + element
 //	                              families), fitted element maps, Cliff-Lorimer quantification;
 //	                              testdata/xraysim.py is the independent (xraylib) simulator of its tests
-//	internal/analysis/movie       movies: 8-bit scaling, MP4 (ffmpeg), detection, tracking, evaluation
+//	internal/analysis/movie       movies: 8-bit scaling, MP4 (ffmpeg), detection (detect.go, background.go,
+//	                              segment.go), tracking (track.go, linking.go: gaps, fragments, events),
+//	                              measurements and figures (measure.go), evaluation; testdata/moviesim.py is
+//	                              the independent (numpy/scipy) movie generator of its tests
 //	internal/analysis/movie/yolo  YOLOv8 ONNX models through ONNX Runtime; yolotest/ builds test models
 //	internal/portal               web pages: search (search.go), records with the spectrum viewer, versions and
 //	                              edits (recordpage.go, edit.go), runs (runs.go), re-analysis campaigns,
