@@ -41,21 +41,23 @@ func levelRows(a []float32, w, h int, tmp []float32, meds []float32) {
 	}
 }
 
-// selectK returns the k-th smallest value of v (reordering v): Hoare's
-// quickselect, linear on average.
-func selectK(v []float32, k int) float32 {
+// selectK returns the k-th smallest value of v (reordering v), NaNs
+// taken as larger than any number: Hoare's quickselect, linear on
+// average.
+func selectK[T float32 | float64](v []T, k int) T {
 	if len(v) == 0 {
 		return 0
 	}
+	less := func(a, b T) bool { return a < b || b != b && a == a }
 	lo, hi := 0, len(v)-1
 	for lo < hi {
 		p := v[lo+(hi-lo)/2]
 		i, j := lo, hi
 		for i <= j {
-			for v[i] < p {
+			for less(v[i], p) {
 				i++
 			}
-			for v[j] > p {
+			for less(p, v[j]) {
 				j--
 			}
 			if i <= j {

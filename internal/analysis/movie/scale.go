@@ -49,43 +49,10 @@ func (s *Scaler) Range(frame []float64) (lo, hi float64) {
 		return 0, 1
 	}
 	// Two selections instead of a sort.
-	lo = selectF64(s.sample, min(n-1, int(low/100*float64(n-1))))
-	hi = selectF64(s.sample, min(n-1, int(high/100*float64(n-1)+0.5)))
+	lo = selectK(s.sample, min(n-1, int(low/100*float64(n-1))))
+	hi = selectK(s.sample, min(n-1, int(high/100*float64(n-1)+0.5)))
 	if hi <= lo {
 		hi = lo + 1
 	}
 	return lo, hi
-}
-
-// selectF64 returns the k-th smallest value of v (reordering v), NaNs
-// taken as larger than any number.
-func selectF64(v []float64, k int) float64 {
-	less := func(a, b float64) bool { return a < b || b != b && a == a }
-	lo, hi := 0, len(v)-1
-	for lo < hi {
-		p := v[lo+(hi-lo)/2]
-		i, j := lo, hi
-		for i <= j {
-			for less(v[i], p) {
-				i++
-			}
-			for less(p, v[j]) {
-				j--
-			}
-			if i <= j {
-				v[i], v[j] = v[j], v[i]
-				i++
-				j--
-			}
-		}
-		switch {
-		case k <= j:
-			hi = j
-		case k >= i:
-			lo = i
-		default:
-			return v[k]
-		}
-	}
-	return v[k]
 }
