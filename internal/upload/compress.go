@@ -179,8 +179,16 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 			return plan{}
 		}
 		if size-off < 8<<20 {
-			if r := glance(f, off, size); r > need+0.1 {
+			r, speed := glance(f, off, size)
+			if r > need+0.1 {
 				return plan{ratio: r}
+			}
+			// A glance times the encoder poorly (its set-up weighs on 32
+			// KiB): at twice the speed it showed, with the first frame
+			// for free, would compression still lose? Then the sample
+			// is not worth its time either.
+			if speed > 0 && !c.worthIt(plan{ratio: r, speed: 2 * speed, head: []byte{}}, c.comp.link(), size-off) {
+				return plan{ratio: r, speed: speed}
 			}
 		}
 	}
@@ -303,17 +311,19 @@ func sample(f io.ReaderAt, off, size int64) (ratio, speed float64, head []byte) 
 }
 
 // glance is the compressed/raw ratio of 32 KiB from the middle of
-// [off, size).
-func glance(f io.ReaderAt, off, size int64) float64 {
+// [off, size), and the speed it was compressed at (bytes/s).
+func glance(f io.ReaderAt, off, size int64) (ratio, speed float64) {
 	k := min(32<<10, size-off)
 	buf := make([]byte, k)
 	at := off + (size-off-k)/2
 	if n, err := f.ReadAt(buf, at); int64(n) < k && err != nil {
-		return 1
+		return 1, 0
 	}
 	enc := encoders.Get().(*zstd.Encoder)
 	defer encoders.Put(enc)
-	return float64(len(enc.EncodeAll(buf, nil))) / float64(k)
+	t0 := time.Now()
+	n := len(enc.EncodeAll(buf, nil))
+	return float64(n) / float64(k), float64(k) / max(time.Since(t0).Seconds(), 1e-9)
 }
 
 // encoders are reused: setting one up costs more than compressing a
