@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -40,7 +41,13 @@ type linkRun struct {
 	wire    int64 // bytes that carried them
 	streams int
 	join    time.Duration // the server joining parallel parts
+	// cpu is the CPU time the upload took in this process, which holds
+	// the client, the emulated link and the server alike.
+	cpu time.Duration
 }
+
+// cores is how many CPUs the upload kept busy on average.
+func (r linkRun) cores() float64 { return r.cpu.Seconds() / r.took.Seconds() }
 
 func (r linkRun) rate() float64 { return float64(r.bytes) / r.took.Seconds() }
 
@@ -70,6 +77,7 @@ func (b *linkBench) send(ctx context.Context, path string, setup func(*upload.Cl
 	c := &upload.Client{Endpoint: "http://" + px.Addr() + "/files/", HTTP: newBenchHTTP()}
 	setup(c)
 	streams := 1
+	c0 := cpuTime()
 	t0 := time.Now()
 	u, err := c.Upload(ctx, path, "", map[string]string{upload.MetaFilename: filepath.Base(path), upload.MetaSHA256: sum},
 		func(u string) error {
@@ -81,7 +89,7 @@ func (b *linkBench) send(ctx context.Context, path string, setup func(*upload.Cl
 	if err != nil {
 		return linkRun{}, err
 	}
-	took := time.Since(t0)
+	took, cpu := time.Since(t0), cpuTime()-c0
 	info, err := b.srv.Get(ctx, u[strings.LastIndex(u, "/")+1:])
 	if err != nil {
 		return linkRun{}, err
@@ -91,7 +99,7 @@ func (b *linkBench) send(ctx context.Context, path string, setup func(*upload.Cl
 		return linkRun{}, fmt.Errorf("%s: the server's SHA-256 %q is not the file's %s", path, got, sum)
 	}
 	st := c.Stats()
-	return linkRun{bytes: size, took: took, wire: st.Wire, streams: streams, join: st.Join}, nil
+	return linkRun{bytes: size, took: took, wire: st.Wire, streams: streams, join: st.Join, cpu: cpu}, nil
 }
 
 func never(c *upload.Client) { c.Compress, c.MaxStreams = upload.CompressNever, 1 }
@@ -126,9 +134,9 @@ func (b *linkBench) compression(ctx context.Context, files []string, what map[st
 		if comp.rate() < b.link.Rate {
 			verdict = fmt.Sprintf("%.2f of the link", comp.rate()/b.link.Rate)
 		}
-		fmt.Fprintf(b.out, "  %-34s %9.1f %10s %10s %6.0f%% %7.2fx %7.2fx  %s (%s; one thread: ratio %.3f at %.0f MB/s; %d rounds)\n", trimName(filepath.Base(p), 34), size/1e6,
+		fmt.Fprintf(b.out, "  %-34s %9.1f %10s %10s %6.0f%% %7.2fx %7.2fx  %s (%s; one thread: ratio %.3f at %.0f MB/s; CPUs busy raw %.1f, zstd %.1f of %d; %d rounds)\n", trimName(filepath.Base(p), 34), size/1e6,
 			upload.FormatRate(raw.rate()), upload.FormatRate(comp.rate()), 100*float64(comp.wire)/float64(comp.bytes),
-			raw.took.Seconds()/comp.took.Seconds(), ceiling, verdict, what[p], ratio, speed/1e6, rounds(raw.bytes))
+			raw.took.Seconds()/comp.took.Seconds(), ceiling, verdict, what[p], ratio, speed/1e6, raw.cores(), comp.cores(), runtime.NumCPU(), rounds(raw.bytes))
 	}
 	fmt.Fprintf(b.out, "  (ceiling: the raw time over the floor + the slower of one compressing thread and the link carrying the compressed bytes; 1.00x where compression cannot win here)\n")
 	return nil

@@ -178,11 +178,13 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 		if need <= 0 {
 			return plan{}
 		}
+		// Data that does not shrink in a glance goes raw at once (the
+		// sample of a large file costs ~1 % of its transfer).
+		r, speed := glance(f, off, size)
+		if r > need+0.1 || r > 0.97 {
+			return plan{ratio: r}
+		}
 		if size-off < 8<<20 {
-			r, speed := glance(f, off, size)
-			if r > need+0.1 {
-				return plan{ratio: r}
-			}
 			// A glance times the encoder poorly (its set-up weighs on 32
 			// KiB): at twice the speed it showed, with the first frame
 			// for free, would compression still lose? Then the sample
@@ -277,7 +279,7 @@ func sample(f io.ReaderAt, off, size int64) (ratio, speed float64, head []byte) 
 	buf := make([]byte, max(frame, piece))
 	// The encoder's first call sets up its tables: not part of the speed.
 	enc.EncodeAll(buf[:4<<10], nil)
-	var in, comp int64
+	var in, comp, bulkIn, bulkComp int64
 	var spent time.Duration
 	for i := range n {
 		at, k := off, frame
@@ -300,6 +302,10 @@ func sample(f io.ReaderAt, off, size int64) (ratio, speed float64, head []byte) 
 		}
 		in += k
 		comp += int64(len(out))
+		if i > 0 {
+			bulkIn += k
+			bulkComp += int64(len(out))
+		}
 	}
 	if in == 0 {
 		return 1, 0, nil
@@ -307,7 +313,13 @@ func sample(f io.ReaderAt, off, size int64) (ratio, speed float64, head []byte) 
 	if len(head) >= int(frame) {
 		head = nil // it does not shrink
 	}
-	return float64(comp) / float64(in), float64(in) / max(spent.Seconds(), 1e-9), head
+	speed = float64(in) / max(spent.Seconds(), 1e-9)
+	if bulkIn > 0 {
+		// The ratio of the pieces spread over the file: its first frame
+		// is mostly the HDF5 header, which shrinks where the data may not.
+		return float64(bulkComp) / float64(bulkIn), speed, head
+	}
+	return float64(comp) / float64(in), speed, head
 }
 
 // glance is the compressed/raw ratio of 32 KiB from the middle of
