@@ -32,6 +32,9 @@ type linkBench struct {
 	link   linkem.Link
 	dir    string
 	sums   map[string]string // SHA-256 of each file sent, computed once
+	// agent is the client of the compressed uploads, kept from file to
+	// file as a running agent keeps it (the link's rate measured once).
+	agent *upload.Client
 }
 
 // linkRun is one upload across the link.
@@ -54,6 +57,18 @@ func (r linkRun) rate() float64 { return float64(r.bytes) / r.took.Seconds() }
 // send uploads path through a fresh proxy (so no connection or window
 // state carries over) with a client set up by setup.
 func (b *linkBench) send(ctx context.Context, path string, setup func(*upload.Client)) (linkRun, error) {
+	return b.sendWith(ctx, path, setup, false)
+}
+
+// sendAgent uploads path as the agent's client does, compression chosen
+// per file, with what it learnt from the earlier files.
+func (b *linkBench) sendAgent(ctx context.Context, path string) (linkRun, error) {
+	return b.sendWith(ctx, path, func(c *upload.Client) { c.MaxStreams = 1 }, true)
+}
+
+// sendWith uploads path through a fresh proxy with a new client set up by
+// setup, or with the agent's client.
+func (b *linkBench) sendWith(ctx context.Context, path string, setup func(*upload.Client), agent bool) (linkRun, error) {
 	px, err := linkem.Start("127.0.0.1:0", b.target, b.link)
 	if err != nil {
 		return linkRun{}, err
@@ -74,8 +89,16 @@ func (b *linkBench) send(ctx context.Context, path string, setup func(*upload.Cl
 		}
 		b.sums[path] = sum
 	}
-	c := &upload.Client{Endpoint: "http://" + px.Addr() + "/files/", HTTP: newBenchHTTP()}
+	c := &upload.Client{HTTP: newBenchHTTP()}
 	setup(c)
+	if agent {
+		if b.agent == nil {
+			b.agent = c
+		}
+		c = b.agent
+	}
+	c.Endpoint = "http://" + px.Addr() + "/files/"
+	before := c.Stats()
 	streams := 1
 	c0 := cpuTime()
 	t0 := time.Now()
@@ -99,11 +122,10 @@ func (b *linkBench) send(ctx context.Context, path string, setup func(*upload.Cl
 		return linkRun{}, fmt.Errorf("%s: the server's SHA-256 %q is not the file's %s", path, got, sum)
 	}
 	st := c.Stats()
-	return linkRun{bytes: size, took: took, wire: st.Wire, streams: streams, join: st.Join, cpu: cpu}, nil
+	return linkRun{bytes: size, took: took, wire: st.Wire - before.Wire, streams: streams, join: st.Join - before.Join, cpu: cpu}, nil
 }
 
 func never(c *upload.Client) { c.Compress, c.MaxStreams = upload.CompressNever, 1 }
-func auto(c *upload.Client)  { c.MaxStreams = 1 }
 
 // compression compares raw and compressed uploads of each file.
 func (b *linkBench) compression(ctx context.Context, files []string, what map[string]string) error {
@@ -168,9 +190,10 @@ func rounds(n int64) int {
 	return 1
 }
 
-// pair uploads p raw and as the client chooses (compressed or not),
-// alternating which goes first, for rounds(size) rounds, and returns the
-// median of each.
+// pair uploads p raw and as the agent's client chooses (compressed or
+// not, with the link's rate it measured on earlier files), alternating
+// which goes first, for rounds(size) rounds, and returns the median of
+// each.
 func (b *linkBench) pair(ctx context.Context, p string) (raw, comp linkRun, err error) {
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -186,7 +209,7 @@ func (b *linkBench) pair(ctx context.Context, p string) (raw, comp linkRun, err 
 				}
 				raws = append(raws, r)
 			} else {
-				c, err := b.send(ctx, p, auto)
+				c, err := b.sendAgent(ctx, p)
 				if err != nil {
 					return raw, comp, err
 				}
