@@ -209,7 +209,11 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 		snr := float64(rg.peak / rg.sigma)
 		px := int(rg.peakAt)
 		off := d.offs[(px/w/noiseBlock)*bw+(px%w)/noiseBlock]
-		if parts := d.split(rg, int32(i+1), r, off, w); parts != nil {
+		parts := d.split(rg, int32(i+1), r, off, w)
+		if parts == nil {
+			parts = d.cutTwo(rg, int32(i+1), r, off, w)
+		}
+		if parts != nil {
 			// The region's intensity below the measuring level is shared
 			// in proportion to what each part holds above it.
 			var held float64

@@ -77,7 +77,7 @@ func TestIndependentMovies(t *testing.T) {
 	recall := map[string]float64{}
 	for k, bn := range s.bins {
 		recall[radiusBins[k].name] = float64(bn.tp) / float64(max(bn.n, 1))
-		t.Logf("recall %s (local SNR >= 5): %.3f of %d", radiusBins[k].name, recall[radiusBins[k].name], bn.n)
+		t.Logf("recall %s (local SNR >= 5): %.4f of %d", radiusBins[k].name, recall[radiusBins[k].name], bn.n)
 	}
 	t.Logf("%d particle-frames lie centred on a larger particle (one blob in projection), not counted", s.hidden)
 	within := 0

@@ -353,3 +353,90 @@ func (o *outline) elongation() float64 {
 	// A pixel's own extent (1/12 px²) keeps a line of pixels finite.
 	return math.Sqrt(((a+c)/2 + h + 1.0/12) / ((a+c)/2 - h + 1.0/12))
 }
+
+// Two discs that overlap by more than a pixel leave no neck in their
+// outline, only an outline too long for one round particle. A region
+// whose outline is elongated is cut in two by 2-means on its pixels; the
+// cut stands when both halves are round (a rod's halves are not) and each
+// is large enough to be a particle.
+const (
+	elongatedTwo = 1.45 // an outline this elongated may be two discs
+	roundPart    = 1.3  // and its halves must be this round
+)
+
+// cutTwo returns the two discs of the region rg (of root id), or nil.
+func (d *Detector) cutTwo(rg *region, id int32, r []float32, off float32, w int) []part {
+	if rg.area < 2*splitArea || rg.shape.elongation() < elongatedTwo {
+		return nil
+	}
+	level := float32(d.AreaLevel) * rg.peak
+	type px struct {
+		x, y float64
+		v    float64
+	}
+	pts := make([]px, 0, rg.area)
+	for y := rg.y0; y <= rg.y1; y++ {
+		for x := rg.x0; x <= rg.x1; x++ {
+			p := y*int32(w) + x
+			l := d.label[p]
+			if l != 0 && d.find(l) == id && r[p]-off >= level {
+				pts = append(pts, px{float64(x), float64(y), float64(r[p] - off)})
+			}
+		}
+	}
+	// Start from the two ends of the long axis.
+	o := rg.shape
+	mx, my := o.sx/o.n, o.sy/o.n
+	a, c, b := o.sxx/o.n-mx*mx, o.syy/o.n-my*my, o.sxy/o.n-mx*my
+	l1 := (a+c)/2 + math.Sqrt((a-c)*(a-c)/4+b*b)
+	ex, ey := b, l1-a // the long axis
+	if math.Abs(ex)+math.Abs(ey) < 1e-9 {
+		ex, ey = 1, 0
+	}
+	norm := math.Hypot(ex, ey)
+	ex, ey = ex/norm, ey/norm
+	half := math.Sqrt(l1)
+	cx := [2]float64{mx - half*ex, mx + half*ex}
+	cy := [2]float64{my - half*ey, my + half*ey}
+	side := make([]int, len(pts))
+	for range 8 {
+		var sx, sy, n [2]float64
+		for i, p := range pts {
+			k := 0
+			if math.Hypot(p.x-cx[1], p.y-cy[1]) < math.Hypot(p.x-cx[0], p.y-cy[0]) {
+				k = 1
+			}
+			side[i] = k
+			sx[k] += p.x
+			sy[k] += p.y
+			n[k]++
+		}
+		if n[0] == 0 || n[1] == 0 {
+			return nil
+		}
+		for k := range 2 {
+			cx[k], cy[k] = sx[k]/n[k], sy[k]/n[k]
+		}
+	}
+	parts := make([]part, 2)
+	for k := range parts {
+		parts[k].x0, parts[k].y0, parts[k].x1, parts[k].y1 = math.MaxInt32, math.MaxInt32, -1, -1
+	}
+	for i, p := range pts {
+		pt := &parts[side[i]]
+		pt.sv += p.v
+		pt.sx += p.v * p.x
+		pt.sy += p.v * p.y
+		pt.area++
+		pt.shape.add(p.x, p.y)
+		x, y := int32(p.x), int32(p.y)
+		pt.x0, pt.y0 = min(pt.x0, x), min(pt.y0, y)
+		pt.x1, pt.y1 = max(pt.x1, x), max(pt.y1, y)
+	}
+	for _, pt := range parts {
+		if pt.area < splitArea/2 || pt.shape.elongation() > roundPart {
+			return nil
+		}
+	}
+	return parts
+}
