@@ -361,7 +361,7 @@ func (o *outline) elongation() float64 {
 // is large enough to be a particle.
 const (
 	elongatedTwo = 1.45 // an outline this elongated may be two discs
-	roundPart    = 1.3  // and its halves must be this round
+	roundPart    = 1.4  // and its halves must be this round
 )
 
 // cutTwo returns the two discs of the region rg (of root id), or nil.
