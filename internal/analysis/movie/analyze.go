@@ -29,9 +29,10 @@ type FrameDetector interface {
 
 // frameDetector is a detector that reads the frame itself (scaled as the
 // video shows it, lo..hi to 0..255, but not clipped or rounded), so it
-// measures intensities in the frame's units.
+// measures intensities in the frame's units; it writes the video's 8-bit
+// frame in the same pass.
 type frameDetector interface {
-	DetectFrame(frame []float64, lo, hi float64, w, h, index int) []Detection
+	DetectFrameGray(frame []float64, lo, hi float64, gray []uint8, w, h, index int) []Detection
 }
 
 // Options configure Analyze.
@@ -205,10 +206,11 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 			for s := range work {
 				if s.err == nil {
 					t0 := time.Now()
-					lo, hi := sc.Scale(s.f, s.gray)
 					if onFrame {
-						s.dets = fd.DetectFrame(s.f, lo, hi, w, h, s.t)
+						lo, hi := sc.Range(s.f)
+						s.dets = fd.DetectFrameGray(s.f, lo, hi, s.gray, w, h, s.t)
 					} else {
+						sc.Scale(s.f, s.gray)
 						s.dets = d.DetectGray(s.gray, w, h, s.t)
 					}
 					detectNS.Lock()

@@ -117,10 +117,25 @@ func (d *Detector) Detect(frame []float64, w, h, index int) []Detection {
 // shows as 0..255 (the same scale, not clipped, so bright particles keep
 // their tops); intensities are in the frame's units.
 func (d *Detector) DetectFrame(frame []float64, lo, hi float64, w, h, index int) []Detection {
+	return d.DetectFrameGray(frame, lo, hi, nil, w, h, index)
+}
+
+// DetectFrameGray is DetectFrame that also writes the 8-bit frame the
+// video shows into gray (when not nil), in the same pass over the frame.
+func (d *Detector) DetectFrameGray(frame []float64, lo, hi float64, gray []uint8, w, h, index int) []Detection {
 	a := grow(&d.a, w*h)
 	k := 255 / (hi - lo)
-	for i, v := range frame[:w*h] {
-		a[i] = float32((v - lo) * k)
+	if gray == nil {
+		for i, v := range frame[:w*h] {
+			a[i] = float32((v - lo) * k)
+		}
+	} else {
+		gray = gray[:w*h]
+		for i, v := range frame[:w*h] {
+			x := (v - lo) * k
+			a[i] = float32(x)
+			gray[i] = toGray(x)
+		}
 	}
 	return d.detect(a, w, h, index, 1/k)
 }
@@ -290,6 +305,29 @@ func (d *Detector) blur(src, tmp, dst []float32, w, h int) {
 	}
 	kern := d.kernel
 	k0 := kern[0]
+	if rad == 2 && w > 4 {
+		k1, k2 := kern[1], kern[2]
+		for y := range h {
+			row, out := src[y*w:(y+1)*w], tmp[y*w:(y+1)*w]
+			edge := func(x int) float32 {
+				return k0*row[x] + k1*(row[max(x-1, 0)]+row[min(x+1, w-1)]) + k2*(row[max(x-2, 0)]+row[min(x+2, w-1)])
+			}
+			out[0], out[1] = edge(0), edge(1)
+			for x := 2; x < w-2; x++ {
+				out[x] = k0*row[x] + k1*(row[x-1]+row[x+1]) + k2*(row[x-2]+row[x+2])
+			}
+			out[w-2], out[w-1] = edge(w-2), edge(w-1)
+		}
+	} else {
+		d.blurRows(src, tmp, w, h, rad)
+	}
+	d.blurColumns(tmp, dst, w, h, rad)
+}
+
+// blurRows is blur's row pass for any radius.
+func (d *Detector) blurRows(src, tmp []float32, w, h, rad int) {
+	kern := d.kernel
+	k0 := kern[0]
 	for y := range h {
 		row, out := src[y*w:(y+1)*w], tmp[y*w:(y+1)*w]
 		for x := range w {
@@ -308,6 +346,12 @@ func (d *Detector) blur(src, tmp, dst []float32, w, h int) {
 			out[x] = s
 		}
 	}
+}
+
+// blurColumns is blur's column pass.
+func (d *Detector) blurColumns(tmp, dst []float32, w, h, rad int) {
+	kern := d.kernel
+	k0 := kern[0]
 	if rad == 2 {
 		// The default (sigma 1): one pass over each row.
 		k1, k2 := kern[1], kern[2]

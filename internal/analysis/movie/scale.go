@@ -19,17 +19,21 @@ func (s *Scaler) Scale(frame []float64, dst []uint8) (lo, hi float64) {
 	lo, hi = s.Range(frame)
 	k := 255 / (hi - lo)
 	for i, v := range frame {
-		x := (v - lo) * k
-		switch {
-		case x <= 0:
-			dst[i] = 0
-		case x >= 255:
-			dst[i] = 255
-		default:
-			dst[i] = uint8(x + 0.5)
-		}
+		dst[i] = toGray((v - lo) * k)
 	}
 	return lo, hi
+}
+
+// toGray rounds a value scaled to 0..255 to 8 bits, clipping.
+func toGray(x float64) uint8 {
+	switch {
+	case x <= 0:
+		return 0
+	case x >= 255:
+		return 255
+	default:
+		return uint8(x + 0.5)
+	}
 }
 
 // Range returns the frame's Low and High percentiles, from a sample of
