@@ -64,7 +64,6 @@ type Detector struct {
 	MaxDetections int
 
 	scale            Scaler
-	gray             []uint8
 	sample           []float32
 	a, b, tmp, bg    []float32
 	half, vh         []float32
@@ -72,9 +71,9 @@ type Detector struct {
 	kernel           []float32
 	label            []int32
 	touched, order   []int32
-	vals, sigAt      []float32
-	hfAt, hfs        []float32
+	vals, hfs        []float32
 	keys             []uint64
+	blocksX          int // noise blocks across
 	regions          []region
 	ix               []int32
 	tx               []float32
@@ -169,33 +168,30 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 	d.blur(a, tmp, b, w, h)
 	r := bg // the residual: the smoothed frame less its background
 	d.background(b, r, w, h, d.MaxRadius)
-	bw, _ := d.noiseMap(r, a, b, w, h)
+	d.blocksX, _ = d.noiseMap(r, a, b, w, h)
 	// Candidates: pixels above the low level of their block.
-	d.order, d.vals, d.sigAt, d.hfAt, d.keys = d.order[:0], d.vals[:0], d.sigAt[:0], d.hfAt[:0], d.keys[:0]
+	d.order, d.vals, d.keys = d.order[:0], d.vals[:0], d.keys[:0]
 	for y := range h {
-		by := y / noiseBlock
 		row := r[y*w : (y+1)*w]
 		for x0 := 0; x0 < w; x0 += noiseBlock {
-			bi := by*bw + x0/noiseBlock
-			off, sig, hf := d.offs[bi], d.sigs[bi], d.hfs[bi]
-			low := off + lowLevel*sig
+			bi := d.blockOf(int32(y*w+x0), w)
+			off := d.offs[bi]
+			low := off + lowLevel*d.sigs[bi]
 			for x := x0; x < min(w, x0+noiseBlock); x++ {
 				if v := row[x]; v >= low {
 					// Brightest first: the value's bits order positive
 					// floats; the pixel index breaks ties.
 					d.keys = append(d.keys, uint64(math.Float32bits(v-off))<<32|uint64(y*w+x))
-					d.sigAt = append(d.sigAt, sig)
-					d.hfAt = append(d.hfAt, hf)
 				}
 			}
 		}
 	}
-	sortDescending(d.keys, d.sigAt, d.hfAt)
+	sortDescending(d.keys)
 	for _, k := range d.keys {
 		d.order = append(d.order, int32(uint32(k)))
 		d.vals = append(d.vals, math.Float32frombits(uint32(k>>32)))
 	}
-	d.flood(d.order, d.vals, d.sigAt, d.hfAt, a, b, w, h)
+	d.flood(d.order, d.vals, a, b, w, h)
 	sig := float32(d.Significance)
 	edge := int32(math.Ceil(2 * d.Sigma))
 	for i := range d.regions[1:] {
@@ -210,9 +206,11 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 	}
 	d.measure(d.order, d.vals, w)
 	var out []Detection
-	add := func(sv, sx, sy float64, area, x0, y0, x1, y1 int32, snr float64, shape *outline) {
+	// add reports a particle: its centre, summed residual (the intensity),
+	// area, bounds and outline at the measuring level.
+	add := func(cx, cy, sv float64, area, x0, y0, x1, y1 int32, snr float64, shape *outline) {
 		a := float64(area)
-		out = append(out, Detection{Frame: index, X: sx / sv, Y: sy / sv,
+		out = append(out, Detection{Frame: index, X: cx, Y: cy,
 			W: float64(x1-x0) + 1, H: float64(y1-y0) + 1, Score: snr / (snr + float64(sig)), Track: -1,
 			AreaPx: a, DiameterPx: 2 * math.Sqrt(a/math.Pi), Intensity: sv * unit, SNR: snr, Elongation: shape.elongation()})
 	}
@@ -222,28 +220,26 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 			continue
 		}
 		snr := float64(rg.peak / rg.sigma)
-		px := int(rg.peakAt)
-		off := d.offs[(px/w/noiseBlock)*bw+(px%w)/noiseBlock]
+		off := d.offs[d.blockOf(rg.peakAt, w)]
 		parts := d.split(rg, int32(i+1), r, off, w)
 		if parts == nil {
 			parts = d.cutTwo(rg, int32(i+1), r, off, w)
 		}
-		if parts != nil {
-			// The region's intensity below the measuring level is shared
-			// in proportion to what each part holds above it.
-			var held float64
-			for _, p := range parts {
-				held += p.sv
-			}
-			for _, p := range parts {
-				if p.sv > 0 {
-					add(p.sv*rg.sv/held, p.sx, p.sy, p.area, p.x0, p.y0, p.x1, p.y1, snr, &p.shape)
-					out[len(out)-1].X, out[len(out)-1].Y = p.sx/p.sv, p.sy/p.sv
-				}
-			}
+		if parts == nil {
+			add(rg.sx/rg.sv, rg.sy/rg.sv, rg.sv, rg.area, rg.x0, rg.y0, rg.x1, rg.y1, snr, &rg.shape)
 			continue
 		}
-		add(rg.sv, rg.sx, rg.sy, rg.area, rg.x0, rg.y0, rg.x1, rg.y1, snr, &rg.shape)
+		// The region's intensity below the measuring level is shared in
+		// proportion to what each part holds above it.
+		var held float64
+		for _, p := range parts {
+			held += p.sv
+		}
+		for _, p := range parts {
+			if p.sv > 0 {
+				add(p.sx/p.sv, p.sy/p.sv, p.sv*rg.sv/held, p.area, p.x0, p.y0, p.x1, p.y1, snr, &p.shape)
+			}
+		}
 	}
 	if len(out) > d.MaxDetections {
 		slices.SortFunc(out, func(p, q Detection) int { return cmp.Compare(q.SNR, p.SNR) })
@@ -252,15 +248,14 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 	return out
 }
 
-// sortDescending sorts keys from the largest, carrying aux along (an LSD
-// radix sort on the upper 32 bits, stable, so equal values keep their
-// pixel order).
-func sortDescending(keys []uint64, aux, aux2 []float32) {
+// sortDescending sorts keys from the largest (an LSD radix sort on the
+// upper 32 bits, stable, so equal values keep their pixel order).
+func sortDescending(keys []uint64) {
 	n := len(keys)
 	if n < 2 {
 		return
 	}
-	k2, a2, b2 := make([]uint64, n), make([]float32, n), make([]float32, n)
+	k2 := make([]uint64, n)
 	for shift := uint(32); shift < 64; shift += 16 {
 		var count [1 << 16]int
 		for _, k := range keys {
@@ -271,17 +266,19 @@ func sortDescending(keys []uint64, aux, aux2 []float32) {
 			count[i] = pos
 			pos += c
 		}
-		for i, k := range keys {
+		for _, k := range keys {
 			b := 0xffff - (k>>shift)&0xffff
 			k2[count[b]] = k
-			a2[count[b]] = aux[i]
-			b2[count[b]] = aux2[i]
 			count[b]++
 		}
 		copy(keys, k2)
-		copy(aux, a2)
-		copy(aux2, b2)
 	}
+}
+
+// blockOf is the noise block of pixel p (see noiseMap).
+func (d *Detector) blockOf(p int32, w int) int {
+	x, y := int(p)%w, int(p)/w
+	return (y/noiseBlock)*d.blocksX + x/noiseBlock
 }
 
 // blur applies a separable Gaussian of d.Sigma: src -> tmp (rows) -> dst.

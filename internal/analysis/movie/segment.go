@@ -30,10 +30,10 @@ type region struct {
 	hfBg float32
 	// Bounds, area and outline at the measuring level (filled after the
 	// flood).
-	shape                  outline
-	area                   int32
-	x0, y0, x1, y1         int32
-	gone, big, significant bool
+	shape          outline
+	area           int32
+	x0, y0, x1, y1 int32
+	significant    bool
 }
 
 func (d *Detector) find(i int32) int32 {
@@ -57,8 +57,9 @@ func (d *Detector) union(a, b int32) {
 }
 
 // flood segments the candidates (pixel indexes whose residual, less the
-// offset, is val[i] >= their low level), given brightest first.
-func (d *Detector) flood(order []int32, val, sig, hfBg, a, b []float32, w, h int) {
+// offset, is val[i] >= their low level), given brightest first; a and b
+// are the levelled and the smoothed frame.
+func (d *Detector) flood(order []int32, val, a, b []float32, w, h int) {
 	n := w * h
 	if cap(d.label) < n {
 		d.label = make([]int32, n)
@@ -102,7 +103,8 @@ func (d *Detector) flood(order []int32, val, sig, hfBg, a, b []float32, w, h int
 		var into int32
 		if nr == 0 {
 			into = int32(len(d.regions))
-			d.regions = append(d.regions, region{parent: into, peak: v, peakAt: p, sigma: sig[k], hfBg: hfBg[k]})
+			bi := d.blockOf(p, w)
+			d.regions = append(d.regions, region{parent: into, peak: v, peakAt: p, sigma: d.sigs[bi], hfBg: d.hfs[bi]})
 		} else {
 			// The brightest neighbour takes the pixel; the others merge
 			// into it unless they rise clearly above this saddle.
@@ -188,6 +190,32 @@ type part struct {
 	x1, y1     int32
 }
 
+func newParts(n int) []part {
+	parts := make([]part, n)
+	for i := range parts {
+		parts[i].x0, parts[i].y0, parts[i].x1, parts[i].y1 = math.MaxInt32, math.MaxInt32, -1, -1
+	}
+	return parts
+}
+
+// add takes the pixel (x, y) of residual v into the part.
+func (pt *part) add(x, y int32, v float64) {
+	pt.sv += v
+	pt.sx += v * float64(x)
+	pt.sy += v * float64(y)
+	pt.area++
+	pt.shape.add(float64(x), float64(y))
+	pt.x0, pt.y0 = min(pt.x0, x), min(pt.y0, y)
+	pt.x1, pt.y1 = max(pt.x1, x), max(pt.y1, y)
+}
+
+// inOutline reports whether pixel p belongs to region id (a root) at the
+// measuring level, level above the offset off of the residual r.
+func (d *Detector) inOutline(p, id int32, r []float32, off, level float32) bool {
+	l := d.label[p]
+	return l != 0 && d.find(l) == id && r[p]-off >= level
+}
+
 // split returns the particles the region rg (of root id) is made of, or
 // nil when it is one; r is the residual, off its offset at the region.
 func (d *Detector) split(rg *region, id int32, r []float32, off float32, w int) []part {
@@ -206,9 +234,7 @@ func (d *Detector) split(rg *region, id int32, r []float32, off float32, w int) 
 		if bx == 0 || by == 0 || bx == bw-1 || by == bh-1 {
 			return false
 		}
-		p := int32(y*w + x)
-		l := d.label[p]
-		return l != 0 && d.find(l) == id && r[p]-off >= level
+		return d.inOutline(int32(y*w+x), id, r, off, level)
 	}
 	const far = 1 << 14
 	for by := range bh {
@@ -302,27 +328,15 @@ func (d *Detector) split(rg *region, id int32, r []float32, off float32, w int) 
 	if len(ids) < 2 {
 		return nil
 	}
-	parts := make([]part, len(ids))
-	for i := range parts {
-		parts[i].x0, parts[i].y0, parts[i].x1, parts[i].y1 = math.MaxInt32, math.MaxInt32, -1, -1
-	}
+	parts := newParts(len(ids))
 	for by := 1; by < bh-1; by++ {
 		for bx := 1; bx < bw-1; bx++ {
 			l := bl[by*bw+bx]
 			if l == 0 {
 				continue
 			}
-			k := slices.Index(ids, findB(l))
-			x, y := int(rg.x0)+bx-1, int(rg.y0)+by-1
-			v := float64(r[y*w+x] - off)
-			pt := &parts[k]
-			pt.sv += v
-			pt.sx += v * float64(x)
-			pt.sy += v * float64(y)
-			pt.area++
-			pt.shape.add(float64(x), float64(y))
-			pt.x0, pt.y0 = min(pt.x0, int32(x)), min(pt.y0, int32(y))
-			pt.x1, pt.y1 = max(pt.x1, int32(x)), max(pt.y1, int32(y))
+			x, y := rg.x0+int32(bx)-1, rg.y0+int32(by)-1
+			parts[slices.Index(ids, findB(l))].add(x, y, float64(r[y*int32(w)+x]-off))
 		}
 	}
 	return parts
@@ -341,17 +355,30 @@ func (o *outline) add(x, y float64) {
 	o.sxy += x * y
 }
 
+// axes are the outline's centre, the variances along its long and short
+// axes, and the direction (ex, ey) of the long one.
+func (o *outline) axes() (mx, my, long, short, ex, ey float64) {
+	mx, my = o.sx/o.n, o.sy/o.n
+	a, c, b := o.sxx/o.n-mx*mx, o.syy/o.n-my*my, o.sxy/o.n-mx*my
+	h := math.Sqrt((a-c)*(a-c)/4 + b*b)
+	long, short = (a+c)/2+h, (a+c)/2-h
+	ex, ey = b, long-a
+	if math.Abs(ex)+math.Abs(ey) < 1e-9 {
+		return mx, my, long, short, 1, 0
+	}
+	norm := math.Hypot(ex, ey)
+	return mx, my, long, short, ex / norm, ey / norm
+}
+
 // elongation is the ratio of the outline's long axis to its short one
 // (1: round; two touching discs about 2).
 func (o *outline) elongation() float64 {
 	if o.n < 2 {
 		return 1
 	}
-	mx, my := o.sx/o.n, o.sy/o.n
-	a, c, b := o.sxx/o.n-mx*mx, o.syy/o.n-my*my, o.sxy/o.n-mx*my
-	h := math.Sqrt((a-c)*(a-c)/4 + b*b)
+	_, _, long, short, _, _ := o.axes()
 	// A pixel's own extent (1/12 px²) keeps a line of pixels finite.
-	return math.Sqrt(((a+c)/2 + h + 1.0/12) / ((a+c)/2 - h + 1.0/12))
+	return math.Sqrt((long + 1.0/12) / (short + 1.0/12))
 }
 
 // Two discs that overlap by more than a pixel leave no neck in their
@@ -371,44 +398,34 @@ func (d *Detector) cutTwo(rg *region, id int32, r []float32, off float32, w int)
 	}
 	level := float32(d.AreaLevel) * rg.peak
 	type px struct {
-		x, y float64
+		x, y int32
 		v    float64
 	}
 	pts := make([]px, 0, rg.area)
 	for y := rg.y0; y <= rg.y1; y++ {
 		for x := rg.x0; x <= rg.x1; x++ {
-			p := y*int32(w) + x
-			l := d.label[p]
-			if l != 0 && d.find(l) == id && r[p]-off >= level {
-				pts = append(pts, px{float64(x), float64(y), float64(r[p] - off)})
+			if p := y*int32(w) + x; d.inOutline(p, id, r, off, level) {
+				pts = append(pts, px{x, y, float64(r[p] - off)})
 			}
 		}
 	}
 	// Start from the two ends of the long axis.
-	o := rg.shape
-	mx, my := o.sx/o.n, o.sy/o.n
-	a, c, b := o.sxx/o.n-mx*mx, o.syy/o.n-my*my, o.sxy/o.n-mx*my
-	l1 := (a+c)/2 + math.Sqrt((a-c)*(a-c)/4+b*b)
-	ex, ey := b, l1-a // the long axis
-	if math.Abs(ex)+math.Abs(ey) < 1e-9 {
-		ex, ey = 1, 0
-	}
-	norm := math.Hypot(ex, ey)
-	ex, ey = ex/norm, ey/norm
-	half := math.Sqrt(l1)
+	mx, my, long, _, ex, ey := rg.shape.axes()
+	half := math.Sqrt(long)
 	cx := [2]float64{mx - half*ex, mx + half*ex}
 	cy := [2]float64{my - half*ey, my + half*ey}
 	side := make([]int, len(pts))
 	for range 8 {
 		var sx, sy, n [2]float64
 		for i, p := range pts {
+			x, y := float64(p.x), float64(p.y)
 			k := 0
-			if math.Hypot(p.x-cx[1], p.y-cy[1]) < math.Hypot(p.x-cx[0], p.y-cy[0]) {
+			if math.Hypot(x-cx[1], y-cy[1]) < math.Hypot(x-cx[0], y-cy[0]) {
 				k = 1
 			}
 			side[i] = k
-			sx[k] += p.x
-			sy[k] += p.y
+			sx[k] += x
+			sy[k] += y
 			n[k]++
 		}
 		if n[0] == 0 || n[1] == 0 {
@@ -418,20 +435,9 @@ func (d *Detector) cutTwo(rg *region, id int32, r []float32, off float32, w int)
 			cx[k], cy[k] = sx[k]/n[k], sy[k]/n[k]
 		}
 	}
-	parts := make([]part, 2)
-	for k := range parts {
-		parts[k].x0, parts[k].y0, parts[k].x1, parts[k].y1 = math.MaxInt32, math.MaxInt32, -1, -1
-	}
+	parts := newParts(2)
 	for i, p := range pts {
-		pt := &parts[side[i]]
-		pt.sv += p.v
-		pt.sx += p.v * p.x
-		pt.sy += p.v * p.y
-		pt.area++
-		pt.shape.add(p.x, p.y)
-		x, y := int32(p.x), int32(p.y)
-		pt.x0, pt.y0 = min(pt.x0, x), min(pt.y0, y)
-		pt.x1, pt.y1 = max(pt.x1, x), max(pt.y1, y)
+		parts[side[i]].add(p.x, p.y, p.v)
 	}
 	for _, pt := range parts {
 		if pt.area < splitArea/2 || pt.shape.elongation() > roundPart {
