@@ -88,15 +88,13 @@ func (t *Tracker) largerSurvives(dets [][]Detection) {
 		if s.merge != nil || before(g, m.Frame) <= before(s, m.Frame) {
 			continue
 		}
+		// The survivor keeps the frames it was seen in before.
 		cut := slices.IndexFunc(s.Points, func(p TrackPoint) bool { return p.Frame >= m.Frame })
-		if cut < 0 {
+		if cut <= 0 {
 			continue
 		}
 		g.Points = append(g.Points, s.Points[cut:]...)
 		s.Points = s.Points[:cut]
-		if len(s.Points) == 0 {
-			continue // (cannot happen: the survivor was seen before)
-		}
 		for f := m.Frame; f < len(dets); f++ {
 			for j := range dets[f] {
 				if dets[f][j].Track == s.ID {
@@ -146,10 +144,6 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 	for i := range into {
 		into[i] = -1
 	}
-	end := make([]*Track, len(t.All)) // the track whose end a chain has now
-	for i, tr := range t.All {
-		end[i] = tr
-	}
 	taken := make([]bool, len(t.All)) // already has a successor
 	order := make([]*Track, 0, len(t.All))
 	for i, tr := range t.All {
@@ -164,7 +158,7 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 		for i, a := range t.All {
 			// (A track that seemed to merge and comes back had only been
 			// seen as one with its neighbour for a while.)
-			if dead[i] || taken[i] || into[i] >= 0 || a == b {
+			if dead[i] || taken[i] || a == b {
 				continue
 			}
 			last := a.Points[len(a.Points)-1]

@@ -61,9 +61,7 @@ type Tracker struct {
 	Events        []Event
 	driftX        float64
 	driftY        float64
-	// lastDiam is each live track's particle size when last seen.
-	lastDiam map[int]float64
-	frames   int
+	frames        int
 }
 
 // predict is where track tr should be in frame.
@@ -80,9 +78,6 @@ func (t *Tracker) Update(frame int, dets []Detection) {
 	}
 	if t.MaxGap == 0 {
 		t.MaxGap = 3
-	}
-	if t.lastDiam == nil {
-		t.lastDiam = map[int]float64{}
 	}
 	n, m := len(t.live), len(dets)
 	assigned := make([]bool, m)
@@ -116,8 +111,10 @@ func (t *Tracker) Update(frame int, dets []Detection) {
 			if math.Hypot(d.X-x, d.Y-y) > d.DiameterPx/2+1 {
 				continue
 			}
-			before := t.lastDiam[d.Track]
-			if before > 0 && d.DiameterPx >= 1.1*before {
+			// Its size when seen before this frame (its point here is
+			// in already).
+			kept := t.All[d.Track].Points
+			if len(kept) >= 2 && kept[len(kept)-2].DiameterPx > 0 && d.DiameterPx >= 1.1*kept[len(kept)-2].DiameterPx {
 				tr.merge = &Event{Type: "merge", Frame: frame, Into: d.Track, Gone: tr.ID, X: d.X, Y: d.Y}
 			}
 			break
@@ -139,11 +136,6 @@ func (t *Tracker) Update(frame int, dets []Detection) {
 			dets[j].Track = tr.ID
 			t.All = append(t.All, tr)
 			live = append(live, tr)
-		}
-	}
-	for _, d := range dets {
-		if d.Track >= 0 {
-			t.lastDiam[d.Track] = d.DiameterPx
 		}
 	}
 	t.live = live
