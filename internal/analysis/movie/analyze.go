@@ -282,7 +282,7 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 		}
 		res.Products = append(res.Products, Product{"annotated.mp4", "annotated-video"})
 	}
-	if err := writeCounts(filepath.Join(outDir, "counts.png"), res.Counts, opt.Calibration.FrameTime); err != nil {
+	if err := writeCounts(filepath.Join(outDir, "counts.png"), res.Counts, opt.Calibration); err != nil {
 		return nil, err
 	}
 	res.Products = append(res.Products, Product{"counts.png", "counts-plot"})
@@ -350,14 +350,10 @@ func put(rgb []uint8, w, h, x, y int, c [3]uint8) {
 
 // writeCounts plots the particles detected per frame against time (s)
 // when the frame time is known, else against the frame number.
-func writeCounts(path string, counts []int, frameTime float64) error {
+func writeCounts(path string, counts []int, cal Calibration) error {
 	p := plot.New()
 	p.Title.Text = "Particles per frame"
-	p.X.Label.Text = "frame"
-	scale := 1.0
-	if frameTime > 0 {
-		p.X.Label.Text, scale = fmt.Sprintf("time (s; %d frames, %.3g s each)", len(counts), frameTime), frameTime
-	}
+	scale := timeAxis(p, cal, len(counts))
 	p.Y.Label.Text = "particles detected"
 	pts := make(plotter.XYs, len(counts))
 	for i, c := range counts {

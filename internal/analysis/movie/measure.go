@@ -91,29 +91,42 @@ func (r *Result) measure(cal Calibration) Stats {
 	return st
 }
 
-func writeTracks(dir string, res *Result, cal Calibration) error {
-	k, units := cal.lengthScale()
-	f, err := os.Create(filepath.Join(dir, "tracks.csv"))
+// timeOf is the time of frame in seconds as a CSV field ("" when the
+// frame time is not known).
+func (c Calibration) timeOf(frame int) string {
+	if c.FrameTime <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.4f", float64(frame)*c.FrameTime)
+}
+
+// writeCSV writes a file through a buffer.
+func writeCSV(path string, fill func(w *bufio.Writer)) error {
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriter(f)
-	fmt.Fprintf(bw, "track,frame,x_px,y_px,w_px,h_px,score,area_px,diameter_px,intensity,snr,time_s,area_%s2,diameter_%s,elongation\n", units, units)
-	for _, dets := range res.Detections {
-		for _, d := range dets {
-			t := ""
-			if cal.FrameTime > 0 {
-				t = fmt.Sprintf("%.4f", float64(d.Frame)*cal.FrameTime)
-			}
-			fmt.Fprintf(bw, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.3f,%.0f,%.2f,%.4g,%.1f,%s,%.4g,%.4g,%.2f\n", d.Track, d.Frame, d.X, d.Y, d.W, d.H, d.Score,
-				d.AreaPx, d.DiameterPx, d.Intensity, d.SNR, t, d.AreaPx*k*k, d.DiameterPx*k, d.Elongation)
-		}
-	}
+	fill(bw)
 	if err := bw.Flush(); err != nil {
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
+	return f.Close()
+}
+
+func writeTracks(dir string, res *Result, cal Calibration) error {
+	k, units := cal.lengthScale()
+	err := writeCSV(filepath.Join(dir, "tracks.csv"), func(bw *bufio.Writer) {
+		fmt.Fprintf(bw, "track,frame,x_px,y_px,w_px,h_px,score,area_px,diameter_px,intensity,snr,time_s,area_%s2,diameter_%s,elongation\n", units, units)
+		for _, dets := range res.Detections {
+			for _, d := range dets {
+				fmt.Fprintf(bw, "%d,%d,%.2f,%.2f,%.2f,%.2f,%.3f,%.0f,%.2f,%.4g,%.1f,%s,%.4g,%.4g,%.2f\n", d.Track, d.Frame, d.X, d.Y, d.W, d.H, d.Score,
+					d.AreaPx, d.DiameterPx, d.Intensity, d.SNR, cal.timeOf(d.Frame), d.AreaPx*k*k, d.DiameterPx*k, d.Elongation)
+			}
+		}
+	})
+	if err != nil {
 		return err
 	}
 	b, err := json.Marshal(struct {
@@ -131,24 +144,12 @@ func writeTracks(dir string, res *Result, cal Calibration) error {
 
 func writeEvents(path string, events []Event, cal Calibration) error {
 	k, units := cal.lengthScale()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriter(f)
-	fmt.Fprintf(bw, "type,frame,time_s,track,gone_track,x_%s,y_%s\n", units, units)
-	for _, e := range events {
-		t := ""
-		if cal.FrameTime > 0 {
-			t = fmt.Sprintf("%.4f", float64(e.Frame)*cal.FrameTime)
+	return writeCSV(path, func(bw *bufio.Writer) {
+		fmt.Fprintf(bw, "type,frame,time_s,track,gone_track,x_%s,y_%s\n", units, units)
+		for _, e := range events {
+			fmt.Fprintf(bw, "%s,%d,%s,%d,%d,%.4g,%.4g\n", e.Type, e.Frame, cal.timeOf(e.Frame), e.Into, e.Gone, e.X*k, e.Y*k)
 		}
-		fmt.Fprintf(bw, "%s,%d,%s,%d,%d,%.4g,%.4g\n", e.Type, e.Frame, t, e.Into, e.Gone, e.X*k, e.Y*k)
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	})
 }
 
 // timeAxis is the plots' time axis: seconds when the frame time is known.
