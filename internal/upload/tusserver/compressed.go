@@ -89,11 +89,8 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		}
 		if k > 0 {
 			wk, werr := t.Write(buf[:k])
-			if hs != nil && wk > 0 {
-				hs.add(offset+got, int64(wk))
-			}
+			t.landed(hs, offset+got, int64(wk))
 			got += int64(wk)
-			t.advance(offset + got)
 			piece += int64(wk)
 			if piece >= writebackPiece {
 				startWriteback(t.File, t.base+offset+got-piece, piece)

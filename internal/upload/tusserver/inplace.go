@@ -128,12 +128,16 @@ func (s *Server) openTarget(info handler.FileInfo, offset int64) (*target, error
 	return &target{File: f, path: whole, base: at, own: own}, nil
 }
 
-// advance records that the upload's bytes up to end are written (not yet
-// synced): a part written in place shows them in its own file's length,
-// as a file appended to does, and keeps them if this process dies.
-func (t *target) advance(end int64) {
+// landed records that k more of the upload's bytes were written (not yet
+// synced) at its offset off: the hasher hs (when not nil) reads them, and
+// a part written in place shows them in its own file's length, as a file
+// appended to does, and keeps them if this process dies.
+func (t *target) landed(hs *hasher, off, k int64) {
+	if hs != nil {
+		hs.add(off, k)
+	}
 	if t.own != nil {
-		t.own.Truncate(end)
+		t.own.Truncate(off + k)
 	}
 }
 

@@ -98,19 +98,13 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	// socket (os.File.ReadFrom splices from a TCP connection), in pieces
 	// whose writeback to disk starts as soon as each is in the page cache.
 	got, err := io.CopyN(t.File, brw.Reader, min(int64(brw.Reader.Buffered()), n))
-	if hs != nil {
-		hs.add(offset, got)
-	}
-	t.advance(offset + got)
+	t.landed(hs, offset, got)
 	for err == nil && got < n {
 		var k int64
 		k, err = t.ReadFrom(io.LimitReader(hconn, min(n-got, writebackPiece)))
 		startWriteback(t.File, t.base+offset+got, k)
-		if hs != nil {
-			hs.add(offset+got, k)
-		}
+		t.landed(hs, offset+got, k)
 		got += k
-		t.advance(offset + got)
 		if k == 0 && err == nil {
 			err = io.ErrUnexpectedEOF
 		}
