@@ -169,17 +169,16 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 	if c.Compress == CompressNever || !zstdOK || size-off < 64<<10 {
 		return plan{}
 	}
-	p := plan{}
+	link := c.comp.link()
 	if c.Compress == CompressAuto {
-		// Even compressed to nothing in no time, could it win? If so, a
-		// glance (32 KiB from the middle) before the costlier sample, for
-		// a small file whose whole transfer is a few ms.
-		need := c.ratioNeeded(c.comp.link(), size-off)
+		// Even compressed to nothing in no time, could it win?
+		need := c.ratioNeeded(link, size-off)
 		if need <= 0 {
 			return plan{}
 		}
-		// Data that does not shrink in a glance goes raw at once (the
-		// sample of a large file costs ~1 % of its transfer).
+		// Data that does not shrink in a glance (32 KiB from the middle)
+		// goes raw at once (the sample of a large file costs ~1 % of its
+		// transfer).
 		r, speed := glance(f, off, size)
 		if r > need+0.1 || r > 0.97 {
 			return plan{ratio: r}
@@ -187,13 +186,14 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 		if size-off < 8<<20 {
 			// A glance times the encoder poorly (its set-up weighs on 32
 			// KiB): at twice the speed it showed, with the first frame
-			// for free, would compression still lose? Then the sample
-			// is not worth its time either.
-			if speed > 0 && !c.worthIt(plan{ratio: r, speed: 2 * speed, head: []byte{}}, c.comp.link(), size-off) {
+			// for free (a head), would compression still lose? Then the
+			// sample is not worth its time either.
+			if speed > 0 && !c.worthIt(plan{ratio: r, speed: 2 * speed, head: []byte{}}, link, size-off) {
 				return plan{ratio: r, speed: speed}
 			}
 		}
 	}
+	var p plan
 	p.ratio, p.speed, p.head = sample(f, off, size)
 	if c.Compress == CompressAlways {
 		p.compress = true
@@ -202,7 +202,6 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 	if p.ratio > worthRatio {
 		return p
 	}
-	link := c.comp.link()
 	if link == 0 && size-off > 4*probeBytes {
 		p.probe = true
 		return p
