@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -344,13 +343,10 @@ func (b *linkBench) run(ctx context.Context, sections string, movieFrames int, d
 		if err != nil {
 			return err
 		}
-		t0 := time.Now()
-		dst := filepath.Join(b.dir, "copy.emd")
-		if out, err := exec.CommandContext(ctx, "sh", "-c", `cp "$0" "$1" && sync -d "$1"`, movie, dst).CombinedOutput(); err != nil {
-			return fmt.Errorf("cp: %w: %s", err, out)
+		cpSync, err := timeCopy(ctx, movie, filepath.Join(b.dir, "copy.emd"), true)
+		if err != nil {
+			return err
 		}
-		cpSync := time.Since(t0)
-		os.Remove(dst)
 		linkTime := time.Duration(float64(par.bytes) / b.link.Rate * float64(time.Second))
 		fmt.Fprintf(b.out, "    ceiling: the link's time for the bytes + SHA-256 of all but the first part (%s) = %.3f of the link; with a copying join (cp + fdatasync, %s) it would be %.3f\n",
 			secs(hashTook), float64(par.bytes)/(linkTime+hashTook).Seconds()/b.link.Rate,

@@ -77,22 +77,19 @@ func benchTransferCmd() *cobra.Command {
 				rawT = append(rawT, d)
 
 				dst := filepath.Join(dir, "copy.emd")
-				t0 := time.Now()
-				if out, err := exec.CommandContext(cmd.Context(), "cp", src, dst).CombinedOutput(); err != nil {
-					return fmt.Errorf("cp: %w: %s", err, out)
+				d, err = timeCopy(cmd.Context(), src, dst, false)
+				if err != nil {
+					return err
 				}
-				cpT = append(cpT, time.Since(t0))
-				os.Remove(dst)
+				cpT = append(cpT, d)
 				// cp made durable, as the server makes every PATCH before it
-				// acknowledges the bytes (sync -d: fdatasync of the copy).
-				t0 = time.Now()
-				if out, err := exec.CommandContext(cmd.Context(), "sh", "-c", `cp "$0" "$1" && sync -d "$1"`, src, dst).CombinedOutput(); err != nil {
-					return fmt.Errorf("cp: %w: %s", err, out)
+				// acknowledges the bytes.
+				if d, err = timeCopy(cmd.Context(), src, dst, true); err != nil {
+					return err
 				}
-				cpSyncT = append(cpSyncT, time.Since(t0))
-				os.Remove(dst)
+				cpSyncT = append(cpSyncT, d)
 
-				t0 = time.Now()
+				t0 := time.Now()
 				sum, _, err := checksum.File(cmd.Context(), src)
 				if err != nil {
 					return err
@@ -317,4 +314,21 @@ func benchFlowsCmd(workers *sandbox.Registry) *cobra.Command {
 	cmd.Flags().IntVar(&size, "size", 512, "width and height")
 	cmd.Flags().Float64Var(&sizeMB, "size-mb", 91, "file size (MB)")
 	return cmd
+}
+
+// timeCopy times cp of src to dst, made durable when durable (sync -d:
+// fdatasync of the copy), and removes the copy.
+func timeCopy(ctx context.Context, src, dst string, durable bool) (time.Duration, error) {
+	c := exec.CommandContext(ctx, "cp", src, dst)
+	if durable {
+		c = exec.CommandContext(ctx, "sh", "-c", `cp "$0" "$1" && sync -d "$1"`, src, dst)
+	}
+	t0 := time.Now()
+	out, err := c.CombinedOutput()
+	took := time.Since(t0)
+	os.Remove(dst)
+	if err != nil {
+		return 0, fmt.Errorf("cp: %w: %s", err, out)
+	}
+	return took, nil
 }
