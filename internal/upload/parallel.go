@@ -179,6 +179,7 @@ func (c *Client) sendParts(ctx context.Context, f io.ReaderAt, size int64, parts
 	var mu sync.Mutex
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
+	first := parts[0] // never made again (see below)
 	for i, u := range parts {
 		start, length := partRange(size, i, len(parts))
 		wg.Add(1)
@@ -190,9 +191,6 @@ func (c *Client) sendParts(ctx context.Context, f io.ReaderAt, size int64, parts
 					// all of them go again.
 					return "", errStartOver
 				}
-				mu.Lock()
-				first := parts[0]
-				mu.Unlock()
 				u, err := c.createPart(ctx, size, i, len(parts), first, meta)
 				if err != nil {
 					return "", err
