@@ -288,12 +288,16 @@ func (r *rig) allSucceeded(t *testing.T, n int, within time.Duration, what strin
 	}
 }
 
-// doneOnce waits for the rig's file to be done and checks it ran once, on
-// the upload that was under way (before), which was resumed, not restarted.
-func (r *rig) doneOnce(t *testing.T, before *agent.Entry) {
+// onlyRun waits up to within for the rig's file to be done (look, when
+// not nil, sees its ledger entry at every look) and checks it has exactly
+// one run, which succeeded; it returns the runs.
+func (r *rig) onlyRun(t *testing.T, within time.Duration, look func(*agent.Entry)) []runJSON {
 	t.Helper()
-	eventually(t, 90*time.Second, "the file to be done", func() bool {
+	eventually(t, within, "the file to be done", func() bool {
 		e := r.entry(t)
+		if look != nil {
+			look(e)
+		}
 		return e != nil && (e.State == agent.StateDone || e.State == agent.StateFailed)
 	})
 	e := r.entry(t)
@@ -304,6 +308,14 @@ func (r *rig) doneOnce(t *testing.T, before *agent.Entry) {
 	if len(runs) != 1 || runs[0].State != "succeeded" {
 		t.Fatalf("runs %+v", runs)
 	}
+	return runs
+}
+
+// doneOnce waits for the rig's file to be done and checks it ran once, on
+// the upload that was under way (before), which was resumed, not restarted.
+func (r *rig) doneOnce(t *testing.T, before *agent.Entry) {
+	t.Helper()
+	runs := r.onlyRun(t, 90*time.Second, nil)
 	if !strings.HasSuffix(before.UploadURL, "/"+runs[0].UploadID) {
 		t.Fatalf("the run used upload %s, not the interrupted %s: the upload restarted", runs[0].UploadID, before.UploadURL)
 	}
@@ -493,21 +505,11 @@ func TestKill9DuringParallelCompressedUpload(t *testing.T) {
 				srv.kill()
 				r.server(t)
 			}
-			eventually(t, 120*time.Second, "the file to be done", func() bool {
-				e := r.entry(t)
+			runs := r.onlyRun(t, 120*time.Second, func(e *agent.Entry) {
 				if e != nil && strings.HasPrefix(e.UploadURL, "parts:") && e.UploadURL != before.UploadURL {
 					t.Fatalf("new parts after the kill: %s, were %s", e.UploadURL, before.UploadURL)
 				}
-				return e != nil && (e.State == agent.StateDone || e.State == agent.StateFailed)
 			})
-			e := r.entry(t)
-			if e.State != agent.StateDone {
-				t.Fatalf("file %s: %s", e.State, e.Error)
-			}
-			runs := r.runsFor(t, e.SHA256)
-			if len(runs) != 1 || runs[0].State != "succeeded" {
-				t.Fatalf("runs %+v", runs)
-			}
 			for _, p := range parts {
 				if strings.HasSuffix(p, "/"+runs[0].UploadID) {
 					t.Fatalf("the run started on part %s", p)
