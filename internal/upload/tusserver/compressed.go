@@ -65,7 +65,6 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 	in.arm(func() { rc.SetReadDeadline(time.Now()) })
 	stop := s.watchStall(t.position, in.interrupt)
 	defer stop()
-	hs, _ := s.startHasher(id, t.path, t.base, offset)
 	dec := decoders.Get().(*zstd.Decoder)
 	defer func() {
 		dec.Reset(nil)
@@ -77,6 +76,8 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		fail(http.StatusBadRequest, err.Error())
 		return
 	}
+	// (Started once nothing returns before saveHash ends it.)
+	hs, _ := s.startHasher(id, t.path, t.base, offset)
 	// One byte more than declared shows a body that decodes to too much.
 	src := io.LimitReader(dec, n+1)
 	buf := make([]byte, 1<<20)
