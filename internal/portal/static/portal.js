@@ -74,6 +74,14 @@
   if (px <= 0) px = 1;
   var median = function (v) { var s = v.slice().sort(function (a, b) { return a - b; }); return s.length ? s[Math.floor(s.length / 2)] : 0; };
   var when = function (f) { return dt > 0 ? (f * dt).toFixed(2) + " s" : "frame " + (f + 1); };
+  // addRow appends a table row of values; num(i) says which are numbers.
+  var addRow = function (body, values, num) {
+    var tr = document.createElement("tr");
+    values.forEach(function (v, i) {
+      var td = document.createElement("td"); td.textContent = v; if (num(i)) td.className = "num"; tr.appendChild(td);
+    });
+    body.appendChild(tr);
+  };
   fetch(box.dataset.src, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (text) {
     var lines = text.split("\n");
     var head = lines[0].split(","), col = head.indexOf("diameter_px");
@@ -93,16 +101,12 @@
     box.querySelector(".summary").textContent = list.length + " tracks; median diameter " + med.toFixed(1) + " " + unit + "; the " + Math.min(15, list.length) + " longest:";
     var body = box.querySelector("tbody");
     list.slice(0, 15).forEach(function (t) {
-      var tr = document.createElement("tr");
       var dur = dt > 0 ? ((t.last - t.first) * dt).toFixed(2) + " s" : (t.last - t.first) + " frames";
       var k = Math.max(1, Math.floor(t.d.length / 5));
       var growth = median(t.d.slice(-k)) / Math.max(median(t.d.slice(0, k)), 1e-9) - 1;
-      [t.id, (t.first + 1) + "–" + (t.last + 1), dur, (median(t.d) * px).toFixed(1) + " " + unit,
+      addRow(body, [t.id, (t.first + 1) + "–" + (t.last + 1), dur, (median(t.d) * px).toFixed(1) + " " + unit,
        (growth >= 0 ? "+" : "") + (100 * growth).toFixed(0) + " %",
-       (Math.hypot(t.x1 - t.x0, t.y1 - t.y0) * px).toFixed(1) + " " + unit].forEach(function (v, i) {
-        var td = document.createElement("td"); td.textContent = v; if (i !== 1) td.className = "num"; tr.appendChild(td);
-      });
-      body.appendChild(tr);
+       (Math.hypot(t.x1 - t.x0, t.y1 - t.y0) * px).toFixed(1) + " " + unit], function (i) { return i !== 1; });
     });
     box.dataset.ready = "1";
   });
@@ -117,15 +121,11 @@
     title.hidden = false;
     if (!rows.length) return;
     rows.slice(0, 30).forEach(function (l) {
-      var p = l.split(","), tr = document.createElement("tr");
+      var p = l.split(",");
       var tracks = p[0] === "merge" ? p[4] + " into " + p[3] : p[0] === "nucleation" ? p[3] : p[4];
-      [p[0], when(+p[1]), tracks, (+p[5]).toFixed(1) + ", " + (+p[6]).toFixed(1) + " " + unit].forEach(function (v, i) {
-        var td = document.createElement("td"); td.textContent = v; if (i > 0) td.className = "num"; tr.appendChild(td);
-      });
-      body.appendChild(tr);
+      addRow(body, [p[0], when(+p[1]), tracks, (+p[5]).toFixed(1) + ", " + (+p[6]).toFixed(1) + " " + unit], function (i) { return i > 0; });
     });
     table.hidden = false;
-    box.dataset.eventsReady = "1";
   });
 })();
 
