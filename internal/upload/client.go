@@ -185,6 +185,7 @@ func (c *Client) create(ctx context.Context, size int64, meta map[string]string,
 	if resp.StatusCode != http.StatusCreated {
 		return "", fmt.Errorf("create upload: %w", statusError(resp))
 	}
+	c.comp.noteServer(resp.Header)
 	loc, err := resp.Location()
 	if err != nil {
 		return "", fmt.Errorf("create upload: no location: %w", err)
@@ -270,8 +271,14 @@ func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offs
 
 // sendFile sends [off, size) of f, planning compression (a raw probe
 // first when the link's rate is not known), and returns the new offset.
-func (c *Client) sendFile(ctx context.Context, uploadURL string, f io.ReaderAt, off, size int64) (int64, error) {
-	p := c.planFile(f, off, size)
+// planned, when not nil, is the plan made for off already.
+func (c *Client) sendFile(ctx context.Context, uploadURL string, f io.ReaderAt, off, size int64, planned *plan) (int64, error) {
+	var p plan
+	if planned != nil {
+		p = *planned
+	} else {
+		p = c.planFile(f, off, size)
+	}
 	var err error
 	if p.probe {
 		if off, err = c.send(ctx, uploadURL, f, off, off+probeBytes, false, nil); err != nil {
@@ -338,6 +345,14 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 func (c *Client) resumable(ctx context.Context, src io.ReaderAt, size int64, uploadURL string, create func(context.Context) (string, error)) (string, error) {
 	backoff := 200 * time.Millisecond
 	moves := 0 // replicas tried since the last backoff
+	// A new upload's compression is planned while it is being created
+	// (the sample reads and compresses a few MiB; the creation is a round
+	// trip), once the server's encodings are known.
+	var early chan plan
+	if uploadURL == "" && c.comp.serverKnown() {
+		early = make(chan plan, 1)
+		go func() { early <- c.planFile(src, 0, size) }()
+	}
 	for {
 		base := ""
 		if c.Replicas != nil {
@@ -347,22 +362,30 @@ func (c *Client) resumable(ctx context.Context, src io.ReaderAt, size int64, upl
 			}
 		}
 		err := func() error {
+			var off int64 // a new upload's offset is 0: no need to ask
 			if uploadURL == "" {
 				u, err := create(ctx)
 				if err != nil {
 					return err
 				}
 				uploadURL = u
+			} else {
+				var err error
+				off, err = c.Offset(ctx, uploadURL)
+				if errors.Is(err, ErrGone) {
+					uploadURL = ""
+					return err
+				}
+				if err != nil {
+					return err
+				}
 			}
-			off, err := c.Offset(ctx, uploadURL)
-			if errors.Is(err, ErrGone) {
-				uploadURL = ""
-				return err
+			var p *plan
+			if early != nil && off == 0 {
+				pl := <-early
+				p, early = &pl, nil
 			}
-			if err != nil {
-				return err
-			}
-			_, err = c.sendFile(ctx, uploadURL, src, off, size)
+			_, err := c.sendFile(ctx, uploadURL, src, off, size, p)
 			return err
 		}()
 		if err == nil {

@@ -71,6 +71,7 @@ type WireStats struct {
 type compression struct {
 	mu         sync.Mutex
 	serverZstd bool
+	noted      bool // serverZstd was read from a response
 	linkRate   float64 // bytes/s of raw PATCHes, EWMA; 0: not measured
 	linkAt     time.Time
 	raw, wire  atomic.Int64
@@ -99,8 +100,15 @@ func (c *compression) noteServer(h interface{ Get(string) string }) {
 		zstdOK = zstdOK || strings.TrimSpace(enc) == "zstd"
 	}
 	c.mu.Lock()
-	c.serverZstd = zstdOK
+	c.serverZstd, c.noted = zstdOK, true
 	c.mu.Unlock()
+}
+
+// serverKnown reports whether a response told the server's encodings.
+func (c *compression) serverKnown() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.noted
 }
 
 // observe records a raw PATCH of n bytes that took d.

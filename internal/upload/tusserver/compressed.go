@@ -82,7 +82,8 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 	src := io.LimitReader(dec, n+1)
 	buf := make([]byte, 1<<20)
 	var got int64
-	var piece int64 // bytes written since the last writeback start
+	var piece int64 // bytes written since the last background sync
+	sy := startSyncer(t.File)
 	for err == nil {
 		k, rerr := src.Read(buf)
 		if got+int64(k) > n {
@@ -94,7 +95,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 			got += int64(wk)
 			piece += int64(wk)
 			if piece >= writebackPiece {
-				startWriteback(t.File, t.base+offset+got-piece, piece)
+				sy.poke()
 				piece = 0
 			}
 			if werr != nil {
@@ -107,6 +108,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		}
 		err = rerr
 	}
+	sy.stop()
 	s.saveHash(id, hs)
 	if cerr := t.commit(offset + got); err == nil {
 		err = cerr

@@ -17,10 +17,6 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 )
 
-// writebackPiece is how much of a PATCH body is received before its
-// writeback to disk is started.
-const writebackPiece = 8 << 20
-
 // patch appends a tus PATCH body to the upload with splice(2): the request
 // is hijacked and the socket's bytes move to the file inside the kernel,
 // never through this process. tusd's own PATCH copies every byte through a
@@ -96,19 +92,21 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	hs, _ := s.startHasher(id, t.path, t.base, offset)
 	// Bytes the server already buffered, then the rest straight from the
 	// socket (os.File.ReadFrom splices from a TCP connection), in pieces
-	// whose writeback to disk starts as soon as each is in the page cache.
+	// synced in the background as soon as each is in the page cache.
+	sy := startSyncer(t.File)
 	got, err := io.CopyN(t.File, brw.Reader, min(int64(brw.Reader.Buffered()), n))
 	t.landed(hs, offset, got)
 	for err == nil && got < n {
 		var k int64
 		k, err = t.ReadFrom(io.LimitReader(hconn, min(n-got, writebackPiece)))
-		startWriteback(t.File, t.base+offset+got, k)
+		sy.poke()
 		t.landed(hs, offset+got, k)
 		got += k
 		if k == 0 && err == nil {
 			err = io.ErrUnexpectedEOF
 		}
 	}
+	sy.stop()
 	s.saveHash(id, hs)
 	// Acknowledge only what is on disk: the offset we answer is a promise
 	// the agent relies on after a power cut. (Bytes of a body cut short

@@ -55,9 +55,9 @@ func (c *cutConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// cutFirstPatch is a transport (one connection per request) whose third
-// connection, the first PATCH's after the POST and the HEAD, is cut after
-// n bytes.
+// cutFirstPatch is a transport (one connection per request) whose second
+// connection, the first PATCH's after the POST (a new upload's offset is
+// not asked for), is cut after n bytes.
 func cutFirstPatch(n int64) *http.Transport {
 	var dials atomic.Int64
 	tr := upload.NewTransport()
@@ -67,7 +67,7 @@ func cutFirstPatch(n int64) *http.Transport {
 		if err != nil {
 			return nil, err
 		}
-		if dials.Add(1) == 3 {
+		if dials.Add(1) == 2 {
 			return &cutConn{Conn: c, left: n}, nil
 		}
 		return c, nil
