@@ -168,7 +168,7 @@ func (p *Proxy) pipe(ctx context.Context, src, dst net.Conn, share *pipeShare) {
 		defer close(done)
 		for c := range ch {
 			if d := time.Until(c.arrive); d > 0 {
-				time.Sleep(d)
+				sleep(d)
 			}
 			if _, err := dst.Write(c.b); err != nil {
 				for range ch {
@@ -187,7 +187,7 @@ func (p *Proxy) pipe(ctx context.Context, src, dst net.Conn, share *pipeShare) {
 			// The window: wait until enough earlier bytes are acked.
 			for len(inflight) > 0 && (inBytes+n > l.Window || !inflight[0].acked.After(now)) {
 				if inflight[0].acked.After(now) {
-					time.Sleep(time.Until(inflight[0].acked))
+					sleep(time.Until(inflight[0].acked))
 					now = time.Now()
 				}
 				inBytes -= len(inflight[0].b)
@@ -208,7 +208,7 @@ func (p *Proxy) pipe(ctx context.Context, src, dst net.Conn, share *pipeShare) {
 			queued := tx.Sub(now).Seconds() * l.Rate
 			share.mu.Unlock()
 			if l.Rate > 0 && queued > float64(l.Queue) {
-				time.Sleep(time.Duration((queued - float64(l.Queue)) / l.Rate * float64(time.Second)))
+				sleep(time.Duration((queued - float64(l.Queue)) / l.Rate * float64(time.Second)))
 			}
 			arrive := sent.Add(oneWay)
 			if l.Jitter > 0 {

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package linkem
+
+import "time"
+
+// sleep waits d (with the Go timers' precision here).
+func sleep(d time.Duration) { time.Sleep(d) }
