@@ -134,7 +134,7 @@ func benchTransferCmd() *cobra.Command {
 					return fmt.Errorf("--link %q: %v", linkRate, err)
 				}
 				lb := &linkBench{out: out, srv: srv, target: ts.Listener.Addr().String(), dir: dir,
-					link: linkem.Link{Rate: lr, RTT: rtt, Jitter: jitter, Window: window}}
+					link: linkem.Link{Rate: lr, RTT: rtt, Jitter: jitter, Window: window}, disk: mb * 1e6 / cs.Seconds()}
 				if err := lb.run(cmd.Context(), sections, movieFrames, dataDir); err != nil {
 					return err
 				}

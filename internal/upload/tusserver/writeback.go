@@ -4,7 +4,7 @@ import "os"
 
 // writebackPiece is how much of a PATCH body is received before the file
 // is synced in the background.
-const writebackPiece = 8 << 20
+const writebackPiece = 1 << 20
 
 // syncer syncs a file being written in the background, so the sync before
 // a PATCH is acknowledged finds only the last piece left to write. Asking
