@@ -232,7 +232,7 @@ func Analyze(ctx context.Context, src Frames, n, h, w int, outDir string, opt Op
 			cancel()
 		}
 		if firstErr == nil {
-			tracker.Update(s.t, s.dets)
+			s.dets = tracker.Update(s.t, s.dets)
 			res.Detections[s.t] = s.dets
 			res.Counts[s.t] = len(s.dets)
 			if video != nil {

@@ -103,17 +103,19 @@ func TestIndependentMovies(t *testing.T) {
 	// Issue 17's targets: precision >= 0.97; recall >= 0.99 for r >= 3 px,
 	// >= 0.95 for 2-3 px, >= 0.8 for 1.5-2 px; equivalent diameters within
 	// 10 %; identity switches <= 2 per 100 tracks and >= 80 % of the merges
-	// found in the right frame. The switches are not met (measured: 9.1 per
-	// 100 tracks on the three movies, most of them overlapping pairs seen
-	// now as one particle, now as two): guarded near today's level.
+	// found in the right frame. The switches are not met (measured: 6.2 per
+	// 100 tracks on the three movies, 9.1 before touching pairs seen as one
+	// blob kept both tracks; most of the rest are small particles lost
+	// beside large ones and found again as new tracks): guarded near
+	// today's level.
 	if precision < 0.97 || recall["r >= 3 px"] < 0.99 || recall["2-3 px"] < 0.95 || recall["1.5-2 px"] < 0.8 {
 		t.Errorf("precision %.3f, recall %v", precision, recall)
 	}
 	if abs[len(abs)/2] > 0.1 || math.Abs(mean) > 0.05 {
 		t.Errorf("equivalent diameters: median |error| %.3f, mean %+.3f; want within 10 %%, unbiased", abs[len(abs)/2], mean)
 	}
-	if perHundred > 11 {
-		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 9.1 measured before)", perHundred)
+	if perHundred > 7.5 {
+		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 6.2 measured before)", perHundred)
 	}
 	if 10*s.found < 8*s.merges {
 		t.Errorf("%d of %d merges found (want 80 %%)", s.found, s.merges)
@@ -271,6 +273,24 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 					o, n := major(tracks[i])
 					me := where[[2]int{id, frameOf[id][i]}]
 					other := where[[2]int{o, frameOf[id][i]}]
+					if os.Getenv("DBG") == "2" {
+						for _, f := range []int{frameOf[id][i-1], frameOf[id][i-1] + 1, frameOf[id][i]} {
+							me := where[[2]int{id, f}]
+							line := fmt.Sprintf("   seed %d f%d p%d at (%.1f,%.1f) r%.1f | dets:", seed, f, id, me.X, me.Y, me.R)
+							for _, d := range res.Detections[f] {
+								if math.Hypot(d.X-me.X, d.Y-me.Y) < 15 {
+									line += fmt.Sprintf(" [t%d (%.1f,%.1f) d%.1f e%.2f]", d.Track, d.X, d.Y, d.DiameterPx, d.Elongation)
+								}
+							}
+							line += " | truth:"
+							for _, q := range truth.Truth[f] {
+								if math.Hypot(q.X-me.X, q.Y-me.Y) < 15 {
+									line += fmt.Sprintf(" [p%d (%.1f,%.1f) r%.1f]", q.ID, q.X, q.Y, q.R)
+								}
+							}
+							t.Log(line)
+						}
+					}
 					t.Logf("switch: p%d r%.1f f%d->f%d track %d (last seen f%d, merged into %d) -> track %d (first f%d), mostly p%d (%d frames) r%.1f, gap %.1f", id, me.R, frameOf[id][i-1], frameOf[id][i], tracks[i-1], prev.Points[len(prev.Points)-1].Frame, prev.MergedInto, tracks[i], res.Tracks[tracks[i]].Points[0].Frame, o, n, other.R, math.Hypot(me.X-other.X, me.Y-other.Y)-me.R-other.R)
 				}
 			}

@@ -71,8 +71,10 @@ func (t *Tracker) predict(tr *Track, frame int) (x, y float64) {
 	return last.X + k*t.driftX, last.Y + k*t.driftY
 }
 
-// Update assigns frame's detections to tracks, setting their Track field.
-func (t *Tracker) Update(frame int, dets []Detection) {
+// Update assigns frame's detections to tracks, setting their Track field,
+// and returns them, with a detection added for each particle seen inside
+// the blob of a touching pair (see shareBlobs).
+func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 	if t.MaxDistance == 0 {
 		t.MaxDistance = 8
 	}
@@ -97,6 +99,7 @@ func (t *Tracker) Update(frame int, dets []Detection) {
 		dets[p.j].Track = tr.ID
 		assigned[p.j], matched[p.i] = true, true
 	}
+	dets, assigned = t.shareBlobs(frame, dets, assigned, matched)
 	// Tracks that vanished onto a particle another track kept, which grew:
 	// coalescence.
 	for i, tr := range t.live {
@@ -139,6 +142,65 @@ func (t *Tracker) Update(frame int, dets []Detection) {
 		}
 	}
 	t.live = live
+	return dets
+}
+
+// shareBlobs keeps both particles of a touching pair that the detector saw
+// as one elongated blob: a track that was seen in the previous frame,
+// found nothing this frame, and would be inside a blob another track took
+// (elongated as two discs are, larger than that track's particle) gets its
+// share of the blob. The two centres are placed on the line between
+// where the tracks would be, about the blob's centre in proportion to
+// their areas, and the blob's area and intensity are shared the same way.
+// A pair that has coalesced is round, and is left to the merge.
+func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bool) ([]Detection, []bool) {
+	shared := map[int]bool{}
+	for i, b := range t.live {
+		if matched[i] || b.missed != 0 {
+			continue
+		}
+		sb := recentDiameter(b)
+		if sb <= 0 {
+			continue
+		}
+		bx, by := t.predict(b, frame)
+		for j := range dets {
+			d := &dets[j]
+			if !assigned[j] || shared[j] || d.Elongation < elongatedTwo || d.DiameterPx == 0 {
+				continue
+			}
+			if math.Hypot(d.X-bx, d.Y-by) > d.DiameterPx/2+1 {
+				continue
+			}
+			a := t.All[d.Track]
+			if len(a.Points) < 2 {
+				break
+			}
+			sa := recentDiameter(&Track{Points: a.Points[:len(a.Points)-1]})
+			if sa <= 0 || d.DiameterPx < 1.1*max(sa, sb) {
+				break
+			}
+			ax, ay := t.predict(&Track{Points: a.Points[:len(a.Points)-1]}, frame)
+			wa, wb := sa*sa/(sa*sa+sb*sb), sb*sb/(sa*sa+sb*sb) // area shares
+			vx, vy := bx-ax, by-ay
+			other := *d
+			d.X, d.Y = d.X-wb*vx, d.Y-wb*vy
+			other.X, other.Y = other.X+wa*vx, other.Y+wa*vy
+			d.AreaPx, other.AreaPx = wa*d.AreaPx, wb*d.AreaPx
+			d.DiameterPx, other.DiameterPx = 2*math.Sqrt(d.AreaPx/math.Pi), 2*math.Sqrt(other.AreaPx/math.Pi)
+			d.Intensity, other.Intensity = wa*d.Intensity, wb*d.Intensity
+			other.Track = b.ID
+			a.Points[len(a.Points)-1] = pointOf(frame, *d)
+			b.Points = append(b.Points, pointOf(frame, other))
+			b.missed, b.merge = -1, nil
+			matched[i] = true
+			shared[j], shared[len(dets)] = true, true
+			dets = append(dets, other)
+			assigned = append(assigned, true)
+			break
+		}
+	}
+	return dets, assigned
 }
 
 // inside reports whether p is well inside the field (known size).
@@ -283,4 +345,19 @@ func hungarian(cost [][]float64) []int {
 		}
 	}
 	return out
+}
+
+// recentDiameter is the median diameter of tr's last five points (0: none
+// measured).
+func recentDiameter(tr *Track) float64 {
+	var ds []float64
+	for k := len(tr.Points) - 1; k >= 0 && len(ds) < 5; k-- {
+		if d := tr.Points[k].DiameterPx; d > 0 {
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) == 0 {
+		return 0
+	}
+	return median(ds)
 }
