@@ -145,10 +145,14 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 	return dets
 }
 
+// stillTwo is the elongation of a blob still taken for two particles by
+// the tracker (a coalesced pair is rounder: see coalesced).
+const stillTwo = 1.35
+
 // shareBlobs keeps both particles of a touching pair that the detector saw
-// as one elongated blob: a track that was seen in the previous frame,
+// as one elongated blob: a track seen in one of the last two frames that
 // found nothing this frame, and would be inside a blob another track took
-// (elongated as two discs are, larger than that track's particle) gets its
+// (elongated as two discs are, larger than that track's particle), gets its
 // share of the blob. The two centres are placed on the line between
 // where the tracks would be, about the blob's centre in proportion to
 // their areas, and the blob's area and intensity are shared the same way.
@@ -156,7 +160,7 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bool) ([]Detection, []bool) {
 	shared := map[int]bool{}
 	for i, b := range t.live {
-		if matched[i] || b.missed != 0 {
+		if matched[i] || b.missed > 1 {
 			continue
 		}
 		sb := recentDiameter(b)
@@ -166,7 +170,7 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 		bx, by := t.predict(b, frame)
 		for j := range dets {
 			d := &dets[j]
-			if !assigned[j] || shared[j] || d.Elongation < elongatedTwo || d.DiameterPx == 0 {
+			if !assigned[j] || shared[j] || d.Elongation < stillTwo || d.DiameterPx == 0 {
 				continue
 			}
 			if math.Hypot(d.X-bx, d.Y-by) > d.DiameterPx/2+1 {
