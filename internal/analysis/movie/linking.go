@@ -144,7 +144,6 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 	for i := range into {
 		into[i] = -1
 	}
-	taken := make([]bool, len(t.All)) // already has a successor
 	order := make([]*Track, 0, len(t.All))
 	for i, tr := range t.All {
 		if !dead[i] && tr.Points[0].Frame > 0 {
@@ -158,7 +157,9 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 		for i, a := range t.All {
 			// (A track that seemed to merge and comes back had only been
 			// seen as one with its neighbour for a while.)
-			if dead[i] || taken[i] || a == b {
+			// (A track that took a successor ends where that one ended,
+			// and may take the next: a particle lost more than once.)
+			if dead[i] || a == b {
 				continue
 			}
 			last := a.Points[len(a.Points)-1]
@@ -166,7 +167,11 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 			if gap < 1 || gap > maxClosedGap {
 				continue
 			}
-			x, y := last.X+float64(gap)*t.driftX, last.Y+float64(gap)*t.driftY
+			// Where the field carried it meanwhile (the drift changes
+			// over a movie: the last frame's, times the gap, was off by
+			// pixels across tens of frames).
+			dx, dy := t.driftBetween(last.Frame, first.Frame)
+			x, y := last.X+dx, last.Y+dy
 			d := math.Hypot(first.X-x, first.Y-y)
 			// Where it would be (its own motion grows as the square root
 			// of the time), and about as large.
@@ -182,7 +187,6 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 		a := t.All[best]
 		a.Points = append(a.Points, b.Points...)
 		a.merge = b.merge
-		taken[best] = true
 		into[b.ID] = best
 		dead[b.ID] = true
 	}

@@ -61,6 +61,8 @@ type Tracker struct {
 	Events        []Event
 	driftX        float64
 	driftY        float64
+	// path is the drift accumulated to each frame (the field's position).
+	path [][2]float64
 	frames        int
 }
 
@@ -125,6 +127,14 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 	}
 	if len(dxs) >= 3 {
 		t.driftX, t.driftY = median(dxs), median(dys)
+	}
+	for len(t.path) <= frame {
+		var at [2]float64
+		if k := len(t.path); k > 0 {
+			at = t.path[k-1]
+			at[0], at[1] = at[0]+t.driftX, at[1]+t.driftY
+		}
+		t.path = append(t.path, at)
 	}
 	t.frames = max(t.frames, frame+1)
 	var live []*Track
@@ -205,6 +215,15 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 		}
 	}
 	return dets, assigned
+}
+
+// driftBetween is how far the field drifted from frame a to frame b.
+func (t *Tracker) driftBetween(a, b int) (dx, dy float64) {
+	if a < 0 || b >= len(t.path) || a >= len(t.path) {
+		k := float64(b - a)
+		return k * t.driftX, k * t.driftY
+	}
+	return t.path[b][0] - t.path[a][0], t.path[b][1] - t.path[a][1]
 }
 
 // inside reports whether p is well inside the field (known size).
