@@ -3,6 +3,7 @@ package movie_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +160,61 @@ func TestDrift(t *testing.T) {
 		w := max(want, 0)
 		if n < 5 || dx < w-0.05 || dx > w+0.05 || dy < w-0.05 || dy > w+0.05 {
 			t.Errorf("drift %.3f, %.3f px/frame from %d tracks; want %.2f", dx, dy, n, w)
+		}
+	}
+}
+
+// TestTrackerSharesBlob: two touching particles followed as two, then seen
+// as one elongated blob, stay two with their own identities and shares of
+// the blob; a round blob (coalesced) is left to one track.
+func TestTrackerSharesBlob(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		elongation float64
+		want       int
+	}{{1.8, 2}, {1.1, 1}} {
+		tr := &movie.Tracker{Width: 200, Height: 200}
+		// A (d 9 px) at x 100 and B (d 6 px) at x 107, still, with four
+		// particles far away that fix the drift at zero.
+		frame := func(f int, pair ...movie.Detection) []movie.Detection {
+			dets := append([]movie.Detection(nil), pair...)
+			for k := range 4 {
+				dets = append(dets, movie.Detection{X: 30 + 40*float64(k), Y: 30, DiameterPx: 6, Elongation: 1})
+			}
+			return tr.Update(f, dets)
+		}
+		var a, b int
+		for f := range 3 {
+			dets := frame(f, movie.Detection{X: 100, Y: 100, DiameterPx: 9, AreaPx: 63.6, Elongation: 1},
+				movie.Detection{X: 107, Y: 100, DiameterPx: 6, AreaPx: 28.3, Elongation: 1})
+			a, b = dets[0].Track, dets[1].Track
+		}
+		// The blob: area 85 px, its centre pulled toward A.
+		dets := frame(3, movie.Detection{X: 102.2, Y: 100, DiameterPx: 10.4, AreaPx: 85, Intensity: 850, Elongation: c.elongation})
+		var pair []movie.Detection
+		for _, d := range dets {
+			if d.Y == 100 {
+				pair = append(pair, d)
+			}
+		}
+		if len(pair) != c.want {
+			t.Fatalf("elongation %.1f: %d detections of the pair, want %d: %+v", c.elongation, len(pair), c.want, pair)
+		}
+		if c.want == 1 {
+			continue
+		}
+		da, db := pair[0], pair[1]
+		if da.Track != a || db.Track != b {
+			da, db = db, da
+		}
+		if da.Track != a || db.Track != b {
+			t.Fatalf("tracks %d and %d, want %d and %d", da.Track, db.Track, a, b)
+		}
+		// Shares in proportion to the areas (9² : 6²), centres 7 px apart
+		// about the blob's.
+		if math.Abs(da.AreaPx+db.AreaPx-85) > 1e-6 || math.Abs(da.AreaPx/db.AreaPx-81.0/36) > 0.01 ||
+			math.Abs(da.Intensity+db.Intensity-850) > 1e-6 || math.Abs(db.X-da.X-7) > 0.01 || da.X > 102.2 || db.X < 102.2 {
+			t.Errorf("shares: A %+v, B %+v", da, db)
 		}
 	}
 }
