@@ -62,8 +62,8 @@ type Tracker struct {
 	driftX        float64
 	driftY        float64
 	// path is the drift accumulated to each frame (the field's position).
-	path [][2]float64
-	frames        int
+	path   [][2]float64
+	frames int
 }
 
 // predict is where track tr should be in frame.
