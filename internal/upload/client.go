@@ -325,6 +325,24 @@ func (c *Client) Upload(ctx context.Context, path, uploadURL string, meta map[st
 		}
 		return u, nil
 	}
+	if uploadURL == "" && size <= createBodyMax && c.comp.createsWithBody() {
+		// Created with its bytes; where that fails short of an answer,
+		// created bare below (the first try's upload, whose URL was not
+		// learnt, is left to the server's sweep).
+		u, off, err := c.createWithBody(ctx, f, size, meta)
+		switch {
+		case err == nil:
+			if err := saved(saveURL(u)); err != nil {
+				return u, fmt.Errorf("upload %s: %w", path, err)
+			}
+			if off == size {
+				return u, nil
+			}
+			uploadURL = u
+		case errors.Is(err, ErrRejected) || errors.Is(err, ErrUnauthorized) || ctx.Err() != nil:
+			return "", fmt.Errorf("upload %s: %w", path, err)
+		}
+	}
 	create := func(ctx context.Context) (string, error) {
 		u, err := c.Create(ctx, size, meta)
 		if err != nil {

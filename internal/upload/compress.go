@@ -35,6 +35,10 @@ const (
 	// HeaderDecodedLength is the number of upload bytes a compressed
 	// PATCH body decodes to.
 	HeaderDecodedLength = "Upload-Decoded-Length"
+	// HeaderCreateWithBody says a server takes the first bytes of an
+	// upload in the POST that creates it (tus's creation-with-upload),
+	// raw or in the encodings listed ("zstd").
+	HeaderCreateWithBody = "Upload-Create-With-Body"
 )
 
 // CompressMode says when a client compresses.
@@ -73,6 +77,7 @@ type compression struct {
 	mu         sync.Mutex
 	serverZstd bool
 	noted      bool    // serverZstd was read from a response
+	createBody bool    // the server takes bytes in a creation
 	linkRate   float64 // bytes/s of raw PATCHes, EWMA; 0: not measured
 	linkAt     time.Time
 	raw, wire  atomic.Int64
@@ -101,7 +106,7 @@ func (c *compression) noteServer(h interface{ Get(string) string }) {
 		zstdOK = zstdOK || strings.TrimSpace(enc) == "zstd"
 	}
 	c.mu.Lock()
-	c.serverZstd, c.noted = zstdOK, true
+	c.serverZstd, c.noted, c.createBody = zstdOK, true, supportsBody(h)
 	c.mu.Unlock()
 }
 

@@ -122,7 +122,11 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		fail(http.StatusBadRequest, fmt.Sprintf("the body decodes to %d bytes, %d declared (the %d that arrived are kept)", got, n, got))
 	case err == nil:
 		w.Header().Set("Upload-Offset", strconv.FormatInt(offset+got, 10))
-		w.WriteHeader(http.StatusNoContent)
+		if w.Header().Get("Location") != "" {
+			w.WriteHeader(http.StatusCreated) // a creation with upload
+		} else {
+			w.WriteHeader(http.StatusNoContent)
+		}
 	case errors.Is(err, errTooLong):
 		fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body decodes to more than the %d bytes declared (the first %d are kept)", n, got))
 	case isNoSpace(err):

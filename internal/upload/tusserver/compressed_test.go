@@ -44,7 +44,8 @@ func patchCounter(t *testing.T, srv *tusserver.Server) (*http.ServeMux, *atomic.
 	var raw, zstdPatches atomic.Int64
 	mux := http.NewServeMux()
 	mux.Handle("/files/", http.StripPrefix("/files/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPatch {
+		// A PATCH, or a POST that creates an upload with its bytes.
+		if r.Method == http.MethodPatch || r.Method == http.MethodPost && r.Header.Get("Content-Type") == "application/offset+octet-stream" {
 			if r.Header.Get("Content-Encoding") == "zstd" {
 				zstdPatches.Add(1)
 			} else {

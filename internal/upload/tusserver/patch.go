@@ -52,6 +52,16 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		s.patchCompressed(w, r, id, offset)
 		return
 	}
+	s.patchRaw(w, r, id, offset)
+}
+
+// patchRaw writes a raw body at offset of upload id; its answer is 204,
+// or 201 where w's header has a Location (a creation with upload).
+func (s *Server) patchRaw(w http.ResponseWriter, r *http.Request, id string, offset int64) {
+	fail := func(status int, msg string) {
+		w.Header().Set("Tus-Resumable", "1.0.0")
+		http.Error(w, msg, status)
+	}
 	n := r.ContentLength
 	if _, hijackable := w.(http.Hijacker); n < 0 || r.ProtoMajor != 1 || !hijackable {
 		// A chunked body, or HTTP/2: tusd's own path, which appends to
@@ -74,6 +84,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer unlock()
+	answer := w.Header().Clone() // what a hijacked answer carries
 	hconn, brw, err := w.(http.Hijacker).Hijack()
 	if err != nil {
 		t.Close()
@@ -139,7 +150,16 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 		// and resumes.
 		return
 	}
-	fmt.Fprintf(brw, "HTTP/1.1 204 No Content\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: %d\r\nConnection: close\r\n\r\n", offset+got)
+	status := "204 No Content"
+	if answer.Get("Location") != "" {
+		status = "201 Created"
+	}
+	answer.Set("Tus-Resumable", "1.0.0")
+	answer.Set("Upload-Offset", strconv.FormatInt(offset+got, 10))
+	answer.Set("Connection", "close")
+	fmt.Fprintf(brw, "HTTP/1.1 %s\r\n", status)
+	answer.Write(brw)
+	brw.WriteString("\r\n")
 	brw.Flush()
 }
 

@@ -194,6 +194,7 @@ func validate(meta handler.MetaData, deferred bool, flows map[string]bool) error
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(upload.HeaderAcceptEncoding, "zstd")
+		w.Header().Set(upload.HeaderCreateWithBody, "zstd")
 		if !s.trusted(r.RemoteAddr) {
 			for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For", "Forwarded"} {
 				r.Header.Del(h)
@@ -205,6 +206,10 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		if r.Method == http.MethodPost && s.postFinal(w, r) {
+			return
+		}
+		if r.Method == http.MethodPost && r.Header.Get("Content-Type") == "application/offset+octet-stream" {
+			s.createWithBody(w, r)
 			return
 		}
 		if r.Method == http.MethodPatch {
