@@ -8,9 +8,11 @@
 //	internal/agentcli             the agent's command line, shared by both binaries
 //	internal/watch                fsnotify + periodic rescan + settle detection
 //	internal/upload               tus 1.0 client for the agent: resumable, rate-capped, zstd on the wire when it
-//	                              pays, parallel parts joined by concatenation on long fat links
-//	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, zstd PATCH bodies, hashing
-//	                              on arrival, parallel parts written in place and joined without a copy
+//	                              pays, small files in the request that creates them, parallel parts joined by
+//	                              concatenation on long fat links
+//	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, zstd PATCH bodies, creation
+//	                              with upload, files synced in the background as they arrive, hashing on
+//	                              arrival, parallel parts written in place and joined without a copy
 //	internal/replicas             several server replicas for a client: move on when one is down
 //	internal/linkem               an emulated network link (rate, RTT, jitter, queue, TCP-like window) for
 //	                              tests and benchmarks
