@@ -3,12 +3,10 @@ package tusserver_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/picoflow/picoflow/internal/upload"
@@ -140,23 +138,4 @@ func TestCreateWithBody(t *testing.T) {
 	if got := log.since(n); got != "POST+body POST PATCH" {
 		t.Fatalf("after a cut creation: %q, want it made again bare", got)
 	}
-}
-
-// cutNth is a transport (one connection per request) whose k-th
-// connection is cut after n bytes.
-func cutNth(k int64, n int64) *http.Transport {
-	var dials atomic.Int64
-	tr := upload.NewTransport()
-	tr.DisableKeepAlives = true
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		if dials.Add(1) == k {
-			return &cutConn{Conn: c, left: n}, nil
-		}
-		return c, nil
-	}
-	return tr
 }

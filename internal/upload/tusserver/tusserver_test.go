@@ -58,7 +58,11 @@ func (c *cutConn) Write(p []byte) (int, error) {
 // cutFirstPatch is a transport (one connection per request) whose second
 // connection, the first PATCH's after the POST (a new upload's offset is
 // not asked for), is cut after n bytes.
-func cutFirstPatch(n int64) *http.Transport {
+func cutFirstPatch(n int64) *http.Transport { return cutNth(2, n) }
+
+// cutNth is a transport (one connection per request) whose k-th
+// connection is cut after n bytes.
+func cutNth(k int64, n int64) *http.Transport {
 	var dials atomic.Int64
 	tr := upload.NewTransport()
 	tr.DisableKeepAlives = true
@@ -67,7 +71,7 @@ func cutFirstPatch(n int64) *http.Transport {
 		if err != nil {
 			return nil, err
 		}
-		if dials.Add(1) == 2 {
+		if dials.Add(1) == k {
 			return &cutConn{Conn: c, left: n}, nil
 		}
 		return c, nil
