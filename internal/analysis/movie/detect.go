@@ -79,6 +79,7 @@ type Detector struct {
 	tx               []float32
 	dist             []int16
 	blabel, border   []int32
+	found            []found
 }
 
 func (d *Detector) defaults() {
@@ -214,17 +215,31 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 			W: float64(x1-x0) + 1, H: float64(y1-y0) + 1, Score: snr / (snr + float64(sig)), Track: -1,
 			AreaPx: a, DiameterPx: 2 * math.Sqrt(a/math.Pi), Intensity: sv * unit, SNR: snr, Elongation: shape.elongation()})
 	}
+	// The particles of each region, then the regions cut in two whose
+	// half is a neighbour's (see ownHalves), then out.
+	d.found = d.found[:0]
 	for i := range d.regions[1:] {
 		rg := &d.regions[i+1]
 		if !rg.significant || rg.area < int32(d.MinArea) || rg.sv <= 0 {
 			continue
 		}
-		snr := float64(rg.peak / rg.sigma)
 		off := d.offs[d.blockOf(rg.peakAt, w)]
-		parts := d.split(rg, int32(i+1), r, off, w)
-		if parts == nil {
-			parts = d.cutTwo(rg, int32(i+1), r, off, w)
+		f := found{id: int32(i + 1), off: off}
+		f.parts = d.split(rg, f.id, r, off, w)
+		if f.parts == nil {
+			f.parts = d.cutTwo(rg, f.id, r, off, w)
+			f.cut = f.parts != nil
 		}
+		d.found = append(d.found, f)
+	}
+	d.ownHalves(r, w)
+	for _, f := range d.found {
+		if f.gone {
+			continue
+		}
+		rg := &d.regions[f.id]
+		snr := float64(rg.peak / rg.sigma)
+		parts := f.parts
 		if parts == nil {
 			add(rg.sx/rg.sv, rg.sy/rg.sv, rg.sv, rg.area, rg.x0, rg.y0, rg.x1, rg.y1, snr, &rg.shape)
 			continue
@@ -235,9 +250,13 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 		for _, p := range parts {
 			held += p.sv
 		}
+		total := rg.sv
+		if f.took != 0 {
+			total += d.regions[f.took].sv
+		}
 		for _, p := range parts {
 			if p.sv > 0 {
-				add(p.sx/p.sv, p.sy/p.sv, p.sv*rg.sv/held, p.area, p.x0, p.y0, p.x1, p.y1, snr, &p.shape)
+				add(p.sx/p.sv, p.sy/p.sv, p.sv*total/held, p.area, p.x0, p.y0, p.x1, p.y1, snr, &p.shape)
 			}
 		}
 	}

@@ -396,24 +396,36 @@ func (d *Detector) cutTwo(rg *region, id int32, r []float32, off float32, w int)
 	if rg.area < 2*splitArea || rg.shape.elongation() < elongatedTwo {
 		return nil
 	}
-	level := float32(d.AreaLevel) * rg.peak
-	type px struct {
-		x, y int32
-		v    float64
-	}
-	pts := make([]px, 0, rg.area)
-	for y := rg.y0; y <= rg.y1; y++ {
-		for x := rg.x0; x <= rg.x1; x++ {
-			if p := y*int32(w) + x; d.inOutline(p, id, r, off, level) {
-				pts = append(pts, px{x, y, float64(r[p] - off)})
-			}
-		}
-	}
+	pts := d.pixelsOf(rg, id, r, off, w, nil)
 	// Start from the two ends of the long axis.
 	mx, my, long, _, ex, ey := rg.shape.axes()
 	half := math.Sqrt(long)
-	cx := [2]float64{mx - half*ex, mx + half*ex}
-	cy := [2]float64{my - half*ey, my + half*ey}
+	return twoMeans(pts, [2]float64{mx - half*ex, mx + half*ex}, [2]float64{my - half*ey, my + half*ey})
+}
+
+// pixel is one pixel of a region and its residual above the offset.
+type pixel struct {
+	x, y int32
+	v    float64
+}
+
+// pixelsOf appends to pts the pixels of region rg (of root id) at the
+// measuring level.
+func (d *Detector) pixelsOf(rg *region, id int32, r []float32, off float32, w int, pts []pixel) []pixel {
+	level := float32(d.AreaLevel) * rg.peak
+	for y := rg.y0; y <= rg.y1; y++ {
+		for x := rg.x0; x <= rg.x1; x++ {
+			if p := y*int32(w) + x; d.inOutline(p, id, r, off, level) {
+				pts = append(pts, pixel{x, y, float64(r[p] - off)})
+			}
+		}
+	}
+	return pts
+}
+
+// twoMeans parts pts in two about the centres (cx[k], cy[k]) by 2-means,
+// or returns nil where a part is empty, too small or not round.
+func twoMeans(pts []pixel, cx, cy [2]float64) []part {
 	side := make([]int, len(pts))
 	for range 8 {
 		var sx, sy, n [2]float64
@@ -445,4 +457,59 @@ func (d *Detector) cutTwo(rg *region, id int32, r []float32, off float32, w int)
 		}
 	}
 	return parts
+}
+
+// found is a significant region and the particles it was cut into (nil:
+// one).
+type found struct {
+	id    int32
+	off   float32
+	parts []part
+	cut   bool  // by cutTwo
+	gone  bool  // taken into a neighbour's cut
+	took  int32 // the neighbour it took (0: none)
+}
+
+// ownHalves mends a flood that gave part of one particle to its
+// neighbour's region. Where a flat-topped particle (a faceted one) touches
+// a brighter one, the flood can reach into its plateau from the brighter
+// side: the brighter region, elongated, is cut in two, and one half lies
+// on the dimmer particle's own region (seen: a particle found twice, one
+// detection on the neck, which took its track). Such a half and the
+// region it lies on are one particle: the two regions together are cut in
+// two again, from the centres of the region and of the other half.
+func (d *Detector) ownHalves(r []float32, w int) {
+	radius := func(area int32) float64 { return math.Sqrt(float64(area) / math.Pi) }
+	for i := range d.found {
+		f := &d.found[i]
+		if !f.cut || f.gone {
+			continue
+		}
+		for j := range d.found {
+			g := &d.found[j]
+			if j == i || g.gone || g.parts != nil {
+				continue
+			}
+			gr := &d.regions[g.id]
+			gx, gy := gr.sx/gr.sv, gr.sy/gr.sv
+			for k, h := range f.parts {
+				hx, hy := h.sx/h.sv, h.sy/h.sv
+				if math.Hypot(hx-gx, hy-gy) >= 0.8*(radius(h.area)+radius(gr.area)) {
+					continue
+				}
+				other := f.parts[1-k]
+				pts := d.pixelsOf(&d.regions[f.id], f.id, r, f.off, w, nil)
+				pts = d.pixelsOf(gr, g.id, r, g.off, w, pts)
+				two := twoMeans(pts, [2]float64{gx, other.sx / other.sv}, [2]float64{gy, other.sy / other.sv})
+				if two == nil {
+					continue
+				}
+				f.parts, f.took, g.gone = two, g.id, true
+				break
+			}
+			if g.gone {
+				break
+			}
+		}
+	}
 }
