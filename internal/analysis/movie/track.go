@@ -14,6 +14,8 @@ type TrackPoint struct {
 	DiameterPx float64 `json:"d,omitempty"`
 	Intensity  float64 `json:"i,omitempty"`
 	Elongation float64 `json:"e,omitempty"`
+	// shared: measured as a share of a blob (see shareBlobs), not alone.
+	shared bool
 }
 
 // Track is one particle followed through the movie.
@@ -204,8 +206,10 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 			d.DiameterPx, other.DiameterPx = 2*math.Sqrt(d.AreaPx/math.Pi), 2*math.Sqrt(other.AreaPx/math.Pi)
 			d.Intensity, other.Intensity = wa*d.Intensity, wb*d.Intensity
 			other.Track = b.ID
-			a.Points[len(a.Points)-1] = pointOf(frame, *d)
-			b.Points = append(b.Points, pointOf(frame, other))
+			pa, pb := pointOf(frame, *d), pointOf(frame, other)
+			pa.shared, pb.shared = true, true
+			a.Points[len(a.Points)-1] = pa
+			b.Points = append(b.Points, pb)
 			b.missed, b.merge = -1, nil
 			matched[i] = true
 			shared[j], shared[len(dets)] = true, true
@@ -370,12 +374,12 @@ func hungarian(cost [][]float64) []int {
 	return out
 }
 
-// recentDiameter is the median diameter of tr's last five points (0: none
-// measured).
+// recentDiameter is the median diameter of tr's last five points measured
+// alone, not as shares of a blob (0: none).
 func recentDiameter(tr *Track) float64 {
 	var ds []float64
 	for k := len(tr.Points) - 1; k >= 0 && len(ds) < 5; k-- {
-		if d := tr.Points[k].DiameterPx; d > 0 {
+		if d := tr.Points[k].DiameterPx; d > 0 && !tr.Points[k].shared {
 			ds = append(ds, d)
 		}
 	}
