@@ -109,13 +109,18 @@ func TestIndependentMovies(t *testing.T) {
 	// split between two regions was mended. The rest: clusters of three,
 	// pairs of equal size crossing, small particles lost for tens of
 	// frames): guarded near today's level.
+	// False detections: 29 measured, 48 before a particle split between
+	// two regions was mended (ownHalves).
+	if s.fp > 40 {
+		t.Errorf("%d false detections (29 measured before)", s.fp)
+	}
 	if precision < 0.97 || recall["r >= 3 px"] < 0.99 || recall["2-3 px"] < 0.95 || recall["1.5-2 px"] < 0.8 {
 		t.Errorf("precision %.3f, recall %v", precision, recall)
 	}
 	if abs[len(abs)/2] > 0.1 || math.Abs(mean) > 0.05 {
 		t.Errorf("equivalent diameters: median |error| %.3f, mean %+.3f; want within 10 %%, unbiased", abs[len(abs)/2], mean)
 	}
-	if perHundred > 4.5 {
+	if perHundred > 4 {
 		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 3.6 measured before)", perHundred)
 	}
 	if 10*s.found < 8*s.merges {
