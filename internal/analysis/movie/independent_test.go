@@ -103,11 +103,12 @@ func TestIndependentMovies(t *testing.T) {
 	// Issue 17's targets: precision >= 0.97; recall >= 0.99 for r >= 3 px,
 	// >= 0.95 for 2-3 px, >= 0.8 for 1.5-2 px; equivalent diameters within
 	// 10 %; identity switches <= 2 per 100 tracks and >= 80 % of the merges
-	// found in the right frame. The switches are not met (measured: 3.6 per
+	// found in the right frame. The switches are not met (measured: 3.1 per
 	// 100 tracks on the three movies; 9.1 before touching pairs seen as one
-	// blob kept both tracks, gap closing followed the drift and a particle
-	// split between two regions was mended. The rest: clusters of three,
-	// pairs of equal size crossing, small particles lost for tens of
+	// blob kept both tracks, gap closing followed the drift, a particle
+	// split between two regions was mended and a track was joined to one
+	// that begins where it ended whatever their sizes. The rest: clusters
+	// of three, pairs of equal size crossing, a small particle lost for 34
 	// frames): guarded near today's level.
 	// False detections: 29 measured, 48 before a particle split between
 	// two regions was mended (ownHalves).
@@ -120,8 +121,8 @@ func TestIndependentMovies(t *testing.T) {
 	if abs[len(abs)/2] > 0.1 || math.Abs(mean) > 0.05 {
 		t.Errorf("equivalent diameters: median |error| %.3f, mean %+.3f; want within 10 %%, unbiased", abs[len(abs)/2], mean)
 	}
-	if perHundred > 4 {
-		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 3.6 measured before)", perHundred)
+	if perHundred > 3.5 {
+		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 3.1 measured before)", perHundred)
 	}
 	if 10*s.found < 8*s.merges {
 		t.Errorf("%d of %d merges found (want 80 %%)", s.found, s.merges)

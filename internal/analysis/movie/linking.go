@@ -177,7 +177,9 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 			// of the time), and about as large.
 			reach := min(t.MaxDistance, 2+math.Sqrt(float64(gap)))
 			similar := first.DiameterPx <= 1.5*last.DiameterPx && last.DiameterPx <= 1.5*first.DiameterPx
-			if d <= reach && similar && d < bestD {
+			// (Where it was to two pixels: the same particle, however
+			// differently a small one beside a large one was measured.)
+			if d <= reach && (similar || d <= 2) && d < bestD {
 				best, bestD = i, d
 			}
 		}
