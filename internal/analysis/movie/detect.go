@@ -29,6 +29,9 @@ type Detection struct {
 	// Elongation is the ratio of the outline's long axis to its short one
 	// (1: round).
 	Elongation float64 `json:"elongation,omitempty"`
+	// long is the variance of the outline's pixels along its long axis,
+	// (ax, ay) that axis (classical detector; 0: not known).
+	long, ax, ay float64
 }
 
 // Detector is the classical particle detector. Scan lines are levelled,
@@ -211,9 +214,11 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 	// area, bounds and outline at the measuring level.
 	add := func(cx, cy, sv float64, area, x0, y0, x1, y1 int32, snr float64, shape *outline) {
 		a := float64(area)
+		_, _, long, _, ax, ay := shape.axes()
 		out = append(out, Detection{Frame: index, X: cx, Y: cy,
 			W: float64(x1-x0) + 1, H: float64(y1-y0) + 1, Score: snr / (snr + float64(sig)), Track: -1,
-			AreaPx: a, DiameterPx: 2 * math.Sqrt(a/math.Pi), Intensity: sv * unit, SNR: snr, Elongation: shape.elongation()})
+			AreaPx: a, DiameterPx: 2 * math.Sqrt(a/math.Pi), Intensity: sv * unit, SNR: snr, Elongation: shape.elongation(),
+			long: long, ax: ax, ay: ay})
 	}
 	// The particles of each region, then the regions cut in two whose
 	// half is a neighbour's (see ownHalves), then out.

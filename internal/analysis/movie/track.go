@@ -199,6 +199,15 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 			ax, ay := t.predict(&Track{Points: a.Points[:len(a.Points)-1]}, frame)
 			wa, wb := sa*sa/(sa*sa+sb*sb), sb*sb/(sa*sa+sb*sb) // area shares
 			vx, vy := bx-ax, by-ay
+			if l, ok := twoDiscs(d, wa, wb); ok {
+				// The blob's own axis and length, the tracks telling
+				// which end is whose.
+				sign := 1.0
+				if vx*d.ax+vy*d.ay < 0 {
+					sign = -1
+				}
+				vx, vy = sign*l*d.ax, sign*l*d.ay
+			}
 			other := *d
 			d.X, d.Y = d.X-wb*vx, d.Y-wb*vy
 			other.X, other.Y = other.X+wa*vx, other.Y+wa*vy
@@ -372,6 +381,23 @@ func hungarian(cost [][]float64) []int {
 		}
 	}
 	return out
+}
+
+// twoDiscs is the distance between the centres of two discs, of the
+// shares wa and wb of blob d's area, that give its outline's variance
+// along its long axis: each disc's own (r²/4) plus that of their centres
+// about the common one (wa·wb·L²). ok is false where the blob's axis is
+// not known or too short for two.
+func twoDiscs(d *Detection, wa, wb float64) (l float64, ok bool) {
+	if d.long <= 0 || d.ax == 0 && d.ay == 0 {
+		return 0, false
+	}
+	own := (wa*wa + wb*wb) * d.AreaPx / math.Pi / 4 // wa·ra²/4 + wb·rb²/4, ra² = wa·A/π
+	l2 := (d.long - own) / (wa * wb)
+	if l2 <= 0 {
+		return 0, false
+	}
+	return math.Sqrt(l2), true
 }
 
 // recentDiameter is the median diameter of tr's last five points measured
