@@ -160,7 +160,7 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 // stillTwo is the elongation of a blob still taken for two particles by
 // the tracker: two discs of 3.2 px overlapping by most of a radius
 // measured 1.27-1.34 for six frames and then parted (1.35, the roundness
-// coalesced dates a merge by, lost one of them: 3.0 against 3.5 switches
+// coalesced dates a merge by, lost one of them: 3.0 against 4.0 switches
 // per 100 tracks on the seven independent movies).
 const stillTwo = 1.25
 
