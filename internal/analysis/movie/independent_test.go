@@ -48,6 +48,7 @@ type movieScore struct {
 	switches, tracks int
 	merges, found    int
 	reported         int // merge events reported
+	reportedTrue     int // of which a true merge (frame ±2, place)
 	misses           []string
 	// detector, when set, makes the detectors scored (else the classical).
 	detector func() (movie.FrameDetector, error)
@@ -97,7 +98,7 @@ func TestIndependentMovies(t *testing.T) {
 		abs[len(abs)/2], mean, float64(within)/float64(len(abs)), len(abs))
 	perHundred := 100 * float64(s.switches) / float64(s.tracks)
 	t.Logf("identity switches: %d over %d true tracks = %.1f per 100", s.switches, s.tracks, perHundred)
-	t.Logf("merges found in the right frame (±2): %d of %d (%d merge events reported)", s.found, s.merges, s.reported)
+	t.Logf("merges found in the right frame (±2): %d of %d (%d merge events reported, %d of them true)", s.found, s.merges, s.reported, s.reportedTrue)
 	for _, m := range s.misses {
 		t.Log(m)
 	}
@@ -106,11 +107,10 @@ func TestIndependentMovies(t *testing.T) {
 	// 10 %; identity switches <= 2 per 100 tracks and >= 80 % of the merges
 	// found in the right frame. Seeds 21-24 were added after the tracker was
 	// tuned on 11-13 (where it reached 1.6 switches per 100 and 15 of 18
-	// merges); on all seven the switches are not met (measured 3.0 per 100;
+	// merges); on all seven the switches are not met (measured 3.1 per 100;
 	// the rest are clusters of three, pairs of equal size crossing and small
-	// particles lost for tens of frames) nor are the merges (35 of 44, 79.5
-	// %; most misses are a particle taken to dissolve beside the one it
-	// merged into): guarded near today's level.
+	// particles lost for tens of frames): guarded near today's level. The
+	// merges are, by one (36 of 44).
 	// False detections: 65 measured on the seven movies (on 11-13: 29, 48
 	// before a particle split between two regions was mended).
 	if s.fp > 80 {
@@ -123,10 +123,15 @@ func TestIndependentMovies(t *testing.T) {
 		t.Errorf("equivalent diameters: median |error| %.3f, mean %+.3f; want within 10 %%, unbiased", abs[len(abs)/2], mean)
 	}
 	if perHundred > 3.5 {
-		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 3.0 measured before)", perHundred)
+		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 3.1 measured before)", perHundred)
 	}
-	if 100*s.found < 75*s.merges {
-		t.Errorf("%d of %d merges found (target 80 %%; 35 of 44 measured before)", s.found, s.merges)
+	if 10*s.found < 8*s.merges {
+		t.Errorf("%d of %d merges found (target 80 %%; 36 of 44 measured before)", s.found, s.merges)
+	}
+	// And the merges claimed: 36 of 52 are true ones (the rest a particle
+	// seen to vanish beside another, or dated more than 2 frames off).
+	if 10*s.reportedTrue < 6*s.reported {
+		t.Errorf("%d of %d merge events true (36 of 52 measured before)", s.reportedTrue, s.reported)
 	}
 }
 
@@ -304,9 +309,17 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 			}
 		}
 	}
-	for _, e := range res.Events {
-		if e.Type == "merge" {
-			s.reported++
+	for _, m := range res.Events {
+		if m.Type != "merge" {
+			continue
+		}
+		s.reported++
+		for _, e := range truth.Events {
+			p := where[[2]int{e.Into, e.Frame}]
+			if e.Type == "merge" && abs(m.Frame-e.Frame) <= 2 && math.Hypot(m.X-p.X, m.Y-p.Y) <= math.Max(5, p.R) {
+				s.reportedTrue++
+				break
+			}
 		}
 	}
 	for _, e := range truth.Events {

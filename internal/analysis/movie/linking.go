@@ -57,8 +57,48 @@ func (t *Tracker) Finish(dets [][]Detection) {
 		}
 	}
 	t.All = kept
+	t.touchingEnds(dets)
 	t.largerSurvives(dets)
 	t.events()
+}
+
+// touchingEnds takes a track that ends inside the field touching a
+// particle another track follows, which is larger over the next three
+// frames than over the five before, as merged into it: the frame-by-frame
+// check wants the survivor grown in the very frame, which a blob measured
+// unevenly may not show (those went down as dissolutions beside a merge).
+func (t *Tracker) touchingEnds(dets [][]Detection) {
+	sizes := func(tr *Track, from, to int) []float64 {
+		var ds []float64
+		for _, p := range tr.Points {
+			if p.Frame >= from && p.Frame < to && p.DiameterPx > 0 && !p.shared {
+				ds = append(ds, p.DiameterPx)
+			}
+		}
+		return ds
+	}
+	for _, tr := range t.All {
+		last := tr.Points[len(tr.Points)-1]
+		f := last.Frame + 1
+		if tr.merge != nil || f >= len(dets) || len(tr.Points) < longTrack || !t.inside(last) {
+			continue
+		}
+		dx, dy := t.driftBetween(last.Frame, f)
+		for _, d := range dets[f] {
+			if d.Track < 0 || d.Track == tr.ID || d.DiameterPx == 0 {
+				continue
+			}
+			if math.Hypot(d.X-last.X-dx, d.Y-last.Y-dy) > (d.DiameterPx+last.DiameterPx)/2 {
+				continue
+			}
+			s := t.All[d.Track]
+			before, after := sizes(s, f-6, f-1), sizes(s, f, f+3)
+			if len(before) >= 3 && len(after) >= 2 && median(after) >= 1.1*median(before) {
+				tr.merge = &Event{Type: "merge", Frame: f, Into: d.Track, Gone: tr.ID, X: d.X, Y: d.Y}
+			}
+			break
+		}
+	}
 }
 
 // largerSurvives keeps, through a coalescence, the identity of the larger
