@@ -167,11 +167,13 @@ const stillTwo = 1.25
 // shareBlobs keeps both particles of a touching pair that the detector saw
 // as one elongated blob: a track seen in one of the last two frames that
 // found nothing this frame, and would be inside a blob another track took
-// (elongated as two discs are, larger than that track's particle), gets its
-// share of the blob. The two centres are placed on the line between
-// where the tracks would be, about the blob's centre in proportion to
-// their areas, and the blob's area and intensity are shared the same way.
-// A pair that has coalesced is round, and is left to the merge.
+// (elongated as two discs are, larger than that track's particle measured
+// alone), gets its share of the blob: area and intensity in proportion to
+// the two particles' areas, centres on the blob's long axis at the
+// separation its second moment gives for two such discs (twoDiscs; where
+// the axis is not known, on the line between where the tracks would be),
+// the tracks telling which end is whose. A pair that has coalesced is
+// round, and is left to the merge.
 func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bool) ([]Detection, []bool) {
 	shared := map[int]bool{}
 	for i, b := range t.live {
