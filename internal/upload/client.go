@@ -225,31 +225,14 @@ func (c *Client) Send(ctx context.Context, uploadURL string, f io.ReaderAt, offs
 // when compress is set, and returns the server's new offset.
 // head, when not nil, is the body's first frame, compressed already.
 func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offset, end int64, compress bool, head []byte) (int64, error) {
-	var body io.Reader = io.NewSectionReader(f, offset, end-offset)
-	length := end - offset
-	if compress {
-		cb := c.compressedBody(ctx, f, offset, end, c.threads(), frameSize(end-offset), head)
-		defer cb.Close()
-		body, length = cb, -1
-	}
-	if lim := c.limiter(); lim != nil {
-		body = &limited{r: body, l: lim, ctx: ctx}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, uploadURL, body)
+	req, done, err := c.bodyRequest(ctx, http.MethodPatch, uploadURL, f, offset, end, compress, head)
 	if err != nil {
 		return offset, fmt.Errorf("send upload: %w", err)
 	}
-	req.ContentLength = length
-	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	defer done()
 	req.Header.Set("Upload-Offset", strconv.FormatInt(offset, 10))
-	if compress {
-		req.Header.Set("Content-Encoding", "zstd")
-		req.Header.Set(HeaderDecodedLength, strconv.FormatInt(end-offset, 10))
-	}
 	t0 := time.Now()
-	c.comp.streams.Add(1)
-	defer c.comp.streams.Add(-1)
-	resp, err := c.do(req)
+	resp, err := c.doSending(req)
 	if err != nil {
 		return offset, fmt.Errorf("send upload: %w", err)
 	}
@@ -262,11 +245,46 @@ func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offs
 		return offset, fmt.Errorf("send upload: bad Upload-Offset %q", resp.Header.Get("Upload-Offset"))
 	}
 	if !compress {
-		c.comp.observe(off-offset, time.Since(t0))
-		c.comp.raw.Add(off - offset)
-		c.comp.wire.Add(off - offset)
+		c.comp.sentRaw(off-offset, time.Since(t0))
 	}
 	return off, nil
+}
+
+// bodyRequest is a request of method to url whose body is the bytes
+// [offset, end) of f, zstd-encoded when compress is set (head, when not
+// nil, its first frame compressed already), and paced by the client's
+// rate cap; done ends the compression.
+func (c *Client) bodyRequest(ctx context.Context, method, url string, f io.ReaderAt, offset, end int64, compress bool, head []byte) (req *http.Request, done func(), err error) {
+	var body io.Reader = io.NewSectionReader(f, offset, end-offset)
+	length := end - offset
+	done = func() {}
+	if compress {
+		cb := c.compressedBody(ctx, f, offset, end, c.threads(), frameSize(end-offset), head)
+		body, length, done = cb, -1, func() { cb.Close() }
+	}
+	if lim := c.limiter(); lim != nil {
+		body = &limited{r: body, l: lim, ctx: ctx}
+	}
+	req, err = http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	req.ContentLength = length
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	if compress {
+		req.Header.Set("Content-Encoding", "zstd")
+		req.Header.Set(HeaderDecodedLength, strconv.FormatInt(end-offset, 10))
+	}
+	return req, done, nil
+}
+
+// doSending sends a request that carries upload bytes, counted among the
+// client's streams while it does.
+func (c *Client) doSending(req *http.Request) (*http.Response, error) {
+	c.comp.streams.Add(1)
+	defer c.comp.streams.Add(-1)
+	return c.do(req)
 }
 
 // sendFile sends [off, size) of f, planning compression (a raw probe

@@ -118,6 +118,13 @@ func (c *compression) serverKnown() bool {
 	return c.noted
 }
 
+// sentRaw records n upload bytes sent raw in a request that took d.
+func (c *compression) sentRaw(n int64, d time.Duration) {
+	c.observe(n, d)
+	c.raw.Add(n)
+	c.wire.Add(n)
+}
+
 // observe records a raw PATCH of n bytes that took d.
 func (c *compression) observe(n int64, d time.Duration) {
 	if n < 4<<20 || d <= 0 {

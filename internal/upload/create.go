@@ -30,32 +30,15 @@ func (c *compression) createsWithBody() bool {
 // and the offset the server reached.
 func (c *Client) createWithBody(ctx context.Context, f io.ReaderAt, size int64, meta map[string]string) (string, int64, error) {
 	p := c.planFile(f, 0, size)
-	var body io.Reader = io.NewSectionReader(f, 0, size)
-	length := size
-	if p.compress {
-		cb := c.compressedBody(ctx, f, 0, size, c.threads(), frameSize(size), p.head)
-		defer cb.Close()
-		body, length = cb, -1
-	}
-	if lim := c.limiter(); lim != nil {
-		body = &limited{r: body, l: lim, ctx: ctx}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(), body)
+	req, done, err := c.bodyRequest(ctx, http.MethodPost, c.endpoint(), f, 0, size, p.compress, p.head)
 	if err != nil {
 		return "", 0, fmt.Errorf("create upload: %w", err)
 	}
-	req.ContentLength = length
+	defer done()
 	req.Header.Set("Upload-Length", strconv.FormatInt(size, 10))
 	req.Header.Set("Upload-Metadata", EncodeMetadata(meta))
-	req.Header.Set("Content-Type", "application/offset+octet-stream")
-	if p.compress {
-		req.Header.Set("Content-Encoding", "zstd")
-		req.Header.Set(HeaderDecodedLength, strconv.FormatInt(size, 10))
-	}
 	t0 := time.Now()
-	c.comp.streams.Add(1)
-	resp, err := c.do(req)
-	c.comp.streams.Add(-1)
+	resp, err := c.doSending(req)
 	if err != nil {
 		return "", 0, fmt.Errorf("create upload: %w", err)
 	}
@@ -73,9 +56,7 @@ func (c *Client) createWithBody(ctx context.Context, f io.ReaderAt, size int64, 
 		return "", 0, fmt.Errorf("create upload: bad Upload-Offset %q", resp.Header.Get("Upload-Offset"))
 	}
 	if !p.compress {
-		c.comp.observe(off, time.Since(t0))
-		c.comp.raw.Add(off)
-		c.comp.wire.Add(off)
+		c.comp.sentRaw(off, time.Since(t0))
 	}
 	return loc.String(), off, nil
 }

@@ -22,7 +22,7 @@ import (
 
 // createWithBody serves a POST with a body.
 func (s *Server) createWithBody(w http.ResponseWriter, r *http.Request) {
-	if _, hijackable := w.(http.Hijacker); r.Header.Get("Content-Encoding") == "" && (r.ContentLength < 0 || r.ProtoMajor != 1 || !hijackable) {
+	if r.Header.Get("Content-Encoding") == "" && !spliceable(w, r) {
 		// A raw body that cannot be spliced: tusd's own creation with
 		// upload, which copies it.
 		s.handler.ServeHTTP(w, r)

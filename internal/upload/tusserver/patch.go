@@ -63,7 +63,7 @@ func (s *Server) patchRaw(w http.ResponseWriter, r *http.Request, id string, off
 		http.Error(w, msg, status)
 	}
 	n := r.ContentLength
-	if _, hijackable := w.(http.Hijacker); n < 0 || r.ProtoMajor != 1 || !hijackable {
+	if !spliceable(w, r) {
 		// A chunked body, or HTTP/2: tusd's own path, which appends to
 		// the upload's own file and so cannot write a part in place.
 		if info, _, err := s.info(r, id); err == nil {
@@ -161,6 +161,13 @@ func (s *Server) patchRaw(w http.ResponseWriter, r *http.Request, id string, off
 	answer.Write(brw)
 	brw.WriteString("\r\n")
 	brw.Flush()
+}
+
+// spliceable reports whether r's raw body can go to a file by splice(2):
+// an HTTP/1.1 request with a Content-Length whose connection can be taken.
+func spliceable(w http.ResponseWriter, r *http.Request) bool {
+	_, hijackable := w.(http.Hijacker)
+	return r.ContentLength >= 0 && r.ProtoMajor == 1 && hijackable
 }
 
 // watchStall calls abort when position has not moved for the stall
