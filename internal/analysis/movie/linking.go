@@ -121,7 +121,7 @@ func (t *Tracker) largerSurvives(dets [][]Detection) {
 	}
 	for _, g := range t.All {
 		m := g.merge
-		if m == nil || m.Into < 0 || g.Points[len(g.Points)-1].Frame >= t.frames-1 {
+		if m == nil || m.Into < 0 || g.Points[len(g.Points)-1].Frame >= len(t.path)-1 {
 			continue
 		}
 		s := t.All[m.Into]
@@ -254,7 +254,7 @@ func (t *Tracker) events() {
 	}
 	for _, tr := range t.All {
 		first, last := tr.Points[0], tr.Points[len(tr.Points)-1]
-		gone := last.Frame < t.frames-1
+		gone := last.Frame < len(t.path)-1
 		switch {
 		case gone && tr.merge != nil && tr.merge.Into >= 0 && len(tr.Points) >= longTrack && lasting(t.All[tr.merge.Into], tr.merge.Frame):
 			tr.MergedInto = tr.merge.Into

@@ -63,9 +63,9 @@ type Tracker struct {
 	Events        []Event
 	driftX        float64
 	driftY        float64
-	// path is the drift accumulated to each frame (the field's position).
-	path   [][2]float64
-	frames int
+	// path is the drift accumulated to each frame (the field's position):
+	// as long as the movie seen so far.
+	path [][2]float64
 }
 
 // predict is where track tr should be in frame.
@@ -138,7 +138,6 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 		}
 		t.path = append(t.path, at)
 	}
-	t.frames = max(t.frames, frame+1)
 	var live []*Track
 	for _, tr := range t.live {
 		if tr.missed++; tr.missed <= t.MaxGap {
@@ -197,11 +196,12 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 			if len(a.Points) < 2 {
 				break
 			}
-			sa := recentDiameter(&Track{Points: a.Points[:len(a.Points)-1]})
+			aBefore := &Track{Points: a.Points[:len(a.Points)-1]} // without this frame's point
+			sa := recentDiameter(aBefore)
 			if sa <= 0 || d.DiameterPx < 1.1*max(sa, sb) {
 				break
 			}
-			ax, ay := t.predict(&Track{Points: a.Points[:len(a.Points)-1]}, frame)
+			ax, ay := t.predict(aBefore, frame)
 			wa, wb := sa*sa/(sa*sa+sb*sb), sb*sb/(sa*sa+sb*sb) // area shares
 			vx, vy := bx-ax, by-ay
 			if l, ok := twoDiscs(d, wa, wb); ok {
