@@ -218,3 +218,38 @@ func TestTrackerSharesBlob(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerNeckTrack: a detection seen once on the neck between two
+// touching particles starts a track, which must not take the blob the
+// pair becomes two frames later (its centre is near where that track is):
+// the particles' own tracks keep it and share it.
+func TestTrackerNeckTrack(t *testing.T) {
+	t.Parallel()
+	tr := &movie.Tracker{Width: 200, Height: 200}
+	frame := func(f int, near ...movie.Detection) []movie.Detection {
+		dets := append([]movie.Detection(nil), near...)
+		for k := range 4 {
+			dets = append(dets, movie.Detection{X: 30 + 40*float64(k), Y: 30, DiameterPx: 6, Elongation: 1})
+		}
+		return tr.Update(f, dets)
+	}
+	a9 := movie.Detection{X: 100, Y: 100, DiameterPx: 9, AreaPx: 63.6, Elongation: 1}
+	b6 := movie.Detection{X: 107, Y: 100, DiameterPx: 6, AreaPx: 28.3, Elongation: 1}
+	var a, b int
+	for f := range 3 {
+		dets := frame(f, a9, b6)
+		a, b = dets[0].Track, dets[1].Track
+	}
+	neck := frame(3, a9, b6, movie.Detection{X: 103.5, Y: 100, DiameterPx: 3, AreaPx: 7, Elongation: 1})[2].Track
+	frame(4, a9, b6)
+	dets := frame(5, movie.Detection{X: 102.2, Y: 100, DiameterPx: 10.4, AreaPx: 85, Intensity: 850, Elongation: 1.8})
+	got := map[int]bool{}
+	for _, d := range dets {
+		if d.Y == 100 {
+			got[d.Track] = true
+		}
+	}
+	if len(got) != 2 || !got[a] || !got[b] || got[neck] {
+		t.Fatalf("the blob went to tracks %v; want the pair's %d and %d, not the neck's %d", got, a, b, neck)
+	}
+}

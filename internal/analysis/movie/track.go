@@ -89,10 +89,7 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 	assigned := make([]bool, m)
 	matched := make([]bool, n)
 	var dxs, dys []float64
-	for _, p := range match(n, m, t.MaxDistance, func(i, j int) float64 {
-		x, y := t.predict(t.live[i], frame)
-		return math.Hypot(dets[j].X-x, dets[j].Y-y)
-	}) {
+	for _, p := range t.assign(frame, dets) {
 		tr := t.live[p.i]
 		last := tr.Points[len(tr.Points)-1]
 		if last.Frame == frame-1 {
@@ -154,6 +151,33 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 	}
 	t.live = live
 	return dets
+}
+
+// tentativeCost is what a track seen in one frame only pays on top of its
+// distance to a detection: a track begun by a detection on the neck
+// between two touching particles takes the blob they become a frame
+// later (its centre is where that track is) and leaves the particles' own
+// tracks with nothing, unless they are preferred; a young track right on
+// its particle still keeps it against an old one reaching for it.
+const tentativeCost = 3
+
+// assign pairs live tracks (rows) with dets (columns) for frame by
+// minimum total cost: the distance from where each track should be, plus
+// tentativeCost for a track seen once.
+func (t *Tracker) assign(frame int, dets []Detection) []pair {
+	ps := match(len(t.live), len(dets), t.MaxDistance+tentativeCost, func(i, j int) float64 {
+		tr := t.live[i]
+		x, y := t.predict(tr, frame)
+		d := math.Hypot(dets[j].X-x, dets[j].Y-y)
+		if d > t.MaxDistance {
+			return math.Inf(1)
+		}
+		if len(tr.Points) < 2 {
+			d += tentativeCost
+		}
+		return d
+	})
+	return ps
 }
 
 // stillTwo is the elongation of a blob still taken for two particles by
