@@ -46,7 +46,8 @@ type Event struct {
 // the field's drift (the median displacement of the particles matched in
 // the previous frame), then each frame's detections are assigned to the
 // live tracks by minimum total distance (Hungarian algorithm) within
-// MaxDistance; the rest start tracks, and tracks unseen for more than
+// MaxDistance, a track seen in one frame only paying tentativeCost more;
+// the rest start tracks, and tracks unseen for more than
 // MaxGap frames end. A track that vanishes onto a particle that another
 // track kept, and that grew, and stays gone, merged into it: that is a
 // coalescence, in the frame it vanished.
