@@ -107,14 +107,15 @@ func TestIndependentMovies(t *testing.T) {
 	// 10 %; identity switches <= 2 per 100 tracks and >= 80 % of the merges
 	// found in the right frame. Seeds 21-24 were added after the tracker was
 	// tuned on 11-13 (where it reached 1.6 switches per 100 and 15 of 18
-	// merges); on all seven the switches are not met (measured 2.6 per 100,
-	// 3.1 before a track seen once paid to take a detection; the rest are clusters of three, pairs of equal size crossing and small
+	// merges); on all seven the switches are not met (measured 2.1 per 100;
+	// 3.1 before a track seen once paid to take a detection and a pair that
+	// shared a blob kept sharing a rounder one; the rest are clusters of three, pairs of equal size crossing and small
 	// particles lost for tens of frames): guarded near today's level. The
 	// merges are, by one (36 of 44).
-	// False detections: 53 measured on the seven movies (on 11-13: 29, 48
+	// False detections: 51 measured on the seven movies (on 11-13: 29, 48
 	// before a particle split between two regions was mended).
 	if s.fp > 70 {
-		t.Errorf("%d false detections (53 measured before)", s.fp)
+		t.Errorf("%d false detections (51 measured before)", s.fp)
 	}
 	if precision < 0.97 || recall["r >= 3 px"] < 0.99 || recall["2-3 px"] < 0.95 || recall["1.5-2 px"] < 0.8 {
 		t.Errorf("precision %.3f, recall %v", precision, recall)
@@ -122,16 +123,16 @@ func TestIndependentMovies(t *testing.T) {
 	if abs[len(abs)/2] > 0.1 || math.Abs(mean) > 0.05 {
 		t.Errorf("equivalent diameters: median |error| %.3f, mean %+.3f; want within 10 %%, unbiased", abs[len(abs)/2], mean)
 	}
-	if perHundred > 3 {
-		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 2.6 measured before)", perHundred)
+	if perHundred > 2.5 {
+		t.Errorf("%.1f identity switches per 100 tracks (target <= 2; 2.1 measured before)", perHundred)
 	}
 	if 10*s.found < 8*s.merges {
 		t.Errorf("%d of %d merges found (target 80 %%; 36 of 44 measured before)", s.found, s.merges)
 	}
-	// And the merges claimed: 36 of 51 are true ones (the rest a particle
+	// And the merges claimed: 36 of 45 are true ones (the rest a particle
 	// seen to vanish beside another, or dated more than 2 frames off).
 	if 10*s.reportedTrue < 6*s.reported {
-		t.Errorf("%d of %d merge events true (36 of 51 measured before)", s.reportedTrue, s.reported)
+		t.Errorf("%d of %d merge events true (36 of 45 measured before)", s.reportedTrue, s.reported)
 	}
 }
 

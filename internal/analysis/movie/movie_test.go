@@ -216,6 +216,18 @@ func TestTrackerSharesBlob(t *testing.T) {
 			math.Abs(da.Intensity+db.Intensity-850) > 1e-6 || math.Abs(db.X-da.X-7) > 0.01 || da.X > 102.2 || db.X < 102.2 {
 			t.Errorf("shares: A %+v, B %+v", da, db)
 		}
+		// A pair that shared a blob is still two in a rounder one (not yet
+		// round enough to have coalesced), which a pair seen apart the
+		// frame before is not (the case of elongation 1.1 above).
+		n := 0
+		for _, d := range frame(4, movie.Detection{X: 102.2, Y: 100, DiameterPx: 10.4, AreaPx: 85, Intensity: 850, Elongation: 1.2}) {
+			if d.Y == 100 {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("a pair that shared a blob: %d detections in a blob of elongation 1.2, want 2", n)
+		}
 	}
 }
 
