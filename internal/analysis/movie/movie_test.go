@@ -265,3 +265,30 @@ func TestTrackerNeckTrack(t *testing.T) {
 		t.Fatalf("the blob went to tracks %v; want the pair's %d and %d, not the neck's %d", got, a, b, neck)
 	}
 }
+
+// TestTrackerKeepsItsParticle: a track whose particle is there keeps it,
+// rather than reaching for a fragment beside it so that a track seen once
+// nearby may have the particle (pairing as many as can be did that).
+func TestTrackerKeepsItsParticle(t *testing.T) {
+	t.Parallel()
+	tr := &movie.Tracker{Width: 200, Height: 200}
+	frame := func(f int, near ...movie.Detection) []movie.Detection {
+		dets := append([]movie.Detection(nil), near...)
+		for k := range 4 {
+			dets = append(dets, movie.Detection{X: 30 + 40*float64(k), Y: 30, DiameterPx: 6, Elongation: 1})
+		}
+		return tr.Update(f, dets)
+	}
+	p := movie.Detection{X: 100, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1}
+	var own int
+	for f := range 3 {
+		own = frame(f, p)[0].Track
+	}
+	frame(3, p, movie.Detection{X: 97, Y: 100, DiameterPx: 5, AreaPx: 20, Elongation: 1})
+	frame(4, p)
+	frame(5, p)
+	dets := frame(6, p, movie.Detection{X: 105.5, Y: 100, DiameterPx: 1.1, AreaPx: 1, Elongation: 1})
+	if dets[0].Track != own {
+		t.Fatalf("the particle went to track %d, the fragment to %d; want the particle's own track %d", dets[0].Track, dets[1].Track, own)
+	}
+}

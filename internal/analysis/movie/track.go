@@ -46,7 +46,8 @@ type Event struct {
 // the field's drift (the median displacement of the particles matched in
 // the previous frame), then each frame's detections are assigned to the
 // live tracks by minimum total distance (Hungarian algorithm) within
-// MaxDistance, a track seen in one frame only paying tentativeCost more;
+// MaxDistance, a track seen in one frame only paying tentativeCost more,
+// and a track or detection left unpaired half of MaxDistance;
 // the rest start tracks, and tracks unseen for more than
 // MaxGap frames end. A track that vanishes onto a particle that another
 // track kept, and that grew, and stays gone, merged into it: that is a
@@ -164,21 +165,19 @@ const tentativeCost = 3
 
 // assign pairs live tracks (rows) with dets (columns) for frame by
 // minimum total cost: the distance from where each track should be, plus
-// tentativeCost for a track seen once.
+// tentativeCost for a track seen once, and half of MaxDistance for each
+// track and detection left unpaired (so a pair is made within MaxDistance,
+// and within MaxDistance - tentativeCost for a track seen once).
 func (t *Tracker) assign(frame int, dets []Detection) []pair {
-	ps := match(len(t.live), len(dets), t.MaxDistance+tentativeCost, func(i, j int) float64 {
+	return matchLeaving(len(t.live), len(dets), t.MaxDistance/2, func(i, j int) float64 {
 		tr := t.live[i]
 		x, y := t.predict(tr, frame)
 		d := math.Hypot(dets[j].X-x, dets[j].Y-y)
-		if d > t.MaxDistance {
-			return math.Inf(1)
-		}
 		if len(tr.Points) < 2 {
 			d += tentativeCost
 		}
 		return d
 	})
-	return ps
 }
 
 // stillTwo is the elongation of a blob still taken for two particles by
@@ -304,8 +303,23 @@ type pair struct {
 }
 
 // match pairs n rows with m columns one to one, minimising the total
-// distance, among pairs closer than maxDist.
+// distance, as many pairs as can be among pairs closer than maxDist.
 func match(n, m int, maxDist float64, dist func(i, j int) float64) []pair {
+	return solve(n, m, maxDist, 0, dist)
+}
+
+// matchLeaving pairs n rows with m columns one to one at the least total
+// cost, where a row or a column left unpaired costs leave (a track not
+// seen, a detection starting a track): a pair is made only where it costs
+// less than leaving both, 2*leave. Unlike match, it does not pair more
+// at the price of worse pairs: a track whose own particle is there keeps
+// it rather than reaching for a fragment so that another may have it.
+func matchLeaving(n, m int, leave float64, dist func(i, j int) float64) []pair {
+	return solve(n, m, 2*leave, leave, dist)
+}
+
+// solve is match (leave 0: as many pairs as can be) and matchLeaving.
+func solve(n, m int, maxDist, leave float64, dist func(i, j int) float64) []pair {
 	if n == 0 || m == 0 {
 		return nil
 	}
@@ -314,21 +328,31 @@ func match(n, m int, maxDist float64, dist func(i, j int) float64) []pair {
 	}
 	size := max(n, m)
 	const far = 1e9
+	apart, pad := far, far
+	if leave > 0 {
+		// Rows paired with columns they are not near are both left,
+		// and the rows (or columns) beyond the other side's count each
+		// left alone.
+		apart, pad = 2*leave, leave
+	}
 	cost := make([][]float64, size)
+	near := make([][]bool, size)
 	for i := range cost {
 		cost[i] = make([]float64, size)
+		near[i] = make([]bool, size)
 		for j := range cost[i] {
-			cost[i][j] = far
+			cost[i][j] = pad
 			if i < n && j < m {
-				if d := dist(i, j); d <= maxDist {
-					cost[i][j] = d
+				cost[i][j] = apart
+				if d := dist(i, j); d < maxDist || (leave == 0 && d == maxDist) {
+					cost[i][j], near[i][j] = d, true
 				}
 			}
 		}
 	}
 	var out []pair
 	for i, j := range hungarian(cost) {
-		if cost[i][j] < far {
+		if near[i][j] {
 			out = append(out, pair{i, j, cost[i][j]})
 		}
 	}
