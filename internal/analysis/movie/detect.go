@@ -60,8 +60,10 @@ type Detector struct {
 	// AreaLevel is the fraction of a particle's height at which its area
 	// is measured (default 0.3).
 	AreaLevel float64
-	// MinArea is the smallest particle in pixels at the measuring level
-	// (default 2).
+	// MinArea is the smallest particle in pixels at the measuring level,
+	// whole or a part of a region cut in two (default 2): narrower than
+	// the smoothing, it is a noise spike (the 1-pixel parts of cuts were
+	// found on thin rafts under the noise, a track's fragments).
 	MinArea int
 	// MaxDetections keeps the most significant ones (default 5000).
 	MaxDetections int
@@ -260,7 +262,7 @@ func (d *Detector) detect(a []float32, w, h, index int, unit float64) []Detectio
 			total += d.regions[f.took].sv
 		}
 		for _, p := range parts {
-			if p.sv > 0 {
+			if p.sv > 0 && p.area >= int32(d.MinArea) {
 				add(p.sx/p.sv, p.sy/p.sv, p.sv*total/held, p.area, p.x0, p.y0, p.x1, p.y1, snr, &p.shape)
 			}
 		}
