@@ -203,7 +203,8 @@ const stayTwo = 1.1
 // separation its second moment gives for two such discs (twoDiscs; where
 // the axis is not known, on the line between where the tracks would be),
 // the tracks telling which end is whose. A pair that shared a blob the
-// frame before needs only stayTwo. A pair that has coalesced is round,
+// frame before needs only stayTwo. A share that would lie on a particle
+// detected apart is not made. A pair that has coalesced is round,
 // and is left to the merge.
 func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bool) ([]Detection, []bool) {
 	shared := map[int]bool{}
@@ -249,6 +250,11 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 				}
 				vx, vy = sign*l*d.ax, sign*l*d.ay
 			}
+			// A share that would lie on a particle seen apart this frame
+			// is not one: the blob is of other particles.
+			if seenApart(dets, j, d.X-wb*vx, d.Y-wb*vy) || seenApart(dets, j, d.X+wa*vx, d.Y+wa*vy) {
+				break
+			}
 			other := *d
 			d.X, d.Y = d.X-wb*vx, d.Y-wb*vy
 			other.X, other.Y = other.X+wa*vx, other.Y+wa*vy
@@ -269,6 +275,17 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 		}
 	}
 	return dets, assigned
+}
+
+// seenApart reports whether (x, y) lies within a detection of dets other
+// than the j-th.
+func seenApart(dets []Detection, j int, x, y float64) bool {
+	for k, e := range dets {
+		if k != j && math.Hypot(e.X-x, e.Y-y) < e.DiameterPx/2 {
+			return true
+		}
+	}
+	return false
 }
 
 // driftBetween is how far the field drifted from frame a to frame b.
