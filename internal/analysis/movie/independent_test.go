@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 
@@ -47,10 +48,13 @@ type movieScore struct {
 	bins             [3]struct{ tp, n int }
 	diamErr          []float64
 	switches, tracks int
-	merges, found    int
-	reported         int // merge events reported
-	reportedTrue     int // of which a true merge (frame ±2, place)
-	misses           []string
+	// Of the particles whose median local SNR where found is >= 5 (those
+	// the recall targets count).
+	seenSwitches, seenTracks int
+	merges, found            int
+	reported                 int // merge events reported
+	reportedTrue             int // of which a true merge (frame ±2, place)
+	misses                   []string
 	// detector, when set, makes the detectors scored (else the classical).
 	detector func() (movie.FrameDetector, error)
 }
@@ -98,9 +102,11 @@ func TestIndependentMovies(t *testing.T) {
 		// a share placed on a particle seen apart (a duplicate two tracks
 		// took turns at: 6 switches) is no longer made: 5.53 per 100, 40
 		// false detections, 35 of 45 claimed merges true. The switch and
-		// merge targets are not met here: small particles touching larger
-		// ones, cut unevenly from frame to frame, trade tracks (8 of the
-		// 52 are one of 2.6 px radius beside one of 4.1).
+		// merge targets are not met here: 41 of the 52 switches are of
+		// particles under the noise (median local SNR < 5; of the others,
+		// 11 over 601 tracks = 1.83 per 100), thin rafts above all, whose
+		// detections are cut unevenly from frame to frame (8 of the 52 are
+		// of one raft of 2.6 px radius beside one of 4.1, both at SNR 2).
 		scoreMovies(t, []int{111, 112, 113, 121, 122, 123, 124}, expected{fp: 60, switches: 7, merges: 0.75})
 	})
 }
@@ -148,7 +154,8 @@ func scoreMovies(t *testing.T, seeds []int, want expected) {
 	t.Logf("equivalent diameters, r >= 3 px: median |error| %.3f, mean error %+.3f, %.3f within 10%% (%d)",
 		abs[len(abs)/2], mean, float64(within)/float64(len(abs)), len(abs))
 	perHundred := 100 * float64(s.switches) / float64(s.tracks)
-	t.Logf("identity switches: %d over %d true tracks = %.2f per 100", s.switches, s.tracks, perHundred)
+	t.Logf("identity switches: %d over %d true tracks = %.2f per 100 (of the particles of median local SNR >= 5: %d over %d = %.2f per 100)", s.switches, s.tracks, perHundred,
+		s.seenSwitches, s.seenTracks, 100*float64(s.seenSwitches)/float64(max(s.seenTracks, 1)))
 	t.Logf("merges found in the right frame (±2): %d of %d (%d merge events reported, %d of them true)", s.found, s.merges, s.reported, s.reportedTrue)
 	for _, m := range s.misses {
 		t.Log(m)
@@ -227,6 +234,7 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 	}
 	trackOf := map[int][]int{} // true particle -> our track in each frame it was found
 	frameOf := map[int][]int{}
+	snrOf := map[int][]float64{} // the local SNR in the frames it was found
 	where := map[[2]int]simParticle{}
 	// Matching as CLEAR MOT does (Bernardin and Stiefelhagen, 2008): a true
 	// particle keeps the track it was matched to while that track has a
@@ -273,6 +281,7 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 				if !hidden {
 					trackOf[p.ID] = append(trackOf[p.ID], dets[best].Track)
 					frameOf[p.ID] = append(frameOf[p.ID], f)
+					snrOf[p.ID] = append(snrOf[p.ID], p.SNR)
 				}
 				if p.R >= 3 && p.SNR >= 5 && !hidden {
 					want := 2 * p.R
@@ -324,9 +333,16 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 	}
 	for id, tracks := range trackOf {
 		s.tracks++
+		seen := median(snrOf[id]) >= 5
+		if seen {
+			s.seenTracks++
+		}
 		for i := 1; i < len(tracks); i++ {
 			if tracks[i] != tracks[i-1] {
 				s.switches++
+				if seen {
+					s.seenSwitches++
+				}
 				if os.Getenv("DBG") != "" {
 					prev := res.Tracks[tracks[i-1]]
 					o, n := major(tracks[i])
@@ -405,4 +421,14 @@ func hiddenBy(p simParticle, parts []simParticle) bool {
 		}
 	}
 	return false
+}
+
+// median is the middle of v (0 for none).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
