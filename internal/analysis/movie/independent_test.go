@@ -78,9 +78,11 @@ var radiusBins = [3]struct {
 // identity switches <= 2 per 100 tracks and >= 80 % of the merges found
 // in the right frame.
 //
-// Two sets of seven movies: those the tracker was tuned on (seeds 11-13,
-// then 21-24), and seven it was not (seeds 111-124, the same sizes), which
-// said what the tuning is worth on movies it had not seen (see there).
+// Three sets of seven movies: those the tracker was tuned on (seeds 11-13,
+// then 21-24), seven it was not tuned on but one change was made after
+// looking at (111-124), and seven no change was made after looking at
+// (211-224), the same sizes: what the tuning is worth on movies it has not
+// seen (see each).
 func TestIndependentMovies(t *testing.T) {
 	t.Parallel()
 	t.Run("tuned", func(t *testing.T) {
@@ -108,6 +110,16 @@ func TestIndependentMovies(t *testing.T) {
 		// detections are cut unevenly from frame to frame (8 of the 52 are
 		// of one raft of 2.6 px radius beside one of 4.1, both at SNR 2).
 		scoreMovies(t, []int{111, 112, 113, 121, 122, 123, 124}, expected{fp: 60, switches: 7, merges: 0.75})
+	})
+	t.Run("held-out-2", func(t *testing.T) {
+		// Not looked at while changing the tracker: 2.35 switches per 100
+		// (2.7 with the tracker before this session's five changes; of the
+		// particles above the noise 15 over 610 = 2.46 per 100: clusters
+		// of three with thin rafts, a pair seen as one in the first
+		// frame), 41 false detections (43), 40 of 44 merges (40), 40 of
+		// the 46 claimed true (40 of 48). The switch target is not met
+		// here either.
+		scoreMovies(t, []int{211, 212, 213, 221, 222, 223, 224}, expected{fp: 55, switches: 3.5, merges: 0.85})
 	})
 }
 
