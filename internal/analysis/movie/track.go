@@ -47,9 +47,8 @@ type Event struct {
 // the previous frame), then each frame's detections are assigned to the
 // live tracks by minimum total distance (Hungarian algorithm) within
 // MaxDistance, a track seen in one frame only paying tentativeCost more,
-// and a track or detection left unpaired half of MaxDistance;
-// the rest start tracks, and tracks unseen for more than
-// MaxGap frames end. A track that vanishes onto a particle that another
+// and a track or detection left unpaired half of MaxDistance; the rest
+// start tracks, and tracks unseen for more than MaxGap frames end. A track that vanishes onto a particle that another
 // track kept, and that grew, and stays gone, merged into it: that is a
 // coalescence, in the frame it vanished.
 type Tracker struct {
