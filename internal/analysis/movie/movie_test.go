@@ -164,6 +164,19 @@ func TestDrift(t *testing.T) {
 	}
 }
 
+// stillField returns a function that gives tr a frame's detections near,
+// with four particles far away that fix the drift at zero, and returns
+// what Update returns.
+func stillField(tr *movie.Tracker) func(f int, near ...movie.Detection) []movie.Detection {
+	return func(f int, near ...movie.Detection) []movie.Detection {
+		dets := append([]movie.Detection(nil), near...)
+		for k := range 4 {
+			dets = append(dets, movie.Detection{X: 30 + 40*float64(k), Y: 30, DiameterPx: 6, Elongation: 1})
+		}
+		return tr.Update(f, dets)
+	}
+}
+
 // TestTrackerSharesBlob: two touching particles followed as two, then seen
 // as one elongated blob, stay two with their own identities and shares of
 // the blob; a round blob (coalesced) is left to one track.
@@ -173,16 +186,8 @@ func TestTrackerSharesBlob(t *testing.T) {
 		elongation float64
 		want       int
 	}{{1.8, 2}, {1.1, 1}} {
-		tr := &movie.Tracker{Width: 200, Height: 200}
-		// A (d 9 px) at x 100 and B (d 6 px) at x 107, still, with four
-		// particles far away that fix the drift at zero.
-		frame := func(f int, pair ...movie.Detection) []movie.Detection {
-			dets := append([]movie.Detection(nil), pair...)
-			for k := range 4 {
-				dets = append(dets, movie.Detection{X: 30 + 40*float64(k), Y: 30, DiameterPx: 6, Elongation: 1})
-			}
-			return tr.Update(f, dets)
-		}
+		// A (d 9 px) at x 100 and B (d 6 px) at x 107, still.
+		frame := stillField(&movie.Tracker{Width: 200, Height: 200})
 		var a, b int
 		for f := range 3 {
 			dets := frame(f, movie.Detection{X: 100, Y: 100, DiameterPx: 9, AreaPx: 63.6, Elongation: 1},
@@ -237,14 +242,7 @@ func TestTrackerSharesBlob(t *testing.T) {
 // the particles' own tracks keep it and share it.
 func TestTrackerNeckTrack(t *testing.T) {
 	t.Parallel()
-	tr := &movie.Tracker{Width: 200, Height: 200}
-	frame := func(f int, near ...movie.Detection) []movie.Detection {
-		dets := append([]movie.Detection(nil), near...)
-		for k := range 4 {
-			dets = append(dets, movie.Detection{X: 30 + 40*float64(k), Y: 30, DiameterPx: 6, Elongation: 1})
-		}
-		return tr.Update(f, dets)
-	}
+	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
 	a9 := movie.Detection{X: 100, Y: 100, DiameterPx: 9, AreaPx: 63.6, Elongation: 1}
 	b6 := movie.Detection{X: 107, Y: 100, DiameterPx: 6, AreaPx: 28.3, Elongation: 1}
 	var a, b int
@@ -271,14 +269,7 @@ func TestTrackerNeckTrack(t *testing.T) {
 // nearby may have the particle (pairing as many as can be did that).
 func TestTrackerKeepsItsParticle(t *testing.T) {
 	t.Parallel()
-	tr := &movie.Tracker{Width: 200, Height: 200}
-	frame := func(f int, near ...movie.Detection) []movie.Detection {
-		dets := append([]movie.Detection(nil), near...)
-		for k := range 4 {
-			dets = append(dets, movie.Detection{X: 30 + 40*float64(k), Y: 30, DiameterPx: 6, Elongation: 1})
-		}
-		return tr.Update(f, dets)
-	}
+	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
 	p := movie.Detection{X: 100, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1}
 	var own int
 	for f := range 3 {
