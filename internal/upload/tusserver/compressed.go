@@ -109,8 +109,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		err = rerr
 	}
 	sy.stop()
-	s.saveHash(id, hs)
-	if cerr := t.commit(offset + got); err == nil {
+	if cerr := s.settle(id, hs, t, offset+got); err == nil {
 		err = cerr
 	}
 	if cerr := t.Close(); err == nil {

@@ -118,11 +118,10 @@ func (s *Server) patchRaw(w http.ResponseWriter, r *http.Request, id string, off
 		}
 	}
 	sy.stop()
-	s.saveHash(id, hs)
 	// Acknowledge only what is on disk: the offset we answer is a promise
 	// the agent relies on after a power cut. (Bytes of a body cut short
 	// are synced too, so a part written in place keeps them.)
-	if cerr := t.commit(offset + got); err == nil {
+	if cerr := s.settle(id, hs, t, offset+got); err == nil {
 		err = cerr
 	}
 	if cerr := t.Close(); err == nil {
@@ -161,6 +160,21 @@ func (s *Server) patchRaw(w http.ResponseWriter, r *http.Request, id string, off
 	answer.Write(brw)
 	brw.WriteString("\r\n")
 	brw.Flush()
+}
+
+// settle makes the bytes a PATCH wrote durable (t.commit) while the state
+// of its hasher is saved (the hasher's last pieces, 0.5 ms for a 1 MB
+// body, ran before the sync, which is most of a small upload's wait), and
+// returns once both are done, with the sync's error.
+func (s *Server) settle(id string, hs *hasher, t *target, end int64) error {
+	saved := make(chan struct{})
+	go func() {
+		s.saveHash(id, hs)
+		close(saved)
+	}()
+	err := t.commit(end)
+	<-saved
+	return err
 }
 
 // spliceable reports whether r's raw body can go to a file by splice(2):
