@@ -107,13 +107,13 @@ func TestIndependentMovies(t *testing.T) {
 		// merge targets are not met here: 41 of the 52 switches are of
 		// particles under the noise (median local SNR < 5; of the others,
 		// 11 over 601 tracks = 1.83 per 100), thin rafts above all, whose
-		// detections are cut unevenly from frame to frame (8 of the 52 are
-		// of one raft of 2.6 px radius beside one of 4.1, both at SNR 2).
+		// detections are cut unevenly from frame to frame (10 of the 52 are
+		// of one raft of 2.6 px radius beside one of 4.1, both at SNR 1-2).
 		scoreMovies(t, []int{111, 112, 113, 121, 122, 123, 124}, expected{fp: 60, switches: 7, merges: 0.75})
 	})
 	t.Run("held-out-2", func(t *testing.T) {
 		// Not looked at while changing the tracker: 2.35 switches per 100
-		// (2.7 with the tracker before this session's five changes; of the
+		// (2.7 with the tracker before the five changes named above; of the
 		// particles above the noise 15 over 610 = 2.46 per 100: clusters
 		// of three with thin rafts, a pair seen as one in the first
 		// frame), 41 false detections (43), 40 of 44 merges (40), 40 of
