@@ -95,7 +95,7 @@ func TestIndependentMovies(t *testing.T) {
 		// smaller than MinArea are no longer reported (fragments of thin
 		// rafts under the noise). False detections: 41 (65 before those
 		// changes). Merges: 36 of 44, 36 of the 45 claimed true.
-		scoreMovies(t, []int{11, 12, 13, 21, 22, 23, 24}, expected{fp: 55, switches: 2, merges: 0.8})
+		scoreMovies(t, tunedSeeds, expected{fp: 55, switches: 2, merges: 0.8})
 	})
 	t.Run("held-out", func(t *testing.T) {
 		// Not looked at while tuning the four changes above: 5.96 switches
@@ -109,7 +109,7 @@ func TestIndependentMovies(t *testing.T) {
 		// 11 over 601 tracks = 1.83 per 100), thin rafts above all, whose
 		// detections are cut unevenly from frame to frame (10 of the 52 are
 		// of one raft of 2.6 px radius beside one of 4.1, both at SNR 1-2).
-		scoreMovies(t, []int{111, 112, 113, 121, 122, 123, 124}, expected{fp: 60, switches: 7, merges: 0.75})
+		scoreMovies(t, heldOutSeeds, expected{fp: 60, switches: 7, merges: 0.75})
 	})
 	t.Run("held-out-2", func(t *testing.T) {
 		// Not looked at while changing the tracker: 2.35 switches per 100
@@ -119,8 +119,31 @@ func TestIndependentMovies(t *testing.T) {
 		// frame), 41 false detections (43), 40 of 44 merges (40), 40 of
 		// the 46 claimed true (40 of 48). The switch target is not met
 		// here either.
-		scoreMovies(t, []int{211, 212, 213, 221, 222, 223, 224}, expected{fp: 55, switches: 3.5, merges: 0.85})
+		scoreMovies(t, heldOut2Seeds, expected{fp: 55, switches: 3.5, merges: 0.85})
 	})
+}
+
+// The seeds of the three sets of independent movies (see
+// TestIndependentMovies).
+var (
+	tunedSeeds    = []int{11, 12, 13, 21, 22, 23, 24}
+	heldOutSeeds  = []int{111, 112, 113, 121, 122, 123, 124}
+	heldOut2Seeds = []int{211, 212, 213, 221, 222, 223, 224}
+)
+
+// scoreSeeds analyses the movies of the seeds (40 frames of 256 px for the
+// first seed of a decade, 60 of 512 px for the others) with the detectors
+// detector makes (nil: the classical one) and returns their scores.
+func scoreSeeds(t *testing.T, seeds []int, detector func() (movie.FrameDetector, error)) movieScore {
+	s := movieScore{detector: detector}
+	for _, seed := range seeds {
+		frames, size := 60, 512
+		if seed%10 == 1 {
+			frames, size = 40, 256
+		}
+		s.score(t, seed, frames, size)
+	}
+	return s
 }
 
 // expected is what a set of movies is guarded at: false detections,
@@ -131,18 +154,11 @@ type expected struct {
 	merges   float64
 }
 
-// scoreMovies analyses the movies of the seeds (40 frames of 256 px for
-// the first seed of a decade, 60 of 512 px for the others), logs their
-// scores and checks them against the targets and want.
+// scoreMovies scores the classical detector and the tracker on the movies
+// of the seeds, logs the scores and checks them against the targets and
+// want.
 func scoreMovies(t *testing.T, seeds []int, want expected) {
-	var s movieScore
-	for _, seed := range seeds {
-		frames, size := 60, 512
-		if seed%10 == 1 {
-			frames, size = 40, 256
-		}
-		s.score(t, seed, frames, size)
-	}
+	s := scoreSeeds(t, seeds, nil)
 	precision := float64(s.tp) / float64(max(s.tp+s.fp, 1))
 	t.Logf("precision %.3f (%d true, %d false detections)", precision, s.tp, s.fp)
 	recall := map[string]float64{}
@@ -207,14 +223,17 @@ func TestIndependentMoviesYOLO(t *testing.T) {
 		t.Log("PICOFLOW_YOLO_MODEL not set: no model to score")
 		return
 	}
-	s := movieScore{detector: func() (movie.FrameDetector, error) { return yolo.New(yolo.Config{Model: model}) }}
-	for _, m := range []struct{ seed, frames, size int }{{11, 40, 256}, {12, 60, 512}, {13, 60, 512}} {
-		s.score(t, m.seed, m.frames, m.size)
+	detector := func() (movie.FrameDetector, error) { return yolo.New(yolo.Config{Model: model}) }
+	for _, set := range []struct {
+		name  string
+		seeds []int
+	}{{"tuned", tunedSeeds}, {"held-out", heldOutSeeds}, {"held-out-2", heldOut2Seeds}} {
+		s := scoreSeeds(t, set.seeds, detector)
+		t.Logf("YOLO %s, %s movies: precision %.3f (%d true, %d false); recall r >= 3 px %.3f, 2-3 px %.3f, 1.5-2 px %.3f; %.2f switches per 100 tracks; %d of %d merges",
+			model, set.name, float64(s.tp)/float64(max(s.tp+s.fp, 1)), s.tp, s.fp,
+			float64(s.bins[0].tp)/float64(max(s.bins[0].n, 1)), float64(s.bins[1].tp)/float64(max(s.bins[1].n, 1)), float64(s.bins[2].tp)/float64(max(s.bins[2].n, 1)),
+			100*float64(s.switches)/float64(max(s.tracks, 1)), s.found, s.merges)
 	}
-	t.Logf("YOLO %s: precision %.3f (%d true, %d false); recall r >= 3 px %.3f, 2-3 px %.3f, 1.5-2 px %.3f; %.1f switches per 100 tracks; %d of %d merges",
-		model, float64(s.tp)/float64(max(s.tp+s.fp, 1)), s.tp, s.fp,
-		float64(s.bins[0].tp)/float64(max(s.bins[0].n, 1)), float64(s.bins[1].tp)/float64(max(s.bins[1].n, 1)), float64(s.bins[2].tp)/float64(max(s.bins[2].n, 1)),
-		100*float64(s.switches)/float64(max(s.tracks, 1)), s.found, s.merges)
 }
 
 // score generates one movie, analyses it and adds its scores.
