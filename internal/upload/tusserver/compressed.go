@@ -41,10 +41,7 @@ var decoders = sync.Pool{New: func() any {
 // patchCompressed appends a zstd-encoded PATCH body. The checks are
 // patch's, plus the declared decoded length against the upload's.
 func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id string, offset int64) {
-	fail := func(status int, msg string) {
-		w.Header().Set("Tus-Resumable", "1.0.0")
-		http.Error(w, msg, status)
-	}
+	fail := tusError(w)
 	if !strings.EqualFold(r.Header.Get("Content-Encoding"), "zstd") {
 		fail(http.StatusUnsupportedMediaType, "unsupported Content-Encoding (this server takes zstd)")
 		return
@@ -108,8 +105,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		}
 		err = rerr
 	}
-	sy.stop()
-	if cerr := s.settle(id, hs, t, offset+got); err == nil {
+	if cerr := s.settle(id, hs, sy, t, offset+got); err == nil {
 		err = cerr
 	}
 	if cerr := t.Close(); err == nil {
@@ -121,11 +117,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		fail(http.StatusBadRequest, fmt.Sprintf("the body decodes to %d bytes, %d declared (the %d that arrived are kept)", got, n, got))
 	case err == nil:
 		w.Header().Set("Upload-Offset", strconv.FormatInt(offset+got, 10))
-		if w.Header().Get("Location") != "" {
-			w.WriteHeader(http.StatusCreated) // a creation with upload
-		} else {
-			w.WriteHeader(http.StatusNoContent)
-		}
+		w.WriteHeader(doneStatus(w.Header()))
 	case errors.Is(err, errTooLong):
 		fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body decodes to more than the %d bytes declared (the first %d are kept)", n, got))
 	case isNoSpace(err):

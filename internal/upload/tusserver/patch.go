@@ -27,10 +27,7 @@ import (
 // interleave.
 func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 	id := strings.Trim(r.URL.Path, "/")
-	fail := func(status int, msg string) {
-		w.Header().Set("Tus-Resumable", "1.0.0")
-		http.Error(w, msg, status)
-	}
+	fail := tusError(w)
 	if r.Header.Get("Tus-Resumable") != "1.0.0" {
 		fail(http.StatusPreconditionFailed, "unsupported tus version")
 		return
@@ -58,10 +55,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request) {
 // patchRaw writes a raw body at offset of upload id; its answer is 204,
 // or 201 where w's header has a Location (a creation with upload).
 func (s *Server) patchRaw(w http.ResponseWriter, r *http.Request, id string, offset int64) {
-	fail := func(status int, msg string) {
-		w.Header().Set("Tus-Resumable", "1.0.0")
-		http.Error(w, msg, status)
-	}
+	fail := tusError(w)
 	n := r.ContentLength
 	if !spliceable(w, r) {
 		// A chunked body, or HTTP/2: tusd's own path, which appends to
@@ -117,11 +111,10 @@ func (s *Server) patchRaw(w http.ResponseWriter, r *http.Request, id string, off
 			err = io.ErrUnexpectedEOF
 		}
 	}
-	sy.stop()
 	// Acknowledge only what is on disk: the offset we answer is a promise
 	// the agent relies on after a power cut. (Bytes of a body cut short
 	// are synced too, so a part written in place keeps them.)
-	if cerr := s.settle(id, hs, t, offset+got); err == nil {
+	if cerr := s.settle(id, hs, sy, t, offset+got); err == nil {
 		err = cerr
 	}
 	if cerr := t.Close(); err == nil {
@@ -149,32 +142,49 @@ func (s *Server) patchRaw(w http.ResponseWriter, r *http.Request, id string, off
 		// and resumes.
 		return
 	}
-	status := "204 No Content"
-	if answer.Get("Location") != "" {
-		status = "201 Created"
-	}
+	status := doneStatus(answer)
 	answer.Set("Tus-Resumable", "1.0.0")
 	answer.Set("Upload-Offset", strconv.FormatInt(offset+got, 10))
 	answer.Set("Connection", "close")
-	fmt.Fprintf(brw, "HTTP/1.1 %s\r\n", status)
+	fmt.Fprintf(brw, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
 	answer.Write(brw)
 	brw.WriteString("\r\n")
 	brw.Flush()
 }
 
-// settle makes the bytes a PATCH wrote durable (t.commit) while the state
-// of its hasher is saved (the hasher's last pieces, 0.5 ms for a 1 MB
-// body, ran before the sync, which is most of a small upload's wait), and
-// returns once both are done, with the sync's error.
-func (s *Server) settle(id string, hs *hasher, t *target, end int64) error {
+// settle makes the bytes a PATCH wrote durable: it waits for the
+// background sync under way (sy's), then syncs them (t.commit) while the
+// state of its hasher is saved (the hasher's last pieces, 0.5 ms for a
+// 1 MB body, ran before the sync, which is most of a small upload's wait),
+// and returns once both are done, with the sync's error.
+func (s *Server) settle(id string, hs *hasher, sy *syncer, t *target, end int64) error {
 	saved := make(chan struct{})
 	go func() {
 		s.saveHash(id, hs)
 		close(saved)
 	}()
+	sy.stop()
 	err := t.commit(end)
 	<-saved
 	return err
+}
+
+// tusError returns how a PATCH (or a creation with upload) answers an
+// error: the status and a message, with the tus version.
+func tusError(w http.ResponseWriter) func(status int, msg string) {
+	return func(status int, msg string) {
+		w.Header().Set("Tus-Resumable", "1.0.0")
+		http.Error(w, msg, status)
+	}
+}
+
+// doneStatus is the status of a body written in full: 201 for a creation
+// with upload (its answer has the Location already), else 204.
+func doneStatus(answer http.Header) int {
+	if answer.Get("Location") != "" {
+		return http.StatusCreated
+	}
+	return http.StatusNoContent
 }
 
 // spliceable reports whether r's raw body can go to a file by splice(2):
