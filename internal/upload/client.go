@@ -182,13 +182,23 @@ func (c *Client) create(ctx context.Context, size int64, meta map[string]string,
 		return "", fmt.Errorf("create upload: %w", err)
 	}
 	defer drain(resp)
+	loc, err := c.created(resp)
+	if err != nil {
+		return "", fmt.Errorf("create upload: %w", err)
+	}
+	return loc, nil
+}
+
+// created reads the answer to a creation: the new upload's URL, and what
+// the server says it takes.
+func (c *Client) created(resp *http.Response) (string, error) {
 	if resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("create upload: %w", statusError(resp))
+		return "", statusError(resp)
 	}
 	c.comp.noteServer(resp.Header)
 	loc, err := resp.Location()
 	if err != nil {
-		return "", fmt.Errorf("create upload: no location: %w", err)
+		return "", fmt.Errorf("no location: %w", err)
 	}
 	return loc.String(), nil
 }

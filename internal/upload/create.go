@@ -43,13 +43,9 @@ func (c *Client) createWithBody(ctx context.Context, f io.ReaderAt, size int64, 
 		return "", 0, fmt.Errorf("create upload: %w", err)
 	}
 	defer drain(resp)
-	if resp.StatusCode != http.StatusCreated {
-		return "", 0, fmt.Errorf("create upload: %w", statusError(resp))
-	}
-	c.comp.noteServer(resp.Header)
-	loc, err := resp.Location()
+	loc, err := c.created(resp)
 	if err != nil {
-		return "", 0, fmt.Errorf("create upload: no location: %w", err)
+		return "", 0, fmt.Errorf("create upload: %w", err)
 	}
 	off, err := strconv.ParseInt(resp.Header.Get("Upload-Offset"), 10, 64)
 	if err != nil || off < 0 || off > size {
@@ -58,7 +54,7 @@ func (c *Client) createWithBody(ctx context.Context, f io.ReaderAt, size int64, 
 	if !p.compress {
 		c.comp.sentRaw(off, time.Since(t0))
 	}
-	return loc.String(), off, nil
+	return loc, off, nil
 }
 
 // supportsBody reports whether the header of a response says the server
