@@ -48,9 +48,10 @@ type Event struct {
 // live tracks by minimum total distance (Hungarian algorithm) within
 // MaxDistance, a track seen in one frame only paying tentativeCost more,
 // and a track or detection left unpaired half of MaxDistance; the rest
-// start tracks, and tracks unseen for more than MaxGap frames end. A track that vanishes onto a particle that another
-// track kept, and that grew, and stays gone, merged into it: that is a
-// coalescence, in the frame it vanished.
+// start tracks, and tracks unseen for more than MaxGap frames end. A track
+// that vanishes onto a particle that another track kept, and that grew,
+// and stays gone, merged into it: that is a coalescence, in the frame it
+// vanished.
 type Tracker struct {
 	// MaxDistance in pixels (default 8).
 	MaxDistance float64
@@ -216,12 +217,12 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 			continue
 		}
 		bx, by := t.predict(b, frame)
+		limit := stillTwo
+		if b.Points[len(b.Points)-1].shared {
+			limit = stayTwo
+		}
 		for j := range dets {
 			d := &dets[j]
-			limit := stillTwo
-			if b.Points[len(b.Points)-1].shared {
-				limit = stayTwo
-			}
 			if !assigned[j] || shared[j] || d.Elongation < limit || d.DiameterPx == 0 {
 				continue
 			}
@@ -249,14 +250,15 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 				}
 				vx, vy = sign*l*d.ax, sign*l*d.ay
 			}
-			// A share that would lie on a particle seen apart this frame
-			// is not one: the blob is of other particles.
-			if seenApart(dets, j, d.X-wb*vx, d.Y-wb*vy) || seenApart(dets, j, d.X+wa*vx, d.Y+wa*vy) {
+			// The shares' centres. One that would lie on a particle seen
+			// apart this frame is not a share: the blob is of other
+			// particles.
+			x1, y1, x2, y2 := d.X-wb*vx, d.Y-wb*vy, d.X+wa*vx, d.Y+wa*vy
+			if seenApart(dets, j, x1, y1) || seenApart(dets, j, x2, y2) {
 				break
 			}
 			other := *d
-			d.X, d.Y = d.X-wb*vx, d.Y-wb*vy
-			other.X, other.Y = other.X+wa*vx, other.Y+wa*vy
+			d.X, d.Y, other.X, other.Y = x1, y1, x2, y2
 			d.AreaPx, other.AreaPx = wa*d.AreaPx, wb*d.AreaPx
 			d.DiameterPx, other.DiameterPx = 2*math.Sqrt(d.AreaPx/math.Pi), 2*math.Sqrt(other.AreaPx/math.Pi)
 			d.Intensity, other.Intensity = wa*d.Intensity, wb*d.Intensity
@@ -352,23 +354,22 @@ func solve(n, m int, maxDist, leave float64, dist func(i, j int) float64) []pair
 		apart, pad = 2*leave, leave
 	}
 	cost := make([][]float64, size)
-	near := make([][]bool, size)
 	for i := range cost {
 		cost[i] = make([]float64, size)
-		near[i] = make([]bool, size)
 		for j := range cost[i] {
 			cost[i][j] = pad
 			if i < n && j < m {
 				cost[i][j] = apart
 				if d := dist(i, j); d < maxDist || (leave == 0 && d == maxDist) {
-					cost[i][j], near[i][j] = d, true
+					cost[i][j] = d
 				}
 			}
 		}
 	}
 	var out []pair
 	for i, j := range hungarian(cost) {
-		if near[i][j] {
+		// (A pair near enough costs less than one apart.)
+		if i < n && j < m && cost[i][j] < apart {
 			out = append(out, pair{i, j, cost[i][j]})
 		}
 	}
