@@ -93,23 +93,27 @@ func TestIndependentMovies(t *testing.T) {
 		// blob keeps sharing a rounder one, a track keeps its particle
 		// rather than reach for a fragment, and parts of cut regions
 		// smaller than MinArea are no longer reported (fragments of thin
-		// rafts under the noise). False detections: 41 (65 before those
-		// changes). Merges: 36 of 44, 36 of the 45 claimed true.
+		// rafts under the noise). False detections: 35 (65 before those
+		// changes). Merges: 36 of 44, 36 of the 46 claimed true.
 		scoreMovies(t, tunedSeeds, expected{fp: 55, switches: 2, merges: 0.8})
 	})
 	t.Run("held-out", func(t *testing.T) {
 		// Not looked at while tuning the four changes above: 5.96 switches
 		// per 100 after them (6.4 before), 43 false detections (47), 35 of
-		// 44 merges (36), 35 of 44 claimed true (36 of 48). Then looked at:
-		// a share placed on a particle seen apart (a duplicate two tracks
-		// took turns at: 6 switches) is no longer made: 5.53 per 100, 40
-		// false detections, 35 of 45 claimed merges true. The switch and
-		// merge targets are not met here: 41 of the 52 switches are of
-		// particles under the noise (median local SNR < 5; of the others,
-		// 11 over 601 tracks = 1.83 per 100), thin rafts above all, whose
-		// detections are cut unevenly from frame to frame (10 of the 52 are
-		// of one raft of 2.6 px radius beside one of 4.1, both at SNR 1-2).
-		scoreMovies(t, heldOutSeeds, expected{fp: 60, switches: 7, merges: 0.75})
+		// 44 merges (36), 35 of 44 claimed true (36 of 48). Then looked at,
+		// and three changes made: a share placed on a particle seen apart
+		// (a duplicate two tracks took turns at: 6 switches) is no longer
+		// made (5.53 per 100); a track unseen in the frame before pays
+		// missedCost (two tracks had taken turns at one raft for 10
+		// switches); a track that vanished is found merged in a later
+		// frame while it is still live (a raft that faded two frames
+		// before its coalescence had gone down as a dissolution): 4.04 per
+		// 100, 37 false detections, 36 of 44 merges, 36 of the 47 claimed
+		// true. The switch target is not met here: 26 of the 38 switches
+		// are of particles under the noise (median local SNR < 5; of the
+		// others, 12 over 601 tracks = 2.00 per 100), thin rafts above
+		// all, whose detections are cut unevenly from frame to frame.
+		scoreMovies(t, heldOutSeeds, expected{fp: 50, switches: 5, merges: 0.8})
 	})
 	t.Run("held-out-2", func(t *testing.T) {
 		// Not looked at while changing the tracker: 2.35 switches per 100
@@ -117,9 +121,11 @@ func TestIndependentMovies(t *testing.T) {
 		// particles above the noise 15 over 610 = 2.46 per 100: clusters
 		// of three with thin rafts, a pair seen as one in the first
 		// frame), 41 false detections (43), 40 of 44 merges (40), 40 of
-		// the 46 claimed true (40 of 48). The switch target is not met
-		// here either.
-		scoreMovies(t, heldOut2Seeds, expected{fp: 55, switches: 3.5, merges: 0.85})
+		// the 46 claimed true (40 of 48). After the last two changes made
+		// on the held-out set, not looked at here: 2.14 per 100 (11 over
+		// 610 above the noise = 1.80), 40 false, 40 of 44 merges, 40 of
+		// the 47 claimed true. The switch target is not met here either.
+		scoreMovies(t, heldOut2Seeds, expected{fp: 55, switches: 2.6, merges: 0.85})
 	})
 }
 
@@ -399,7 +405,7 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 							t.Log(line)
 						}
 					}
-					t.Logf("switch: p%d r%.1f f%d->f%d track %d (last seen f%d, merged into %d) -> track %d (first f%d), mostly p%d (%d frames) r%.1f, gap %.1f", id, me.R, frameOf[id][i-1], frameOf[id][i], tracks[i-1], prev.Points[len(prev.Points)-1].Frame, prev.MergedInto, tracks[i], res.Tracks[tracks[i]].Points[0].Frame, o, n, other.R, math.Hypot(me.X-other.X, me.Y-other.Y)-me.R-other.R)
+					t.Logf("switch: snr%.0f p%d r%.1f f%d->f%d track %d (last seen f%d, merged into %d) -> track %d (first f%d), mostly p%d (%d frames) r%.1f, gap %.1f", median(snrOf[id]), id, me.R, frameOf[id][i-1], frameOf[id][i], tracks[i-1], prev.Points[len(prev.Points)-1].Frame, prev.MergedInto, tracks[i], res.Tracks[tracks[i]].Points[0].Frame, o, n, other.R, math.Hypot(me.X-other.X, me.Y-other.Y)-me.R-other.R)
 				}
 			}
 		}

@@ -305,3 +305,55 @@ func TestShareNotOnParticleSeenApart(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerLastSeenKeepsParticle: of two tracks that could take a
+// detection, the one that found its particle in the frame before keeps
+// it against one unseen since, even a little nearer (two tracks on one
+// particle took turns at it frame by frame).
+func TestTrackerLastSeenKeepsParticle(t *testing.T) {
+	t.Parallel()
+	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
+	a := movie.Detection{X: 100, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1}
+	var own, stale int
+	for f := range 4 {
+		dets := frame(f, a, movie.Detection{X: 104, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1})
+		own, stale = dets[0].Track, dets[1].Track
+	}
+	frame(4, a)
+	dets := frame(5, movie.Detection{X: 102.2, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1})
+	if dets[0].Track != own {
+		t.Fatalf("the detection went to track %d; want %d, seen in the frame before (not %d, unseen since frame 3)", dets[0].Track, own, stale)
+	}
+}
+
+// TestTrackerMergeSeenLate: a particle that vanishes beside a larger one,
+// which a frame later has grown over where the small one was, merged into
+// it (it was taken for a dissolution: the check was made only in the
+// frame the small one vanished, when the larger had not grown yet).
+func TestTrackerMergeSeenLate(t *testing.T) {
+	t.Parallel()
+	tr := &movie.Tracker{Width: 200, Height: 200}
+	frame := stillField(tr)
+	big := movie.Detection{X: 100, Y: 100, DiameterPx: 9, AreaPx: 63.6, Elongation: 1}
+	var all [][]movie.Detection
+	var a, b int
+	for f := range 6 {
+		dets := frame(f, big, movie.Detection{X: 108, Y: 100, DiameterPx: 6, AreaPx: 28.3, Elongation: 1})
+		a, b = dets[0].Track, dets[1].Track
+		all = append(all, dets)
+	}
+	all = append(all, frame(6, big))
+	for f := 7; f < 12; f++ {
+		all = append(all, frame(f, movie.Detection{X: 103, Y: 100, DiameterPx: 10.8, AreaPx: 91.6, Elongation: 1.05}))
+	}
+	tr.Finish(all)
+	var got []movie.Event
+	for _, e := range tr.Events {
+		if e.Type == "merge" {
+			got = append(got, e)
+		}
+	}
+	if len(got) != 1 || got[0].Gone != b || got[0].Into != a || got[0].Frame < 6 || got[0].Frame > 7 {
+		t.Fatalf("events %+v; want the merge of track %d into %d in frame 6 or 7", tr.Events, b, a)
+	}
+}
