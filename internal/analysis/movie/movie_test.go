@@ -357,3 +357,25 @@ func TestTrackerMergeSeenLate(t *testing.T) {
 		t.Fatalf("events %+v; want the merge of track %d into %d in frame 6 or 7", tr.Events, b, a)
 	}
 }
+
+// TestTrackerOldTrackKeepsBlob: a track seen twice (a small particle half
+// hidden by a larger one, seen apart for two frames) does not take the
+// blob of the two from the larger one's long track because the blob's
+// centre is a little nearer to it.
+func TestTrackerOldTrackKeepsBlob(t *testing.T) {
+	t.Parallel()
+	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
+	big := movie.Detection{X: 100, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1}
+	var old, young int
+	for f := range 6 {
+		old = frame(f, big)[0].Track
+	}
+	for f := 6; f < 8; f++ {
+		dets := frame(f, big, movie.Detection{X: 102.2, Y: 98, DiameterPx: 5, AreaPx: 20, Elongation: 1})
+		young = dets[1].Track
+	}
+	dets := frame(8, movie.Detection{X: 101.4, Y: 98.9, DiameterPx: 7.5, AreaPx: 44, Elongation: 1.1})
+	if dets[0].Track != old {
+		t.Fatalf("the blob went to track %d; want the long track %d (not %d, seen twice)", dets[0].Track, old, young)
+	}
+}

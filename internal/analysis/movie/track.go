@@ -46,8 +46,8 @@ type Event struct {
 // the field's drift (the median displacement of the particles matched in
 // the previous frame), then each frame's detections are assigned to the
 // live tracks by minimum total distance (Hungarian algorithm) within
-// MaxDistance, a track seen in one frame only paying tentativeCost more, a
-// track unseen in the frame before missedCost more, and a track or
+// MaxDistance, a track paying tentativeCost over the frames it was seen in
+// more, a track unseen in the frame before missedCost more, and a track or
 // detection left unpaired half of MaxDistance; the rest start tracks, and
 // tracks unseen for more than MaxGap frames end. A track that vanished
 // and lies inside the particle of a track kept, grown since the vanished
@@ -161,12 +161,16 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 	return dets
 }
 
-// tentativeCost is what a track seen in one frame only pays on top of its
-// distance to a detection: a track begun by a detection on the neck
-// between two touching particles takes the blob they become a frame
-// later (its centre is where that track is) and leaves the particles' own
-// tracks with nothing, unless they are preferred; a young track right on
-// its particle still keeps it against an old one reaching for it.
+// tentativeCost over the frames a track was seen in is what it pays on top
+// of its distance to a detection: a track begun by a detection on the neck
+// between two touching particles takes the blob they become a frame later
+// (its centre is where that track is) and leaves the particles' own tracks
+// with nothing, unless they are preferred; a track seen twice on a small
+// particle half hidden by a larger one took the blob of the two from the
+// larger one's track, a little farther (68 against 73 switches over the
+// 21 independent movies with 3 px for a track seen once only; 4/n: 68). A
+// young track right on its particle still keeps it against an old one
+// reaching for it.
 const tentativeCost = 3
 
 // missedCost is what a track unseen in the frame before pays on top of its
@@ -179,7 +183,8 @@ const missedCost = 1.5
 
 // assign pairs live tracks (rows) with dets (columns) for frame by
 // minimum total cost: the distance from where each track should be, plus
-// tentativeCost for a track seen once, and half of MaxDistance for each
+// tentativeCost over the frames it was seen in, missedCost for a track
+// unseen in the frame before, and half of MaxDistance for each
 // track and detection left unpaired (so a pair is made within MaxDistance,
 // and within MaxDistance - tentativeCost for a track seen once).
 func (t *Tracker) assign(frame int, dets []Detection) []pair {
@@ -187,9 +192,7 @@ func (t *Tracker) assign(frame int, dets []Detection) []pair {
 		tr := t.live[i]
 		x, y := t.predict(tr, frame)
 		d := math.Hypot(dets[j].X-x, dets[j].Y-y)
-		if len(tr.Points) < 2 {
-			d += tentativeCost
-		}
+		d += tentativeCost / float64(len(tr.Points))
 		if tr.missed > 0 {
 			d += missedCost
 		}
