@@ -379,3 +379,42 @@ func TestTrackerOldTrackKeepsBlob(t *testing.T) {
 		t.Fatalf("the blob went to track %d; want the long track %d (not %d, seen twice)", dets[0].Track, old, young)
 	}
 }
+
+// TestTrackerSharesChainOfThree: three touching particles in a row, seen
+// as one blob, keep their three tracks, each a third of the blob where it
+// was along it (two shares left the third particle's track with nothing,
+// and put the middle one's at an end).
+func TestTrackerSharesChainOfThree(t *testing.T) {
+	t.Parallel()
+	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
+	var ids [3]int
+	for f := range 3 {
+		var near []movie.Detection
+		for k := range 3 {
+			near = append(near, movie.Detection{X: 100 + 5.5*float64(k), Y: 100, DiameterPx: 6, AreaPx: 28.3, Intensity: 283, Elongation: 1})
+		}
+		dets := frame(f, near...)
+		for k := range 3 {
+			ids[k] = dets[k].Track
+		}
+	}
+	// Three discs of 6 px, 5.5 px apart along x: the blob's variance along
+	// x is (2/3)·5.5² + 3²/4; its outline takes in a little more than the
+	// three discs.
+	blob := movie.WithAxis(movie.Detection{X: 105.5, Y: 100, DiameterPx: 10.7, AreaPx: 90, Intensity: 900, Elongation: 2.2}, 2.0/3*5.5*5.5+2.25, 1, 0)
+	got := map[int]movie.Detection{}
+	for _, d := range frame(3, blob) {
+		if d.Y == 100 {
+			got[d.Track] = d
+		}
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d detections of the chain, want 3: %+v", len(got), got)
+	}
+	for k, id := range ids {
+		d, ok := got[id]
+		if !ok || math.Abs(d.X-(100+5.5*float64(k))) > 0.5 || math.Abs(d.AreaPx-30) > 0.5 || math.Abs(d.Intensity-300) > 0.5 {
+			t.Errorf("particle %d (track %d): %+v, want a third of the blob at x %.1f", k, id, d, 100+5.5*float64(k))
+		}
+	}
+}

@@ -224,8 +224,12 @@ const stayTwo = 1.1
 // the axis is not known, on the line between where the tracks would be),
 // the tracks telling which end is whose. A pair that shared a blob the
 // frame before needs only stayTwo. A share that would lie on a particle
-// detected apart is not made. A pair that has coalesced is round,
-// and is left to the merge.
+// detected apart is not made. A third track that found nothing, seen in
+// the frame before and lying along the blob, large enough for it too,
+// makes the blob a chain of three, shared in thirds (thirdIn, shareThree:
+// 83 against 94 switches over the 28 independent movies; wanting room for
+// all of the third particle, not half, 89, with 8 fewer false detections).
+// A pair that has coalesced is round, and is left to the merge.
 func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bool) ([]Detection, []bool) {
 	shared := map[int]bool{}
 	for i, b := range t.live {
@@ -253,7 +257,7 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 			if len(a.Points) < 2 {
 				break
 			}
-			aBefore := &Track{Points: a.Points[:len(a.Points)-1]} // without this frame's point
+			aBefore := &Track{ID: a.ID, Points: a.Points[:len(a.Points)-1]} // without this frame's point
 			sa := recentDiameter(aBefore)
 			if sa <= 0 || d.DiameterPx < 1.1*max(sa, sb) {
 				break
@@ -277,6 +281,7 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 			if seenApart(dets, j, x1, y1) || seenApart(dets, j, x2, y2) {
 				break
 			}
+			blob := *d
 			other := *d
 			d.X, d.Y, other.X, other.Y = x1, y1, x2, y2
 			d.AreaPx, other.AreaPx = wa*d.AreaPx, wb*d.AreaPx
@@ -292,10 +297,82 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 			shared[j], shared[len(dets)] = true, true
 			dets = append(dets, other)
 			assigned = append(assigned, true)
+			if c, sc := t.thirdIn(frame, blob, matched, a, b, sa, sb); c >= 0 {
+				// A chain of three: the blob in thirds.
+				tc := t.live[c]
+				bBefore := &Track{ID: b.ID, Points: b.Points[:len(b.Points)-1]}
+				dets = t.shareThree(frame, blob, dets, [3]int{j, len(dets) - 1, len(dets)}, [3]*Track{aBefore, bBefore, tc}, [3]float64{sa, sb, sc})
+				tc.Points = append(tc.Points, TrackPoint{})
+				for n, tr := range []*Track{a, b, tc} {
+					p := pointOf(frame, dets[[3]int{j, len(dets) - 2, len(dets) - 1}[n]])
+					p.shared = true
+					tr.Points[len(tr.Points)-1] = p
+				}
+				tc.missed, tc.merge = -1, nil
+				matched[c] = true
+				shared[len(dets)-1] = true
+				assigned = append(assigned, true)
+			}
 			break
 		}
 	}
 	return dets, assigned
+}
+
+// thirdIn returns the live track (index, and its recent diameter) that
+// finds nothing this frame, lies inside blob beside the two tracks a and b
+// sharing it (along its long axis, within the length its second moment
+// gives), and for which the blob is large enough: the third particle of a
+// chain of three seen as one blob (-1: none).
+func (t *Tracker) thirdIn(frame int, blob Detection, matched []bool, a, b *Track, sa, sb float64) (int, float64) {
+	if blob.long <= 0 || blob.ax == 0 && blob.ay == 0 {
+		return -1, 0
+	}
+	half := math.Sqrt(3*blob.long) + 1 // a uniform bar's half length, from its variance
+	for i, c := range t.live {
+		if matched[i] || c == a || c == b || c.missed > 0 {
+			continue
+		}
+		sc := recentDiameter(c)
+		if sc <= 0 || blob.AreaPx < math.Pi/4*(sa*sa+sb*sb+sc*sc/2) {
+			continue
+		}
+		x, y := t.predict(c, frame)
+		along := (x-blob.X)*blob.ax + (y-blob.Y)*blob.ay
+		across := math.Abs(-(x-blob.X)*blob.ay + (y-blob.Y)*blob.ax)
+		if math.Abs(along) <= half && across <= sc/2+1 {
+			return i, sc
+		}
+	}
+	return -1, 0
+}
+
+// shareThree makes the detections at of dets (the first two shares of
+// blob, the third appended) the shares of the three tracks ts (last seen
+// before this frame, of recent diameters s): areas and intensities in
+// proportion to the particles' areas, centres on the blob's long axis
+// where the tracks would be along it, moved together so that their
+// weighted mean is the blob's centre.
+func (t *Tracker) shareThree(frame int, blob Detection, dets []Detection, at [3]int, ts [3]*Track, s [3]float64) []Detection {
+	dets = append(dets, blob)
+	var w, along [3]float64
+	total := s[0]*s[0] + s[1]*s[1] + s[2]*s[2]
+	mean := 0.0
+	for n, tr := range ts {
+		w[n] = s[n] * s[n] / total
+		x, y := t.predict(tr, frame)
+		along[n] = (x-blob.X)*blob.ax + (y-blob.Y)*blob.ay
+		mean += w[n] * along[n]
+	}
+	for n, j := range at {
+		d := blob
+		d.Track = ts[n].ID
+		d.X, d.Y = blob.X+(along[n]-mean)*blob.ax, blob.Y+(along[n]-mean)*blob.ay
+		d.AreaPx, d.Intensity = w[n]*blob.AreaPx, w[n]*blob.Intensity
+		d.DiameterPx = 2 * math.Sqrt(d.AreaPx/math.Pi)
+		dets[j] = d
+	}
+	return dets
 }
 
 // seenApart reports whether (x, y) lies within a detection of dets other
