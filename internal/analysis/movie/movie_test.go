@@ -418,3 +418,24 @@ func TestTrackerSharesChainOfThree(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerNoThirdShareOffAxis: a track beside a blob of two, off its
+// long axis (a faint particle beside two bright ones, not part of their
+// blob), is not given a third of it.
+func TestTrackerNoThirdShareOffAxis(t *testing.T) {
+	t.Parallel()
+	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
+	var faint int
+	for f := range 3 {
+		dets := frame(f, movie.Detection{X: 100, Y: 100, DiameterPx: 6, AreaPx: 28.3, Elongation: 1},
+			movie.Detection{X: 105.5, Y: 100, DiameterPx: 6, AreaPx: 28.3, Elongation: 1},
+			movie.Detection{X: 102.7, Y: 102.8, DiameterPx: 4, AreaPx: 12.6, Elongation: 1})
+		faint = dets[2].Track
+	}
+	blob := movie.WithAxis(movie.Detection{X: 102.75, Y: 100, DiameterPx: 9.5, AreaPx: 71, Intensity: 710, Elongation: 1.9}, 5.5*5.5/4+2.25, 1, 0)
+	for _, d := range frame(3, blob) {
+		if d.Track == faint {
+			t.Fatalf("the faint particle's track %d was given a share of the pair's blob: %+v", faint, d)
+		}
+	}
+}

@@ -225,10 +225,11 @@ const stayTwo = 1.1
 // the tracks telling which end is whose. A pair that shared a blob the
 // frame before needs only stayTwo. A share that would lie on a particle
 // detected apart is not made. A third track that found nothing, seen in
-// the frame before and lying along the blob, large enough for it too,
-// makes the blob a chain of three, shared in thirds (thirdIn, shareThree:
-// 83 against 94 switches over the 28 independent movies; wanting room for
-// all of the third particle, not half, 89, with 8 fewer false detections).
+// the frame before and lying on the blob's axis, where the blob is larger
+// than the pair, makes the blob a chain of three, shared in thirds
+// (thirdIn, shareThree: 81 against 94 switches over the 28 independent
+// movies; wanting room in the blob for the third particle's whole area,
+// 89, and half of it, 83).
 // A pair that has coalesced is round, and is left to the merge.
 func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bool) ([]Detection, []bool) {
 	shared := map[int]bool{}
@@ -320,10 +321,13 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 }
 
 // thirdIn returns the live track (index, and its recent diameter) that
-// finds nothing this frame, lies inside blob beside the two tracks a and b
-// sharing it (along its long axis, within the length its second moment
-// gives), and for which the blob is large enough: the third particle of a
-// chain of three seen as one blob (-1: none).
+// finds nothing this frame, was seen in the frame before and lies on the
+// long axis of blob beside the two tracks a and b sharing it (within 2 px
+// of it, and within the length its second moment gives), where the blob
+// is larger than the pair's particles: the third particle of a chain of
+// three seen as one blob (-1: none). Three overlapping particles make a
+// blob smaller than their three areas, and a particle under the noise
+// beside two bright ones, off their axis, is no part of their blob.
 func (t *Tracker) thirdIn(frame int, blob Detection, matched []bool, a, b *Track, sa, sb float64) (int, float64) {
 	if blob.long <= 0 || blob.ax == 0 && blob.ay == 0 {
 		return -1, 0
@@ -334,13 +338,13 @@ func (t *Tracker) thirdIn(frame int, blob Detection, matched []bool, a, b *Track
 			continue
 		}
 		sc := recentDiameter(c)
-		if sc <= 0 || blob.AreaPx < math.Pi/4*(sa*sa+sb*sb+sc*sc/2) {
+		if sc <= 0 || blob.AreaPx < 1.1*math.Pi/4*(sa*sa+sb*sb) {
 			continue
 		}
 		x, y := t.predict(c, frame)
 		along := (x-blob.X)*blob.ax + (y-blob.Y)*blob.ay
 		across := math.Abs(-(x-blob.X)*blob.ay + (y-blob.Y)*blob.ax)
-		if math.Abs(along) <= half && across <= sc/2+1 {
+		if math.Abs(along) <= half && across <= 2 {
 			return i, sc
 		}
 	}
