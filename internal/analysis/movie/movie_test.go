@@ -306,6 +306,12 @@ func TestShareNotOnParticleSeenApart(t *testing.T) {
 	}
 }
 
+// disc is a round particle of diameter d px at (x, y), as the detector
+// reports one seen alone.
+func disc(x, y, d float64) movie.Detection {
+	return movie.Detection{X: x, Y: y, DiameterPx: d, AreaPx: math.Pi * d * d / 4, Intensity: 10 * math.Pi * d * d / 4, Elongation: 1}
+}
+
 // TestTrackerLastSeenKeepsParticle: of two tracks that could take a
 // detection, the one that found its particle in the frame before keeps
 // it against one unseen since, even a little nearer (two tracks on one
@@ -313,14 +319,13 @@ func TestShareNotOnParticleSeenApart(t *testing.T) {
 func TestTrackerLastSeenKeepsParticle(t *testing.T) {
 	t.Parallel()
 	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
-	a := movie.Detection{X: 100, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1}
 	var own, stale int
 	for f := range 4 {
-		dets := frame(f, a, movie.Detection{X: 104, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1})
+		dets := frame(f, disc(100, 100, 7), disc(104, 100, 7))
 		own, stale = dets[0].Track, dets[1].Track
 	}
-	frame(4, a)
-	dets := frame(5, movie.Detection{X: 102.2, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1})
+	frame(4, disc(100, 100, 7))
+	dets := frame(5, disc(102.2, 100, 7))
 	if dets[0].Track != own {
 		t.Fatalf("the detection went to track %d; want %d, seen in the frame before (not %d, unseen since frame 3)", dets[0].Track, own, stale)
 	}
@@ -334,11 +339,11 @@ func TestTrackerMergeSeenLate(t *testing.T) {
 	t.Parallel()
 	tr := &movie.Tracker{Width: 200, Height: 200}
 	frame := stillField(tr)
-	big := movie.Detection{X: 100, Y: 100, DiameterPx: 9, AreaPx: 63.6, Elongation: 1}
+	big := disc(100, 100, 9)
 	var all [][]movie.Detection
 	var a, b int
 	for f := range 6 {
-		dets := frame(f, big, movie.Detection{X: 108, Y: 100, DiameterPx: 6, AreaPx: 28.3, Elongation: 1})
+		dets := frame(f, big, disc(108, 100, 6))
 		a, b = dets[0].Track, dets[1].Track
 		all = append(all, dets)
 	}
@@ -365,13 +370,13 @@ func TestTrackerMergeSeenLate(t *testing.T) {
 func TestTrackerOldTrackKeepsBlob(t *testing.T) {
 	t.Parallel()
 	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
-	big := movie.Detection{X: 100, Y: 100, DiameterPx: 7, AreaPx: 38, Elongation: 1}
+	big := disc(100, 100, 7)
 	var old, young int
 	for f := range 6 {
 		old = frame(f, big)[0].Track
 	}
 	for f := 6; f < 8; f++ {
-		dets := frame(f, big, movie.Detection{X: 102.2, Y: 98, DiameterPx: 5, AreaPx: 20, Elongation: 1})
+		dets := frame(f, big, disc(102.2, 98, 5))
 		young = dets[1].Track
 	}
 	dets := frame(8, movie.Detection{X: 101.4, Y: 98.9, DiameterPx: 7.5, AreaPx: 44, Elongation: 1.1})
@@ -391,7 +396,7 @@ func TestTrackerSharesChainOfThree(t *testing.T) {
 	for f := range 3 {
 		var near []movie.Detection
 		for k := range 3 {
-			near = append(near, movie.Detection{X: 100 + 5.5*float64(k), Y: 100, DiameterPx: 6, AreaPx: 28.3, Intensity: 283, Elongation: 1})
+			near = append(near, disc(100+5.5*float64(k), 100, 6))
 		}
 		dets := frame(f, near...)
 		for k := range 3 {
@@ -427,9 +432,7 @@ func TestTrackerNoThirdShareOffAxis(t *testing.T) {
 	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
 	var faint int
 	for f := range 3 {
-		dets := frame(f, movie.Detection{X: 100, Y: 100, DiameterPx: 6, AreaPx: 28.3, Elongation: 1},
-			movie.Detection{X: 105.5, Y: 100, DiameterPx: 6, AreaPx: 28.3, Elongation: 1},
-			movie.Detection{X: 102.7, Y: 102.8, DiameterPx: 4, AreaPx: 12.6, Elongation: 1})
+		dets := frame(f, disc(100, 100, 6), disc(105.5, 100, 6), disc(102.7, 102.8, 4))
 		faint = dets[2].Track
 	}
 	blob := movie.WithAxis(movie.Detection{X: 102.75, Y: 100, DiameterPx: 9.5, AreaPx: 71, Intensity: 710, Elongation: 1.9}, 5.5*5.5/4+2.25, 1, 0)
