@@ -46,9 +46,9 @@ type Event struct {
 // the field's drift (the median displacement of the particles matched in
 // the previous frame), then each frame's detections are assigned to the
 // live tracks by minimum total distance (Hungarian algorithm) within
-// MaxDistance, a track paying tentativeCost over the frames it was seen in
-// more, a track unseen in the frame before missedCost more, and a track or
-// detection left unpaired half of MaxDistance; the rest start tracks, and
+// MaxDistance, a track paying tentativeCost divided by the frames it was
+// seen in more, a track unseen in the frame before missedCost more, and a
+// track or detection left unpaired half of MaxDistance; the rest start tracks, and
 // tracks unseen for more than MaxGap frames end. A track that vanished
 // and lies inside the particle of a track kept, grown since the vanished
 // one was last seen, and stays gone, merged into it: that is a
@@ -161,8 +161,8 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 	return dets
 }
 
-// tentativeCost over the frames a track was seen in is what it pays on top
-// of its distance to a detection: a track begun by a detection on the neck
+// tentativeCost divided by the frames a track was seen in is what it pays
+// on top of its distance to a detection: a track begun by a detection on the neck
 // between two touching particles takes the blob they become a frame later
 // (its centre is where that track is) and leaves the particles' own tracks
 // with nothing, unless they are preferred; a track seen twice on a small
@@ -183,7 +183,7 @@ const missedCost = 1.5
 
 // assign pairs live tracks (rows) with dets (columns) for frame by
 // minimum total cost: the distance from where each track should be, plus
-// tentativeCost over the frames it was seen in, missedCost for a track
+// tentativeCost divided by the frames it was seen in, missedCost for a track
 // unseen in the frame before, and half of MaxDistance for each
 // track and detection left unpaired (so a pair is made within MaxDistance,
 // and within MaxDistance - tentativeCost for a track seen once).
@@ -302,10 +302,11 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 				// A chain of three: the blob in thirds.
 				tc := t.live[c]
 				bBefore := &Track{ID: b.ID, Points: b.Points[:len(b.Points)-1]}
-				dets = t.shareThree(frame, blob, dets, [3]int{j, len(dets) - 1, len(dets)}, [3]*Track{aBefore, bBefore, tc}, [3]float64{sa, sb, sc})
+				at := [3]int{j, len(dets) - 1, len(dets)}
+				dets = t.shareThree(frame, blob, dets, at, [3]*Track{aBefore, bBefore, tc}, [3]float64{sa, sb, sc})
 				tc.Points = append(tc.Points, TrackPoint{})
-				for n, tr := range []*Track{a, b, tc} {
-					p := pointOf(frame, dets[[3]int{j, len(dets) - 2, len(dets) - 1}[n]])
+				for n, tr := range [3]*Track{a, b, tc} {
+					p := pointOf(frame, dets[at[n]])
 					p.shared = true
 					tr.Points[len(tr.Points)-1] = p
 				}
@@ -329,7 +330,7 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 // blob smaller than their three areas, and a particle under the noise
 // beside two bright ones, off their axis, is no part of their blob.
 func (t *Tracker) thirdIn(frame int, blob Detection, matched []bool, a, b *Track, sa, sb float64) (int, float64) {
-	if blob.long <= 0 || blob.ax == 0 && blob.ay == 0 {
+	if blob.long <= 0 || blob.ax == 0 && blob.ay == 0 || blob.AreaPx < 1.1*math.Pi/4*(sa*sa+sb*sb) {
 		return -1, 0
 	}
 	half := math.Sqrt(3*blob.long) + 1 // a uniform bar's half length, from its variance
@@ -338,7 +339,7 @@ func (t *Tracker) thirdIn(frame int, blob Detection, matched []bool, a, b *Track
 			continue
 		}
 		sc := recentDiameter(c)
-		if sc <= 0 || blob.AreaPx < 1.1*math.Pi/4*(sa*sa+sb*sb) {
+		if sc <= 0 {
 			continue
 		}
 		x, y := t.predict(c, frame)
