@@ -442,3 +442,20 @@ func TestTrackerNoThirdShareOffAxis(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerNoThirdShareInShortBlob: a blob no longer than a pair's is not
+// shared by three, even with a third track along its axis.
+func TestTrackerNoThirdShareInShortBlob(t *testing.T) {
+	t.Parallel()
+	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
+	var third int
+	for f := range 3 {
+		third = frame(f, disc(100, 100, 6), disc(105.5, 100, 6), disc(109, 100, 3))[2].Track
+	}
+	blob := movie.WithAxis(movie.Detection{X: 103.5, Y: 100, DiameterPx: 9.8, AreaPx: 75, Intensity: 750, Elongation: 1.5}, 5.5*5.5/4+2.25, 1, 0)
+	for _, d := range frame(3, blob) {
+		if d.Track == third {
+			t.Fatalf("track %d was given a third share of a blob of elongation 1.5: %+v", third, d)
+		}
+	}
+}
