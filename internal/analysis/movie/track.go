@@ -48,8 +48,8 @@ type Event struct {
 // live tracks by minimum total distance (Hungarian algorithm) within
 // MaxDistance, a track paying tentativeCost divided by the frames it was
 // seen in more, a track unseen in the frame before missedCost more, and a
-// track or detection left unpaired half of MaxDistance; the rest start tracks, and
-// tracks unseen for more than MaxGap frames end. A track that vanished
+// track or detection left unpaired half of MaxDistance; the rest start
+// tracks, and tracks unseen for more than MaxGap frames end. A track that vanished
 // and lies inside the particle of a track kept, grown since the vanished
 // one was last seen, and stays gone, merged into it: that is a
 // coalescence, in the frame it is first seen covered.
@@ -162,10 +162,10 @@ func (t *Tracker) Update(frame int, dets []Detection) []Detection {
 }
 
 // tentativeCost divided by the frames a track was seen in is what it pays
-// on top of its distance to a detection: a track begun by a detection on the neck
-// between two touching particles takes the blob they become a frame later
-// (its centre is where that track is) and leaves the particles' own tracks
-// with nothing, unless they are preferred; a track seen twice on a small
+// on top of its distance to a detection: a track begun by a detection on
+// the neck between two touching particles takes the blob they become a
+// frame later (its centre is where that track is) and leaves the
+// particles' own tracks with nothing, unless they are preferred; a track seen twice on a small
 // particle half hidden by a larger one took the blob of the two from the
 // larger one's track, a little farther (68 against 73 switches over the
 // 21 independent movies with 3 px for a track seen once only; 4/n: 68). A
@@ -332,8 +332,8 @@ const chainOfThree = 1.8
 // finds nothing this frame, was seen in the frame before and lies on the
 // long axis of blob beside the two tracks a and b sharing it (within 2 px
 // of it, and within the length its second moment gives), where the blob
-// is larger than the pair's particles and at least chainOfThree long: the third particle of a chain of
-// three seen as one blob (-1: none). Three overlapping particles make a
+// is larger than the pair's particles and at least chainOfThree long: the
+// third particle of a chain of three seen as one blob (-1: none). Three overlapping particles make a
 // blob smaller than their three areas, and a particle under the noise
 // beside two bright ones, off their axis, is no part of their blob.
 func (t *Tracker) thirdIn(frame int, blob Detection, matched []bool, a, b *Track, sa, sb float64) (int, float64) {
@@ -349,10 +349,7 @@ func (t *Tracker) thirdIn(frame int, blob Detection, matched []bool, a, b *Track
 		if sc <= 0 {
 			continue
 		}
-		x, y := t.predict(c, frame)
-		along := (x-blob.X)*blob.ax + (y-blob.Y)*blob.ay
-		across := math.Abs(-(x-blob.X)*blob.ay + (y-blob.Y)*blob.ax)
-		if math.Abs(along) <= half && across <= 2 {
+		if along, across := blob.onAxis(t.predict(c, frame)); math.Abs(along) <= half && across <= 2 {
 			return i, sc
 		}
 	}
@@ -372,8 +369,7 @@ func (t *Tracker) shareThree(frame int, blob Detection, dets []Detection, at [3]
 	mean := 0.0
 	for n, tr := range ts {
 		w[n] = s[n] * s[n] / total
-		x, y := t.predict(tr, frame)
-		along[n] = (x-blob.X)*blob.ax + (y-blob.Y)*blob.ay
+		along[n], _ = blob.onAxis(t.predict(tr, frame))
 		mean += w[n] * along[n]
 	}
 	for n, j := range at {
@@ -385,6 +381,13 @@ func (t *Tracker) shareThree(frame int, blob Detection, dets []Detection, at [3]
 		dets[j] = d
 	}
 	return dets
+}
+
+// onAxis is where (x, y) lies against d's long axis: how far along it from
+// d's centre, and how far off it.
+func (d *Detection) onAxis(x, y float64) (along, across float64) {
+	dx, dy := x-d.X, y-d.Y
+	return dx*d.ax + dy*d.ay, math.Abs(dx*d.ay - dy*d.ax)
 }
 
 // seenApart reports whether (x, y) lies within a detection of dets other
