@@ -385,6 +385,25 @@ func TestTrackerOldTrackKeepsBlob(t *testing.T) {
 	}
 }
 
+// TestTrackerKeepsLargePieceOfItsParticle: a large particle seen as a
+// large piece and a small one (a blob cut where small particles touch
+// it) keeps its track on the large piece, even a little farther: a
+// particle does not shrink to a third of its area in a frame (the tracks
+// of a cluster had taken one another's particles, and two tracks had
+// taken turns at a large particle).
+func TestTrackerKeepsLargePieceOfItsParticle(t *testing.T) {
+	t.Parallel()
+	frame := stillField(&movie.Tracker{Width: 200, Height: 200})
+	var own int
+	for f := range 5 {
+		own = frame(f, disc(100, 100, 10))[0].Track
+	}
+	dets := frame(5, disc(102.5, 100, 4.5), disc(96.5, 100, 9.5))
+	if dets[1].Track != own {
+		t.Fatalf("the large piece went to track %d and the small one to %d; want the large one on the particle's track %d", dets[1].Track, dets[0].Track, own)
+	}
+}
+
 // TestTrackerSharesChainOfThree: three touching particles in a row, seen
 // as one blob, keep their three tracks, each a third of the blob where it
 // was along it (two shares left the third particle's track with nothing,
