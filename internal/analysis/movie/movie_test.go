@@ -388,7 +388,7 @@ func TestTrackerOldTrackKeepsBlob(t *testing.T) {
 // TestTrackerKeepsLargePieceOfItsParticle: a large particle seen as a
 // large piece and a small one (a blob cut where small particles touch
 // it) keeps its track on the large piece, even a little farther: a
-// particle does not shrink to a third of its area in a frame (the tracks
+// particle does not shrink to a fifth of its area in a frame (the tracks
 // of a cluster had taken one another's particles, and two tracks had
 // taken turns at a large particle).
 func TestTrackerKeepsLargePieceOfItsParticle(t *testing.T) {
