@@ -168,7 +168,10 @@ func TestIndependentMovies(t *testing.T) {
 		// 100 before (of the particles above the noise 14 over 624 =
 		// 2.24), 2.88 after (10 over 624 = 1.60), 63 and 62 false
 		// detections, 36 of 44 merges both (36 of the 48 claimed true).
-		// The switch target is not met here.
+		// Its totals were read once more for a change then dropped (a
+		// track's jump off a coalescence refused: 20 -> 18 switches on
+		// held-out, but 2.99 per 100 here and 27 more false detections
+		// there). The switch target is not met here.
 		scoreMovies(t, heldOut4Seeds, expected{fp: 70, switches: 3.0, merges: 0.8})
 	})
 }
