@@ -208,12 +208,10 @@ func (b *linkBench) durableBeyondFloor(p string) (time.Duration, error) {
 		for i := range reps {
 			dst := filepath.Join(b.dir, fmt.Sprintf("durable-%d.emd", i))
 			t0 := time.Now()
-			err := os.WriteFile(dst, data, 0o644)
+			f, err := os.Create(dst)
 			if err == nil {
-				var f *os.File
-				if f, err = os.OpenFile(dst, os.O_WRONLY, 0); err == nil {
-					err = errors.Join(f.Sync(), f.Close())
-				}
+				_, err = f.Write(data)
+				err = errors.Join(err, f.Sync(), f.Close())
 			}
 			ts = append(ts, time.Since(t0))
 			os.Remove(dst)
