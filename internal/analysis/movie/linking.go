@@ -177,8 +177,9 @@ func (t *Tracker) dropFragments(dets [][]Detection, dead []bool) {
 }
 
 // closeGaps joins a track that ended to one that began within
-// maxClosedGap frames where it would be by then; it returns,
-// for each track, the track it was joined onto (-1: none).
+// maxClosedGap frames where it would be by then (one whose particle was
+// about as large preferred); it returns, for each track, the track it was
+// joined onto (-1: none).
 func (t *Tracker) closeGaps(dead []bool) []int {
 	into := make([]int, len(t.All))
 	for i := range into {
@@ -194,6 +195,7 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 	for _, b := range order {
 		first := b.Points[0]
 		best, bestD := -1, math.Inf(1)
+		anyBest, anyD := -1, math.Inf(1)
 		for i, a := range t.All {
 			// (A track that seemed to merge and comes back had only been
 			// seen as one with its neighbour for a while.)
@@ -214,14 +216,26 @@ func (t *Tracker) closeGaps(dead []bool) []int {
 			x, y := last.X+dx, last.Y+dy
 			d := math.Hypot(first.X-x, first.Y-y)
 			// Where it would be (its own motion grows as the square root
-			// of the time), and about as large.
+			// of the time).
 			reach := min(t.MaxDistance, 2+math.Sqrt(float64(gap)))
+			// About as large: preferred; else the nearest within reach (a
+			// faint particle's outline is cut by the noise: seen a third
+			// as large after a gap as before it, or the other way).
 			similar := first.DiameterPx <= 1.5*last.DiameterPx && last.DiameterPx <= 1.5*first.DiameterPx
+			if d > reach {
+				continue
+			}
 			// (Where it was to two pixels: the same particle, however
 			// differently a small one beside a large one was measured.)
-			if d <= reach && (similar || d <= 2) && d < bestD {
+			if (similar || d <= 2) && d < bestD {
 				best, bestD = i, d
 			}
+			if d < anyD {
+				anyBest, anyD = i, d
+			}
+		}
+		if best < 0 {
+			best = anyBest
 		}
 		if best < 0 {
 			continue
