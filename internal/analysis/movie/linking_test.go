@@ -1,6 +1,7 @@
 package movie_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/picoflow/picoflow/internal/analysis/movie"
@@ -48,5 +49,59 @@ func TestGapClosedOnParticleOfItsSize(t *testing.T) {
 	all := gapped([]movie.Detection{disc(100, 100, 6), disc(106, 100, 2)}, []movie.Detection{disc(103.5, 100, 6)})
 	if like, small, after := all[7][0].Track, all[7][1].Track, all[20][0].Track; after != like {
 		t.Fatalf("the particle after the gap is on track %d; want %d, as large (not %d, nearer, a third as large)", after, like, small)
+	}
+}
+
+// nucleations follows a still field through 30 frames in which a particle
+// at (100, 100) is seen in the frames of seen (growing from 3 to 6 px
+// across them), finishes the tracking and returns the nucleations.
+func nucleations(seen []int) []movie.Event {
+	tr := &movie.Tracker{Width: 200, Height: 200}
+	frame := stillField(tr)
+	var all [][]movie.Detection
+	for f := range 30 {
+		var near []movie.Detection
+		if i := slices.Index(seen, f); i >= 0 {
+			near = append(near, disc(100, 100, 3+3*float64(i)/float64(len(seen))))
+		}
+		all = append(all, frame(f, near...))
+	}
+	tr.Finish(all)
+	var got []movie.Event
+	for _, e := range tr.Events {
+		if e.Type == "nucleation" {
+			got = append(got, e)
+		}
+	}
+	return got
+}
+
+// TestNucleationSeenSteadily: a particle that appears and grows, seen in
+// every frame from its first, nucleated there; one that first appears in
+// frame 1 (missed in the first frame, as far as anyone can tell), or one
+// seen in 2 of its first 4 frames (a faint particle the noise lets
+// through now and then), is not claimed as a nucleus.
+func TestNucleationSeenSteadily(t *testing.T) {
+	t.Parallel()
+	from := func(first int, skip ...int) []int {
+		var f []int
+		for k := first; k < 30; k++ {
+			if !slices.Contains(skip, k) {
+				f = append(f, k)
+			}
+		}
+		return f
+	}
+	if got := nucleations(from(10)); len(got) != 1 || got[0].Frame != 10 {
+		t.Errorf("a particle seen from frame 10 on, growing: nucleations %+v; want one in frame 10", got)
+	}
+	if got := nucleations(from(10, 12)); len(got) != 1 {
+		t.Errorf("a particle seen from frame 10 on but in frame 12: nucleations %+v; want one", got)
+	}
+	if got := nucleations(from(1)); len(got) != 0 {
+		t.Errorf("a particle seen from frame 1 on: nucleations %+v; want none", got)
+	}
+	if got := nucleations(from(10, 11, 12)); len(got) != 0 {
+		t.Errorf("a particle seen in frame 10, then from 13 on: nucleations %+v; want none", got)
 	}
 }
