@@ -59,7 +59,11 @@ type movieScore struct {
 	// is, within 20 frames of its birth: a nucleus is too small to see
 	// at first), reported ones and of those the true.
 	nuclei, nucleiFound, nucleiReported, nucleiTrue int
-	misses                                          []string
+	// Dissolutions, the same (where the particle was in the frame before
+	// the reported one, from 15 frames before it was gone, a particle
+	// under the noise long before it is, to 2 after).
+	dissolved, dissolvedFound, dissolutions, dissolutionsTrue int
+	misses                                                    []string
 	// detector, when set, makes the detectors scored (else the classical).
 	detector func() (movie.FrameDetector, error)
 }
@@ -73,24 +77,27 @@ var radiusBins = [3]struct {
 // movies from an independent image model (testdata/moviesim.py: projected
 // spheres, faceted and raft particles on a textured film, scan-line and
 // shot noise, current jumps, drift, Brownian motion, nucleation, touching
-// pairs, coalescence). Precision; recall by particle radius where the
-// local SNR >= 5 (a particle centred on a larger one is one blob in
-// projection and counted apart); the equivalent diameters of the particles
-// of r >= 3 px against their true projected areas; identity switches per
-// 100 true tracks; and the merges found in the right frame (±2). Issue
+// pairs, coalescence, and in one set dissolution). Precision; recall by
+// particle radius where the local SNR >= 5 (a particle centred on a
+// larger one is one blob in projection and counted apart); the equivalent
+// diameters of the particles of r >= 3 px against their true projected
+// areas; identity switches per 100 true tracks; the merges found in the
+// right frame (±2); the nucleations and dissolutions found and claimed
+// (no target; guarded where they stand). Issue
 // 17's targets: precision >= 0.97; recall >= 0.99 for r >= 3 px, >= 0.95
 // for 2-3 px, >= 0.8 for 1.5-2 px; equivalent diameters within 10 %;
 // identity switches <= 2 per 100 tracks and >= 80 % of the merges found
 // in the right frame.
 //
-// Five sets of seven movies: those the tracker was tuned on (seeds 11-13,
+// Six sets of seven movies: those the tracker was tuned on (seeds 11-13,
 // then 21-24), seven it was not tuned on but changes were made after
 // looking at (111-124), seven no change was made after looking at, whose
 // totals were read while choosing constants (211-224), seven made
 // later, scored before and after three changes without a look (311-324),
-// and seven made after the last change, scored before and after it and
-// not looked at (411-424), the same sizes: what the tuning is worth on
-// movies it has not seen (see each).
+// seven made after a later change, scored before and after it and
+// after two more and not looked at (411-424), and seven in which some
+// particles dissolve (511-524), the same sizes: what the tuning is worth
+// on movies it has not seen (see each).
 func TestIndependentMovies(t *testing.T) {
 	t.Parallel()
 	t.Run("tuned", func(t *testing.T) {
@@ -196,12 +203,30 @@ func TestIndependentMovies(t *testing.T) {
 		// (37 of the 48 claimed true), 40 of 42 nucleations (40 of the 48
 		// claimed true); after a nucleus had to be seen steadily, scored
 		// once more: 40 of 42 found, 40 of the 44 claimed true. The switch
-		// target is not met here.
+		// target is not met here. Dissolutions claimed (none happens): 18
+		// before the dissolution check (see dissolving), 10 after.
 		scoreMovies(t, heldOut4Seeds, expected{fp: 70, switches: 2.7, merges: 0.8})
+	})
+	t.Run("dissolving", func(t *testing.T) {
+		// Made after the gap closing and the nucleation checks, with
+		// particles that dissolve (the other sets' movies are the same
+		// with or without moviesim.py's "dissolve"), and not looked at
+		// but for its false dissolutions, listed once (no change made
+		// from them): 2.35 switches per 100 (of the particles above the
+		// noise 4 over 635 = 0.63), 40 false detections, 37 of 44 merges
+		// (37 of the 46 claimed true), 41 of 42 nucleations (41 of the
+		// 43 claimed true). Dissolutions: 62 of 70 found, 62 of the 78
+		// claimed true when a track of 3 frames ending at any frame
+		// before the last was claimed; 73 claimed when it had to end more
+		// than MaxGap frames before the last, and 72, the rule kept, when
+		// it had also to be seen longTrack frames (the four sets before:
+		// 63 claimed, all false, 41 and 28). The switch target is not met
+		// here.
+		scoreMovies(t, dissolvingSeeds, expected{fp: 50, switches: 2.5, merges: 0.8})
 	})
 }
 
-// The seeds of the five sets of independent movies (see
+// The seeds of the six sets of independent movies (see
 // TestIndependentMovies).
 var (
 	tunedSeeds    = []int{11, 12, 13, 21, 22, 23, 24}
@@ -209,7 +234,13 @@ var (
 	heldOut2Seeds = []int{211, 212, 213, 221, 222, 223, 224}
 	heldOut3Seeds = []int{311, 312, 313, 321, 322, 323, 324}
 	heldOut4Seeds = []int{411, 412, 413, 421, 422, 423, 424}
+	// dissolvingSeeds are movies in which some particles dissolve.
+	dissolvingSeeds = []int{511, 512, 513, 521, 522, 523, 524}
 )
+
+// dissolves reports whether the movie of seed has particles that dissolve
+// (the sixth set's: moviesim.py's "dissolve").
+func dissolves(seed int) bool { return seed >= 500 }
 
 // scoreSeeds analyses the movies of the seeds (40 frames of 256 px for the
 // first seed of a decade, 60 of 512 px for the others) with the detectors
@@ -266,6 +297,7 @@ func scoreMovies(t *testing.T, seeds []int, want expected) {
 		s.seenSwitches, s.seenTracks, 100*float64(s.seenSwitches)/float64(max(s.seenTracks, 1)))
 	t.Logf("merges found in the right frame (±2): %d of %d (%d merge events reported, %d of them true)", s.found, s.merges, s.reported, s.reportedTrue)
 	t.Logf("nucleations found: %d of %d (%d reported, %d of them true)", s.nucleiFound, s.nuclei, s.nucleiReported, s.nucleiTrue)
+	t.Logf("dissolutions found: %d of %d (%d reported, %d of them true)", s.dissolvedFound, s.dissolved, s.dissolutions, s.dissolutionsTrue)
 	for _, m := range s.misses {
 		t.Log(m)
 	}
@@ -297,6 +329,11 @@ func scoreMovies(t *testing.T, seeds []int, want expected) {
 	if 10*s.nucleiFound < 9*s.nuclei || 10*s.nucleiTrue < 8*s.nucleiReported {
 		t.Errorf("nucleations: %d of %d found, %d of the %d claimed true (want 90 %% and 80 %%)", s.nucleiFound, s.nuclei, s.nucleiTrue, s.nucleiReported)
 	}
+	// The dissolutions (the same: 62 of 70 found where particles
+	// dissolve, 5-10 claimed falsely per set).
+	if 100*s.dissolvedFound < 85*s.dissolved || s.dissolutions-s.dissolutionsTrue > 12 {
+		t.Errorf("dissolutions: %d of %d found, %d of the %d claimed false (want 85 %% and at most 12)", s.dissolvedFound, s.dissolved, s.dissolutions-s.dissolutionsTrue, s.dissolutions)
+	}
 }
 
 // TestIndependentMoviesYOLO scores a YOLO model (PICOFLOW_YOLO_MODEL, an
@@ -313,7 +350,7 @@ func TestIndependentMoviesYOLO(t *testing.T) {
 	for _, set := range []struct {
 		name  string
 		seeds []int
-	}{{"tuned", tunedSeeds}, {"held-out", heldOutSeeds}, {"held-out-2", heldOut2Seeds}, {"held-out-3", heldOut3Seeds}, {"held-out-4", heldOut4Seeds}} {
+	}{{"tuned", tunedSeeds}, {"held-out", heldOutSeeds}, {"held-out-2", heldOut2Seeds}, {"held-out-3", heldOut3Seeds}, {"held-out-4", heldOut4Seeds}, {"dissolving", dissolvingSeeds}} {
 		s := scoreSeeds(t, set.seeds, detector)
 		t.Logf("YOLO %s, %s movies: precision %.3f (%d true, %d false); recall r >= 3 px %.3f, 2-3 px %.3f, 1.5-2 px %.3f; %.2f switches per 100 tracks; %d of %d merges",
 			model, set.name, float64(s.tp)/float64(max(s.tp+s.fp, 1)), s.tp, s.fp,
@@ -326,7 +363,11 @@ func TestIndependentMoviesYOLO(t *testing.T) {
 func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 	dir := t.TempDir()
 	prefix := filepath.Join(dir, "m")
-	if out, err := exec.Command("/usr/bin/python3", "testdata/moviesim.py", fmt.Sprint(seed), fmt.Sprint(frames), fmt.Sprint(size), prefix).CombinedOutput(); err != nil {
+	args := []string{"testdata/moviesim.py", fmt.Sprint(seed), fmt.Sprint(frames), fmt.Sprint(size), prefix}
+	if dissolves(seed) {
+		args = append(args, "dissolve")
+	}
+	if out, err := exec.Command("/usr/bin/python3", args...).CombinedOutput(); err != nil {
 		t.Fatalf("moviesim.py (Debian's python3-numpy and -scipy): %v\n%s", err, out)
 	}
 	raw, err := os.ReadFile(prefix + ".f64")
@@ -504,6 +545,7 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 		}
 	}
 	s.scoreNucleations(truth.Events, res.Events, where)
+	s.scoreDissolutions(truth.Events, res.Events, where)
 	for _, e := range truth.Events {
 		if e.Type != "merge" {
 			continue
@@ -531,6 +573,42 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 }
 
 func abs(v int) int { return max(v, -v) }
+
+// scoreDissolutions counts the true dissolutions a reported one lies on
+// (the particle within max(5, r) px in the frame before the reported
+// one, reported from 15 frames before it was gone to 2 after) and the
+// reported ones that lie on a true one.
+func (s *movieScore) scoreDissolutions(truth []simEvent, reported []movie.Event, where map[[2]int]simParticle) {
+	near := func(e simEvent, m movie.Event) bool {
+		p, ok := where[[2]int{e.ID, m.Frame - 1}]
+		return ok && m.Frame >= e.Frame-15 && m.Frame <= e.Frame+2 && math.Hypot(m.X-p.X, m.Y-p.Y) <= math.Max(5, p.R)
+	}
+	for _, e := range truth {
+		if e.Type != "dissolution" {
+			continue
+		}
+		s.dissolved++
+		for _, m := range reported {
+			if m.Type == "dissolution" && near(e, m) {
+				s.dissolvedFound++
+				break
+			}
+		}
+	}
+	for _, m := range reported {
+		if m.Type != "dissolution" {
+			continue
+		}
+		s.dissolutions++
+		for _, e := range truth {
+			if e.Type == "dissolution" && near(e, m) {
+				s.dissolutionsTrue++
+				break
+			}
+		}
+
+	}
+}
 
 // scoreNucleations counts the true nucleations a reported one lies on
 // (the particle within max(5, r) px in the reported frame, reported

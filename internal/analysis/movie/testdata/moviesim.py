@@ -8,7 +8,11 @@ shot noise, beam-current jumps, drift and Brownian motion, particles that
 nucleate, dissolve, touch and coalesce. It writes the frames as raw
 little-endian float64 (T*H*W) and the ground truth as JSON.
 
-usage: moviesim.py SEED FRAMES SIZE OUT_PREFIX
+usage: moviesim.py SEED FRAMES SIZE OUT_PREFIX [dissolve]
+
+With "dissolve", some particles shrink from a frame on until they are gone
+(Ostwald ripening), each a "dissolution" event in the frame it is gone in;
+without it no particle dissolves (and the movie is the one it always was).
 """
 import json
 import sys
@@ -17,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 seed, frames, size, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+dissolve = sys.argv[5:] == ["dissolve"]
 rng = np.random.default_rng(seed)
 H = W = size
 
@@ -79,6 +84,12 @@ for _ in range(int(size * size / 30000)):  # pairs that coalesce
     a, b = new_particle(x, y, 3.5, 0), new_particle(x + 9, y, 3.0, 0)
     a["merge_with"], b["merge_with"] = b["id"], a["id"]
 
+if dissolve:  # small particles on their own that shrink away
+    lone = [p for p in particles if p["r"] <= 3.2 and "merge_with" not in p]
+    for i in rng.choice(len(lone), size=min(len(lone), int(size * size / 20000)), replace=False):
+        lone[i]["shrink"] = rng.uniform(0.08, 0.15)  # px per frame
+        lone[i]["shrink_from"] = int(rng.integers(3, frames // 3))
+
 drift = rng.uniform(-1, 1, 2)
 drift = drift / np.hypot(*drift) * rng.uniform(4, 10) / frames  # px per frame
 dose = rng.uniform(15, 40)  # electrons per pixel at unit intensity
@@ -104,6 +115,12 @@ for t in range(frames):
         p["x"] += rng.normal(0, 0.25)
         p["y"] += rng.normal(0, 0.25)
         p["r"] = min(p["r"] + p["grow"], 6.0)
+        if "shrink" in p and t >= p["shrink_from"]:
+            p["r"] -= p["shrink"]
+            if p["r"] < 0.5:
+                p["alive"] = False
+                events.append({"type": "dissolution", "frame": t, "id": p["id"]})
+                continue
         m = p.get("merge_with")
         if m is not None and t > frames // 3:
             q = next(o for o in particles if o["id"] == m)
