@@ -55,15 +55,9 @@ type movieScore struct {
 	merges, found            int
 	reported                 int // merge events reported
 	reportedTrue             int // of which a true merge (frame ±2, place)
-	// Nucleations: true ones, those reported near one (where the particle
-	// is, within 20 frames of its birth: a nucleus is too small to see
-	// at first), reported ones and of those the true.
-	nuclei, nucleiFound, nucleiReported, nucleiTrue int
-	// Dissolutions, the same (where the particle was in the frame before
-	// the reported one, from 15 frames before it was gone, a particle
-	// under the noise long before it is, to 2 after).
-	dissolved, dissolvedFound, dissolutions, dissolutionsTrue int
-	misses                                                    []string
+	// Nucleations and dissolutions (see nearNucleation, nearDissolution).
+	nucleations, dissolutions eventScore
+	misses                    []string
 	// detector, when set, makes the detectors scored (else the classical).
 	detector func() (movie.FrameDetector, error)
 }
@@ -296,8 +290,9 @@ func scoreMovies(t *testing.T, seeds []int, want expected) {
 	t.Logf("identity switches: %d over %d true tracks = %.2f per 100 (of the particles of median local SNR >= 5: %d over %d = %.2f per 100)", s.switches, s.tracks, perHundred,
 		s.seenSwitches, s.seenTracks, 100*float64(s.seenSwitches)/float64(max(s.seenTracks, 1)))
 	t.Logf("merges found in the right frame (±2): %d of %d (%d merge events reported, %d of them true)", s.found, s.merges, s.reported, s.reportedTrue)
-	t.Logf("nucleations found: %d of %d (%d reported, %d of them true)", s.nucleiFound, s.nuclei, s.nucleiReported, s.nucleiTrue)
-	t.Logf("dissolutions found: %d of %d (%d reported, %d of them true)", s.dissolvedFound, s.dissolved, s.dissolutions, s.dissolutionsTrue)
+	n, d := s.nucleations, s.dissolutions
+	t.Logf("nucleations found: %d of %d (%d reported, %d of them true)", n.found, n.truth, n.claimed, n.claimedTrue)
+	t.Logf("dissolutions found: %d of %d (%d reported, %d of them true)", d.found, d.truth, d.claimed, d.claimedTrue)
 	for _, m := range s.misses {
 		t.Log(m)
 	}
@@ -326,13 +321,13 @@ func scoreMovies(t *testing.T, seeds []int, want expected) {
 	}
 	// The nucleations (no target in the issue; guarded where they stand:
 	// 39-41 of 42 found, 82-100 % of those claimed true).
-	if 10*s.nucleiFound < 9*s.nuclei || 10*s.nucleiTrue < 8*s.nucleiReported {
-		t.Errorf("nucleations: %d of %d found, %d of the %d claimed true (want 90 %% and 80 %%)", s.nucleiFound, s.nuclei, s.nucleiTrue, s.nucleiReported)
+	if 10*n.found < 9*n.truth || 10*n.claimedTrue < 8*n.claimed {
+		t.Errorf("nucleations: %d of %d found, %d of the %d claimed true (want 90 %% and 80 %%)", n.found, n.truth, n.claimedTrue, n.claimed)
 	}
 	// The dissolutions (the same: 62 of 70 found where particles
 	// dissolve, 5-10 claimed falsely per set).
-	if 100*s.dissolvedFound < 85*s.dissolved || s.dissolutions-s.dissolutionsTrue > 12 {
-		t.Errorf("dissolutions: %d of %d found, %d of the %d claimed false (want 85 %% and at most 12)", s.dissolvedFound, s.dissolved, s.dissolutions-s.dissolutionsTrue, s.dissolutions)
+	if 100*d.found < 85*d.truth || d.claimed-d.claimedTrue > 12 {
+		t.Errorf("dissolutions: %d of %d found, %d of the %d claimed false (want 85 %% and at most 12)", d.found, d.truth, d.claimed-d.claimedTrue, d.claimed)
 	}
 }
 
@@ -544,8 +539,8 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 			}
 		}
 	}
-	s.scoreNucleations(truth.Events, res.Events, where)
-	s.scoreDissolutions(truth.Events, res.Events, where)
+	s.nucleations.add(scoreEvents("nucleation", truth.Events, res.Events, nearNucleation(where)))
+	s.dissolutions.add(scoreEvents("dissolution", truth.Events, res.Events, nearDissolution(where)))
 	for _, e := range truth.Events {
 		if e.Type != "merge" {
 			continue
@@ -574,74 +569,56 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 
 func abs(v int) int { return max(v, -v) }
 
-// scoreDissolutions counts the true dissolutions a reported one lies on
-// (the particle within max(5, r) px in the frame before the reported
-// one, reported from 15 frames before it was gone to 2 after) and the
-// reported ones that lie on a true one.
-func (s *movieScore) scoreDissolutions(truth []simEvent, reported []movie.Event, where map[[2]int]simParticle) {
-	near := func(e simEvent, m movie.Event) bool {
-		p, ok := where[[2]int{e.ID, m.Frame - 1}]
-		return ok && m.Frame >= e.Frame-15 && m.Frame <= e.Frame+2 && math.Hypot(m.X-p.X, m.Y-p.Y) <= math.Max(5, p.R)
-	}
+// eventScore is how the events of one type were found: true ones, those
+// a reported one lies on, reported ones, and those that lie on a true one.
+type eventScore struct{ truth, found, claimed, claimedTrue int }
+
+func (e *eventScore) add(o eventScore) {
+	e.truth, e.found, e.claimed, e.claimedTrue = e.truth+o.truth, e.found+o.found, e.claimed+o.claimed, e.claimedTrue+o.claimedTrue
+}
+
+// scoreEvents scores the reported events of type typ against the true
+// ones, near telling whether a reported one lies on a true one.
+func scoreEvents(typ string, truth []simEvent, reported []movie.Event, near func(simEvent, movie.Event) bool) eventScore {
+	var sc eventScore
 	for _, e := range truth {
-		if e.Type != "dissolution" {
+		if e.Type != typ {
 			continue
 		}
-		s.dissolved++
-		for _, m := range reported {
-			if m.Type == "dissolution" && near(e, m) {
-				s.dissolvedFound++
-				break
-			}
+		sc.truth++
+		if slices.ContainsFunc(reported, func(m movie.Event) bool { return m.Type == typ && near(e, m) }) {
+			sc.found++
 		}
 	}
 	for _, m := range reported {
-		if m.Type != "dissolution" {
+		if m.Type != typ {
 			continue
 		}
-		s.dissolutions++
-		for _, e := range truth {
-			if e.Type == "dissolution" && near(e, m) {
-				s.dissolutionsTrue++
-				break
-			}
+		sc.claimed++
+		if slices.ContainsFunc(truth, func(e simEvent) bool { return e.Type == typ && near(e, m) }) {
+			sc.claimedTrue++
 		}
-
 	}
+	return sc
 }
 
-// scoreNucleations counts the true nucleations a reported one lies on
-// (the particle within max(5, r) px in the reported frame, reported
-// from 2 frames before its birth to 20 after) and the reported ones that
-// lie on a true one.
-func (s *movieScore) scoreNucleations(truth []simEvent, reported []movie.Event, where map[[2]int]simParticle) {
-	near := func(e simEvent, m movie.Event) bool {
+// nearNucleation: the particle within max(5, r) px in the reported frame,
+// reported from 2 frames before its birth to 20 after (a nucleus is too
+// small to see at first).
+func nearNucleation(where map[[2]int]simParticle) func(simEvent, movie.Event) bool {
+	return func(e simEvent, m movie.Event) bool {
 		p, ok := where[[2]int{e.ID, m.Frame}]
 		return ok && m.Frame >= e.Frame-2 && m.Frame <= e.Frame+20 && math.Hypot(m.X-p.X, m.Y-p.Y) <= math.Max(5, p.R)
 	}
-	for _, e := range truth {
-		if e.Type != "nucleation" {
-			continue
-		}
-		s.nuclei++
-		for _, m := range reported {
-			if m.Type == "nucleation" && near(e, m) {
-				s.nucleiFound++
-				break
-			}
-		}
-	}
-	for _, m := range reported {
-		if m.Type != "nucleation" {
-			continue
-		}
-		s.nucleiReported++
-		for _, e := range truth {
-			if e.Type == "nucleation" && near(e, m) {
-				s.nucleiTrue++
-				break
-			}
-		}
+}
+
+// nearDissolution: the particle within max(5, r) px in the frame before
+// the reported one, reported from 15 frames before it was gone (a
+// shrinking particle is under the noise before it is gone) to 2 after.
+func nearDissolution(where map[[2]int]simParticle) func(simEvent, movie.Event) bool {
+	return func(e simEvent, m movie.Event) bool {
+		p, ok := where[[2]int{e.ID, m.Frame - 1}]
+		return ok && m.Frame >= e.Frame-15 && m.Frame <= e.Frame+2 && math.Hypot(m.X-p.X, m.Y-p.Y) <= math.Max(5, p.R)
 	}
 }
 

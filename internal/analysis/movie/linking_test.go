@@ -52,29 +52,35 @@ func TestGapClosedOnParticleOfItsSize(t *testing.T) {
 	}
 }
 
-// nucleations follows a still field through 30 frames in which a particle
-// at (100, 100) is seen in the frames of seen (growing from 3 to 6 px
-// across them), finishes the tracking and returns the nucleations.
-func nucleations(seen []int) []movie.Event {
+// eventsOf follows a still field through 30 frames in which a particle
+// at (100, 100) is seen in the frames of seen, its diameter from..to px
+// across them, finishes the tracking and returns the events of type typ.
+func eventsOf(typ string, seen []int, from, to float64) []movie.Event {
 	tr := &movie.Tracker{Width: 200, Height: 200}
 	frame := stillField(tr)
 	var all [][]movie.Detection
 	for f := range 30 {
 		var near []movie.Detection
 		if i := slices.Index(seen, f); i >= 0 {
-			near = append(near, disc(100, 100, 3+3*float64(i)/float64(len(seen))))
+			near = append(near, disc(100, 100, from+(to-from)*float64(i)/float64(len(seen))))
 		}
 		all = append(all, frame(f, near...))
 	}
 	tr.Finish(all)
 	var got []movie.Event
 	for _, e := range tr.Events {
-		if e.Type == "nucleation" {
+		if e.Type == typ {
 			got = append(got, e)
 		}
 	}
 	return got
 }
+
+// nucleations: a particle growing from 3 to 6 px.
+func nucleations(seen []int) []movie.Event { return eventsOf("nucleation", seen, 3, 6) }
+
+// dissolutions: a particle shrinking from 6 to 3 px.
+func dissolutions(seen []int) []movie.Event { return eventsOf("dissolution", seen, 6, 3) }
 
 // TestNucleationSeenSteadily: a particle that appears and grows, seen in
 // every frame from its first, nucleated there; one that first appears in
@@ -104,31 +110,6 @@ func TestNucleationSeenSteadily(t *testing.T) {
 	if got := nucleations(from(10, 11, 12)); len(got) != 0 {
 		t.Errorf("a particle seen in frame 10, then from 13 on: nucleations %+v; want none", got)
 	}
-}
-
-// dissolutions follows a still field through 30 frames in which a
-// particle at (100, 100) is seen in the frames of seen (shrinking from 6
-// to 3 px across them), finishes the tracking and returns the
-// dissolutions.
-func dissolutions(seen []int) []movie.Event {
-	tr := &movie.Tracker{Width: 200, Height: 200}
-	frame := stillField(tr)
-	var all [][]movie.Detection
-	for f := range 30 {
-		var near []movie.Detection
-		if i := slices.Index(seen, f); i >= 0 {
-			near = append(near, disc(100, 100, 6-3*float64(i)/float64(len(seen))))
-		}
-		all = append(all, frame(f, near...))
-	}
-	tr.Finish(all)
-	var got []movie.Event
-	for _, e := range tr.Events {
-		if e.Type == "dissolution" {
-			got = append(got, e)
-		}
-	}
-	return got
 }
 
 // TestDissolutionSeenGone: a particle followed for 20 frames that is gone
