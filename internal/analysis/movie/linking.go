@@ -299,9 +299,10 @@ func (t *Tracker) events() {
 func steady(tr *Track) bool {
 	n := 0
 	for _, p := range tr.Points {
-		if p.Frame < tr.Points[0].Frame+4 {
-			n++
+		if p.Frame >= tr.Points[0].Frame+4 {
+			break
 		}
+		n++
 	}
 	return n >= 3
 }
