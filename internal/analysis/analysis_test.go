@@ -1,13 +1,17 @@
 package analysis
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -201,5 +205,68 @@ func TestRunIsolatedMatchesRun(t *testing.T) {
 	_, err = RunIsolated(context.Background(), workers, cut, filepath.Join(dir, "c"), Options{}, sandbox.Limits{})
 	if !errors.Is(err, emd.ErrFormat) || !strings.Contains(err.Error(), "truncated") {
 		t.Fatalf("truncated file in a child: %v, want ErrFormat naming the truncation", err)
+	}
+}
+
+// TestRunBerkeleyMovie: a movie stored as a Berkeley (NCEM) time series,
+// (T, H, W) with a first axis named "time" (as ncempy and h5py write it),
+// is analysed as a movie: two particles followed through its 8 frames, in
+// its own seconds and nanometres (it failed: its first frame was read as
+// the whole series).
+func TestRunBerkeleyMovie(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "series.emd")
+	script := `
+import sys, h5py, numpy as np
+rng = np.random.default_rng(1)
+yy, xx = np.mgrid[0:96, 0:96]
+frames = []
+for t in range(8):
+    img = 100.0 + np.zeros((96, 96))
+    for x, y in ((30 + 0.5 * t, 30.0), (60.0, 50 + 0.5 * t)):
+        img += 400 * (np.hypot(xx - x, yy - y) <= 4)
+    frames.append(rng.poisson(img))
+with h5py.File(sys.argv[1], "w") as f:
+    f.attrs["version_major"] = 0
+    f.attrs["version_minor"] = 2
+    g = f.create_group("data").create_group("series")
+    g.attrs["emd_group_type"] = 1
+    g.create_dataset("data", data=np.array(frames).astype("uint16"))
+    for i, (n, u, s) in enumerate([("time", "s", 0.5), ("y", "nm", 0.2), ("x", "nm", 0.2)]):
+        d = g.create_dataset("dim%d" % (i + 1), data=np.arange((8, 96, 96)[i]) * s)
+        d.attrs["name"], d.attrs["units"] = np.bytes_(n), np.bytes_(u)
+`
+	if out, err := exec.Command(emdtest.Python, "-c", script, path).CombinedOutput(); err != nil {
+		t.Fatalf("h5py: %v\n%s", err, out)
+	}
+	out := filepath.Join(dir, "out")
+	if _, err := Run(context.Background(), path, out, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "tracks.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	frames := map[string]int{}
+	for _, r := range rows[1:] {
+		frames[r[col["track"]]]++
+		if r[col["frame"]] == "1" && r[col["time_s"]] != "0.5000" {
+			t.Errorf("frame 1 at %s s; want 0.5", r[col["time_s"]])
+		}
+		if d, _ := strconv.ParseFloat(r[col["diameter_nm"]], 64); d < 1.4 || d > 1.8 {
+			t.Errorf("diameter %s nm; want about 1.6 (8 px of 0.2 nm)", r[col["diameter_nm"]])
+		}
+	}
+	if len(frames) != 2 || frames["0"] != 8 || frames["1"] != 8 {
+		t.Errorf("tracks and their frames %v; want two tracks of 8 frames", frames)
 	}
 }

@@ -213,6 +213,18 @@ func (f *File) ReadFrame(ctx context.Context, s *Signal, t int) ([]float64, erro
 	if err != nil {
 		return nil, err
 	}
+	if f.Format != FormatVelox && len(di.Shape) == 3 && s.Kind == KindImageStack {
+		// Berkeley (NCEM) stores a time series as (T, H, W).
+		if t < 0 || t >= di.Shape[0] {
+			return nil, fmt.Errorf("frame %d of %s (%d frames): %w", t, s.Path, di.Shape[0], ErrNotFound)
+		}
+		frame := di
+		frame.Shape = di.Shape[1:]
+		if err := f.h.checkSize(s.Path, frame); err != nil {
+			return nil, err
+		}
+		return f.h.readSlice(s.Path, []uint64{uint64(t), 0, 0}, []uint64{1, uint64(di.Shape[1]), uint64(di.Shape[2])})
+	}
 	if f.Format != FormatVelox || len(di.Shape) != 3 {
 		if t != 0 {
 			return nil, fmt.Errorf("frame %d of %s: %w", t, s.Path, ErrNotFound)

@@ -15,7 +15,8 @@ import (
 // caller's buffer. Velox stores a stack as (H, W, T) in chunks of one frame;
 // then each frame is a single read of its chunk, found once in the chunk
 // index, and decoded in place: a 1.2 GB movie streams at disk speed without
-// ever being held in memory. Other layouts go through the general reader.
+// ever being held in memory. Other layouts (Berkeley's (T, H, W) time
+// series among them) go through the general reader.
 type FrameReader struct {
 	f      *File
 	s      *Signal
@@ -44,6 +45,16 @@ func (f *File) Frames(ctx context.Context, s *Signal) (*FrameReader, error) {
 	switch {
 	case f.Format == FormatVelox && len(di.Shape) == 3:
 		r.H, r.W, r.Frames = di.Shape[0], di.Shape[1], di.Shape[2]
+	case len(di.Shape) == 3 && s.Kind == KindImageStack:
+		// Berkeley (NCEM): (T, H, W), read frame by frame through the
+		// general reader.
+		r.H, r.W, r.Frames = di.Shape[1], di.Shape[2], di.Shape[0]
+		frame := di
+		frame.Shape = di.Shape[1:]
+		if err := f.h.checkSize(s.Path, frame); err != nil {
+			return nil, err
+		}
+		return r, nil
 	case len(di.Shape) == 2:
 		r.H, r.W = di.Shape[0], di.Shape[1]
 		return r, nil

@@ -2,6 +2,8 @@ package emd_test
 
 import (
 	"context"
+	"errors"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -52,5 +54,63 @@ func TestFrameReaderMatchesReadFrame(t *testing.T) {
 			fr.Close()
 		}
 		f.Close()
+	}
+}
+
+// TestBerkeleyStackFrames: a Berkeley (NCEM) time series, stored as
+// (T, H, W) with a first axis named "time", is read frame by frame (frame 0
+// was the whole series, and later frames none: a movie written with ncempy
+// or h5py failed its analysis).
+func TestBerkeleyStackFrames(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "series.emd")
+	script := `
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    f.attrs["version_major"] = 0
+    f.attrs["version_minor"] = 2
+    g = f.create_group("data").create_group("series")
+    g.attrs["emd_group_type"] = 1
+    t, y, x = np.mgrid[0:4, 0:5, 0:7]
+    g.create_dataset("data", data=(1000 * t + 10 * y + x).astype("uint16"))
+    for i, (n, u, s) in enumerate([("time", "s", 0.5), ("y", "nm", 0.2), ("x", "nm", 0.2)]):
+        d = g.create_dataset("dim%d" % (i + 1), data=np.arange((4, 5, 7)[i]) * s)
+        d.attrs["name"], d.attrs["units"] = np.bytes_(n), np.bytes_(u)
+`
+	if out, err := exec.Command(emdtest.Python, "-c", script, path).CombinedOutput(); err != nil {
+		t.Fatalf("h5py: %v\n%s", err, out)
+	}
+	f, err := emd.Open(context.Background(), path, emd.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s, err := f.Signal(emd.KindImageStack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := f.Frames(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fr.Close()
+	if fr.Frames != 4 || fr.H != 5 || fr.W != 7 {
+		t.Fatalf("%d frames of %d×%d; want 4 of 5×7", fr.Frames, fr.H, fr.W)
+	}
+	buf := make([]float64, 5*7)
+	for k := range 4 {
+		if err := fr.Read(context.Background(), k, buf); err != nil {
+			t.Fatal(err)
+		}
+		for y := range 5 {
+			for x := range 7 {
+				if want := float64(1000*k + 10*y + x); buf[y*7+x] != want {
+					t.Fatalf("frame %d at (%d, %d): %g, want %g", k, y, x, buf[y*7+x], want)
+				}
+			}
+		}
+	}
+	if _, err := f.ReadFrame(context.Background(), s, 4); !errors.Is(err, emd.ErrNotFound) {
+		t.Errorf("frame 4 of 4: %v, want ErrNotFound", err)
 	}
 }
