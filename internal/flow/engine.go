@@ -396,8 +396,9 @@ func (e *Engine) StartRun(ctx context.Context, spec RunSpec) (*Run, bool, error)
 	if err := tx.Commit(); err != nil {
 		return nil, false, fmt.Errorf("start run: %w", err)
 	}
-	e.wake(ctx, e.insertOpts(def.Steps[0]).Queue)
+	// (Queued before the worker is woken: its running event comes after.)
 	e.events.Publish(Event{RunID: id, Flow: spec.Flow, FileName: spec.FileName, State: StateQueued, Time: t})
+	e.wake(ctx, e.insertOpts(def.Steps[0]).Queue)
 	r, err := e.Run(ctx, id)
 	return r, true, err
 }
@@ -463,8 +464,8 @@ func (e *Engine) Restart(ctx context.Context, id string, spec RunSpec) (*Run, er
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("restart run %s: %w", id, err)
 	}
-	e.wake(ctx, e.insertOpts(def.Steps[0]).Queue)
 	e.events.Publish(Event{RunID: id, Flow: r.Flow, FileName: spec.FileName, State: StateQueued, Time: t})
+	e.wake(ctx, e.insertOpts(def.Steps[0]).Queue)
 	return e.Run(ctx, id)
 }
 
@@ -506,8 +507,8 @@ func (e *Engine) Retry(ctx context.Context, id string) (*Run, error) {
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("retry run %s: %w", id, err)
 	}
-	e.wake(ctx, e.insertOpts(def.Steps[idx]).Queue)
 	e.events.Publish(Event{RunID: id, Flow: r.Flow, FileName: r.FileName, State: StateQueued, Time: t})
+	e.wake(ctx, e.insertOpts(def.Steps[idx]).Queue)
 	return e.Run(ctx, id)
 }
 
@@ -672,16 +673,16 @@ func (e *Engine) advance(ctx context.Context, tx *sql.Tx, run *Run, def *Definit
 	return next, nil
 }
 
-// advanced wakes the next step's queue and publishes the events, after the
-// transaction of advance committed.
+// advanced publishes the events and wakes the next step's queue, after the
+// transaction of advance committed (the events first: the next step's
+// running event comes after this one's succeeded).
 func (e *Engine) advanced(ctx context.Context, run *Run, def *Definition, sd StepDef, next int, active time.Duration, end time.Time) {
-	if next < len(def.Steps) {
-		e.wake(ctx, e.insertOpts(def.Steps[next]).Queue)
-	}
 	e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, Step: sd.Name, State: StateSucceeded, Time: end, Active: active})
 	if next >= len(def.Steps) {
 		e.events.Publish(Event{RunID: run.ID, Flow: run.Flow, FileName: run.FileName, State: StateSucceeded, Time: end})
+		return
 	}
+	e.wake(ctx, e.insertOpts(def.Steps[next]).Queue)
 }
 
 // Wait is the output of a step that handed its work to someone else (a
