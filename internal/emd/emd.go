@@ -213,34 +213,58 @@ func (f *File) ReadFrame(ctx context.Context, s *Signal, t int) ([]float64, erro
 	if err != nil {
 		return nil, err
 	}
-	if f.Format != FormatVelox && len(di.Shape) == 3 && s.Kind == KindImageStack {
-		// Berkeley (NCEM) stores a time series as (T, H, W).
-		if t < 0 || t >= di.Shape[0] {
-			return nil, fmt.Errorf("frame %d of %s (%d frames): %w", t, s.Path, di.Shape[0], ErrNotFound)
-		}
-		frame := di
-		frame.Shape = di.Shape[1:]
-		if err := f.h.checkSize(s.Path, frame); err != nil {
-			return nil, err
-		}
-		return f.h.readSlice(s.Path, []uint64{uint64(t), 0, 0}, []uint64{1, uint64(di.Shape[1]), uint64(di.Shape[2])})
-	}
-	if f.Format != FormatVelox || len(di.Shape) != 3 {
+	l, ok := f.stackLayout(s, di)
+	if !ok {
 		if t != 0 {
 			return nil, fmt.Errorf("frame %d of %s: %w", t, s.Path, ErrNotFound)
 		}
 		v, _, err := f.h.readFloat64(s.Path)
 		return v, err
 	}
-	if t < 0 || t >= di.Shape[2] {
-		return nil, fmt.Errorf("frame %d of %s (%d frames): %w", t, s.Path, di.Shape[2], ErrNotFound)
+	if t < 0 || t >= l.frames {
+		return nil, fmt.Errorf("frame %d of %s (%d frames): %w", t, s.Path, l.frames, ErrNotFound)
 	}
-	frame := di
-	frame.Shape = di.Shape[:2]
-	if err := f.h.checkSize(s.Path, frame); err != nil {
+	if err := f.checkFrame(s, di, l); err != nil {
 		return nil, err
 	}
-	return f.h.readSlice(s.Path, []uint64{0, 0, uint64(t)}, []uint64{uint64(di.Shape[0]), uint64(di.Shape[1]), 1})
+	start, count := l.slice(t)
+	return f.h.readSlice(s.Path, start, count)
+}
+
+// stackLayout is how the frames of a 3-D image dataset lie in it: Velox
+// stores (H, W, T), Berkeley (NCEM) a time series as (T, H, W).
+type stackLayout struct {
+	h, w, frames int
+	timeFirst    bool // (T, H, W)
+}
+
+// stackLayout returns the layout of s's frames, whose dataset is di; false
+// for a dataset that is not a 3-D stack (a 2-D image is one frame).
+func (f *File) stackLayout(s *Signal, di dsInfo) (stackLayout, bool) {
+	switch {
+	case len(di.Shape) != 3:
+		return stackLayout{}, false
+	case f.Format == FormatVelox:
+		return stackLayout{h: di.Shape[0], w: di.Shape[1], frames: di.Shape[2]}, true
+	case s.Kind == KindImageStack:
+		return stackLayout{h: di.Shape[1], w: di.Shape[2], frames: di.Shape[0], timeFirst: true}, true
+	}
+	return stackLayout{}, false
+}
+
+// slice is the start and count of frame t in the dataset.
+func (l stackLayout) slice(t int) (start, count []uint64) {
+	if l.timeFirst {
+		return []uint64{uint64(t), 0, 0}, []uint64{1, uint64(l.h), uint64(l.w)}
+	}
+	return []uint64{0, 0, uint64(t)}, []uint64{uint64(l.h), uint64(l.w), 1}
+}
+
+// checkFrame refuses a stack whose single frame is too large to read.
+func (f *File) checkFrame(s *Signal, di dsInfo, l stackLayout) error {
+	frame := di
+	frame.Shape = []int{l.h, l.w}
+	return f.h.checkSize(s.Path, frame)
 }
 
 // rollFrames turns (H, W, F) into (F, H, W).

@@ -42,31 +42,22 @@ func (f *File) Frames(ctx context.Context, s *Signal) (*FrameReader, error) {
 		return nil, err
 	}
 	r := &FrameReader{f: f, s: s, Frames: 1}
+	l, ok := f.stackLayout(s, di)
 	switch {
-	case f.Format == FormatVelox && len(di.Shape) == 3:
-		r.H, r.W, r.Frames = di.Shape[0], di.Shape[1], di.Shape[2]
-	case len(di.Shape) == 3 && s.Kind == KindImageStack:
-		// Berkeley (NCEM): (T, H, W), read frame by frame through the
-		// general reader.
-		r.H, r.W, r.Frames = di.Shape[1], di.Shape[2], di.Shape[0]
-		frame := di
-		frame.Shape = di.Shape[1:]
-		if err := f.h.checkSize(s.Path, frame); err != nil {
+	case ok:
+		r.H, r.W, r.Frames = l.h, l.w, l.frames
+		if err := f.checkFrame(s, di, l); err != nil {
 			return nil, err
 		}
-		return r, nil
 	case len(di.Shape) == 2:
 		r.H, r.W = di.Shape[0], di.Shape[1]
 		return r, nil
 	default:
 		return nil, fmt.Errorf("frames of %s: %w: shape %v", s.Path, ErrUnsupported, di.Shape)
 	}
-	frame := di
-	frame.Shape = di.Shape[:2]
-	if err := f.h.checkSize(s.Path, frame); err != nil {
-		return nil, err
-	}
-	if di.Layout == "chunked" {
+	// (The fast path reads Velox's (H, W, 1) chunks; Berkeley's (T, H, W)
+	// goes through the general reader.)
+	if di.Layout == "chunked" && !l.timeFirst {
 		if err := r.index(di); err != nil && !errors.Is(err, errNoFastPath) {
 			return nil, fmt.Errorf("frames of %s: %w", s.Path, err)
 		}
