@@ -396,9 +396,7 @@ func (e *Engine) StartRun(ctx context.Context, spec RunSpec) (*Run, bool, error)
 	if err := tx.Commit(); err != nil {
 		return nil, false, fmt.Errorf("start run: %w", err)
 	}
-	// (Queued before the worker is woken: its running event comes after.)
-	e.events.Publish(Event{RunID: id, Flow: spec.Flow, FileName: spec.FileName, State: StateQueued, Time: t})
-	e.wake(ctx, e.insertOpts(def.Steps[0]).Queue)
+	e.queued(ctx, Event{RunID: id, Flow: spec.Flow, FileName: spec.FileName, State: StateQueued, Time: t}, def.Steps[0])
 	r, err := e.Run(ctx, id)
 	return r, true, err
 }
@@ -464,8 +462,7 @@ func (e *Engine) Restart(ctx context.Context, id string, spec RunSpec) (*Run, er
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("restart run %s: %w", id, err)
 	}
-	e.events.Publish(Event{RunID: id, Flow: r.Flow, FileName: spec.FileName, State: StateQueued, Time: t})
-	e.wake(ctx, e.insertOpts(def.Steps[0]).Queue)
+	e.queued(ctx, Event{RunID: id, Flow: r.Flow, FileName: spec.FileName, State: StateQueued, Time: t}, def.Steps[0])
 	return e.Run(ctx, id)
 }
 
@@ -507,8 +504,7 @@ func (e *Engine) Retry(ctx context.Context, id string) (*Run, error) {
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("retry run %s: %w", id, err)
 	}
-	e.events.Publish(Event{RunID: id, Flow: r.Flow, FileName: r.FileName, State: StateQueued, Time: t})
-	e.wake(ctx, e.insertOpts(def.Steps[idx]).Queue)
+	e.queued(ctx, Event{RunID: id, Flow: r.Flow, FileName: r.FileName, State: StateQueued, Time: t}, def.Steps[idx])
 	return e.Run(ctx, id)
 }
 
@@ -671,6 +667,14 @@ func (e *Engine) advance(ctx context.Context, tx *sql.Tx, run *Run, def *Definit
 		return 0, fmt.Errorf("run %s: finish: %w", run.ID, err)
 	}
 	return next, nil
+}
+
+// queued publishes ev, a run's queued event, and then wakes the queue of
+// its step sd, after the transaction that enqueued the step committed: in
+// that order, so that the step's running event comes after it.
+func (e *Engine) queued(ctx context.Context, ev Event, sd StepDef) {
+	e.events.Publish(ev)
+	e.wake(ctx, e.insertOpts(sd).Queue)
 }
 
 // advanced publishes the events and wakes the next step's queue, after the
