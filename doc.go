@@ -11,8 +11,9 @@
 //	                              pays, small files in the request that creates them, parallel parts joined by
 //	                              concatenation on long fat links
 //	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, zstd PATCH bodies, creation
-//	                              with upload, files synced in the background as they arrive, hashing on
-//	                              arrival, parallel parts written in place and joined without a copy
+//	                              with upload, files synced in the background as they arrive, small
+//	                              compressed bodies made durable by a journal, hashing on arrival,
+//	                              parallel parts written in place and joined without a copy
 //	internal/replicas             several server replicas for a client: move on when one is down
 //	internal/linkem               an emulated network link (rate, RTT, jitter, queue, TCP-like window) for
 //	                              tests and benchmarks

@@ -243,6 +243,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	// (Stop waits for the uploads' background syncs.)
+	s.closers = append(s.closers, s.uploads.Close)
 	s.Engine, err = flow.New(flow.EngineConfig{
 		DB: db, Flows: *cfg.Flows, Types: s.stepTypes(), Logger: s.log,
 		Workers:      map[string]int{flow.QueueAnalyze: cmp.Or(cfg.AnalysisWorkers, 2)},

@@ -57,7 +57,7 @@ func (s *Server) saveDigest(id string, offset int64, h hash.Hash) error {
 // Digest returns the hex SHA-256 of a complete upload computed as it
 // arrived, or "" when the server has none (the caller hashes the file).
 func (s *Server) Digest(u *Upload) string {
-	if !u.Complete() {
+	if !u.Complete() || s.settled(u.ID) != nil {
 		return ""
 	}
 	h := s.loadDigest(u.ID, u.Size)

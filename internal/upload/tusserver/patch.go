@@ -288,6 +288,12 @@ func (s *Server) beginPatch(r *http.Request, id string, offset, n int64, in *int
 		fail(http.StatusLocked, "upload is locked by another request")
 		return nil, nil
 	}
+	// The bytes of an earlier PATCH synced first (see journal.go).
+	if err := s.settled(id); err != nil {
+		lock.Unlock()
+		fail(http.StatusInternalServerError, err.Error())
+		return nil, nil
+	}
 	info, status, err := s.info(r, id)
 	if err == nil && offset != info.Offset {
 		status, err = http.StatusConflict, fmt.Errorf("mismatched offset: the server has %d bytes", info.Offset)

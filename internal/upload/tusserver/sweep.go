@@ -17,7 +17,7 @@ type SweepReport struct {
 	// Expired are unfinished uploads nobody wrote to for the expiry time.
 	Expired []string
 	// Orphans are leftovers of failures: bookkeeping (.info, .sha256,
-	// .lock, .tmp, .whole) without its upload, or an empty data file
+	// .lock, .tmp, .whole, .journal) without its upload, or an empty data file
 	// without its .info.
 	Orphans []string
 }
@@ -78,7 +78,7 @@ func (s *Server) Sweep(ctx context.Context, expireAfter time.Duration) (SweepRep
 			continue
 		}
 		var id string
-		for _, suffix := range []string{".sha256.tmp", ".sha256", ".lock", ".final", ".whole"} {
+		for _, suffix := range []string{".sha256.tmp", ".sha256", ".lock", ".final", ".whole", ".journal"} {
 			if base, ok := strings.CutSuffix(name, suffix); ok {
 				id = base
 				break

@@ -53,6 +53,8 @@ type Server struct {
 	locker  handler.Locker
 	dir     string
 	cfg     Config
+	// pending are the background syncs of journalled PATCHes.
+	pending pendingSyncs
 }
 
 // Config configures a Server.
@@ -158,6 +160,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("upload server: %w", err)
 	}
 	s.handler = h
+	// What a power cut left unsynced is put back before anyone reads it.
+	if err := s.replayAll(); err != nil {
+		return nil, fmt.Errorf("upload server: %w", err)
+	}
 	return s, nil
 }
 
@@ -266,6 +272,9 @@ func (s *Server) Get(ctx context.Context, id string) (*Upload, error) {
 	if id == "" || strings.ContainsAny(id, "/\\.") {
 		return nil, fmt.Errorf("upload %q: %w", id, ErrNotFound)
 	}
+	if err := s.settled(id); err != nil {
+		return nil, err
+	}
 	up, err := s.store.GetUpload(ctx, id)
 	if err != nil {
 		if errors.Is(err, handler.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
@@ -289,11 +298,12 @@ func (s *Server) Remove(id string) error {
 	if id == "" || strings.ContainsAny(id, "/\\.") {
 		return fmt.Errorf("upload %q: %w", id, ErrNotFound)
 	}
+	s.settled(id) // (a sync still writing must not find the files gone)
 	return errors.Join(s.removeParts(id), s.removeFiles(id))
 }
 
 func (s *Server) removeFiles(id string) error {
-	for _, p := range []string{filepath.Join(s.dir, id), filepath.Join(s.dir, id+".info"), filepath.Join(s.dir, id+".lock"), s.digestPath(id), s.digestPath(id) + ".tmp", filepath.Join(s.dir, id+".whole")} {
+	for _, p := range []string{filepath.Join(s.dir, id), filepath.Join(s.dir, id+".info"), filepath.Join(s.dir, id+".lock"), s.digestPath(id), s.digestPath(id) + ".tmp", filepath.Join(s.dir, id+".whole"), s.journalPath(id)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove upload %s: %w", id, err)
 		}
