@@ -31,6 +31,11 @@ import (
 // directory. A journal that does not decode to its length (zstd's frame
 // checksum, which the agent's encoder writes, tells one cut short) was
 // never acknowledged, or is still being written, and is not replayed.
+// Where replicas share the directory (Config.Locker set) no journal is
+// written: one replica could replay and remove a journal another had
+// just written for its next PATCH, and a replica on another host must
+// find the decoded bytes on the shared file system once the PATCH is
+// answered. (Journals left from before are still replayed.)
 
 // journalMax is the largest body kept for a journal (a larger one comes
 // from a file whose background syncs keep up with the network).

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tus/tusd/v2/pkg/memorylocker"
+
 	"github.com/picoflow/picoflow/internal/upload"
 )
 
@@ -34,7 +36,13 @@ func sparseCounts(n int) []byte {
 // on dir, and returns the server and the upload's ID.
 func uploadCompressed(t *testing.T, dir string, data []byte) (*Server, string) {
 	t.Helper()
-	srv, err := New(Config{Dir: dir, BasePath: "/files/"})
+	return uploadCompressedTo(t, Config{Dir: dir, BasePath: "/files/"}, data)
+}
+
+// uploadCompressedTo is uploadCompressed to a new server of cfg.
+func uploadCompressedTo(t *testing.T, cfg Config, data []byte) (*Server, string) {
+	t.Helper()
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,5 +178,35 @@ func TestJournalCutShortIsNotReplayed(t *testing.T) {
 	}
 	if fi, err := os.Stat(stored); err != nil || fi.Size() != 1000 {
 		t.Fatalf("the file after a cut journal: %v, %v (want it left at 1000 bytes)", fi, err)
+	}
+}
+
+// TestNoJournalWhereReplicasShareTheDirectory: with a locker for
+// replicas, a small compressed upload is synced before it is answered,
+// as before the journal (another replica reads the shared file at once).
+func TestNoJournalWhereReplicasShareTheDirectory(t *testing.T) {
+	backgroundSyncHold = make(chan struct{})
+	dir := t.TempDir()
+	srv, id := uploadCompressedTo(t, Config{Dir: dir, BasePath: "/files/", Locker: memorylocker.New()}, sparseCounts(300<<10))
+	defer func() {
+		close(backgroundSyncHold)
+		backgroundSyncHold = nil
+		srv.Close()
+	}()
+	if _, err := os.Stat(srv.journalPath(id)); !os.IsNotExist(err) {
+		t.Fatalf("a journal where replicas share the directory: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := srv.Get(context.Background(), id)
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Get waits for a background sync where none should be")
 	}
 }
