@@ -26,7 +26,7 @@ import (
 // the journal removed after. Whatever takes an upload's bytes as final
 // waits for that sync (settled: Get, Digest, Remove, the next PATCH); a
 // journal found with no sync of this process under way (left by a power
-// cut, or by a replica sharing the directory) is replayed: decoded,
+// cut) is replayed: decoded,
 // written at its offset, synced, removed. New replays every journal in the
 // directory. A journal that does not decode to its length (zstd's frame
 // checksum, which the agent's encoder writes, tells one cut short) was
@@ -170,7 +170,7 @@ func (s *Server) syncLater(id string, sy *syncer, t *target, done chan struct{})
 		err := errors.Join(t.Sync(), t.Close())
 		if err == nil {
 			if err = os.Remove(s.journalPath(id)); errors.Is(err, os.ErrNotExist) {
-				err = nil // a replica replayed it
+				err = nil // gone already
 			}
 		}
 		if err != nil {
@@ -218,8 +218,7 @@ func (s *Server) replay(id string) error {
 	data, offset, err := decodeJournal(b)
 	if err != nil {
 		// Cut short by a crash before it was synced (its PATCH never
-		// answered), or still being written by a replica's PATCH: left
-		// alone (Remove takes it with the upload).
+		// answered): left alone (Remove takes it with the upload).
 		slog.Debug("upload: journal not replayed", "upload", id, "error", err)
 		return nil
 	}
