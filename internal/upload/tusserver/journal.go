@@ -26,9 +26,8 @@ import (
 // the journal removed after. Whatever takes an upload's bytes as final
 // waits for that sync (settled: Get, Digest, Remove, the next PATCH); a
 // journal found with no sync of this process under way (left by a power
-// cut) is replayed: decoded,
-// written at its offset, synced, removed. New replays every journal in the
-// directory. A journal that does not decode to its length (zstd's frame
+// cut) is replayed: decoded, written at its offset, synced, removed. New
+// replays every journal in the directory. A journal that does not decode to its length (zstd's frame
 // checksum, which the agent's encoder writes, tells one cut short) was
 // never acknowledged, or is still being written, and is not replayed.
 // Where replicas share the directory (Config.Locker set) no journal is
