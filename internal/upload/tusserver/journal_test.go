@@ -210,3 +210,34 @@ func TestNoJournalWhereReplicasShareTheDirectory(t *testing.T) {
 		t.Fatal("Get waits for a background sync where none should be")
 	}
 }
+
+// TestJournalThatCannotBeReplayedLeavesTheServerUp: a journal whose file
+// cannot be written at the start does not keep the server from serving;
+// reading its upload says why, and the journal stays for another try.
+func TestJournalThatCannotBeReplayedLeavesTheServerUp(t *testing.T) {
+	backgroundSyncHold = make(chan struct{})
+	dir := t.TempDir()
+	srv, id := uploadCompressed(t, dir, sparseCounts(300<<10))
+	stored := filepath.Join(dir, id)
+	if err := os.Rename(stored, stored+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(stored, 0o750); err != nil { // not writable as a file
+		t.Fatal(err)
+	}
+	defer func() { // (the first server's sync, held as by a power cut)
+		close(backgroundSyncHold)
+		backgroundSyncHold = nil
+		srv.Close()
+	}()
+	again, err := New(Config{Dir: dir, BasePath: "/files/"})
+	if err != nil {
+		t.Fatalf("the server did not start: %v", err)
+	}
+	if _, err := again.Get(context.Background(), id); err == nil || !strings.Contains(err.Error(), "replay journal") {
+		t.Fatalf("Get: %v, want the replay's error", err)
+	}
+	if _, err := os.Stat(again.journalPath(id)); err != nil {
+		t.Fatalf("the journal is gone: %v", err)
+	}
+}

@@ -161,8 +161,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.handler = h
 	// What a power cut left unsynced is put back before anyone reads it.
+	// A journal that cannot be replayed stays, and reading its upload
+	// says why (the server serves the others).
 	if err := s.replayAll(); err != nil {
-		return nil, fmt.Errorf("upload server: %w", err)
+		slog.Error("upload server: journal not replayed", "error", err)
 	}
 	return s, nil
 }
