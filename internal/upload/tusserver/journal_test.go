@@ -69,6 +69,17 @@ func uploadCompressedTo(t *testing.T, cfg Config, data []byte) (*Server, string)
 	return srv, u[strings.LastIndex(u, "/")+1:]
 }
 
+// getLater calls srv.Get for id on a goroutine of its own; its error
+// comes on the channel.
+func getLater(srv *Server, id string) <-chan error {
+	got := make(chan error, 1)
+	go func() {
+		_, err := srv.Get(context.Background(), id)
+		got <- err
+	}()
+	return got
+}
+
 // TestJournalKeepsAnAnswerThroughLostWrites: a small compressed upload is
 // answered once its body's journal is on disk, before its decoded bytes
 // are synced; if those are lost (a power cut before the background sync,
@@ -127,11 +138,7 @@ func TestReadersWaitForTheBackgroundSync(t *testing.T) {
 	defer func() { backgroundSyncHold = nil }()
 	dir := t.TempDir()
 	srv, id := uploadCompressed(t, dir, sparseCounts(300<<10))
-	got := make(chan error, 1)
-	go func() {
-		_, err := srv.Get(context.Background(), id)
-		got <- err
-	}()
+	got := getLater(srv, id)
 	select {
 	case err := <-got:
 		close(backgroundSyncHold)
@@ -196,13 +203,8 @@ func TestNoJournalWhereReplicasShareTheDirectory(t *testing.T) {
 	if _, err := os.Stat(srv.journalPath(id)); !os.IsNotExist(err) {
 		t.Fatalf("a journal where replicas share the directory: %v", err)
 	}
-	got := make(chan error, 1)
-	go func() {
-		_, err := srv.Get(context.Background(), id)
-		got <- err
-	}()
 	select {
-	case err := <-got:
+	case err := <-getLater(srv, id):
 		if err != nil {
 			t.Fatal(err)
 		}
