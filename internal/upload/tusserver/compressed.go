@@ -77,7 +77,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 	}()
 	// A small body is kept for its journal (see journal.go) unless the
 	// upload is written in place or replicas share the directory.
-	jr := &journal{limit: journalMax, over: s.cfg.Locker != nil || t.own != nil || t.base != 0 || t.path != filepath.Join(s.dir, id)}
+	jr := &journal{over: s.cfg.Locker != nil || t.own != nil || t.base != 0 || t.path != filepath.Join(s.dir, id)}
 	body := &bodyReader{r: r.Body, keep: jr.keep}
 	if err := dec.Reset(body); err != nil {
 		t.Close()

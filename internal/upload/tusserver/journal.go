@@ -56,18 +56,17 @@ const journalMagic = "picoflow-journal 1\n"
 func (s *Server) journalPath(id string) string { return filepath.Join(s.dir, id+".journal") }
 
 // journal is what patchCompressed keeps of a body for its journal: the
-// bytes read, until there are more than limit.
+// bytes read, until there are more than journalMax (over).
 type journal struct {
-	kept  []byte
-	limit int
-	over  bool
+	kept []byte
+	over bool
 }
 
 func (j *journal) keep(p []byte) {
 	if j.over {
 		return
 	}
-	if len(j.kept)+len(p) > j.limit {
+	if len(j.kept)+len(p) > journalMax {
 		j.kept, j.over = nil, true
 		return
 	}
@@ -202,9 +201,9 @@ func (s *Server) Close() {
 }
 
 // replay writes a journal's body, decoded, into its upload's file at its
-// offset, syncs the file and removes the journal. No journal: nothing to
-// do. A journal that does not decode to its length was cut short before
-// it was synced (its PATCH never answered) and is removed.
+// offset, syncs the file and removes the journal. No journal, or one that
+// does not decode to its length (cut short before it was synced, so its
+// PATCH was never answered): nothing to do.
 func (s *Server) replay(id string) error {
 	path := s.journalPath(id)
 	b, err := os.ReadFile(path)
