@@ -24,12 +24,13 @@ import (
 // to, and that is synced before the answer; the decoded bytes (already in
 // the upload's file, in the page cache) are synced in the background and
 // the journal removed after. Whatever takes an upload's bytes as final
-// waits for that sync (settled: Get, Digest, Remove, the next PATCH); a
-// journal found with no sync of this process under way (left by a power
-// cut) is replayed: decoded, written at its offset, synced, removed. New
-// replays every journal in the directory. A journal that does not decode to its length (zstd's frame
+// waits for that sync (settled: Get, Digest, Remove, the next PATCH). New
+// replays every journal in the directory (left by a power cut): decoded,
+// written at its offset, synced, removed; one it could not replay, or
+// whose background sync failed, is replayed by the next reader of its
+// upload. A journal that does not decode to its length (zstd's frame
 // checksum, which the agent's encoder writes, tells one cut short) was
-// never acknowledged, or is still being written, and is not replayed.
+// never acknowledged, and is not replayed.
 // Where replicas share the directory (Config.Locker set) no journal is
 // written: one replica could replay and remove a journal another had
 // just written for its next PATCH, and a replica on another host must
@@ -127,11 +128,15 @@ func (s *Server) journalled(id string, offset, n int64, kept []byte, hs *hasher,
 	return nil
 }
 
-// pendingSyncs are the background syncs of journalled uploads, by ID.
+// pendingSyncs are the background syncs of journalled uploads, by ID,
+// and the uploads whose journal a reader must replay (left: one the start
+// could not replay, or whose background sync failed); for any other
+// upload a reader finds no journal to replay, so it does not look for one.
 type pendingSyncs struct {
-	mu sync.Mutex
-	by map[string]chan struct{}
-	wg sync.WaitGroup
+	mu   sync.Mutex
+	by   map[string]chan struct{}
+	left map[string]bool
+	wg   sync.WaitGroup
 }
 
 // add registers a background sync of upload id; end, its end.
@@ -145,6 +150,21 @@ func (p *pendingSyncs) add(id string) chan struct{} {
 	p.by[id] = done
 	p.wg.Add(1)
 	return done
+}
+
+// leave marks upload id's journal as one a reader must replay (true) or
+// not (false).
+func (p *pendingSyncs) leave(id string, left bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !left {
+		delete(p.left, id)
+		return
+	}
+	if p.left == nil {
+		p.left = map[string]bool{}
+	}
+	p.left[id] = true
 }
 
 func (p *pendingSyncs) end(id string, done chan struct{}) {
@@ -174,6 +194,7 @@ func (s *Server) syncLater(id string, sy *syncer, t *target, done chan struct{})
 		if err != nil {
 			// The journal stays and is replayed by the next reader.
 			slog.Error("upload: background sync", "upload", id, "error", err)
+			s.pending.leave(id, true)
 		}
 	}()
 }
@@ -192,7 +213,17 @@ func (s *Server) settled(id string) error {
 	if done != nil {
 		<-done
 	}
-	return s.replay(id)
+	p.mu.Lock()
+	left := p.left[id]
+	p.mu.Unlock()
+	if !left {
+		return nil
+	}
+	if err := s.replay(id); err != nil {
+		return err
+	}
+	p.leave(id, false)
+	return nil
 }
 
 // Close waits for the background syncs under way.
@@ -277,7 +308,10 @@ func (s *Server) replayAll() error {
 	var errs []error
 	for _, p := range names {
 		id := filepath.Base(p[:len(p)-len(".journal")])
-		errs = append(errs, s.replay(id))
+		if err := s.replay(id); err != nil {
+			s.pending.leave(id, true)
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
