@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -217,8 +216,7 @@ func TestRunBerkeleyMovie(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "series.emd")
-	script := `
-import sys, h5py, numpy as np
+	emdtest.BerkeleySeries(t, path, `
 rng = np.random.default_rng(1)
 yy, xx = np.mgrid[0:96, 0:96]
 frames = []
@@ -227,19 +225,8 @@ for t in range(8):
     for x, y in ((30 + 0.5 * t, 30.0), (60.0, 50 + 0.5 * t)):
         img += 400 * (np.hypot(xx - x, yy - y) <= 4)
     frames.append(rng.poisson(img))
-with h5py.File(sys.argv[1], "w") as f:
-    f.attrs["version_major"] = 0
-    f.attrs["version_minor"] = 2
-    g = f.create_group("data").create_group("series")
-    g.attrs["emd_group_type"] = 1
-    g.create_dataset("data", data=np.array(frames).astype("uint16"))
-    for i, (n, u, s) in enumerate([("time", "s", 0.5), ("y", "nm", 0.2), ("x", "nm", 0.2)]):
-        d = g.create_dataset("dim%d" % (i + 1), data=np.arange((8, 96, 96)[i]) * s)
-        d.attrs["name"], d.attrs["units"] = np.bytes_(n), np.bytes_(u)
-`
-	if out, err := exec.Command(emdtest.Python, "-c", script, path).CombinedOutput(); err != nil {
-		t.Fatalf("h5py: %v\n%s", err, out)
-	}
+data = np.array(frames).astype("uint16")
+`, 0.5, 0.2)
 	out := filepath.Join(dir, "out")
 	if _, err := Run(context.Background(), path, out, Options{}); err != nil {
 		t.Fatal(err)

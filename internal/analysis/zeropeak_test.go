@@ -6,7 +6,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -106,10 +105,7 @@ func TestZeroPeakIsNotXRays(t *testing.T) {
 func TestDetectorAndFrameSelection(t *testing.T) {
 	t.Parallel()
 	file := "velox/velox11_test_SI_16x16_215kx.emd"
-	out, err := exec.Command(emdtest.Python, "-c", h5pySpectra, emdtest.File(t, file)).Output()
-	if err != nil {
-		t.Fatalf("h5py: %v", err)
-	}
+	out := emdtest.H5py(t, h5pySpectra, emdtest.File(t, file))
 	var stored map[string][]uint64
 	if err := json.Unmarshal(out, &stored); err != nil {
 		t.Fatal(err)
@@ -175,10 +171,7 @@ with h5py.File(sys.argv[1], "r") as f:
     md = json.loads(bytes(np.asarray(g[k]["Metadata"])[:, 0]).decode("utf-8", "ignore").rstrip("\x00"))
     print(json.dumps({"x": float(md["BinaryResult"]["Offset"]["x"]) * 1e9, "y": float(md["BinaryResult"]["Offset"]["y"]) * 1e9}))
 `
-	out, err := exec.Command(emdtest.Python, "-c", script, path).Output()
-	if err != nil {
-		t.Fatalf("h5py: %v", err)
-	}
+	out := emdtest.H5py(t, script, path)
 	var want struct{ X, Y float64 }
 	json.Unmarshal(out, &want)
 	dir := t.TempDir()

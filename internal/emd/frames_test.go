@@ -3,7 +3,6 @@ package emd_test
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -64,22 +63,10 @@ func TestFrameReaderMatchesReadFrame(t *testing.T) {
 func TestBerkeleyStackFrames(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "series.emd")
-	script := `
-import sys, h5py, numpy as np
-with h5py.File(sys.argv[1], "w") as f:
-    f.attrs["version_major"] = 0
-    f.attrs["version_minor"] = 2
-    g = f.create_group("data").create_group("series")
-    g.attrs["emd_group_type"] = 1
-    t, y, x = np.mgrid[0:4, 0:5, 0:7]
-    g.create_dataset("data", data=(1000 * t + 10 * y + x).astype("uint16"))
-    for i, (n, u, s) in enumerate([("time", "s", 0.5), ("y", "nm", 0.2), ("x", "nm", 0.2)]):
-        d = g.create_dataset("dim%d" % (i + 1), data=np.arange((4, 5, 7)[i]) * s)
-        d.attrs["name"], d.attrs["units"] = np.bytes_(n), np.bytes_(u)
-`
-	if out, err := exec.Command(emdtest.Python, "-c", script, path).CombinedOutput(); err != nil {
-		t.Fatalf("h5py: %v\n%s", err, out)
-	}
+	emdtest.BerkeleySeries(t, path, `
+t, y, x = np.mgrid[0:4, 0:5, 0:7]
+data = (1000 * t + 10 * y + x).astype("uint16")
+`, 0.5, 0.2)
 	f, err := emd.Open(context.Background(), path, emd.Options{})
 	if err != nil {
 		t.Fatal(err)

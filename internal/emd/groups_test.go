@@ -3,7 +3,6 @@ package emd_test
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,9 +34,7 @@ with h5py.File(sys.argv[1], "w") as f:
         g.create_dataset("dim1", data=np.arange(4) * 0.5)
         g.create_dataset("dim2", data=np.arange(5) * 0.5)
 `
-	if out, err := exec.Command(emdtest.Python, "-c", script, path, "600").CombinedOutput(); err != nil {
-		t.Fatalf("h5py: %v\n%s", err, out)
-	}
+	emdtest.H5py(t, script, path, "600")
 	f, err := emd.Open(context.Background(), path, emd.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -90,9 +87,7 @@ with h5py.File(sys.argv[1], "w") as f:
     g.create_dataset("dim1", data=np.arange(4.0))
     g.create_dataset("dim2", data=np.arange(4.0))
 `
-	if out, err := exec.Command(emdtest.Python, "-c", script, path).CombinedOutput(); err != nil {
-		t.Fatalf("h5py: %v\n%s", err, out)
-	}
+	emdtest.H5py(t, script, path)
 	f, err := emd.Open(context.Background(), path, emd.Options{})
 	if err == nil {
 		defer f.Close()

@@ -3,7 +3,6 @@ package record_test
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -27,10 +26,7 @@ with h5py.File(sys.argv[1], "r") as f:
 // creator (the values h5py reads: 2019-10-04T19:25:41Z, Peter Ercius).
 func TestBerkeleyDateAndCreator(t *testing.T) {
 	path := emdtest.File(t, "berkeley/Acquisition_18.emd")
-	out, err := exec.Command(emdtest.Python, "-c", h5pyBerkeley, path).Output()
-	if err != nil {
-		t.Fatalf("h5py: %v", err)
-	}
+	out := emdtest.H5py(t, h5pyBerkeley, path)
 	var want struct {
 		Time float64
 		User string
@@ -76,10 +72,7 @@ with h5py.File(sys.argv[1], "r") as f:
 // file's metadata, in mrad, pA and s.
 func TestVeloxOptics(t *testing.T) {
 	path := emdtest.File(t, "velox/velox11_test_SI_16x16_215kx.emd")
-	out, err := exec.Command(emdtest.Python, "-c", h5pyOptics, path).Output()
-	if err != nil {
-		t.Fatalf("h5py: %v", err)
-	}
+	out := emdtest.H5py(t, h5pyOptics, path)
 	var want struct {
 		Conv, Current, Spot, Live, Real float64
 		Name                            string

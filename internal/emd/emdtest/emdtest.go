@@ -1,11 +1,13 @@
-// Package emdtest gives tests access to the real EMD files in ../shared/data
-// and to the HyperSpy reference reader (Debian's python3-hyperspy).
+// Package emdtest gives tests access to the real EMD files in ../shared/data,
+// to the HyperSpy reference reader (Debian's python3-hyperspy) and to h5py,
+// which writes the EMD files the real ones do not cover.
 package emdtest
 
 import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -54,6 +56,43 @@ const Python = "/usr/bin/python3"
 // standard output. A missing HyperSpy fails the test (.ci/run installs it).
 func HyperSpy(tb testing.TB, script string, args ...string) []byte {
 	tb.Helper()
+	return runPython(tb, "hyperspy reference", script, args)
+}
+
+// H5py runs a Python script that uses h5py (which python3-hyperspy
+// brings) to write or read an HDF5 file, and returns its standard output.
+func H5py(tb testing.TB, script string, args ...string) []byte {
+	tb.Helper()
+	return runPython(tb, "h5py", script, args)
+}
+
+// BerkeleySeries writes at path a Berkeley (NCEM) EMD v0.2 file holding
+// one time series, as ncempy and h5py write one: makeData is Python that
+// sets data, a (T, H, W) array; its axes are time in s (step
+// secondsPerFrame) and y, x in nm (step nmPerPixel).
+func BerkeleySeries(tb testing.TB, path, makeData string, secondsPerFrame, nmPerPixel float64) {
+	tb.Helper()
+	script := `
+import sys, h5py, numpy as np
+` + makeData + `
+steps = (float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[3]))
+with h5py.File(sys.argv[1], "w") as f:
+    f.attrs["version_major"] = 0
+    f.attrs["version_minor"] = 2
+    g = f.create_group("data").create_group("series")
+    g.attrs["emd_group_type"] = 1
+    g.create_dataset("data", data=data)
+    for i, (n, u) in enumerate([("time", "s"), ("y", "nm"), ("x", "nm")]):
+        d = g.create_dataset("dim%d" % (i + 1), data=np.arange(data.shape[i]) * steps[i])
+        d.attrs["name"], d.attrs["units"] = np.bytes_(n), np.bytes_(u)
+`
+	H5py(tb, script, path, strconv.FormatFloat(secondsPerFrame, 'g', -1, 64), strconv.FormatFloat(nmPerPixel, 'g', -1, 64))
+}
+
+// runPython runs script with args and returns its standard output; a
+// failure fails the test with the script's error output.
+func runPython(tb testing.TB, what, script string, args []string) []byte {
+	tb.Helper()
 	cmd := exec.Command(Python, append([]string{"-c", script}, args...)...)
 	cmd.Env = append(os.Environ(), "MPLBACKEND=Agg", "PYTHONWARNINGS=ignore")
 	out, err := cmd.Output()
@@ -62,7 +101,7 @@ func HyperSpy(tb testing.TB, script string, args ...string) []byte {
 		if ee, ok := err.(*exec.ExitError); ok {
 			msg = string(ee.Stderr)
 		}
-		tb.Fatalf("hyperspy reference (%s): %v\n%s", Python, err, msg)
+		tb.Fatalf("%s (%s): %v\n%s", what, Python, err, msg)
 	}
 	return out
 }
