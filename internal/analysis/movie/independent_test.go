@@ -55,7 +55,7 @@ type movieScore struct {
 	merges, found            int
 	reported                 int // merge events reported
 	reportedTrue             int // of which a true merge (frame ±2, place)
-	// Nucleations and dissolutions (see nearNucleation, nearDissolution).
+	// Nucleations and dissolutions (see nearEvent).
 	nucleations, dissolutions eventScore
 	misses                    []string
 	// detector, when set, makes the detectors scored (else the classical).
@@ -539,8 +539,8 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 			}
 		}
 	}
-	s.nucleations.add(scoreEvents("nucleation", truth.Events, res.Events, nearNucleation(where)))
-	s.dissolutions.add(scoreEvents("dissolution", truth.Events, res.Events, nearDissolution(where)))
+	s.nucleations.add(scoreEvents("nucleation", truth.Events, res.Events, nearEvent(where, 0, 2, 20)))
+	s.dissolutions.add(scoreEvents("dissolution", truth.Events, res.Events, nearEvent(where, 1, 15, 2)))
 	for _, e := range truth.Events {
 		if e.Type != "merge" {
 			continue
@@ -602,23 +602,17 @@ func scoreEvents(typ string, truth []simEvent, reported []movie.Event, near func
 	return sc
 }
 
-// nearNucleation: the particle within max(5, r) px in the reported frame,
-// reported from 2 frames before its birth to 20 after (a nucleus is too
-// small to see at first).
-func nearNucleation(where map[[2]int]simParticle) func(simEvent, movie.Event) bool {
+// nearEvent tells whether a reported event lies on a true one: the
+// particle within max(5, r) px in the reported frame less back, reported
+// from before frames before the true event to after frames after it.
+// Nucleations: the reported frame, 2 before to 20 after (a nucleus is too
+// small to see at first); dissolutions: the frame before the reported
+// one, 15 before to 2 after (a shrinking particle is under the noise
+// before it is gone).
+func nearEvent(where map[[2]int]simParticle, back, before, after int) func(simEvent, movie.Event) bool {
 	return func(e simEvent, m movie.Event) bool {
-		p, ok := where[[2]int{e.ID, m.Frame}]
-		return ok && m.Frame >= e.Frame-2 && m.Frame <= e.Frame+20 && math.Hypot(m.X-p.X, m.Y-p.Y) <= math.Max(5, p.R)
-	}
-}
-
-// nearDissolution: the particle within max(5, r) px in the frame before
-// the reported one, reported from 15 frames before it was gone (a
-// shrinking particle is under the noise before it is gone) to 2 after.
-func nearDissolution(where map[[2]int]simParticle) func(simEvent, movie.Event) bool {
-	return func(e simEvent, m movie.Event) bool {
-		p, ok := where[[2]int{e.ID, m.Frame - 1}]
-		return ok && m.Frame >= e.Frame-15 && m.Frame <= e.Frame+2 && math.Hypot(m.X-p.X, m.Y-p.Y) <= math.Max(5, p.R)
+		p, ok := where[[2]int{e.ID, m.Frame - back}]
+		return ok && m.Frame >= e.Frame-before && m.Frame <= e.Frame+after && math.Hypot(m.X-p.X, m.Y-p.Y) <= math.Max(5, p.R)
 	}
 }
 
