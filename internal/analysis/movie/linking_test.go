@@ -76,6 +76,17 @@ func eventsOf(typ string, seen []int, from, to float64) []movie.Event {
 	return got
 }
 
+// framesOf lists the frames from..to-1 but those in skip.
+func framesOf(from, to int, skip ...int) []int {
+	var f []int
+	for k := from; k < to; k++ {
+		if !slices.Contains(skip, k) {
+			f = append(f, k)
+		}
+	}
+	return f
+}
+
 // nucleations: a particle growing from 3 to 6 px.
 func nucleations(seen []int) []movie.Event { return eventsOf("nucleation", seen, 3, 6) }
 
@@ -89,15 +100,7 @@ func dissolutions(seen []int) []movie.Event { return eventsOf("dissolution", see
 // through now and then), is not claimed as a nucleus.
 func TestNucleationSeenSteadily(t *testing.T) {
 	t.Parallel()
-	from := func(first int, skip ...int) []int {
-		var f []int
-		for k := first; k < 30; k++ {
-			if !slices.Contains(skip, k) {
-				f = append(f, k)
-			}
-		}
-		return f
-	}
+	from := func(first int, skip ...int) []int { return framesOf(first, 30, skip...) }
 	if got := nucleations(from(10)); len(got) != 1 || got[0].Frame != 10 {
 		t.Errorf("a particle seen from frame 10 on, growing: nucleations %+v; want one in frame 10", got)
 	}
@@ -118,13 +121,7 @@ func TestNucleationSeenSteadily(t *testing.T) {
 // for 4 frames only, is not claimed to have dissolved.
 func TestDissolutionSeenGone(t *testing.T) {
 	t.Parallel()
-	span := func(from, to int) []int {
-		var f []int
-		for k := from; k < to; k++ {
-			f = append(f, k)
-		}
-		return f
-	}
+	span := func(from, to int) []int { return framesOf(from, to) }
 	if got := dissolutions(span(0, 20)); len(got) != 1 || got[0].Frame != 20 {
 		t.Errorf("a particle seen in frames 0-19: dissolutions %+v; want one in frame 20", got)
 	}
