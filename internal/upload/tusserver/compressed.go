@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -77,9 +78,25 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 	}()
 	// A small body is kept for its journal (see journal.go) unless the
 	// upload is written in place or replicas share the directory.
-	jr := &journal{over: s.cfg.Locker != nil || t.own != nil || t.base != 0 || t.path != filepath.Join(s.dir, id)}
-	body := &bodyReader{r: r.Body, keep: jr.keep}
+	var journal func(kept []byte) (bool, error)
+	if s.cfg.Locker == nil && t.own == nil && t.base == 0 && t.path == filepath.Join(s.dir, id) {
+		journal = func(kept []byte) (bool, error) {
+			if !Journalled(n, int64(len(kept))) {
+				return false, nil
+			}
+			err := s.writeJournal(id, offset, n, kept)
+			if err != nil {
+				os.Remove(s.journalPath(id))
+			}
+			return true, err
+		}
+	}
+	body := newReadAhead(r.Body, journal)
+	interrupt := func() { rc.SetReadDeadline(time.Now()) }
 	if err := dec.Reset(body); err != nil {
+		if written, _ := body.done(interrupt); written {
+			os.Remove(s.journalPath(id))
+		}
 		t.Close()
 		fail(http.StatusBadRequest, err.Error())
 		return
@@ -118,11 +135,14 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		}
 		err = rerr
 	}
-	if err == nil && got == n && jr.worth(n) {
-		// Durable once its journal is: the decoded bytes are synced in
+	if written, jerr := body.done(interrupt); err == nil && got == n && written && jerr == nil {
+		// Durable since its journal is: the decoded bytes are synced in
 		// the background.
-		err = s.journalled(id, offset, n, jr.kept, hs, sy, t)
+		s.journalled(id, hs, sy, t)
 	} else {
+		if written {
+			os.Remove(s.journalPath(id))
+		}
 		if cerr := s.settle(id, hs, sy, t, offset+got); err == nil {
 			err = cerr
 		}
@@ -153,21 +173,3 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 }
 
 var errTooLong = errors.New("body decodes to more than declared")
-
-// bodyReader remembers the request body's last error, which tells a body
-// cut short from one that does not decode, and hands what it reads to
-// keep.
-type bodyReader struct {
-	r    io.Reader
-	err  error
-	keep func([]byte)
-}
-
-func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	b.keep(p[:n])
-	if err != nil {
-		b.err = err
-	}
-	return n, err
-}

@@ -10,10 +10,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/tus/tusd/v2/pkg/memorylocker"
 
 	"github.com/picoflow/picoflow/internal/upload"
@@ -241,5 +243,70 @@ func TestJournalThatCannotBeReplayedLeavesTheServerUp(t *testing.T) {
 	}
 	if _, err := os.Stat(again.journalPath(id)); err != nil {
 		t.Fatalf("the journal is gone: %v", err)
+	}
+}
+
+// TestFailedBodyLeavesNoJournal: a small body worth a journal has it
+// written while it is decoded; when the body then fails (it decodes to
+// less than it declared, or a frame's checksum is wrong), the PATCH is
+// refused and its journal removed, so no start or reader replays bytes
+// that were never acknowledged.
+func TestFailedBodyLeavesNoJournal(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := New(Config{Dir: dir, BasePath: "/files/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ts := httptest.NewServer(http.StripPrefix("/files/", srv.Handler()))
+	defer ts.Close()
+	data := sparseCounts(1 << 20)
+	sum := sha256.Sum256(data)
+	c := &upload.Client{Endpoint: ts.URL + "/files/"}
+	u, err := c.Create(context.Background(), int64(len(data)), map[string]string{upload.MetaFilename: "x.emd", upload.MetaSHA256: hex.EncodeToString(sum[:])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := u[strings.LastIndex(u, "/")+1:]
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	whole := enc.EncodeAll(data, nil)
+	corrupt := bytes.Clone(whole)
+	corrupt[len(corrupt)-2] ^= 0xff // the frame's checksum
+	for _, tc := range []struct {
+		name     string
+		declared int
+		body     []byte
+	}{
+		{"decodes to less than declared", len(data), enc.EncodeAll(data[:len(data)/2], nil)},
+		{"checksum wrong", len(data), corrupt},
+	} {
+		if len(tc.body)*journalGain > tc.declared {
+			t.Fatalf("%s: a body of %d bytes for %d is not one worth a journal", tc.name, len(tc.body), tc.declared)
+		}
+		off, err := c.Offset(context.Background(), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPatch, u, bytes.NewReader(tc.body))
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Content-Type", "application/offset+octet-stream")
+		req.Header.Set("Upload-Offset", strconv.FormatInt(off, 10))
+		req.Header.Set("Content-Encoding", "zstd")
+		req.Header.Set(upload.HeaderDecodedLength, strconv.Itoa(tc.declared-int(off)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("%s: status %d, want 400", tc.name, resp.StatusCode)
+		}
+		if _, err := os.Stat(srv.journalPath(id)); !os.IsNotExist(err) {
+			t.Fatalf("%s: the journal of a refused body is left: %v", tc.name, err)
+		}
+		// Start over for the next case.
+		if err := os.Truncate(filepath.Join(dir, id), 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
