@@ -228,14 +228,13 @@ func (c *Client) Offset(ctx context.Context, uploadURL string) (int64, error) {
 // Send streams the file from offset to the end in one PATCH and returns the
 // new offset. On error the caller asks Offset and calls Send again.
 func (c *Client) Send(ctx context.Context, uploadURL string, f io.ReaderAt, offset, size int64) (int64, error) {
-	return c.send(ctx, uploadURL, f, offset, size, false, nil)
+	return c.send(ctx, uploadURL, f, offset, size, plan{})
 }
 
 // send sends the bytes [offset, end) of f in one PATCH, zstd-compressed
-// when compress is set, and returns the server's new offset.
-// head, when not nil, is the body's first frame, compressed already.
-func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offset, end int64, compress bool, head []byte) (int64, error) {
-	req, done, err := c.bodyRequest(ctx, http.MethodPatch, uploadURL, f, offset, end, compress, head)
+// as p says, and returns the server's new offset.
+func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offset, end int64, p plan) (int64, error) {
+	req, done, err := c.bodyRequest(ctx, http.MethodPatch, uploadURL, f, offset, end, p)
 	if err != nil {
 		return offset, fmt.Errorf("send upload: %w", err)
 	}
@@ -254,7 +253,7 @@ func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offs
 	if err != nil {
 		return offset, fmt.Errorf("send upload: bad Upload-Offset %q", resp.Header.Get("Upload-Offset"))
 	}
-	if !compress {
+	if !p.compress {
 		c.comp.sentRaw(off-offset, time.Since(t0))
 	}
 	return off, nil
@@ -264,12 +263,13 @@ func (c *Client) send(ctx context.Context, uploadURL string, f io.ReaderAt, offs
 // [offset, end) of f, zstd-encoded when compress is set (head, when not
 // nil, its first frame compressed already), and paced by the client's
 // rate cap; done ends the compression.
-func (c *Client) bodyRequest(ctx context.Context, method, url string, f io.ReaderAt, offset, end int64, compress bool, head []byte) (req *http.Request, done func(), err error) {
+func (c *Client) bodyRequest(ctx context.Context, method, url string, f io.ReaderAt, offset, end int64, p plan) (req *http.Request, done func(), err error) {
 	var body io.Reader = io.NewSectionReader(f, offset, end-offset)
 	length := end - offset
 	done = func() {}
+	compress := p.compress
 	if compress {
-		cb := c.compressedBody(ctx, f, offset, end, c.threads(), frameSize(end-offset), head)
+		cb := c.compressedBody(ctx, f, offset, end, c.threads(), frameSize(end-offset), p.head, c.storeWhenIdle(p.speed))
 		body, length, done = cb, -1, func() { cb.Close() }
 	}
 	if lim := c.limiter(); lim != nil {
@@ -309,18 +309,17 @@ func (c *Client) sendFile(ctx context.Context, uploadURL string, f io.ReaderAt, 
 	}
 	var err error
 	if p.probe {
-		if off, err = c.send(ctx, uploadURL, f, off, off+probeBytes, false, nil); err != nil {
+		if off, err = c.send(ctx, uploadURL, f, off, off+probeBytes, plan{}); err != nil {
 			return off, err
 		}
 		p.head = nil // it was the probe's
 		p.compress = c.worthIt(p, c.comp.link(), size-off)
 	}
 	for start := off; off < size && err == nil; {
-		head := p.head
 		if off != start {
-			head = nil
+			p.head = nil // it was the first try's
 		}
-		off, err = c.send(ctx, uploadURL, f, off, size, p.compress, head)
+		off, err = c.send(ctx, uploadURL, f, off, size, p)
 	}
 	return off, err
 }

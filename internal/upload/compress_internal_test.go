@@ -86,7 +86,7 @@ func TestCompressedBodyDecodes(t *testing.T) {
 				t.Fatalf("%s: no head frame from the sampling", tc.name)
 			}
 		}
-		body := c.compressedBody(context.Background(), f, off, size, 2, frameSize(size-off), head)
+		body := c.compressedBody(context.Background(), f, off, size, 2, frameSize(size-off), head, true)
 		// Read at 15 MB/s, a link slower than the compressor, even for
 		// what compresses to a quarter: (almost) every chunk is
 		// compressed. (A faster link takes stored frames meanwhile.)
@@ -178,9 +178,53 @@ func TestPlan(t *testing.T) {
 	if p := fresh.planFile(open(small), 0, 200<<10); !p.compress {
 		t.Fatalf("200 KiB under a 20 MB/s cap: not compressed (ratio %.3f)", p.ratio)
 	}
+	// A 1 MiB file that shrinks some sixty-fold at a glance goes
+	// compressed without a sample (its first frame is compressed as the
+	// connection opens); one that only halves is sampled first.
+	sparse := filepath.Join(dir, "sparse")
+	os.WriteFile(sparse, sparseData(1<<20, 3), 0o644)
+	fresh.Limiter = nil
+	if p := fresh.planFile(open(sparse), 0, 1<<20); !p.compress || p.head != nil || p.ratio > 0.1 {
+		t.Fatalf("1 MiB that shrinks sixty-fold: compress %v, sampled %v, ratio %.3f", p.compress, p.head != nil, p.ratio)
+	}
+	half := filepath.Join(dir, "half")
+	os.WriteFile(half, countsData(1<<20, 4), 0o644)
+	if p := fresh.planFile(open(half), 0, 1<<20); p.compress && p.head == nil {
+		t.Fatalf("1 MiB of counts (ratio %.3f at a glance): compressed unsampled", p.ratio)
+	}
 	c.Compress = CompressNever
 	if p := c.planFile(open(counts), 0, 8<<20); p.compress {
 		t.Fatal("CompressNever compressed")
+	}
+}
+
+// sparseData is n bytes of counts that are nearly all zero, as a
+// spectrum image's channels are (shrinks some sixty-fold).
+func sparseData(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 5))
+	b := make([]byte, n)
+	for i := 0; i+1 < n; i += 2 {
+		if rng.IntN(100) == 0 {
+			b[i] = byte(1 + rng.IntN(9))
+		}
+	}
+	return b
+}
+
+// TestStoredOnlyWhereTheLinkIsFaster: a chunk goes stored when the link
+// waits and every thread is busy only where the link carries it sooner
+// than a thread compresses it.
+func TestStoredOnlyWhereTheLinkIsFaster(t *testing.T) {
+	c := &Client{CompressThreads: 1}
+	c.comp.observe(1<<30, time.Duration(float64(1<<30)/125e6*1e9)) // 1 Gbit/s
+	if c.storeWhenIdle(340e6) {
+		t.Fatal("a thread at 340 MB/s, a 1 Gbit/s link: chunks go stored")
+	}
+	if !c.storeWhenIdle(100e6) {
+		t.Fatal("a thread at 100 MB/s, a 1 Gbit/s link: chunks wait for it")
+	}
+	if !c.storeWhenIdle(0) {
+		t.Fatal("a speed not known: chunks wait for the threads")
 	}
 }
 

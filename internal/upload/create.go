@@ -30,7 +30,7 @@ func (c *compression) createsWithBody() bool {
 // and the offset the server reached.
 func (c *Client) createWithBody(ctx context.Context, f io.ReaderAt, size int64, meta map[string]string) (string, int64, error) {
 	p := c.planFile(f, 0, size)
-	req, done, err := c.bodyRequest(ctx, http.MethodPost, c.endpoint(), f, 0, size, p.compress, p.head)
+	req, done, err := c.bodyRequest(ctx, http.MethodPost, c.endpoint(), f, 0, size, p)
 	if err != nil {
 		return "", 0, fmt.Errorf("create upload: %w", err)
 	}

@@ -135,17 +135,26 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		}
 		err = rerr
 	}
-	if written, jerr := body.done(interrupt); err == nil && got == n && written && jerr == nil {
+	// The hasher's state is saved while the journal is finished.
+	saved := make(chan struct{})
+	go func() {
+		s.saveHash(id, hs)
+		close(saved)
+	}()
+	written, jerr := body.done(interrupt)
+	if err == nil && got == n && written && jerr == nil {
 		// Durable since its journal is: the decoded bytes are synced in
 		// the background.
-		s.journalled(id, hs, sy, t)
+		<-saved
+		s.journalled(id, sy, t)
 	} else {
 		if written {
 			os.Remove(s.journalPath(id))
 		}
-		if cerr := s.settle(id, hs, sy, t, offset+got); err == nil {
+		if cerr := s.settle(id, nil, sy, t, offset+got); err == nil {
 			err = cerr
 		}
+		<-saved
 		if cerr := t.Close(); err == nil {
 			err = cerr
 		}

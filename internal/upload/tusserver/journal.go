@@ -198,13 +198,10 @@ func (s *Server) writeJournal(id string, offset, n int64, kept []byte) error {
 }
 
 // journalled leaves the sync of t (the upload's file, which the PATCH's
-// body, made durable by its journal, decoded to at offset: n bytes), its
-// closing and the journal's removal to the background, while the state of
-// its hasher is saved.
-func (s *Server) journalled(id string, hs *hasher, sy *syncer, t *target) {
-	done := s.pending.add(id) // (a reader meanwhile waits)
-	s.saveHash(id, hs)
-	s.syncLater(id, sy, t, done)
+// body, made durable by its journal, decoded to), its closing and the
+// journal's removal to the background.
+func (s *Server) journalled(id string, sy *syncer, t *target) {
+	s.syncLater(id, sy, t, s.pending.add(id)) // (a reader meanwhile waits)
 }
 
 // pendingSyncs are the background syncs of journalled uploads, by ID,
