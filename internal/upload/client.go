@@ -269,7 +269,7 @@ func (c *Client) bodyRequest(ctx context.Context, method, url string, f io.Reade
 	done = func() {}
 	compress := p.compress
 	if compress {
-		cb := c.compressedBody(ctx, f, offset, end, c.threads(), frameSize(end-offset), p.head, c.storeWhenIdle(p.speed))
+		cb := c.compressedBody(ctx, f, offset, end, c.threads(), frameSize(end-offset), p.head, c.storeWhenIdle(p))
 		body, length, done = cb, -1, func() { cb.Close() }
 	}
 	if lim := c.limiter(); lim != nil {

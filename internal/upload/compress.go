@@ -488,14 +488,17 @@ func putChunkBuf(b []byte) {
 // outBound is the most a frame of n bytes takes, compressed or stored.
 func outBound(n int) int { return n + n/128 + 1024 }
 
-// storeWhenIdle reports whether a chunk goes stored (raw) when the link
-// waits for it and every compressing thread is busy: only where the link
-// carries a raw chunk sooner than a thread compresses one (speed: one
-// thread's, bytes/s; 0: not known). Where a thread is faster (a 1 MB file
-// that shrinks 35-fold, at 340 MB/s against a 1 Gbit/s link), a chunk
-// sent stored would take the link 2 ms that compressing it takes 0.8.
-func (c *Client) storeWhenIdle(speed float64) bool {
-	return speed <= 0 || speed*inSituSpeed < c.effectiveLink(c.comp.link())
+// storeWhenIdle reports whether a chunk of a file planned as p goes
+// stored (raw) when the link waits for it and every compressing thread is
+// busy: only where that costs the link less than compressing the chunk
+// costs a thread, i.e. where a thread (at p.speed, 0: not known) is
+// slower than the link over the share of the chunk compression saves. A
+// 1 MB file that shrinks 35-fold (compressed at 340 MB/s, a 1 Gbit/s
+// link) sent a 256 KiB stored frame, 2 ms of the link, on one upload in
+// three, for 0.8 ms of a thread; the 91 MB spectrum image (ratio 0.8, 210
+// MB/s) keeps the link busy with stored frames when its thread is slowed.
+func (c *Client) storeWhenIdle(p plan) bool {
+	return p.speed <= 0 || p.speed*inSituSpeed*(1-p.ratio) < c.effectiveLink(c.comp.link())
 }
 
 // compressedBody returns a reader of zstd frames of frame bytes encoding

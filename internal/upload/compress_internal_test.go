@@ -217,13 +217,16 @@ func sparseData(n int, seed uint64) []byte {
 func TestStoredOnlyWhereTheLinkIsFaster(t *testing.T) {
 	c := &Client{CompressThreads: 1}
 	c.comp.observe(1<<30, time.Duration(float64(1<<30)/125e6*1e9)) // 1 Gbit/s
-	if c.storeWhenIdle(340e6) {
-		t.Fatal("a thread at 340 MB/s, a 1 Gbit/s link: chunks go stored")
+	if c.storeWhenIdle(plan{ratio: 0.03, speed: 340e6}) {
+		t.Fatal("ratio 0.03 at 340 MB/s, a 1 Gbit/s link: chunks go stored")
 	}
-	if !c.storeWhenIdle(100e6) {
-		t.Fatal("a thread at 100 MB/s, a 1 Gbit/s link: chunks wait for it")
+	if !c.storeWhenIdle(plan{ratio: 0.8, speed: 210e6}) {
+		t.Fatal("ratio 0.8 at 210 MB/s, a 1 Gbit/s link: chunks wait for the thread")
 	}
-	if !c.storeWhenIdle(0) {
+	if !c.storeWhenIdle(plan{ratio: 0.03, speed: 100e6}) {
+		t.Fatal("ratio 0.03 at 100 MB/s, a 1 Gbit/s link: chunks wait for the thread")
+	}
+	if !c.storeWhenIdle(plan{}) {
 		t.Fatal("a speed not known: chunks wait for the threads")
 	}
 }
