@@ -135,18 +135,30 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		}
 		err = rerr
 	}
-	// The hasher's state is saved while the journal is finished.
-	saved := make(chan struct{})
+	// The hash is finished while the journal is.
+	var hashed func() // saves the hasher's state
+	done := make(chan struct{})
 	go func() {
-		s.saveHash(id, hs)
-		close(saved)
+		defer close(done)
+		if hs == nil {
+			hashed = func() {}
+			return
+		}
+		h, covered, herr := hs.finish()
+		hashed = func() {
+			if herr == nil {
+				if err := s.saveDigest(id, covered, h); err != nil {
+					slog.Warn("save upload digest", "upload", id, "error", err)
+				}
+			}
+		}
 	}()
 	written, jerr := body.done(interrupt)
+	<-done
 	if err == nil && got == n && written && jerr == nil {
-		// Durable since its journal is: the decoded bytes are synced in
-		// the background.
-		<-saved
-		s.journalled(id, sy, t)
+		// Durable since its journal is: the decoded bytes are synced and
+		// the hash's state saved in the background (a reader waits).
+		s.journalled(id, sy, t, hashed)
 	} else {
 		if written {
 			os.Remove(s.journalPath(id))
@@ -154,7 +166,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		if cerr := s.settle(id, nil, sy, t, offset+got); err == nil {
 			err = cerr
 		}
-		<-saved
+		hashed()
 		if cerr := t.Close(); err == nil {
 			err = cerr
 		}

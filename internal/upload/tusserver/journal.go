@@ -198,10 +198,10 @@ func (s *Server) writeJournal(id string, offset, n int64, kept []byte) error {
 }
 
 // journalled leaves the sync of t (the upload's file, which the PATCH's
-// body, made durable by its journal, decoded to), its closing and the
-// journal's removal to the background.
-func (s *Server) journalled(id string, sy *syncer, t *target) {
-	s.syncLater(id, sy, t, s.pending.add(id)) // (a reader meanwhile waits)
+// body, made durable by its journal, decoded to), its closing, the
+// journal's removal and save (the hash's state) to the background.
+func (s *Server) journalled(id string, sy *syncer, t *target, save func()) {
+	s.syncLater(id, sy, t, save, s.pending.add(id)) // (a reader meanwhile waits)
 }
 
 // pendingSyncs are the background syncs of journalled uploads, by ID,
@@ -251,12 +251,13 @@ func (p *pendingSyncs) end(id string, done chan struct{}) {
 	p.wg.Done()
 }
 
-// syncLater syncs t (the upload id's own file, written to its end) in
-// the background, closes it, removes the journal and ends done: the
-// PATCH that wrote it is answered meanwhile.
-func (s *Server) syncLater(id string, sy *syncer, t *target, done chan struct{}) {
+// syncLater saves the hash's state (save), syncs t (the upload id's own
+// file, written to its end) in the background, closes it, removes the
+// journal and ends done: the PATCH that wrote it is answered meanwhile.
+func (s *Server) syncLater(id string, sy *syncer, t *target, save func(), done chan struct{}) {
 	go func() {
 		defer s.pending.end(id, done)
+		save()
 		if backgroundSyncHold != nil {
 			<-backgroundSyncHold
 		}
