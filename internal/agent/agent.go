@@ -70,6 +70,11 @@ type Config struct {
 	// again, so a run an administrator retried at the server shows as done
 	// here too (default 2m).
 	RecheckFailed time.Duration `yaml:"recheck_failed"`
+	// KeepConnection is how often the agent pings the server while it
+	// waits for files, so the next file goes on an open connection
+	// (default 45s, under the 90 s an idle connection is kept; negative:
+	// never).
+	KeepConnection time.Duration `yaml:"keep_connection"`
 	// IncompleteAfter: a file whose HDF5 header still claims more bytes
 	// than it has after this long is sent anyway, so the server records
 	// why it cannot be read (default 10m).
@@ -274,6 +279,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.wg.Go(func() { a.dispatch(ctx) })
 	a.wg.Go(func() { a.recheckFailed(ctx) })
 	a.wg.Go(func() { a.follow(ctx) })
+	if a.cfg.KeepConnection >= 0 {
+		a.wg.Go(func() { a.keepConnection(ctx) })
+	}
 	if !a.cfg.NormalPriority {
 		if err := lowerPriority(); err != nil {
 			a.log.Warn("cannot lower the agent's priority", "error", err)
