@@ -60,17 +60,11 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		fail(http.StatusBadRequest, "a compressed PATCH needs "+upload.HeaderDecodedLength)
 		return
 	}
-	var in interrupter
-	t, unlock := s.beginPatch(r, id, offset, n, &in, fail)
+	t, rc, finish := s.beginRead(w, r, id, offset, n, fail)
 	if t == nil {
 		return
 	}
-	defer unlock()
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{}) // the server's deadlines; the watchdog rules here
-	in.arm(func() { rc.SetReadDeadline(time.Now()) })
-	stop := s.watchStall(t.position, in.interrupt)
-	defer stop()
+	defer finish()
 	dec := decoders.Get().(*zstd.Decoder)
 	defer func() {
 		dec.Reset(nil)

@@ -172,17 +172,11 @@ const rawCopyMax = 8 << 20
 func (s *Server) patchCopied(w http.ResponseWriter, r *http.Request, id string, offset int64) {
 	fail := tusError(w)
 	n := r.ContentLength
-	var in interrupter
-	t, unlock := s.beginPatch(r, id, offset, n, &in, fail)
+	t, _, finish := s.beginRead(w, r, id, offset, n, fail)
 	if t == nil {
 		return
 	}
-	defer unlock()
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{}) // the server's deadlines; the watchdog rules here
-	in.arm(func() { rc.SetReadDeadline(time.Now()) })
-	stop := s.watchStall(t.position, in.interrupt)
-	defer stop()
+	defer finish()
 	hs, _ := s.startHasher(id, t.path, t.base, offset)
 	sy := startSyncer(t.File)
 	bp := decodeBufs.Get().(*[]byte)
@@ -220,6 +214,26 @@ func (s *Server) patchCopied(w http.ResponseWriter, r *http.Request, id string, 
 		// A body cut short: the bytes that arrived are kept and the
 		// client resumes from the offset it asks for.
 		fail(http.StatusBadRequest, fmt.Sprintf("body ended: %v (%d bytes kept)", err, got))
+	}
+}
+
+// beginRead begins a PATCH whose body is read through the HTTP server
+// (not hijacked): beginPatch, the server's read deadline lifted, and the
+// read ended by another request for the upload or a body that stalls.
+// finish lets go of the upload; t is nil when the PATCH was refused.
+func (s *Server) beginRead(w http.ResponseWriter, r *http.Request, id string, offset, n int64, fail func(int, string)) (t *target, rc *http.ResponseController, finish func()) {
+	var in interrupter
+	t, unlock := s.beginPatch(r, id, offset, n, &in, fail)
+	if t == nil {
+		return nil, nil, nil
+	}
+	rc = http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{}) // the server's deadlines; the watchdog rules here
+	in.arm(func() { rc.SetReadDeadline(time.Now()) })
+	stop := s.watchStall(t.position, in.interrupt)
+	return t, rc, func() {
+		stop()
+		unlock()
 	}
 }
 
