@@ -236,6 +236,38 @@ func TestTrackerSharesBlob(t *testing.T) {
 	}
 }
 
+// TestTrackerSharesLongBlobOfAFaintPartner: a bright particle and a faint
+// small one beside it seen as one blob no larger than the bright one alone
+// (the faint one adds little) stay two where the blob is long (elongation
+// twoByShape or more); a blob as small and less long is left to the
+// bright one's track, and a speck that long is not split into specks.
+func TestTrackerSharesLongBlobOfAFaintPartner(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name             string
+		bx, x            float64 // B's place, the blob's
+		area, elongation float64
+		want             int
+	}{{"long", 106, 102, 63, 2.9, 2}, {"less long", 106, 102, 63, 1.5, 1}, {"speck", 103, 101.5, 3, 2.9, 1}} {
+		// A (d 9 px) at x 100 and B (d 5 px) beside it, still.
+		frame := stillField(&movie.Tracker{Width: 200, Height: 200})
+		for f := range 3 {
+			frame(f, movie.Detection{X: 100, Y: 100, DiameterPx: 9, AreaPx: 63.6, Elongation: 1},
+				movie.Detection{X: c.bx, Y: 100, DiameterPx: 5, AreaPx: 19.6, Elongation: 1})
+		}
+		d := 2 * math.Sqrt(c.area/math.Pi)
+		n := 0
+		for _, det := range frame(3, movie.Detection{X: c.x, Y: 100, DiameterPx: d, AreaPx: c.area, Intensity: 600, Elongation: c.elongation}) {
+			if det.Y == 100 {
+				n++
+			}
+		}
+		if n != c.want {
+			t.Errorf("%s blob (area %.0f px, elongation %.1f): %d detections of the pair, want %d", c.name, c.area, c.elongation, n, c.want)
+		}
+	}
+}
+
 // TestTrackerNeckTrack: a detection seen once on the neck between two
 // touching particles starts a track, which must not take the blob the
 // pair becomes two frames later (its centre is near where that track is):
