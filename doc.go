@@ -9,8 +9,9 @@
 //	internal/watch                fsnotify + periodic rescan + settle detection
 //	internal/upload               tus 1.0 client for the agent: resumable, rate-capped, zstd on the wire when it
 //	                              pays, small files in the request that creates them, parallel parts joined by
-//	                              concatenation on long fat links
-//	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH, zstd PATCH bodies, creation
+//	                              concatenation on long fat links, a ping that keeps the connection open
+//	internal/upload/tusserver     tusd mount with metadata checks, a zero-copy PATCH (bodies over 8 MiB; smaller
+//	                              ones read through the server, which keeps the connection), zstd PATCH bodies, creation
 //	                              with upload, files synced in the background as they arrive, small
 //	                              compressed bodies made durable by a journal, hashing on arrival,
 //	                              parallel parts written in place and joined without a copy
