@@ -22,10 +22,10 @@ import (
 // came in over the wire 0.4 ms. So such a body, as it arrived, is written
 // to <id>.journal with the offset it starts at and the length it decodes
 // to, and synced, as soon as it is all in (while it is still being
-// decoded: readAhead); the answer waits for that and for the decoding
-// (a body that fails to decode has its journal removed); the decoded bytes (already in
-// the upload's file, in the page cache) are synced in the background and
-// the journal removed after. Whatever takes an upload's bytes as final
+// decoded: readAhead); the answer waits for that and for the decoding (a
+// body that fails to decode has its journal removed); the decoded bytes
+// (already in the upload's file, in the page cache) are synced in the
+// background and the journal removed after. Whatever takes an upload's bytes as final
 // waits for that sync (settled: Get, Digest, Remove, the next PATCH). New
 // replays every journal in the directory (left by a power cut): decoded,
 // written at its offset, synced, removed; one it could not replay, or
