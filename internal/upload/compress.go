@@ -497,7 +497,11 @@ func outBound(n int) int { return n + n/128 + 1024 }
 // link) sent a 256 KiB stored frame, 2 ms of the link, on one upload in
 // three, for 0.8 ms of a thread; the 91 MB spectrum image (ratio 0.8, 210
 // MB/s) keeps the link busy with stored frames when its thread is slowed.
+// (CompressAlways never sends a frame that would shrink stored.)
 func (c *Client) storeWhenIdle(p plan) bool {
+	if c.Compress == CompressAlways {
+		return false
+	}
 	return p.speed <= 0 || p.speed*inSituSpeed*(1-p.ratio) < c.effectiveLink(c.comp.link())
 }
 

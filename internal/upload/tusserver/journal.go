@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -255,11 +256,12 @@ func (p *pendingSyncs) end(id string, done chan struct{}) {
 // file, written to its end) in the background, closes it, removes the
 // journal and ends done: the PATCH that wrote it is answered meanwhile.
 func (s *Server) syncLater(id string, sy *syncer, t *target, save func(), done chan struct{}) {
+	hold := backgroundSyncHold.Load()
 	go func() {
 		defer s.pending.end(id, done)
 		save()
-		if backgroundSyncHold != nil {
-			<-backgroundSyncHold
+		if hold != nil {
+			<-*hold
 		}
 		sy.stop()
 		err := errors.Join(t.Sync(), t.Close())
@@ -276,9 +278,9 @@ func (s *Server) syncLater(id string, sy *syncer, t *target, save func(), done c
 	}()
 }
 
-// backgroundSyncHold, when not nil, holds the background syncs until it
-// is closed (tests: a power cut before them).
-var backgroundSyncHold chan struct{}
+// backgroundSyncHold, when set, holds the background syncs scheduled
+// meanwhile until its channel is closed (tests: a power cut before them).
+var backgroundSyncHold atomic.Pointer[chan struct{}]
 
 // settled waits for a background sync of upload id and replays a journal
 // of it that is left.

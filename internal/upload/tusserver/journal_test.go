@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +72,23 @@ func uploadCompressedTo(t *testing.T, cfg Config, data []byte) (*Server, string)
 	return srv, u[strings.LastIndex(u, "/")+1:]
 }
 
+// holdSyncs holds the background syncs scheduled from now until release
+// is called (at the latest when the test ends; before a server's Close,
+// which waits for them).
+func holdSyncs(t *testing.T) (release func()) {
+	ch := make(chan struct{})
+	backgroundSyncHold.Store(&ch)
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			backgroundSyncHold.Store(nil)
+			close(ch)
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
 // getLater calls srv.Get for id on a goroutine of its own; its error
 // comes on the channel.
 func getLater(srv *Server, id string) <-chan error {
@@ -89,13 +107,12 @@ func getLater(srv *Server, id string) <-chan error {
 // directory puts them back from the journal, byte for byte, and the
 // SHA-256 computed on arrival still matches.
 func TestJournalKeepsAnAnswerThroughLostWrites(t *testing.T) {
-	backgroundSyncHold = make(chan struct{})
-	defer func() { backgroundSyncHold = nil }()
+	release := holdSyncs(t)
 	dir := t.TempDir()
 	data := sparseCounts(700 << 10)
 	srv, id := uploadCompressed(t, dir, data)
 	defer func() {
-		close(backgroundSyncHold)
+		release()
 		srv.Close()
 	}()
 	if _, err := os.Stat(srv.journalPath(id)); err != nil {
@@ -136,18 +153,17 @@ func TestJournalKeepsAnAnswerThroughLostWrites(t *testing.T) {
 // final (Get, Digest, Remove) waits for the sync of a journalled PATCH,
 // which then removes the journal.
 func TestReadersWaitForTheBackgroundSync(t *testing.T) {
-	backgroundSyncHold = make(chan struct{})
-	defer func() { backgroundSyncHold = nil }()
+	release := holdSyncs(t)
 	dir := t.TempDir()
 	srv, id := uploadCompressed(t, dir, sparseCounts(300<<10))
 	got := getLater(srv, id)
 	select {
 	case err := <-got:
-		close(backgroundSyncHold)
+		release()
 		t.Fatalf("Get returned (%v) while the file's sync was held", err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	close(backgroundSyncHold)
+	release()
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
@@ -164,13 +180,12 @@ func TestReadersWaitForTheBackgroundSync(t *testing.T) {
 // its length (a crash while it was written, before its PATCH was
 // answered) leaves the file as it is.
 func TestJournalCutShortIsNotReplayed(t *testing.T) {
-	backgroundSyncHold = make(chan struct{})
+	release := holdSyncs(t)
 	dir := t.TempDir()
 	data := sparseCounts(500 << 10)
 	srv, id := uploadCompressed(t, dir, data)
 	j, err := os.ReadFile(srv.journalPath(id))
-	close(backgroundSyncHold)
-	backgroundSyncHold = nil
+	release()
 	srv.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -194,12 +209,11 @@ func TestJournalCutShortIsNotReplayed(t *testing.T) {
 // replicas, a small compressed upload is synced before it is answered,
 // as before the journal (another replica reads the shared file at once).
 func TestNoJournalWhereReplicasShareTheDirectory(t *testing.T) {
-	backgroundSyncHold = make(chan struct{})
+	release := holdSyncs(t)
 	dir := t.TempDir()
 	srv, id := uploadCompressedTo(t, Config{Dir: dir, BasePath: "/files/", Locker: memorylocker.New()}, sparseCounts(300<<10))
 	defer func() {
-		close(backgroundSyncHold)
-		backgroundSyncHold = nil
+		release()
 		srv.Close()
 	}()
 	if _, err := os.Stat(srv.journalPath(id)); !os.IsNotExist(err) {
@@ -219,7 +233,7 @@ func TestNoJournalWhereReplicasShareTheDirectory(t *testing.T) {
 // cannot be written at the start does not keep the server from serving;
 // reading its upload says why, and the journal stays for another try.
 func TestJournalThatCannotBeReplayedLeavesTheServerUp(t *testing.T) {
-	backgroundSyncHold = make(chan struct{})
+	release := holdSyncs(t)
 	dir := t.TempDir()
 	srv, id := uploadCompressed(t, dir, sparseCounts(300<<10))
 	stored := filepath.Join(dir, id)
@@ -230,8 +244,7 @@ func TestJournalThatCannotBeReplayedLeavesTheServerUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { // (the first server's sync, held as by a power cut)
-		close(backgroundSyncHold)
-		backgroundSyncHold = nil
+		release()
 		srv.Close()
 	}()
 	again, err := New(Config{Dir: dir, BasePath: "/files/"})
