@@ -231,6 +231,10 @@ func TestStoredOnlyWhereTheLinkIsFaster(t *testing.T) {
 	if !c.storeWhenIdle(plan{}) {
 		t.Fatal("a speed not known: chunks wait for the threads")
 	}
+	c.Compress = CompressAlways
+	if c.storeWhenIdle(plan{ratio: 0.03, speed: 100e6}) {
+		t.Fatal("CompressAlways: chunks go stored")
+	}
 }
 
 // TestEncodersKeptThroughGarbageCollections: an encoder put back is the
