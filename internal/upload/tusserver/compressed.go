@@ -95,7 +95,7 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 		fail(http.StatusBadRequest, err.Error())
 		return
 	}
-	// (Started once nothing returns before saveHash ends it.)
+	// (Started once nothing returns before finishHash ends it.)
 	hs, _ := s.startHasher(id, t.path, t.base, offset)
 	// One byte more than declared shows a body that decodes to too much.
 	src := io.LimitReader(dec, n+1)
@@ -134,25 +134,14 @@ func (s *Server) patchCompressed(w http.ResponseWriter, r *http.Request, id stri
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if hs == nil {
-			hashed = func() {}
-			return
-		}
-		h, covered, herr := hs.finish()
-		hashed = func() {
-			if herr == nil {
-				if err := s.saveDigest(id, covered, h); err != nil {
-					slog.Warn("save upload digest", "upload", id, "error", err)
-				}
-			}
-		}
+		hashed = s.finishHash(id, hs)
 	}()
 	written, jerr := body.done(interrupt)
 	<-done
 	if err == nil && got == n && written && jerr == nil {
 		// Durable since its journal is: the decoded bytes are synced and
 		// the hash's state saved in the background (a reader waits).
-		s.journalled(id, sy, t, hashed)
+		s.syncLater(id, sy, t, hashed)
 	} else {
 		if written {
 			os.Remove(s.journalPath(id))

@@ -136,11 +136,20 @@ func (hs *hasher) finish() (hash.Hash, int64, error) {
 // failed PATCH: it then covers the bytes that did arrive, which is what
 // the next PATCH resumes from. A state ahead of the file after a crash
 // does not match and is rebuilt.
-func (s *Server) saveHash(id string, hs *hasher) {
+func (s *Server) saveHash(id string, hs *hasher) { s.finishHash(id, hs)() }
+
+// finishHash waits for the last pieces of a PATCH's hasher (nil: none)
+// and returns what saves its state, which may be called later (a
+// journalled PATCH saves it in the background).
+func (s *Server) finishHash(id string, hs *hasher) (save func()) {
 	if hs == nil {
-		return
+		return func() {}
 	}
-	if h, covered, err := hs.finish(); err == nil {
+	h, covered, err := hs.finish()
+	return func() {
+		if err != nil {
+			return
+		}
 		if err := s.saveDigest(id, covered, h); err != nil {
 			slog.Warn("save upload digest", "upload", id, "error", err)
 		}

@@ -198,13 +198,6 @@ func (s *Server) writeJournal(id string, offset, n int64, kept []byte) error {
 	return errors.Join(err, f.Close())
 }
 
-// journalled leaves the sync of t (the upload's file, which the PATCH's
-// body, made durable by its journal, decoded to), its closing, the
-// journal's removal and save (the hash's state) to the background.
-func (s *Server) journalled(id string, sy *syncer, t *target, save func()) {
-	s.syncLater(id, sy, t, save, s.pending.add(id)) // (a reader meanwhile waits)
-}
-
 // pendingSyncs are the background syncs of journalled uploads, by ID,
 // and the uploads whose journal a reader must replay (left: one the start
 // could not replay, or whose background sync failed); for any other
@@ -252,10 +245,13 @@ func (p *pendingSyncs) end(id string, done chan struct{}) {
 	p.wg.Done()
 }
 
-// syncLater saves the hash's state (save), syncs t (the upload id's own
-// file, written to its end) in the background, closes it, removes the
-// journal and ends done: the PATCH that wrote it is answered meanwhile.
-func (s *Server) syncLater(id string, sy *syncer, t *target, save func(), done chan struct{}) {
+// syncLater leaves to the background what a journalled PATCH (its body
+// made durable by its journal) still owes: saving the hash's state
+// (save), syncing t (the upload id's own file, written to its end),
+// closing it and removing the journal; the PATCH is answered meanwhile,
+// and a reader of the upload waits (settled).
+func (s *Server) syncLater(id string, sy *syncer, t *target, save func()) {
+	done := s.pending.add(id)
 	hold := backgroundSyncHold.Load()
 	go func() {
 		defer s.pending.end(id, done)
