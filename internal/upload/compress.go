@@ -60,6 +60,9 @@ const (
 	probeBytes = 16 << 20 // the raw first piece that measures the link
 	// worthRatio: a file whose samples do not shrink below this goes raw.
 	worthRatio = 0.9
+	// noShrink: data whose glance does not shrink below this does not
+	// compress at all (one compression of the glance tells).
+	noShrink = 0.97
 )
 
 // WireStats says how a client's uploads went over the wire.
@@ -202,7 +205,7 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 		// goes raw at once (the sample of a large file costs ~1 % of its
 		// transfer).
 		r, speed := glance(f, off, size)
-		if r > need+0.1 || r > 0.97 {
+		if r > need+0.1 || r > noShrink {
 			return plan{ratio: r}
 		}
 		if size-off < 8<<20 {
@@ -210,11 +213,10 @@ func (c *Client) planFile(f io.ReaderAt, off, size int64) plan {
 			// cache) is one the whole file does not beat: 0.9-1.3x that
 			// of the real files in ../shared/data that compress slowly,
 			// up to 8x for sparse ones (the middle of a spectrum image
-			// all zeros). At that speed, the
-			// first frame compressed by the sample, would compression
-			// still lose? Then the sample is not worth its time either
-			// (a 200 KiB file is all one frame: its sample is the whole
-			// compression).
+			// all zeros). At that speed, the first frame compressed by
+			// the sample, would compression still lose? Then the sample
+			// is not worth its time either (a 200 KiB file is all one
+			// frame: its sample is the whole compression).
 			if speed > 0 && !c.worthIt(plan{ratio: r, speed: speed}, link, size-off) {
 				return plan{ratio: r, speed: speed}
 			}
@@ -404,7 +406,7 @@ func glance(f io.ReaderAt, off, size int64) (ratio, speed float64) {
 		t0 := time.Now()
 		n = len(enc.EncodeAll(buf, out[:0]))
 		took = min(took, time.Since(t0))
-		if float64(n) > 0.97*float64(k) {
+		if float64(n) > noShrink*float64(k) {
 			break
 		}
 	}
