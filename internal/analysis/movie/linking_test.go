@@ -1,6 +1,7 @@
 package movie_test
 
 import (
+	"math"
 	"slices"
 	"testing"
 
@@ -130,5 +131,56 @@ func TestDissolutionSeenGone(t *testing.T) {
 	}
 	if got := dissolutions(span(10, 14)); len(got) != 0 {
 		t.Errorf("a particle seen in frames 10-13: dissolutions %+v; want none", got)
+	}
+}
+
+// TestHiddenParticleGetsShareOfBlob: of two touching particles (d 6 and
+// 8.7 px, 6 px apart) seen as one round blob for two frames, which the
+// smaller one's track took, the larger one's track, seen before and after,
+// gets its share of the blob where it was (a track that found nothing
+// there had the truth's larger particle given to its neighbour's track
+// and back: two switches), and the other share moves off the blob's centre
+// to the far side; the blob's area is shared, not made twice.
+func TestHiddenParticleGetsShareOfBlob(t *testing.T) {
+	t.Parallel()
+	tr := &movie.Tracker{Width: 200, Height: 200}
+	frame := stillField(tr)
+	blob := disc(112.3, 100, 9.1)
+	blob.Elongation = 1.2
+	var all [][]movie.Detection
+	for f := range 16 {
+		if f == 10 || f == 11 {
+			all = append(all, frame(f, blob))
+			continue
+		}
+		all = append(all, frame(f, disc(109.5, 100, 6), disc(115.5, 100, 8.7)))
+	}
+	small, large := all[9][0].Track, all[9][1].Track
+	if took := all[10][0].Track; took != small {
+		t.Fatalf("the blob went to track %d; the test wants the smaller particle's track %d to take it", took, small)
+	}
+	tr.Finish(all)
+	for _, f := range []int{10, 11} {
+		var a, b *movie.Detection
+		for j := range all[f] {
+			switch all[f][j].Track {
+			case small:
+				a = &all[f][j]
+			case large:
+				b = &all[f][j]
+			}
+		}
+		if a == nil || b == nil {
+			t.Fatalf("frame %d: small %v, large %v; want both", f, a != nil, b != nil)
+		}
+		if math.Abs(b.X-115.5) > 0.1 || math.Abs(b.Y-100) > 0.1 {
+			t.Errorf("frame %d: the hidden particle's share at (%.2f, %.2f); want (115.5, 100), where it was", f, b.X, b.Y)
+		}
+		if a.X >= blob.X || b.X-a.X > (6+8.7)/2+1e-9 {
+			t.Errorf("frame %d: the other share at x %.2f; want left of the blob's centre %.1f, within %.2f px of the hidden one's", f, a.X, blob.X, (6+8.7)/2)
+		}
+		if sum := a.AreaPx + b.AreaPx; math.Abs(sum-blob.AreaPx) > 1e-9 || b.AreaPx <= a.AreaPx {
+			t.Errorf("frame %d: shares of %.1f and %.1f px²; want the blob's %.1f, the larger particle's share larger", f, a.AreaPx, b.AreaPx, blob.AreaPx)
+		}
 	}
 }
