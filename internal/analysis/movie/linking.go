@@ -114,19 +114,21 @@ func (t *Tracker) touchingEnds(dets [][]Detection) {
 // of the two particles (the convention: the larger absorbs the smaller).
 // The frame-by-frame linking gives the merged particle to whichever track
 // was nearer; where that was the smaller one's, the two tracks swap their
-// tails from the frame the smaller one vanished in.
+// tails from the frame the smaller one vanished in. Larger is by the
+// median diameter over the 10 frames before, the integrated intensity (the
+// mass) deciding where the diameters are about equal (massWeight).
 func (t *Tracker) largerSurvives(dets [][]Detection) {
 	before := func(tr *Track, frame int) float64 {
-		var d []float64
+		var d, in []float64
 		for _, p := range tr.Points {
 			if p.Frame < frame && p.Frame >= frame-10 {
-				d = append(d, p.DiameterPx)
+				d, in = append(d, p.DiameterPx), append(in, p.Intensity)
 			}
 		}
 		if len(d) == 0 {
-			return 0
+			return math.Inf(-1)
 		}
-		return median(d)
+		return math.Log(max(median(d), 1e-9)) + massWeight*math.Log(max(median(in), 1e-9))
 	}
 	for _, g := range t.All {
 		m := g.merge
@@ -422,3 +424,16 @@ func (t *Tracker) fillHidden(dets [][]Detection) {
 		}
 	}
 }
+
+// massWeight is the weight of the particles' integrated intensities (their
+// mass) beside their diameters, in logarithms, when largerSurvives tells
+// the larger of two that coalesce: a faceted particle of circumradius 3.5
+// px and a thin raft of 3 px measure within 2-4 % of each other (the
+// raft's flat outline measured whole, the hexagon's area a disc's 0.83),
+// the faceted one 1.6-4 times as bright. Read off the 248 true merges of
+// the six sets of independent movies looked at, whose survivor the
+// diameter alone named in 227, 0.05-0.1 in 236-238, 0.3 in 230, the
+// intensity alone in 185; with fillHidden: 85 -> 76 switches over those
+// sets, 35 -> 33 over the two made after fillHidden, merges the same (0.1
+// without fillHidden: one merge fewer on held-out).
+const massWeight = 0.05
