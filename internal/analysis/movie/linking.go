@@ -396,25 +396,18 @@ func (t *Tracker) fillHidden(dets [][]Detection) {
 				if sa <= 0 {
 					continue
 				}
-				wa, wb := sa*sa/(sa*sa+sb*sb), sb*sb/(sa*sa+sb*sb)
+				wa, wb := areaShares(sa, sb)
 				// The other's centre, the blob's the two's weighted mean,
 				// no farther from the hidden one than two touching.
 				vx, vy := (blob.X-x)/wa, (blob.Y-y)/wa
 				if l, most := math.Hypot(vx, vy), (sa+sb)/2; l > most {
 					vx, vy = vx*most/l, vy*most/l
 				}
-				other := *blob
-				other.Track = b.ID
-				other.X, other.Y = x, y
-				other.AreaPx, other.Intensity = wb*blob.AreaPx, wb*blob.Intensity
-				other.DiameterPx = 2 * math.Sqrt(other.AreaPx/math.Pi)
-				blob.X, blob.Y = x+vx, y+vy
-				blob.AreaPx, blob.Intensity = wa*blob.AreaPx, wa*blob.Intensity
-				blob.DiameterPx = 2 * math.Sqrt(blob.AreaPx/math.Pi)
-				pa, pb := pointOf(f, *blob), pointOf(f, other)
-				pa.shared, pb.shared = true, true
-				a.Points[ka] = pa
-				filled = append(filled, pb)
+				whole := *blob
+				other := whole.share(wb, x, y, b.ID)
+				*blob = whole.share(wa, x+vx, y+vy, blob.Track)
+				a.Points[ka] = sharedPointOf(f, *blob)
+				filled = append(filled, sharedPointOf(f, other))
 				dets[f] = append(dets[f], other)
 			}
 		}

@@ -299,7 +299,7 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 			if sa <= 0 {
 				break
 			}
-			wa, wb := sa*sa/(sa*sa+sb*sb), sb*sb/(sa*sa+sb*sb) // area shares
+			wa, wb := areaShares(sa, sb)
 			// Larger than either particle, or long enough to be two with
 			// each share the area of a detection.
 			long := d.Elongation >= twoByShape && min(wa, wb)*d.AreaPx >= minShareArea
@@ -325,16 +325,10 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 				break
 			}
 			blob := *d
-			other := *d
-			d.X, d.Y, other.X, other.Y = x1, y1, x2, y2
-			d.AreaPx, other.AreaPx = wa*d.AreaPx, wb*d.AreaPx
-			d.DiameterPx, other.DiameterPx = 2*math.Sqrt(d.AreaPx/math.Pi), 2*math.Sqrt(other.AreaPx/math.Pi)
-			d.Intensity, other.Intensity = wa*d.Intensity, wb*d.Intensity
-			other.Track = b.ID
-			pa, pb := pointOf(frame, *d), pointOf(frame, other)
-			pa.shared, pb.shared = true, true
-			a.Points[len(a.Points)-1] = pa
-			b.Points = append(b.Points, pb)
+			other := blob.share(wb, x2, y2, b.ID)
+			*d = blob.share(wa, x1, y1, d.Track)
+			a.Points[len(a.Points)-1] = sharedPointOf(frame, *d)
+			b.Points = append(b.Points, sharedPointOf(frame, other))
 			b.missed, b.merge = -1, nil
 			matched[i] = true
 			shared[j], shared[len(dets)] = true, true
@@ -348,9 +342,7 @@ func (t *Tracker) shareBlobs(frame int, dets []Detection, assigned, matched []bo
 				dets = t.shareThree(frame, blob, dets, at, [3]*Track{aBefore, bBefore, tc}, [3]float64{sa, sb, sc})
 				tc.Points = append(tc.Points, TrackPoint{})
 				for n, tr := range [3]*Track{a, b, tc} {
-					p := pointOf(frame, dets[at[n]])
-					p.shared = true
-					tr.Points[len(tr.Points)-1] = p
+					tr.Points[len(tr.Points)-1] = sharedPointOf(frame, dets[at[n]])
 				}
 				tc.missed, tc.merge = -1, nil
 				matched[c] = true
@@ -415,12 +407,7 @@ func (t *Tracker) shareThree(frame int, blob Detection, dets []Detection, at [3]
 		mean += w[n] * along[n]
 	}
 	for n, j := range at {
-		d := blob
-		d.Track = ts[n].ID
-		d.X, d.Y = blob.X+(along[n]-mean)*blob.ax, blob.Y+(along[n]-mean)*blob.ay
-		d.AreaPx, d.Intensity = w[n]*blob.AreaPx, w[n]*blob.Intensity
-		d.DiameterPx = 2 * math.Sqrt(d.AreaPx/math.Pi)
-		dets[j] = d
+		dets[j] = blob.share(w[n], blob.X+(along[n]-mean)*blob.ax, blob.Y+(along[n]-mean)*blob.ay, ts[n].ID)
 	}
 	return dets
 }
@@ -456,6 +443,29 @@ func (t *Tracker) driftBetween(a, b int) (dx, dy float64) {
 func (t *Tracker) inside(p TrackPoint) bool {
 	const margin = 10
 	return t.Width > 0 && p.X > margin && p.Y > margin && p.X < float64(t.Width-margin) && p.Y < float64(t.Height-margin)
+}
+
+// share is the part w of blob d (of its area and intensity; its diameter
+// that of the disc of that area), centred at (x, y), for track.
+func (d Detection) share(w, x, y float64, track int) Detection {
+	s := d
+	s.X, s.Y, s.Track = x, y, track
+	s.AreaPx, s.Intensity = w*d.AreaPx, w*d.Intensity
+	s.DiameterPx = 2 * math.Sqrt(s.AreaPx/math.Pi)
+	return s
+}
+
+// areaShares are the parts of a blob of two particles of diameters sa and
+// sb that are each's: in proportion to their areas.
+func areaShares(sa, sb float64) (wa, wb float64) {
+	return sa * sa / (sa*sa + sb*sb), sb * sb / (sa*sa + sb*sb)
+}
+
+// sharedPointOf is the point of a track measured as share d of a blob.
+func sharedPointOf(frame int, d Detection) TrackPoint {
+	p := pointOf(frame, d)
+	p.shared = true
+	return p
 }
 
 func pointOf(frame int, d Detection) TrackPoint {
