@@ -184,3 +184,43 @@ func TestHiddenParticleGetsShareOfBlob(t *testing.T) {
 		}
 	}
 }
+
+// TestFaintParticleMergesWhenNeighbourGrows: a faint particle touching a
+// bright one vanishes into its blob four frames before the two are one
+// (the bright one's blob, round, grows from 7 to 8.2 px then): that is a
+// merge of the faint into the bright, in the frame the blob grew, not a
+// dissolution where the faint one was last seen (those went down as
+// dissolutions beside the merge the simulator made).
+func TestFaintParticleMergesWhenNeighbourGrows(t *testing.T) {
+	t.Parallel()
+	tr := &movie.Tracker{Width: 200, Height: 200}
+	frame := stillField(tr)
+	var all [][]movie.Detection
+	for f := range 30 {
+		switch {
+		case f < 12:
+			all = append(all, frame(f, disc(100, 100, 7), disc(106.5, 100, 6)))
+		case f < 16:
+			all = append(all, frame(f, disc(100.5, 100, 7)))
+		default:
+			all = append(all, frame(f, disc(103, 100, 8.2)))
+		}
+	}
+	tr.Finish(all)
+	bright, faint := all[11][0].Track, all[11][1].Track
+	var merges, dissolutions []movie.Event
+	for _, e := range tr.Events {
+		switch e.Type {
+		case "merge":
+			merges = append(merges, e)
+		case "dissolution":
+			dissolutions = append(dissolutions, e)
+		}
+	}
+	if len(merges) != 1 || merges[0].Gone != faint || merges[0].Into != bright || merges[0].Frame != 16 {
+		t.Errorf("merges %+v; want track %d into %d in frame 16", merges, faint, bright)
+	}
+	if len(dissolutions) != 0 {
+		t.Errorf("dissolutions %+v; want none", dissolutions)
+	}
+}
