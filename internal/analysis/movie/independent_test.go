@@ -461,7 +461,9 @@ func TestIndependentMoviesYOLO(t *testing.T) {
 	for _, set := range []struct {
 		name  string
 		seeds []int
-	}{{"tuned", tunedSeeds}, {"held-out", heldOutSeeds}, {"held-out-2", heldOut2Seeds}, {"held-out-3", heldOut3Seeds}, {"held-out-4", heldOut4Seeds}, {"dissolving", dissolvingSeeds}} {
+	}{{"tuned", tunedSeeds}, {"held-out", heldOutSeeds}, {"held-out-2", heldOut2Seeds}, {"held-out-3", heldOut3Seeds}, {"held-out-4", heldOut4Seeds}, {"dissolving", dissolvingSeeds},
+		{"held-out-5", heldOut5Seeds}, {"dissolving-2", dissolving2Seeds}, {"held-out-6", heldOut6Seeds}, {"dissolving-3", dissolving3Seeds},
+		{"held-out-7", heldOut7Seeds}, {"dissolving-4", dissolving4Seeds}} {
 		s := scoreSeeds(t, set.seeds, detector)
 		t.Logf("YOLO %s, %s movies: precision %.3f (%d true, %d false); recall r >= 3 px %.3f, 2-3 px %.3f, 1.5-2 px %.3f; %.2f switches per 100 tracks; %d of %d merges",
 			model, set.name, float64(s.tp)/float64(max(s.tp+s.fp, 1)), s.tp, s.fp,
