@@ -639,7 +639,13 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 							t.Log(line)
 						}
 					}
-					t.Logf("switch: seed %d snr%.0f p%d r%.1f f%d->f%d track %d (last seen f%d, merged into %d) -> track %d (first f%d), mostly p%d (%d frames) r%.1f, gap %.1f", seed, median(snrOf[id]), id, me.R, frameOf[id][i-1], frameOf[id][i], tracks[i-1], prev.Points[len(prev.Points)-1].Frame, prev.MergedInto, tracks[i], res.Tracks[tracks[i]].Points[0].Frame, o, n, other.R, math.Hypot(me.X-other.X, me.Y-other.Y)-me.R-other.R)
+					tm := ""
+					for _, e := range truth.Events {
+						if e.Type == "merge" && (e.Into == id || e.Gone == id) && abs(e.Frame-frameOf[id][i]) <= 3 {
+							tm = fmt.Sprintf(" [true merge of p%d into p%d in f%d]", e.Gone, e.Into, e.Frame)
+						}
+					}
+					t.Logf("switch:%s seed %d snr%.0f p%d r%.1f f%d->f%d track %d (last seen f%d, merged into %d) -> track %d (first f%d), mostly p%d (%d frames) r%.1f, gap %.1f", tm, seed, median(snrOf[id]), id, me.R, frameOf[id][i-1], frameOf[id][i], tracks[i-1], prev.Points[len(prev.Points)-1].Frame, prev.MergedInto, tracks[i], res.Tracks[tracks[i]].Points[0].Frame, o, n, other.R, math.Hypot(me.X-other.X, me.Y-other.Y)-me.R-other.R)
 				}
 			}
 		}
