@@ -331,23 +331,33 @@ func TestIndependentMovies(t *testing.T) {
 // The seeds of the twelve sets of independent movies (see
 // TestIndependentMovies).
 var (
-	tunedSeeds    = []int{11, 12, 13, 21, 22, 23, 24}
-	heldOutSeeds  = []int{111, 112, 113, 121, 122, 123, 124}
-	heldOut2Seeds = []int{211, 212, 213, 221, 222, 223, 224}
-	heldOut3Seeds = []int{311, 312, 313, 321, 322, 323, 324}
-	heldOut4Seeds = []int{411, 412, 413, 421, 422, 423, 424}
+	tunedSeeds    = sevenMovies(0)
+	heldOutSeeds  = sevenMovies(1)
+	heldOut2Seeds = sevenMovies(2)
+	heldOut3Seeds = sevenMovies(3)
+	heldOut4Seeds = sevenMovies(4)
 	// dissolvingSeeds are movies in which some particles dissolve.
-	dissolvingSeeds = []int{511, 512, 513, 521, 522, 523, 524}
+	dissolvingSeeds = sevenMovies(5)
 	// heldOut5Seeds and dissolving2Seeds were made after fillHidden.
-	heldOut5Seeds    = []int{611, 612, 613, 621, 622, 623, 624}
-	dissolving2Seeds = []int{711, 712, 713, 721, 722, 723, 724}
+	heldOut5Seeds    = sevenMovies(6)
+	dissolving2Seeds = sevenMovies(7)
 	// heldOut6Seeds and dissolving3Seeds were made after massWeight,
 	// heldOut7Seeds and dissolving4Seeds after the later merge.
-	heldOut6Seeds    = []int{811, 812, 813, 821, 822, 823, 824}
-	dissolving3Seeds = []int{911, 912, 913, 921, 922, 923, 924}
-	heldOut7Seeds    = []int{1011, 1012, 1013, 1021, 1022, 1023, 1024}
-	dissolving4Seeds = []int{1111, 1112, 1113, 1121, 1122, 1123, 1124}
+	heldOut6Seeds    = sevenMovies(8)
+	dissolving3Seeds = sevenMovies(9)
+	heldOut7Seeds    = sevenMovies(10)
+	dissolving4Seeds = sevenMovies(11)
 )
+
+// sevenMovies are the seeds of a set: h hundred and 11-13 (the small
+// movies) and 21-24.
+func sevenMovies(h int) []int {
+	var seeds []int
+	for _, k := range []int{11, 12, 13, 21, 22, 23, 24} {
+		seeds = append(seeds, 100*h+k)
+	}
+	return seeds
+}
 
 // dissolves reports whether the movie of seed has particles that dissolve
 // (the dissolving sets': moviesim.py's "dissolve").

@@ -165,8 +165,8 @@ func (t *Tracker) largerSurvives(dets [][]Detection) {
 		return math.Log(max(median(d), 1e-9)) + massWeight*math.Log(max(median(in), 1e-9))
 	}
 	for _, g := range t.All {
-		m := g.merge
-		if m == nil || m.Into < 0 || g.Points[len(g.Points)-1].Frame >= len(t.path)-1 || g.Points[len(g.Points)-1].Frame < m.Frame-1 {
+		m, end := g.merge, g.Points[len(g.Points)-1].Frame
+		if m == nil || m.Into < 0 || end >= len(t.path)-1 || end < m.Frame-1 {
 			continue
 		}
 		s := t.All[m.Into]

@@ -68,8 +68,13 @@ func eventsOf(typ string, seen []int, from, to float64) []movie.Event {
 		all = append(all, frame(f, near...))
 	}
 	tr.Finish(all)
+	return ofType(tr.Events, typ)
+}
+
+// ofType are the events of type typ.
+func ofType(events []movie.Event, typ string) []movie.Event {
 	var got []movie.Event
-	for _, e := range tr.Events {
+	for _, e := range events {
 		if e.Type == typ {
 			got = append(got, e)
 		}
@@ -208,15 +213,7 @@ func TestFaintParticleMergesWhenNeighbourGrows(t *testing.T) {
 	}
 	tr.Finish(all)
 	bright, faint := all[11][0].Track, all[11][1].Track
-	var merges, dissolutions []movie.Event
-	for _, e := range tr.Events {
-		switch e.Type {
-		case "merge":
-			merges = append(merges, e)
-		case "dissolution":
-			dissolutions = append(dissolutions, e)
-		}
-	}
+	merges, dissolutions := ofType(tr.Events, "merge"), ofType(tr.Events, "dissolution")
 	if len(merges) != 1 || merges[0].Gone != faint || merges[0].Into != bright || merges[0].Frame != 16 {
 		t.Errorf("merges %+v; want track %d into %d in frame 16", merges, faint, bright)
 	}
