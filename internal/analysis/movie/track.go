@@ -435,13 +435,17 @@ func seenApart(dets []Detection, j int, x, y float64) bool {
 	return false
 }
 
-// driftBetween is how far the field drifted from frame a to frame b.
+// driftBetween is how far the field drifted from frame a to frame b:
+// along the path known, and beyond its end (while tracking, b the frame
+// being linked) at the drift of the last frame matched.
 func (t *Tracker) driftBetween(a, b int) (dx, dy float64) {
-	if a < 0 || b >= len(t.path) || a >= len(t.path) {
+	if a < 0 || a >= len(t.path) {
 		k := float64(b - a)
 		return k * t.driftX, k * t.driftY
 	}
-	return t.path[b][0] - t.path[a][0], t.path[b][1] - t.path[a][1]
+	end := min(b, len(t.path)-1)
+	k := float64(b - end)
+	return t.path[end][0] - t.path[a][0] + k*t.driftX, t.path[end][1] - t.path[a][1] + k*t.driftY
 }
 
 // inside reports whether p is well inside the field (known size).
@@ -668,7 +672,7 @@ func recentDiameter(tr *Track) float64 {
 }
 
 // recentPoints is how many of a track's last points, within as many
-// frames, make where it has been of late (see distance).
+// frames, make where it has been of late (see whereNow).
 const recentPoints = 5
 
 // whereNow is where track tr should be in frame: where its last point
@@ -695,23 +699,9 @@ func (t *Tracker) whereNow(tr *Track, frame int) (x, y, mx, my float64) {
 		if p.Frame <= last.Frame-recentPoints {
 			break
 		}
-		dx, dy := t.driftTo(p.Frame, frame)
+		dx, dy := t.driftBetween(p.Frame, frame)
 		mx, my = mx+p.X+dx, my+p.Y+dy
 		n++
 	}
 	return x, y, mx / float64(n), my / float64(n)
-}
-
-// driftTo is how far the field drifts from frame a to frame b while
-// tracking: along the path known so far, then at the drift of the last
-// frame matched.
-func (t *Tracker) driftTo(a, b int) (dx, dy float64) {
-	if a < len(t.path) {
-		k := len(t.path) - 1
-		dx, dy = t.path[k][0]-t.path[a][0], t.path[k][1]-t.path[a][1]
-		n := float64(b - k)
-		return dx + n*t.driftX, dy + n*t.driftY
-	}
-	n := float64(b - a)
-	return n * t.driftX, n * t.driftY
 }
