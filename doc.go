@@ -44,7 +44,8 @@
 //	                              families), fitted element maps, Cliff-Lorimer quantification;
 //	                              testdata/xraysim.py is the independent (xraylib) simulator of its tests
 //	internal/analysis/movie       movies: 8-bit scaling, MP4 (ffmpeg), detection (detect.go, background.go,
-//	                              segment.go), tracking (track.go, linking.go: gaps, fragments, hidden particles, late merges, events),
+//	                              segment.go), tracking (track.go, linking.go: gaps, fragments, hidden particles,
+//	                              late merges, events; parted.go: touching pairs that part again),
 //	                              measurements and figures (measure.go), evaluation; testdata/moviesim.py is
 //	                              the independent (numpy/scipy) movie generator of its tests
 //	internal/analysis/movie/yolo  YOLOv8 ONNX models through ONNX Runtime; yolotest/ builds test models

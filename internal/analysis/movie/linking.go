@@ -36,7 +36,8 @@ const (
 
 // Finish ends the tracking of a movie whose detections are dets (by
 // frame; their Track fields are rewritten, fragments removed): it drops
-// fragments, closes gaps, numbers the tracks again from 0, keeps the
+// fragments, closes gaps, numbers the tracks again from 0, mends touching
+// pairs taken for one that parted again (partAgain), keeps the
 // larger particle's identity through a coalescence, gives hidden
 // particles their shares of blobs and records the merges, nucleations and
 // dissolutions.
@@ -44,7 +45,20 @@ func (t *Tracker) Finish(dets [][]Detection) {
 	dead := make([]bool, len(t.All))
 	t.dropFragments(dets, dead)
 	into := t.closeGaps(dead)
-	// Numbers again, in order of the tracks kept.
+	t.renumber(dets, dead, into)
+	dead = make([]bool, len(t.All))
+	t.partAgain(dets, dead)
+	t.renumber(dets, dead, nil)
+	t.touchingEnds(dets)
+	t.largerSurvives(dets)
+	t.fillHidden(dets)
+	t.events()
+}
+
+// renumber numbers the tracks again from 0, in order, leaving out the
+// dead ones; a track joined onto another (into, -1: none; nil: none) takes
+// its number, in the detections and the merges.
+func (t *Tracker) renumber(dets [][]Detection, dead []bool, into []int) {
 	renum := make([]int, len(t.All))
 	var kept []*Track
 	for i, tr := range t.All {
@@ -55,7 +69,7 @@ func (t *Tracker) Finish(dets [][]Detection) {
 		}
 	}
 	id := func(old int) int {
-		for old >= 0 && into[old] >= 0 {
+		for old >= 0 && into != nil && into[old] >= 0 {
 			old = into[old]
 		}
 		if old < 0 {
@@ -75,10 +89,6 @@ func (t *Tracker) Finish(dets [][]Detection) {
 		}
 	}
 	t.All = kept
-	t.touchingEnds(dets)
-	t.largerSurvives(dets)
-	t.fillHidden(dets)
-	t.events()
 }
 
 // touchingEnds takes a track that ends inside the field touching a
