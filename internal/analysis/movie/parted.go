@@ -24,33 +24,16 @@ type seenOf struct {
 	n       int
 }
 
-// seen sums up tr's points before frame `before` (the last partWindow of
-// them; from >= 0: the first partWindow from frame from on instead),
-// carried by the field's drift to frame at.
-func (t *Tracker) seen(tr *Track, before, from, at int) seenOf {
-	var pts []TrackPoint
-	if from >= 0 {
-		for _, p := range tr.Points {
-			if p.Frame >= from && len(pts) < partWindow {
-				pts = append(pts, p)
-			}
-		}
-	} else {
-		for k := len(tr.Points) - 1; k >= 0 && len(pts) < partWindow; k-- {
-			if tr.Points[k].Frame < before {
-				pts = append(pts, tr.Points[k])
-			}
-		}
-	}
+// seen sums up the points pts (a window of a track's), carried by the
+// field's drift to frame at: the median position, and the median
+// diameter of those measured alone (of all where none was).
+func (t *Tracker) seen(pts []TrackPoint, at int) seenOf {
 	if len(pts) == 0 {
 		return seenOf{}
 	}
 	var xs, ys, ds, all []float64
 	for _, p := range pts {
-		dx, dy := t.driftBetween(min(p.Frame, at), max(p.Frame, at))
-		if p.Frame > at {
-			dx, dy = -dx, -dy
-		}
+		dx, dy := t.driftBetween(p.Frame, at)
 		xs, ys = append(xs, p.X+dx), append(ys, p.Y+dy)
 		if p.DiameterPx > 0 {
 			all = append(all, p.DiameterPx)
@@ -69,6 +52,24 @@ func (t *Tracker) seen(tr *Track, before, from, at int) seenOf {
 	return s
 }
 
+// before is tr's last partWindow points before frame f; after its first
+// partWindow from f on.
+func before(tr *Track, f int) []TrackPoint {
+	c := firstFrom(tr, f)
+	return tr.Points[max(c-partWindow, 0):c]
+}
+
+func after(tr *Track, f int) []TrackPoint {
+	c := firstFrom(tr, f)
+	return tr.Points[c:min(c+partWindow, len(tr.Points))]
+}
+
+// firstFrom is the index of tr's first point in frame f or later.
+func firstFrom(tr *Track, f int) int {
+	k, _ := slices.BinarySearchFunc(tr.Points, f, func(p TrackPoint, f int) int { return p.Frame - f })
+	return k
+}
+
 // unlike is how unlike two sums are: the distance between them plus
 // partSizeCost for their sizes.
 func unlike(a, b seenOf) float64 {
@@ -81,11 +82,10 @@ func unlike(a, b seenOf) float64 {
 
 // pointAt is tr's point in frame f (ok false: none).
 func pointAt(tr *Track, f int) (TrackPoint, bool) {
-	k, ok := slices.BinarySearchFunc(tr.Points, f, func(p TrackPoint, f int) int { return p.Frame - f })
-	if !ok {
-		return TrackPoint{}, false
+	if k := firstFrom(tr, f); k < len(tr.Points) && tr.Points[k].Frame == f {
+		return tr.Points[k], true
 	}
-	return tr.Points[k], true
+	return TrackPoint{}, false
 }
 
 // partAgain mends a pair of touching particles taken for one: a track
@@ -142,8 +142,8 @@ func (t *Tracker) partAgain(dets [][]Detection, dead []bool) {
 			continue
 		}
 		n := t.All[ni]
-		gb, sb := t.seen(g, e+1, -1, k), t.seen(s, e+1, -1, k)
-		sa, na := t.seen(s, 0, k, k), t.seen(n, 0, k, k)
+		gb, sb := t.seen(before(g, e+1), k), t.seen(before(s, e+1), k)
+		sa, na := t.seen(after(s, k), k), t.seen(after(n, k), k)
 		if sa.n < 3 {
 			continue
 		}
@@ -163,7 +163,7 @@ func (t *Tracker) partAgain(dets [][]Detection, dead []bool) {
 		if crossed+partMargin >= straight || 2*round > frames {
 			continue
 		}
-		cut := slices.IndexFunc(s.Points, func(p TrackPoint) bool { return p.Frame >= k })
+		cut := firstFrom(s, k)
 		g.Points = append(g.Points, s.Points[cut:]...)
 		s.Points = append(s.Points[:cut:cut], n.Points...)
 		g.merge, s.merge = s.merge, n.merge
