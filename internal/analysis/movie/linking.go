@@ -407,7 +407,11 @@ func coalesced(e Event, into *Track) Event {
 // the other found nothing. The blob's area and intensity are shared in
 // proportion to the two particles' areas; the hidden one is where its
 // track would be (between where it was seen), the other moved to keep the
-// blob's centre their weighted mean.
+// blob's centre their weighted mean. A blob already shared (a pair taken
+// apart in the frame-by-frame linking) is shared again: a third particle
+// of a cluster hidden in it (on the fourteen sets of independent movies
+// 146 against 164 switches, 702 against 697 false detections; on the four
+// blind sets made before, 31 against 33, 112 false detections both ways).
 func (t *Tracker) fillHidden(dets [][]Detection) {
 	for _, b := range t.All {
 		sb := recentDiameter(b)
@@ -433,7 +437,7 @@ func (t *Tracker) fillHidden(dets [][]Detection) {
 				blob := &dets[f][j]
 				a := t.All[blob.Track]
 				ka := slices.IndexFunc(a.Points, func(p TrackPoint) bool { return p.Frame == f })
-				if ka < 0 || a.Points[ka].shared {
+				if ka < 0 {
 					continue
 				}
 				sa := recentDiameter(a)
