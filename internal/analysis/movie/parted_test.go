@@ -83,12 +83,7 @@ func TestPartAgainCrossesWhereTheBlobTrackTookTheOtherPiece(t *testing.T) {
 // its own particle's piece, nothing is changed.
 func TestPartAgainLeavesTheStraightReading(t *testing.T) {
 	t.Parallel()
-	tr, dets := partedScene(1.7, 100)
-	dead := make([]bool, len(tr.All))
-	tr.partAgain(dets, dead)
-	if x := xAt(tr.All[1], 30); x != 100 || dead[2] || len(tr.All[0].Points) != 10 {
-		t.Errorf("the blob's track in frame 30 at x %v, the new track taken %v, the vanished track %d points; want 100, false, 10", x, dead[2], len(tr.All[0].Points))
-	}
+	leavesAlone(t, 1.7, 100)
 }
 
 // TestPartAgainLeavesACoalescence: a blob round in the frames between was
@@ -96,10 +91,19 @@ func TestPartAgainLeavesTheStraightReading(t *testing.T) {
 // tracks are left as they are.
 func TestPartAgainLeavesACoalescence(t *testing.T) {
 	t.Parallel()
-	tr, dets := partedScene(1.1, 108)
+	leavesAlone(t, 1.1, 108)
+}
+
+// leavesAlone checks that partAgain changes nothing in the scene of
+// partedScene(blobElongation, pieceX): the blob's track stays on the
+// piece at pieceX, the new track is not taken, the vanished track keeps
+// its 10 points.
+func leavesAlone(t *testing.T, blobElongation, pieceX float64) {
+	t.Helper()
+	tr, dets := partedScene(blobElongation, pieceX)
 	dead := make([]bool, len(tr.All))
 	tr.partAgain(dets, dead)
-	if x := xAt(tr.All[1], 30); x != 108 || dead[2] || len(tr.All[0].Points) != 10 {
-		t.Errorf("the blob's track in frame 30 at x %v, the new track taken %v, the vanished track %d points; want 108, false, 10", x, dead[2], len(tr.All[0].Points))
+	if x := xAt(tr.All[1], 30); x != pieceX || dead[2] || len(tr.All[0].Points) != 10 {
+		t.Errorf("the blob's track in frame 30 at x %v, the new track taken %v, the vanished track %d points; want %v, false, 10", x, dead[2], len(tr.All[0].Points), pieceX)
 	}
 }
