@@ -204,45 +204,21 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 	where := map[[2]int]simParticle{}
 	// Matching as CLEAR MOT does (Bernardin and Stiefelhagen, 2008): a true
 	// particle keeps the track it was matched to while that track has a
-	// detection within reach; the others take the nearest free detection,
-	// the largest particles first. A switch is a true particle matched to
-	// another track than the last one it had.
+	// detection within reach; the others and the free detections are
+	// matched by the least total distance among the most pairs within reach
+	// (the Hungarian method). A switch is a true particle matched to another
+	// track than the last one it had.
 	lastTrack := map[int]int{}
 	for f, parts := range truth.Truth {
 		dets := res.Detections[f]
-		used := make([]bool, len(dets))
 		sort.Slice(parts, func(i, j int) bool { return parts[i].R > parts[j].R })
-		kept := map[int]int{} // true particle -> detection, by continuity
-		for _, p := range parts {
-			last, ok := lastTrack[p.ID]
-			if !ok {
-				continue
-			}
-			for j, d := range dets {
-				if !used[j] && d.Track == last && math.Hypot(d.X-p.X, d.Y-p.Y) <= math.Max(3, p.R) {
-					used[j], kept[p.ID] = true, j
-					break
-				}
-			}
-		}
-		for _, p := range parts {
+		reach := func(p simParticle) float64 { return math.Max(3, p.R) }
+		match := matchFrame(parts, dets, lastTrack, reach)
+		for i, p := range parts {
 			where[[2]int{p.ID, f}] = p
-			best, bd := -1, math.Max(3, p.R)
-			if j, ok := kept[p.ID]; ok {
-				best, used[j] = j, false
-			} else {
-				for j, d := range dets {
-					if dd := math.Hypot(d.X-p.X, d.Y-p.Y); !used[j] && dd <= bd {
-						best, bd = j, dd
-					}
-				}
-			}
+			best := match[i]
 			hidden := hiddenBy(p, parts)
 			if best >= 0 {
-				lastTrack[p.ID] = dets[best].Track
-			}
-			if best >= 0 {
-				used[best] = true
 				s.tp++
 				if !hidden {
 					trackOf[p.ID] = append(trackOf[p.ID], dets[best].Track)
@@ -268,6 +244,12 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 						s.bins[k].tp++
 					}
 				}
+			}
+		}
+		used := make([]bool, len(dets))
+		for _, j := range match {
+			if j >= 0 {
+				used[j] = true
 			}
 		}
 		for j, u := range used {
@@ -426,6 +408,102 @@ func (s *movieScore) score(t *testing.T, seed, frames, size int) {
 }
 
 func abs(v int) int { return max(v, -v) }
+
+// matchFrame matches the true particles of a frame to its detections as
+// CLEAR MOT does: a particle first keeps the track it had (lastTrack) if a
+// detection of that track is within reach; the particles and detections
+// left are then paired by the least total distance among the most pairs
+// within reach: first the particles in view, then those hidden inside a
+// larger one's projection (hiddenBy), so that a blob two particles make
+// goes to the one seen. It returns the detection of each particle (-1:
+// none).
+func matchFrame(parts []simParticle, dets []movie.Detection, lastTrack map[int]int, reach func(simParticle) float64) []int {
+	match := make([]int, len(parts))
+	used := make([]bool, len(dets))
+	for i, p := range parts {
+		match[i] = -1
+		last, ok := lastTrack[p.ID]
+		if !ok {
+			continue
+		}
+		for j, d := range dets {
+			if !used[j] && d.Track == last && math.Hypot(d.X-p.X, d.Y-p.Y) <= reach(p) {
+				used[j], match[i] = true, j
+				break
+			}
+		}
+	}
+	for _, hidden := range []bool{false, true} {
+		var rows []int
+		for i, p := range parts {
+			if match[i] < 0 && hiddenBy(p, parts) == hidden {
+				rows = append(rows, i)
+			}
+		}
+		pairLeast(parts, dets, rows, used, match, reach)
+	}
+	for i, p := range parts {
+		if match[i] >= 0 {
+			lastTrack[p.ID] = dets[match[i]].Track
+		}
+	}
+	return match
+}
+
+// pairLeast pairs the rows (particles) with the free detections by the
+// least total distance among the most pairs within reach, in groups linked
+// by pairs within reach (each small), and marks what it pairs.
+func pairLeast(parts []simParticle, dets []movie.Detection, rows []int, used []bool, match []int, reach func(simParticle) float64) {
+	near := map[int][]int{} // row -> free detections within reach
+	for _, i := range rows {
+		p := parts[i]
+		for j, d := range dets {
+			if !used[j] && math.Abs(d.X-p.X) <= reach(p) && math.Hypot(d.X-p.X, d.Y-p.Y) <= reach(p) {
+				near[i] = append(near[i], j)
+			}
+		}
+	}
+	const far = 1e6 // the cost of a pair out of reach
+	done := map[int]bool{}
+	for _, start := range rows {
+		if done[start] || len(near[start]) == 0 {
+			continue
+		}
+		// The group of start: rows and detections linked through pairs.
+		group, cols, colAt := []int{start}, []int{}, map[int]int{}
+		done[start] = true
+		for k := 0; k < len(group); k++ {
+			for _, j := range near[group[k]] {
+				if _, ok := colAt[j]; ok {
+					continue
+				}
+				colAt[j] = len(cols)
+				cols = append(cols, j)
+				for _, i := range rows {
+					if !done[i] && slices.Contains(near[i], j) {
+						done[i] = true
+						group = append(group, i)
+					}
+				}
+			}
+		}
+		cost := make([][]float64, len(group))
+		for r, i := range group {
+			cost[r] = make([]float64, len(cols))
+			for c := range cost[r] {
+				cost[r][c] = far
+			}
+			for _, j := range near[i] {
+				cost[r][colAt[j]] = math.Hypot(dets[j].X-parts[i].X, dets[j].Y-parts[i].Y)
+			}
+		}
+		for r, c := range minCostAssignment(cost) {
+			if c >= 0 && cost[r][c] < far {
+				match[group[r]], used[cols[c]] = cols[c], true
+			}
+		}
+	}
+}
 
 // eventScore is how the events of one type were found: true ones, those
 // a reported one lies on, reported ones, and those that lie on a true one.
